@@ -1,0 +1,55 @@
+/* shmp — Process: a function run in a forked child. */
+#ifndef SHMP_PROCESS_H
+#define SHMP_PROCESS_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * The child runs fn(arg) and exits with its return value (stdio flushed,
+ * the parent's atexit handlers not run). Everything the parent had at
+ * start() — memory, shmp handles, the default segment — is there in the child.
+ *
+ * A Process destroyed while its child still runs: a daemon child is killed
+ * and reaped; any other child is reaped as soon as it ends, by the next
+ * shmp_process call or at exit, so no zombie stays behind.
+ */
+typedef struct shmp_process shmp_process_t;
+typedef int (*shmp_process_fn)(void *arg);
+
+struct shmp_process_opts {
+	size_t sz;
+	int daemon;          /* kill the child when the handle is destroyed */
+	int die_with_parent; /* child gets SIGKILL when this process dies */
+};
+
+/* public */
+SHMP_API shmp_process_t *shmp_process_create(shmp_process_fn fn, void *arg,
+					     const struct shmp_process_opts *opts);
+/* Fork the child. -EALREADY if already started. */
+SHMP_API int shmp_process_start(shmp_process_t *p);
+/* Wait for the child to end. 0 once it has (again: fine), -ETIMEDOUT,
+ * -EINVAL if not started. */
+SHMP_API int shmp_process_join(shmp_process_t *p, double timeout);
+/* 1 and *code set if the child has ended: its exit status, or minus the
+ * signal that killed it. 0 if not started or still running. Never blocks. */
+SHMP_API int shmp_process_exitcode(shmp_process_t *p, int *code);
+/* 1 if started and not ended. */
+SHMP_API int shmp_process_is_alive(shmp_process_t *p);
+/* The child's pid, 0 before start. */
+SHMP_API pid_t shmp_process_pid(const shmp_process_t *p);
+/* A pidfd for poll/epoll/io_uring: readable once the child ends. Owned by the
+ * handle. -EINVAL before start. */
+SHMP_API int shmp_process_pidfd(const shmp_process_t *p);
+/* SIGTERM / SIGKILL to a running child; 0 if it has already ended. */
+SHMP_API int shmp_process_terminate(shmp_process_t *p);
+SHMP_API int shmp_process_kill(shmp_process_t *p);
+SHMP_API void shmp_process_destroy(shmp_process_t *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,105 @@
+/* shmp — shared-memory segments and the offset allocator inside them. */
+#ifndef SHMP_SEGMENT_H
+#define SHMP_SEGMENT_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * A segment is one shared mapping with a validated header and an allocator.
+ * Everything inside is addressed by offset from the segment's base, because
+ * each process maps it at its own address.
+ *
+ * Anonymous segments (name == NULL) are inherited by children forked after
+ * their creation and vanish with the last process mapping them: they cannot
+ * leak. Named segments live in /dev/shm as "shmp.<name>" so that unrelated
+ * processes can attach; they are created 0600 (opts->mode to widen) with
+ * O_EXCL and never through a symlink.
+ *
+ * Lifetime of a named segment: it exists until unlinked. shmp_segment_destroy()
+ * by the creating handle unmaps and unlinks it; shmp_segment_detach() only
+ * unmaps. Processes that still map an unlinked segment keep using it safely
+ * (the memory lives until the last unmap); new attaches fail with -ENOENT.
+ * With SHMP_SEGMENT_UNLINK_ON_LAST_DETACH the last detach (attach count 0)
+ * unlinks it. A creator killed before unlinking leaves a stale segment, which
+ * `shmp gc` (or shmp_segment_unlink()) removes.
+ */
+typedef struct shmp_segment shmp_segment_t;
+
+enum {
+	SHMP_SEGMENT_UNLINK_ON_LAST_DETACH = 1u << 0,
+};
+
+struct shmp_segment_opts {
+	size_t sz;       /* sizeof(struct shmp_segment_opts) */
+	unsigned mode;   /* permission bits for a named segment; 0 means 0600 */
+	unsigned flags;  /* SHMP_SEGMENT_* */
+};
+
+#define SHMP_SEGMENT_NAME_MAX 200 /* bytes, without the "shmp." prefix */
+#define SHMP_SEGMENT_MIN_SIZE 65536
+
+/* public */
+/* Create a segment of `size` bytes (rounded up to pages; at least
+ * SHMP_SEGMENT_MIN_SIZE). name == NULL makes an anonymous one. NULL on error
+ * with errno: EINVAL (bad name or size), ENAMETOOLONG, EEXIST (name taken),
+ * ENOMEM, or what shm_open/ftruncate/mmap said. */
+SHMP_API shmp_segment_t *shmp_segment_create(const char *name, size_t size,
+					     const struct shmp_segment_opts *opts);
+/* Attach to an existing named segment. NULL with errno ENOENT, EACCES,
+ * EINVAL (bad name), and for a bad header: errno = -SHMP_ECORRUPT or
+ * -SHMP_EVERSION (shmp_strerror(-errno) names them). */
+SHMP_API shmp_segment_t *shmp_segment_attach(const char *name);
+/* Unmap; the segment stays for others. Accepts NULL. */
+SHMP_API void shmp_segment_detach(shmp_segment_t *seg);
+/* Unmap, and unlink a named segment if this handle created it. Accepts NULL. */
+SHMP_API void shmp_segment_destroy(shmp_segment_t *seg);
+/* Remove a named segment by name (its mappings stay valid). 0 or -errno. */
+SHMP_API int shmp_segment_unlink(const char *name);
+/* 0 if `name` is a valid segment name, else -EINVAL or -ENAMETOOLONG. */
+SHMP_API int shmp_segment_name_check(const char *name);
+
+/* The process-wide default segment: anonymous, created on first use (by any
+ * object created without a segment), shared with children forked after that.
+ * Its size is SHMP_DEFAULT_SEGMENT_SIZE bytes from the environment (suffixes
+ * K, M, G allowed) or 256 MiB; pages cost nothing until touched. NULL with
+ * errno on failure. */
+SHMP_API shmp_segment_t *shmp_segment_default(void);
+
+SHMP_API void *shmp_segment_base(const shmp_segment_t *seg);
+SHMP_API size_t shmp_segment_size(const shmp_segment_t *seg);
+/* The name given at create/attach, or NULL for an anonymous segment. */
+SHMP_API const char *shmp_segment_name(const shmp_segment_t *seg);
+
+/* Allocate `size` bytes aligned to `align` (a power of two up to 4096; 0
+ * means 16; 64 gives a cache line of its own). Stores the block's offset in
+ * *off. The block's bytes are zero. Safe with other processes allocating at
+ * once and with one of them killed mid-allocation (at worst that block is
+ * lost). -ENOMEM when full (nothing is changed), -EINVAL, SHMP_ECORRUPT. */
+SHMP_API int shmp_segment_alloc(shmp_segment_t *seg, size_t size, size_t align,
+				uint64_t *off);
+/* Free a block by the offset alloc gave. -EINVAL for an offset that is not a
+ * live block (double free included). */
+SHMP_API int shmp_segment_free(shmp_segment_t *seg, uint64_t off);
+/* Offset -> address, NULL (errno EINVAL) if [off, off+len) is outside. */
+SHMP_API void *shmp_segment_ptr(const shmp_segment_t *seg, uint64_t off, size_t len);
+/* Address -> offset; -EINVAL if ptr is not inside the segment. */
+SHMP_API int shmp_segment_offset(const shmp_segment_t *seg, const void *ptr, uint64_t *off);
+
+struct shmp_segment_stats {
+	uint64_t size;        /* bytes mapped */
+	uint64_t heap_bytes;  /* bytes the allocator manages */
+	uint64_t used_bytes;  /* bytes in live blocks (with their headers) */
+	uint64_t live_blocks;
+	pid_t creator_pid;
+	uint32_t attach_count;
+};
+SHMP_API int shmp_segment_stats(shmp_segment_t *seg, struct shmp_segment_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,177 @@
+/* shmp — process-shared synchronization on futexes in shared memory. */
+#ifndef SHMP_SYNC_H
+#define SHMP_SYNC_H
+
+#include "segment.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Every object here lives in a segment (NULL: the default segment) and works
+ * between all processes mapping it. Handles are process-local: a child forked
+ * after creation uses the parent's handle as is. Uncontended operations make
+ * no system call; waits spin briefly (bounded) and then sleep on a futex.
+ *
+ * What a participant's death does:
+ * - Lock/RLock: the holder dying (any signal, exit, thread exit) is detected
+ *   by the next acquirer, or within ~50 ms by waiters already asleep; exactly
+ *   one of them gets -EOWNERDEAD and owns the lock. It calls
+ *   shmp_lock_consistent() after repairing the data; if it releases without
+ *   that, the lock becomes unusable: every later acquire gets
+ *   -ENOTRECOVERABLE. Death is detected by the owner's thread id, so all
+ *   users must share a pid namespace; if the dead owner's id were reused by a
+ *   new thread before anyone looked, recovery would wait for that thread.
+ * - Semaphore: a permit held by a process that dies is not given back (as
+ *   with POSIX semaphores); a waiter dying changes nothing for the others.
+ * - Condition: a waiter dying is harmless: notify() wakes live waiters. The
+ *   lock follows the Lock rules above.
+ * - Event: a waiter dying is harmless.
+ * - Barrier: a party that dies while others wait — after arriving, or a party
+ *   of an earlier round that has not arrived yet — breaks the barrier: the
+ *   others get SHMP_EBROKEN within ~50 ms instead of hanging.
+ */
+
+/* ---- Lock and RLock --------------------------------------------------- */
+typedef struct shmp_lock shmp_lock_t;
+
+struct shmp_lock_opts {
+	size_t sz;
+	shmp_segment_t *segment; /* NULL: default segment */
+};
+
+/* public */
+/* A Lock is not reentrant: the holder acquiring again gets -EDEADLK at once.
+ * NULL with errno on failure. */
+SHMP_API shmp_lock_t *shmp_lock_create(const struct shmp_lock_opts *opts);
+/* An RLock: its owner may acquire again; it is free after as many releases. */
+SHMP_API shmp_lock_t *shmp_rlock_create(const struct shmp_lock_opts *opts);
+/* Free the lock's shared memory and the handle. Accepts NULL. Only call when
+ * no process uses the lock any more. */
+SHMP_API void shmp_lock_destroy(shmp_lock_t *l);
+/* Acquire. timeout as in common.h. Returns 0; -ETIMEDOUT; -EOWNERDEAD (you
+ * own it, the previous owner died: repair, then shmp_lock_consistent());
+ * -ENOTRECOVERABLE; -EDEADLK (Lock already held by this thread). */
+SHMP_API int shmp_lock_acquire(shmp_lock_t *l, double timeout);
+/* Release. -EPERM if the calling thread does not hold it. */
+SHMP_API int shmp_lock_release(shmp_lock_t *l);
+/* After -EOWNERDEAD: mark the protected state repaired. -EPERM if the caller
+ * does not own the lock, -EINVAL if it is not in the owner-died state. */
+SHMP_API int shmp_lock_consistent(shmp_lock_t *l);
+/* 1 if held by anyone, 0 if free, -ENOTRECOVERABLE. */
+SHMP_API int shmp_lock_locked(const shmp_lock_t *l);
+/* Current owner: 1 and *pid, *tid set (either may be NULL) if held, 0 if free. */
+SHMP_API int shmp_lock_owner(const shmp_lock_t *l, pid_t *pid, pid_t *tid);
+/* RLock recursion depth held by the calling thread (0 if not the owner). */
+SHMP_API int shmp_lock_count(const shmp_lock_t *l);
+/* 1 for an RLock, 0 for a Lock. */
+SHMP_API int shmp_lock_is_recursive(const shmp_lock_t *l);
+
+/* ---- Semaphore and BoundedSemaphore ------------------------------------ */
+typedef struct shmp_sem shmp_sem_t;
+
+struct shmp_sem_opts {
+	size_t sz;
+	shmp_segment_t *segment;
+};
+
+#define SHMP_SEM_VALUE_MAX 0x7fffffffu
+
+/* NULL with errno (EINVAL if value > SHMP_SEM_VALUE_MAX). */
+SHMP_API shmp_sem_t *shmp_sem_create(unsigned value, const struct shmp_sem_opts *opts);
+/* A bounded semaphore: releasing above the initial value is -EOVERFLOW. */
+SHMP_API shmp_sem_t *shmp_bounded_sem_create(unsigned value, const struct shmp_sem_opts *opts);
+SHMP_API void shmp_sem_destroy(shmp_sem_t *s);
+/* 0 or -ETIMEDOUT. */
+SHMP_API int shmp_sem_acquire(shmp_sem_t *s, double timeout);
+/* 0, -EOVERFLOW (bounded, or past SHMP_SEM_VALUE_MAX). */
+SHMP_API int shmp_sem_release(shmp_sem_t *s);
+/* Current value (>= 0). */
+SHMP_API int shmp_sem_value(const shmp_sem_t *s);
+
+/* ---- Condition --------------------------------------------------------- */
+typedef struct shmp_cond shmp_cond_t;
+
+struct shmp_cond_opts {
+	size_t sz;
+	shmp_segment_t *segment;
+	shmp_lock_t *lock; /* Lock or RLock in the same segment; NULL: a new RLock */
+};
+
+/* NULL with errno; EXDEV if the lock lives in another segment. */
+SHMP_API shmp_cond_t *shmp_cond_create(const struct shmp_cond_opts *opts);
+/* Frees the condition, and its lock if the condition created it. */
+SHMP_API void shmp_cond_destroy(shmp_cond_t *c);
+/* The lock the condition is bound to. */
+SHMP_API shmp_lock_t *shmp_cond_lock(shmp_cond_t *c);
+/* Caller holds the lock. Releases it (all RLock levels), sleeps until
+ * notified, re-acquires it. 0 if notified, -ETIMEDOUT (lock re-acquired
+ * either way), -EPERM if not the owner, -EOWNERDEAD from the re-acquire.
+ * No spurious wake-ups are returned. */
+SHMP_API int shmp_cond_wait(shmp_cond_t *c, double timeout);
+/* Wait until pred(arg) is nonzero, checking it under the lock. 0 when it is,
+ * -ETIMEDOUT (pred still 0), or the errors of shmp_cond_wait. */
+SHMP_API int shmp_cond_wait_for(shmp_cond_t *c, int (*pred)(void *arg), void *arg,
+				double timeout);
+/* Caller holds the lock. Wake up to n waiters (a notify with no waiters is
+ * lost). Returns how many were woken, or -EPERM. */
+SHMP_API int shmp_cond_notify(shmp_cond_t *c, unsigned n);
+SHMP_API int shmp_cond_notify_all(shmp_cond_t *c);
+
+/* ---- Event ------------------------------------------------------------- */
+typedef struct shmp_event shmp_event_t;
+
+struct shmp_event_opts {
+	size_t sz;
+	shmp_segment_t *segment;
+};
+
+SHMP_API shmp_event_t *shmp_event_create(const struct shmp_event_opts *opts);
+SHMP_API void shmp_event_destroy(shmp_event_t *e);
+/* Set the flag and wake every waiter in every process. */
+SHMP_API int shmp_event_set(shmp_event_t *e);
+SHMP_API int shmp_event_clear(shmp_event_t *e);
+/* 1 if set, 0 if not. */
+SHMP_API int shmp_event_is_set(const shmp_event_t *e);
+/* 0 once the flag is set, -ETIMEDOUT if it is not by then. */
+SHMP_API int shmp_event_wait(shmp_event_t *e, double timeout);
+
+/* ---- Barrier ----------------------------------------------------------- */
+typedef struct shmp_barrier shmp_barrier_t;
+
+struct shmp_barrier_opts {
+	size_t sz;
+	shmp_segment_t *segment;
+	/* Run once per round by the last party to arrive, before the others are
+	 * released. Nonzero return breaks the barrier. Process-local: each
+	 * process uses the action of its own handle. */
+	int (*action)(void *arg);
+	void *action_arg;
+	double timeout; /* default wait timeout; 0 in opts means none */
+};
+
+#define SHMP_BARRIER_PARTIES_MAX 65536u
+
+/* NULL with errno (EINVAL for 0 or too many parties). */
+SHMP_API shmp_barrier_t *shmp_barrier_create(unsigned parties, const struct shmp_barrier_opts *opts);
+SHMP_API void shmp_barrier_destroy(shmp_barrier_t *b);
+/* Wait for all parties. Returns this party's arrival index 0..parties-1
+ * (distinct per round); SHMP_EBROKEN if the barrier is or becomes broken;
+ * -ETIMEDOUT for the party whose timeout expired (it breaks the barrier for
+ * the others). timeout < 0 uses the default timeout from opts, if any. */
+SHMP_API int shmp_barrier_wait(shmp_barrier_t *b, double timeout);
+/* Break the barrier: current and future waiters get SHMP_EBROKEN until reset. */
+SHMP_API int shmp_barrier_abort(shmp_barrier_t *b);
+/* Back to empty and usable; parties waiting now get SHMP_EBROKEN. */
+SHMP_API int shmp_barrier_reset(shmp_barrier_t *b);
+SHMP_API int shmp_barrier_parties(const shmp_barrier_t *b);
+/* Parties currently waiting. */
+SHMP_API int shmp_barrier_n_waiting(const shmp_barrier_t *b);
+/* 1 if broken. */
+SHMP_API int shmp_barrier_broken(const shmp_barrier_t *b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,188 @@
+/* private: the offset allocator inside a segment.
+ *
+ * Size classes (multiples of 64 bytes, four per power of two, so at most 25%
+ * slack), one free list per class, and a bump pointer for fresh memory. All
+ * state is offsets in the header, guarded by the header's robust lock.
+ *
+ * Crash safety: every change publishes with one final store (the list head or
+ * the bump pointer), written after the block itself is set up. A process
+ * killed anywhere inside leaves a consistent allocator; at worst the block it
+ * was taking or giving back is lost. The next user absorbs the lock's
+ * owner-died state.
+ *
+ * Every offset read from shared memory is checked before use: a corrupted
+ * list makes alloc/free fail with SHMP_ECORRUPT (and drops that list), never
+ * touch memory outside the heap. */
+#include "internal.h"
+
+#include <stdlib.h>
+
+#define PREFIX 16u
+#define LIVE_MAGIC 0x4c495645u /* "LIVE" */
+#define FREE_MAGIC 0x46524545u /* "FREE" */
+#define MAX_ALIGN 4096u
+
+struct prefix {          /* the 16 bytes just before every payload */
+	uint32_t magic;
+	uint32_t cls;
+	uint64_t block_off;
+};
+struct free_node {       /* at the start of a free block */
+	uint32_t magic;
+	uint32_t cls;
+	uint64_t next;
+};
+
+static uint64_t class_size(unsigned c)
+{
+	if (c < 4)
+		return 64ull * (c + 1);
+	unsigned g = (c - 4) / 4, s = (c - 4) % 4;
+	uint64_t base = 256ull << g;
+	return base + (s + 1) * (base / 4);
+}
+
+static int class_of(uint64_t size, unsigned *cls)
+{
+	unsigned c;
+	if (size <= 256) {
+		c = size == 0 ? 0 : (unsigned)((size + 63) / 64 - 1);
+	} else {
+		unsigned p = 64 - (unsigned)__builtin_clzll(size - 1); /* 2^p >= size */
+		uint64_t base = 1ull << (p - 1);                       /* base < size <= 2 base */
+		uint64_t quarter = base / 4;
+		unsigned s = (unsigned)((size - base + quarter - 1) / quarter) - 1;
+		c = 4 + 4 * (p - 1 - 8) + s;
+	}
+	if (c >= SHMP__NCLASSES)
+		return -ENOMEM;
+	*cls = c;
+	return 0;
+}
+
+static bool block_ok(const struct shmp__seg_hdr *h, uint64_t off, unsigned cls)
+{
+	return off >= h->heap_start && off < h->heap_top && off % SHMP__CACHELINE == 0 &&
+	       class_size(cls) <= h->heap_top - off;
+}
+
+int shmp_segment_alloc(shmp_segment_t *seg, size_t size, size_t align, uint64_t *off)
+{
+	if (!seg || !off || size == 0 || (align & (align - 1)) || align > MAX_ALIGN)
+		return -EINVAL;
+	if (align < PREFIX)
+		align = PREFIX;
+	if (size > ((uint64_t)1 << 50))
+		return -ENOMEM;
+	uint64_t lead = align > PREFIX ? align : PREFIX; /* bytes before the payload */
+	unsigned c;
+	if (class_of(size + lead, &c) < 0)
+		return -ENOMEM;
+	uint64_t csize = class_size(c);
+
+	struct shmp__seg_hdr *h = seg->hdr;
+	struct shmp__deadline forever = { .kind = 0 };
+	int r = shmp__lock_acquire_internal(&h->alloc_lock, &forever);
+	if (r < 0)
+		return r;
+	uint64_t block = h->free_head[c];
+	bool reused = block != 0;
+	if (reused) {
+		struct free_node *n = (struct free_node *)(seg->base + (block_ok(h, block, c) ? block : 0));
+		if (!block_ok(h, block, c) || n->magic != FREE_MAGIC || n->cls != c ||
+		    (n->next != 0 && !block_ok(h, n->next, c))) {
+			h->free_head[c] = 0; /* drop the damaged list: leak, never scribble */
+			shmp__lock_release_sh(&h->alloc_lock);
+			return SHMP_ECORRUPT;
+		}
+		n->magic = LIVE_MAGIC; /* a stale FREE mark must not survive inside the block */
+		h->free_head[c] = n->next;
+	} else {
+		if (h->heap_end - h->heap_top < csize) {
+			shmp__lock_release_sh(&h->alloc_lock);
+			return -ENOMEM;
+		}
+		block = h->heap_top;
+		h->heap_top = block + csize;
+	}
+	uint64_t payload = block + lead;
+	struct prefix *p = (struct prefix *)(seg->base + payload - PREFIX);
+	p->cls = c;
+	p->block_off = block;
+	p->magic = LIVE_MAGIC;
+	h->used_bytes += csize;
+	h->live_blocks++;
+	shmp__lock_release_sh(&h->alloc_lock);
+
+	/* Fresh bump memory is still zero (tmpfs); reused memory is cleared here,
+	 * outside the lock: the block is ours alone. */
+	if (reused)
+		memset(seg->base + payload, 0, size);
+	*off = payload;
+	return 0;
+}
+
+int shmp_segment_free(shmp_segment_t *seg, uint64_t off)
+{
+	if (!seg)
+		return -EINVAL;
+	struct shmp__seg_hdr *h = seg->hdr;
+	if (off < h->heap_start + PREFIX || off >= h->heap_end || off % PREFIX != 0)
+		return -EINVAL;
+	struct shmp__deadline forever = { .kind = 0 };
+	int r = shmp__lock_acquire_internal(&h->alloc_lock, &forever);
+	if (r < 0)
+		return r;
+	struct prefix *p = (struct prefix *)(seg->base + off - PREFIX);
+	uint64_t block = p->block_off;
+	unsigned c = p->cls;
+	if (p->magic != LIVE_MAGIC || c >= SHMP__NCLASSES || block > off - PREFIX ||
+	    off - block > MAX_ALIGN || !block_ok(h, block, c) || off - block >= class_size(c)) {
+		shmp__lock_release_sh(&h->alloc_lock);
+		return -EINVAL;
+	}
+	p->magic = FREE_MAGIC; /* a second free of this offset is refused */
+	struct free_node *n = (struct free_node *)(seg->base + block);
+	n->cls = c;
+	n->next = h->free_head[c];
+	n->magic = FREE_MAGIC;
+	h->free_head[c] = block;
+	h->used_bytes -= class_size(c);
+	h->live_blocks--;
+	shmp__lock_release_sh(&h->alloc_lock);
+	return 0;
+}
+
+int shmp_segment_stats(shmp_segment_t *seg, struct shmp_segment_stats *st)
+{
+	if (!seg || !st)
+		return -EINVAL;
+	struct shmp__seg_hdr *h = seg->hdr;
+	st->size = seg->size;
+	st->heap_bytes = h->heap_end - h->heap_start;
+	st->used_bytes = h->used_bytes;
+	st->live_blocks = h->live_blocks;
+	st->creator_pid = h->creator_pid;
+	st->attach_count = atomic_load_explicit(&h->attach_count, memory_order_relaxed);
+	return 0;
+}
+
+void *shmp__alloc_ptr(shmp_segment_t *seg, size_t size, size_t align, uint64_t *off)
+{
+	uint64_t o;
+	int r = shmp_segment_alloc(seg, size, align, &o);
+	if (r < 0) {
+		errno = r <= -SHMP_EBASE ? EIO : -r;
+		return NULL;
+	}
+	if (off)
+		*off = o;
+	return seg->base + o;
+}
+
+void shmp__free_ptr(shmp_segment_t *seg, void *p)
+{
+	uint64_t off;
+	if (p && shmp_segment_offset(seg, p, &off) == 0)
+		shmp_segment_free(seg, off);
+}

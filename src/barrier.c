@@ -1,0 +1,237 @@
+/* private: Barrier for N parties across processes.
+ *
+ * `gen` is the round number and the futex word: it moves on when a round
+ * ends, passed or broken. Whether round r broke is bit r%64 of broken_mask,
+ * set before gen moves, so a released waiter learns its own round's fate
+ * even if later rounds have started (as long as fewer than 64 rounds end
+ * before it wakes; a round cannot pass without it, so only aborts and resets
+ * count against that).
+ *
+ * Death: waiters wake on a bounded slice. The first arriver checks every
+ * party that has arrived and every member of the last passed round; the
+ * others check the first arriver. A dead one breaks the round. */
+#include "internal.h"
+
+#include <stdlib.h>
+
+struct shmp__barrier_sh {
+	_Atomic uint32_t gen;
+	_Atomic uint32_t broken;
+	uint32_t parties;
+	uint32_t count;
+	uint32_t magic;
+	uint32_t reserved;
+	_Atomic uint64_t broken_mask;
+	struct shmp__lock_sh lock;
+	uint32_t tids[]; /* arrived[parties], then members[parties] */
+};
+#define BARRIER_MAGIC 0x42415252u
+#define SLICE_FIRST_NS 5000000L
+#define SLICE_MAX_NS 50000000L
+
+struct shmp_barrier {
+	shmp_segment_t *seg;
+	struct shmp__barrier_sh *sh;
+	int (*action)(void *);
+	void *action_arg;
+	double timeout;
+};
+
+static uint32_t *arrived(struct shmp__barrier_sh *sh) { return sh->tids; }
+static uint32_t *members(struct shmp__barrier_sh *sh) { return sh->tids + sh->parties; }
+
+shmp_barrier_t *shmp_barrier_create(unsigned parties, const struct shmp_barrier_opts *opts)
+{
+	if (parties == 0 || parties > SHMP_BARRIER_PARTIES_MAX || (opts && opts->sz < sizeof(size_t))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	shmp_segment_t *seg = shmp__segment_or_default(opts ? opts->segment : NULL);
+	if (!seg)
+		return NULL;
+	shmp_barrier_t *b = calloc(1, sizeof *b);
+	if (!b)
+		return NULL;
+	size_t bytes = sizeof *b->sh + 2 * sizeof(uint32_t) * parties;
+	b->sh = shmp__alloc_ptr(seg, bytes, SHMP__CACHELINE, NULL);
+	if (!b->sh) {
+		free(b);
+		return NULL;
+	}
+	b->seg = seg;
+	if (opts) {
+		b->action = opts->action;
+		b->action_arg = opts->action_arg;
+		b->timeout = opts->timeout > 0 ? opts->timeout : SHMP_FOREVER;
+	} else {
+		b->timeout = SHMP_FOREVER;
+	}
+	b->sh->parties = parties;
+	b->sh->magic = BARRIER_MAGIC;
+	shmp__lock_init(&b->sh->lock, SHMP__KIND_LOCK);
+	return b;
+}
+
+void shmp_barrier_destroy(shmp_barrier_t *b)
+{
+	if (!b)
+		return;
+	shmp__free_ptr(b->seg, b->sh);
+	free(b);
+}
+
+/* Under the lock. A holder of the lock that died may have left the round
+ * half-updated: break it rather than trust it. */
+static int lock_barrier(struct shmp__barrier_sh *sh)
+{
+	int r = shmp__lock_acquire_sh(&sh->lock, SHMP_FOREVER);
+	if (r == -EOWNERDEAD) {
+		atomic_store_explicit(&sh->lock.inconsistent, 0, memory_order_relaxed);
+		r = 1;
+	}
+	return r;
+}
+
+/* Under the lock: end round `gen` as broken and wake everyone. */
+static void break_round(struct shmp__barrier_sh *sh)
+{
+	uint32_t g = atomic_load_explicit(&sh->gen, memory_order_relaxed);
+	atomic_store_explicit(&sh->broken, 1, memory_order_relaxed);
+	atomic_fetch_or_explicit(&sh->broken_mask, 1ull << (g & 63), memory_order_relaxed);
+	sh->count = 0;
+	atomic_store_explicit(&sh->gen, g + 1, memory_order_release);
+	shmp__futex_wake(&sh->gen, INT_MAX);
+}
+
+/* Under the lock, round unchanged: is a party this round depends on dead? */
+static bool party_died(struct shmp__barrier_sh *sh, bool first)
+{
+	uint32_t me = (uint32_t)shmp__tid();
+	if (!first)
+		return sh->count > 0 && arrived(sh)[0] != me && shmp__tid_dead((pid_t)arrived(sh)[0]);
+	for (uint32_t i = 0; i < sh->count && i < sh->parties; i++)
+		if (arrived(sh)[i] != me && shmp__tid_dead((pid_t)arrived(sh)[i]))
+			return true;
+	for (uint32_t i = 0; i < sh->parties; i++) {
+		uint32_t m = members(sh)[i];
+		if (m != 0 && m != me && shmp__tid_dead((pid_t)m))
+			return true;
+	}
+	return false;
+}
+
+int shmp_barrier_wait(shmp_barrier_t *b, double timeout)
+{
+	if (!b)
+		return -EINVAL;
+	struct shmp__barrier_sh *sh = b->sh;
+	struct shmp__deadline d;
+	shmp__deadline_init(&d, timeout < 0 ? b->timeout : timeout);
+
+	int lr = lock_barrier(sh);
+	if (lr < 0)
+		return lr;
+	if (lr == 1 && !atomic_load_explicit(&sh->broken, memory_order_relaxed))
+		break_round(sh);
+	if (atomic_load_explicit(&sh->broken, memory_order_relaxed) || sh->count >= sh->parties) {
+		shmp__lock_release_sh(&sh->lock);
+		return SHMP_EBROKEN;
+	}
+	uint32_t round = atomic_load_explicit(&sh->gen, memory_order_relaxed);
+	uint32_t idx = sh->count++;
+	arrived(sh)[idx] = (uint32_t)shmp__tid();
+	if (sh->count == sh->parties) {
+		if (b->action && b->action(b->action_arg) != 0) {
+			break_round(sh);
+			shmp__lock_release_sh(&sh->lock);
+			return SHMP_EBROKEN;
+		}
+		memcpy(members(sh), arrived(sh), sizeof(uint32_t) * sh->parties);
+		sh->count = 0;
+		atomic_fetch_and_explicit(&sh->broken_mask, ~(1ull << ((round + 1) & 63)), memory_order_relaxed);
+		atomic_store_explicit(&sh->gen, round + 1, memory_order_release);
+		shmp__futex_wake(&sh->gen, INT_MAX);
+		shmp__lock_release_sh(&sh->lock);
+		return (int)idx;
+	}
+	shmp__lock_release_sh(&sh->lock);
+
+	for (unsigned i = 0; i < shmp__spin_limit && d.kind != 2; i++) {
+		if (atomic_load_explicit(&sh->gen, memory_order_acquire) != round)
+			goto done;
+		shmp__cpu_relax();
+	}
+	long slice = SLICE_FIRST_NS;
+	while (atomic_load_explicit(&sh->gen, memory_order_acquire) == round) {
+		struct timespec until = shmp__deadline_cap(&d, slice);
+		if (shmp__futex_wait(&sh->gen, round, &until) != -ETIMEDOUT)
+			continue;
+		bool expired = shmp__deadline_passed(&d);
+		if ((lr = lock_barrier(sh)) < 0)
+			return lr;
+		bool same = atomic_load_explicit(&sh->gen, memory_order_relaxed) == round;
+		if (same && (expired || lr == 1 || party_died(sh, idx == 0))) {
+			break_round(sh);
+			shmp__lock_release_sh(&sh->lock);
+			return expired ? -ETIMEDOUT : SHMP_EBROKEN;
+		}
+		shmp__lock_release_sh(&sh->lock);
+		slice = slice * 2 > SLICE_MAX_NS ? SLICE_MAX_NS : slice * 2;
+	}
+done:
+	if (atomic_load_explicit(&sh->broken_mask, memory_order_acquire) & (1ull << (round & 63)))
+		return SHMP_EBROKEN;
+	return (int)idx;
+}
+
+int shmp_barrier_abort(shmp_barrier_t *b)
+{
+	if (!b)
+		return -EINVAL;
+	int r = lock_barrier(b->sh);
+	if (r < 0)
+		return r;
+	if (!atomic_load_explicit(&b->sh->broken, memory_order_relaxed))
+		break_round(b->sh);
+	shmp__lock_release_sh(&b->sh->lock);
+	return 0;
+}
+
+int shmp_barrier_reset(shmp_barrier_t *b)
+{
+	if (!b)
+		return -EINVAL;
+	struct shmp__barrier_sh *sh = b->sh;
+	int r = lock_barrier(sh);
+	if (r < 0)
+		return r;
+	if (!atomic_load_explicit(&sh->broken, memory_order_relaxed) && sh->count > 0)
+		break_round(sh); /* those waiting now are told it broke */
+	uint32_t g = atomic_load_explicit(&sh->gen, memory_order_relaxed);
+	atomic_fetch_and_explicit(&sh->broken_mask, ~(1ull << (g & 63)), memory_order_relaxed);
+	sh->count = 0;
+	atomic_store_explicit(&sh->broken, 0, memory_order_release);
+	shmp__lock_release_sh(&sh->lock);
+	return 0;
+}
+
+int shmp_barrier_parties(const shmp_barrier_t *b)
+{
+	return b ? (int)b->sh->parties : -EINVAL;
+}
+
+int shmp_barrier_n_waiting(const shmp_barrier_t *b)
+{
+	if (!b)
+		return -EINVAL;
+	if (atomic_load_explicit(&b->sh->broken, memory_order_relaxed))
+		return 0;
+	return (int)__atomic_load_n(&b->sh->count, __ATOMIC_RELAXED);
+}
+
+int shmp_barrier_broken(const shmp_barrier_t *b)
+{
+	if (!b)
+		return -EINVAL;
+	return atomic_load_explicit(&b->sh->broken, memory_order_acquire) != 0;
+}

@@ -1,0 +1,102 @@
+/* private: Event — a flag word that waiters sleep on. */
+#include "internal.h"
+
+#include <stdlib.h>
+
+struct shmp__event_sh {
+	_Atomic uint32_t flag;
+	_Atomic uint32_t waiters;
+	uint32_t magic;
+	uint32_t reserved;
+};
+#define EVENT_MAGIC 0x45564e54u
+
+struct shmp_event {
+	shmp_segment_t *seg;
+	struct shmp__event_sh *sh;
+};
+
+shmp_event_t *shmp_event_create(const struct shmp_event_opts *opts)
+{
+	if (opts && opts->sz < sizeof(size_t)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	shmp_segment_t *seg = shmp__segment_or_default(opts ? opts->segment : NULL);
+	if (!seg)
+		return NULL;
+	shmp_event_t *e = calloc(1, sizeof *e);
+	if (!e)
+		return NULL;
+	e->sh = shmp__alloc_ptr(seg, sizeof *e->sh, SHMP__CACHELINE, NULL);
+	if (!e->sh) {
+		free(e);
+		return NULL;
+	}
+	e->seg = seg;
+	e->sh->magic = EVENT_MAGIC;
+	return e;
+}
+
+void shmp_event_destroy(shmp_event_t *e)
+{
+	if (!e)
+		return;
+	shmp__free_ptr(e->seg, e->sh);
+	free(e);
+}
+
+int shmp_event_set(shmp_event_t *e)
+{
+	if (!e)
+		return -EINVAL;
+	atomic_store_explicit(&e->sh->flag, 1, memory_order_seq_cst);
+	if (atomic_load_explicit(&e->sh->waiters, memory_order_seq_cst))
+		shmp__futex_wake(&e->sh->flag, INT_MAX);
+	return 0;
+}
+
+int shmp_event_clear(shmp_event_t *e)
+{
+	if (!e)
+		return -EINVAL;
+	atomic_store_explicit(&e->sh->flag, 0, memory_order_release);
+	return 0;
+}
+
+int shmp_event_is_set(const shmp_event_t *e)
+{
+	if (!e)
+		return -EINVAL;
+	return atomic_load_explicit(&e->sh->flag, memory_order_acquire) != 0;
+}
+
+int shmp_event_wait(shmp_event_t *e, double timeout)
+{
+	if (!e)
+		return -EINVAL;
+	struct shmp__event_sh *sh = e->sh;
+	if (atomic_load_explicit(&sh->flag, memory_order_acquire))
+		return 0;
+	struct shmp__deadline d;
+	shmp__deadline_init(&d, timeout);
+	if (d.kind == 2)
+		return -ETIMEDOUT;
+	for (unsigned i = 0; i < shmp__spin_limit; i++) {
+		shmp__cpu_relax();
+		if (atomic_load_explicit(&sh->flag, memory_order_acquire))
+			return 0;
+	}
+	atomic_fetch_add_explicit(&sh->waiters, 1, memory_order_seq_cst);
+	int r = 0;
+	while (!atomic_load_explicit(&sh->flag, memory_order_seq_cst)) {
+		struct timespec until = shmp__deadline_cap(&d, 1000000000L);
+		int w = shmp__futex_wait(&sh->flag, 0, &until);
+		if (w == -ETIMEDOUT && shmp__deadline_passed(&d)) {
+			r = atomic_load_explicit(&sh->flag, memory_order_acquire) ? 0 : -ETIMEDOUT;
+			break;
+		}
+	}
+	atomic_fetch_sub_explicit(&sh->waiters, 1, memory_order_relaxed);
+	return r;
+}

@@ -1,0 +1,179 @@
+/* private: shared helpers for every layer — atomics, futexes, thread ids,
+ * deadlines, and the shared-memory layouts. Never installed. */
+#ifndef SHMP_INTERNAL_H
+#define SHMP_INTERNAL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+
+#include "shmp.h"
+
+#define SHMP__CACHELINE 64
+#define SHMP__ALIGNED _Alignas(SHMP__CACHELINE)
+#define shmp__likely(x) __builtin_expect(!!(x), 1)
+#define shmp__unlikely(x) __builtin_expect(!!(x), 0)
+
+static inline void shmp__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ volatile("yield" ::: "memory");
+#endif
+}
+
+/* ---- thread identity (cached; reset in a fork child) ------------------ */
+struct shmp__self {
+	pid_t tid;
+	pid_t pid;
+};
+/* initial-exec: a plain %fs-relative load on the lock fast path, no
+ * __tls_get_addr call. */
+extern __thread struct shmp__self shmp__self_tls __attribute__((tls_model("initial-exec")));
+void shmp__self_init(void);
+static inline pid_t shmp__tid(void)
+{
+	if (shmp__unlikely(shmp__self_tls.tid == 0))
+		shmp__self_init();
+	return shmp__self_tls.tid;
+}
+static inline pid_t shmp__pid(void)
+{
+	if (shmp__unlikely(shmp__self_tls.tid == 0))
+		shmp__self_init();
+	return shmp__self_tls.pid;
+}
+/* 1 if the thread/process id no longer exists. */
+bool shmp__tid_dead(pid_t tid);
+
+/* Bounded spin before sleeping: SHMP_SPIN in the environment, default 200
+ * pause instructions (a few microseconds). */
+extern unsigned shmp__spin_limit;
+
+/* ---- deadlines -------------------------------------------------------- */
+struct shmp__deadline {
+	int kind; /* 0 forever, 1 at `at`, 2 already expired (poll) */
+	struct timespec at; /* CLOCK_MONOTONIC */
+};
+void shmp__deadline_init(struct shmp__deadline *d, double timeout);
+bool shmp__deadline_passed(const struct shmp__deadline *d);
+/* Sooner of the deadline and now + slice_ns, as an absolute time. */
+struct timespec shmp__deadline_cap(const struct shmp__deadline *d, long slice_ns);
+uint64_t shmp__now_ns(void);
+
+/* ---- futexes (shared: no FUTEX_PRIVATE_FLAG) ------------------------- */
+/* Sleep while *w == val, until the absolute CLOCK_MONOTONIC time `abs` (NULL:
+ * forever). 0 on wake, -EAGAIN if *w != val, -ETIMEDOUT, -EINTR. */
+static inline int shmp__futex_wait(_Atomic uint32_t *w, uint32_t val, const struct timespec *abs)
+{
+	long r = syscall(SYS_futex, w, FUTEX_WAIT_BITSET, val, abs, NULL, FUTEX_BITSET_MATCH_ANY);
+	return r == 0 ? 0 : -errno;
+}
+static inline int shmp__futex_wake(_Atomic uint32_t *w, int n)
+{
+	long r = syscall(SYS_futex, w, FUTEX_WAKE, n, NULL, NULL, 0);
+	return r < 0 ? -errno : (int)r;
+}
+
+/* ---- lock core (shared by Lock, RLock and every internal lock) -------- */
+#define SHMP__TID_MASK 0x3fffffffu
+#define SHMP__WAITERS 0x80000000u
+#define SHMP__NOTREC SHMP__TID_MASK /* word value of a not-recoverable lock */
+
+enum { SHMP__KIND_LOCK = 1, SHMP__KIND_RLOCK = 2 };
+
+struct shmp__lock_sh {
+	_Atomic uint32_t word;   /* owner tid | WAITERS; 0 free */
+	_Atomic uint32_t inconsistent; /* owner died, not yet repaired */
+	_Atomic int32_t owner_pid;
+	uint32_t count;          /* RLock depth, touched only by the owner */
+	uint32_t magic;
+	uint32_t kind;
+	uint32_t reserved[2];
+};
+#define SHMP__LOCK_MAGIC 0x4c4f434bu /* "LOCK" */
+
+void shmp__lock_init(struct shmp__lock_sh *l, uint32_t kind);
+int shmp__lock_acquire_slow(struct shmp__lock_sh *l, pid_t tid, const struct shmp__deadline *d);
+int shmp__lock_release_slow(struct shmp__lock_sh *l);
+
+/* Acquire for internal use (allocator, barrier state...): owner death is
+ * absorbed (the caller's state is written to survive it), so this returns 0,
+ * -ETIMEDOUT or -ENOTRECOVERABLE. */
+int shmp__lock_acquire_internal(struct shmp__lock_sh *l, const struct shmp__deadline *d);
+int shmp__lock_acquire_sh(struct shmp__lock_sh *l, double timeout);
+int shmp__lock_release_sh(struct shmp__lock_sh *l);
+/* For Condition.wait: drop every level / take them back. */
+int shmp__lock_release_all(struct shmp__lock_sh *l, uint32_t *saved);
+int shmp__lock_reacquire(struct shmp__lock_sh *l, uint32_t saved, const struct shmp__deadline *d);
+static inline bool shmp__lock_owned(const struct shmp__lock_sh *l)
+{
+	uint32_t w = atomic_load_explicit(&l->word, memory_order_relaxed);
+	return (w & SHMP__TID_MASK) == (uint32_t)shmp__tid();
+}
+
+/* ---- segment internals ------------------------------------------------ */
+#define SHMP__SEG_MAGIC "SHMPSEG\0"
+#define SHMP__LAYOUT_VERSION 1u
+#define SHMP__NCLASSES 192
+
+struct shmp__seg_hdr {
+	char magic[8];
+	uint32_t layout_version;
+	uint32_t header_size;
+	uint64_t size;
+	int32_t creator_pid;
+	uint32_t flags;
+	_Atomic uint32_t attach_count;
+	uint32_t reserved0;
+	uint64_t registry_root; /* offset of the registry directory, 0 if none */
+	uint64_t reserved[8];
+	/* allocator: guarded by alloc_lock */
+	SHMP__ALIGNED struct shmp__lock_sh alloc_lock;
+	uint64_t heap_start, heap_top, heap_end;
+	uint64_t used_bytes, live_blocks;
+	uint64_t free_head[SHMP__NCLASSES];
+};
+
+struct shmp_segment {
+	struct shmp__seg_hdr *hdr;
+	char *base;
+	size_t size;
+	bool owner;   /* this handle created it (destroy unlinks) */
+	bool is_default;
+	char *name;   /* NULL if anonymous */
+};
+
+/* Segment to use for an object: opts' or the default. NULL + errno. */
+shmp_segment_t *shmp__segment_or_default(shmp_segment_t *seg);
+/* Allocate and return the address; NULL + errno. */
+void *shmp__alloc_ptr(shmp_segment_t *seg, size_t size, size_t align, uint64_t *off);
+/* Free by address (ignores NULL). */
+void shmp__free_ptr(shmp_segment_t *seg, void *p);
+/* Does the segment contain [p, p+len)? */
+static inline bool shmp__seg_contains(const shmp_segment_t *seg, const void *p, size_t len)
+{
+	uintptr_t a = (uintptr_t)p, b = (uintptr_t)seg->base;
+	return a >= b && len <= seg->size && a - b <= seg->size - len;
+}
+int shmp__header_validate(const struct shmp__seg_hdr *h, uint64_t file_size);
+
+/* Lock handle, shared with Value/Condition which embed or borrow one. */
+struct shmp_lock {
+	shmp_segment_t *seg;
+	struct shmp__lock_sh *sh;
+	bool owns_memory; /* destroy frees sh */
+};
+
+#endif

@@ -1,0 +1,239 @@
+/* private: Process — fork, pidfd, join, exit codes, and reaping of children
+ * whose handle was destroyed while they ran. */
+#include "internal.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+struct shmp_process {
+	shmp_process_fn fn;
+	void *arg;
+	struct shmp_process_opts opts;
+	pid_t pid;
+	int pidfd;
+	bool started, ended;
+	int exitcode;
+};
+
+/* Children whose handle is gone but who still ran: reaped as they end. */
+static pthread_mutex_t orphans_mu = PTHREAD_MUTEX_INITIALIZER;
+static pid_t *orphans;
+static size_t n_orphans, cap_orphans;
+
+static void reap_orphans(void)
+{
+	pthread_mutex_lock(&orphans_mu);
+	for (size_t i = 0; i < n_orphans;) {
+		pid_t r = waitpid(orphans[i], NULL, WNOHANG);
+		if (r == orphans[i] || (r < 0 && errno == ECHILD))
+			orphans[i] = orphans[--n_orphans];
+		else
+			i++;
+	}
+	pthread_mutex_unlock(&orphans_mu);
+}
+
+static void add_orphan(pid_t pid)
+{
+	pthread_mutex_lock(&orphans_mu);
+	if (n_orphans == cap_orphans) {
+		size_t cap = cap_orphans ? cap_orphans * 2 : 16;
+		pid_t *p = realloc(orphans, cap * sizeof *p);
+		if (p) {
+			orphans = p;
+			cap_orphans = cap;
+		}
+	}
+	if (n_orphans < cap_orphans)
+		orphans[n_orphans++] = pid;
+	pthread_mutex_unlock(&orphans_mu);
+}
+
+static void orphans_at_exit(void)
+{
+	reap_orphans();
+}
+
+static void orphans_reset_in_child(void)
+{
+	/* A child does not inherit its parent's children. */
+	n_orphans = 0;
+	pthread_mutex_init(&orphans_mu, NULL);
+}
+
+static pthread_once_t hooks_once = PTHREAD_ONCE_INIT;
+static void install_hooks(void)
+{
+	atexit(orphans_at_exit);
+	pthread_atfork(NULL, NULL, orphans_reset_in_child);
+}
+
+shmp_process_t *shmp_process_create(shmp_process_fn fn, void *arg, const struct shmp_process_opts *opts)
+{
+	if (!fn || (opts && opts->sz < sizeof(size_t))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	pthread_once(&hooks_once, install_hooks);
+	reap_orphans();
+	shmp_process_t *p = calloc(1, sizeof *p);
+	if (!p)
+		return NULL;
+	p->fn = fn;
+	p->arg = arg;
+	p->pidfd = -1;
+	if (opts) {
+		size_t n = opts->sz < sizeof p->opts ? opts->sz : sizeof p->opts;
+		memcpy(&p->opts, opts, n);
+	}
+	return p;
+}
+
+int shmp_process_start(shmp_process_t *p)
+{
+	if (!p)
+		return -EINVAL;
+	if (p->started)
+		return -EALREADY;
+	pid_t parent = getpid();
+	fflush(NULL); /* buffered output must not be written twice */
+	pid_t pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		if (p->opts.die_with_parent) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (getppid() != parent) /* died before the prctl */
+				_exit(1);
+		}
+		int code = p->fn(p->arg);
+		fflush(NULL);
+		_exit(code & 0xff);
+	}
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	p->pid = pid;
+	p->pidfd = fd >= 0 ? fd : -1; /* kernels before 5.3: joins still work by pid */
+	p->started = true;
+	return 0;
+}
+
+static void record(shmp_process_t *p, int status)
+{
+	p->ended = true;
+	if (WIFEXITED(status))
+		p->exitcode = WEXITSTATUS(status);
+	else if (WIFSIGNALED(status))
+		p->exitcode = -WTERMSIG(status);
+}
+
+/* Reap without blocking; true if the child has ended. */
+static bool poll_child(shmp_process_t *p)
+{
+	if (!p->started)
+		return false;
+	if (p->ended)
+		return true;
+	int status;
+	pid_t r = waitpid(p->pid, &status, WNOHANG);
+	if (r == p->pid) {
+		record(p, status);
+	} else if (r < 0 && errno == ECHILD) {
+		p->ended = true; /* reaped by someone else (SIGCHLD ignored?) */
+		p->exitcode = 0;
+	}
+	return p->ended;
+}
+
+int shmp_process_join(shmp_process_t *p, double timeout)
+{
+	if (!p || !p->started)
+		return -EINVAL;
+	struct shmp__deadline d;
+	shmp__deadline_init(&d, timeout);
+	while (!poll_child(p)) {
+		if (shmp__deadline_passed(&d))
+			return -ETIMEDOUT;
+		struct timespec until = shmp__deadline_cap(&d, 100000000L), now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long ms = (until.tv_sec - now.tv_sec) * 1000 + (until.tv_nsec - now.tv_nsec) / 1000000 + 1;
+		if (p->pidfd >= 0) {
+			struct pollfd pf = { .fd = p->pidfd, .events = POLLIN };
+			poll(&pf, 1, (int)(ms < 0 ? 0 : ms));
+		} else {
+			usleep(1000);
+		}
+	}
+	return 0;
+}
+
+int shmp_process_exitcode(shmp_process_t *p, int *code)
+{
+	if (!p || !code)
+		return -EINVAL;
+	if (!poll_child(p))
+		return 0;
+	*code = p->exitcode;
+	return 1;
+}
+
+int shmp_process_is_alive(shmp_process_t *p)
+{
+	if (!p)
+		return -EINVAL;
+	return p->started && !poll_child(p);
+}
+
+pid_t shmp_process_pid(const shmp_process_t *p)
+{
+	return p && p->started ? p->pid : 0;
+}
+
+int shmp_process_pidfd(const shmp_process_t *p)
+{
+	if (!p || !p->started || p->pidfd < 0)
+		return -EINVAL;
+	return p->pidfd;
+}
+
+static int send_signal(shmp_process_t *p, int sig)
+{
+	if (!p || !p->started)
+		return -EINVAL;
+	if (poll_child(p))
+		return 0;
+	/* The child is unreaped, so its pid cannot have been reused. */
+	return kill(p->pid, sig) == 0 ? 0 : -errno;
+}
+
+int shmp_process_terminate(shmp_process_t *p)
+{
+	return send_signal(p, SIGTERM);
+}
+
+int shmp_process_kill(shmp_process_t *p)
+{
+	return send_signal(p, SIGKILL);
+}
+
+void shmp_process_destroy(shmp_process_t *p)
+{
+	if (!p)
+		return;
+	if (p->started && !poll_child(p)) {
+		if (p->opts.daemon) {
+			kill(p->pid, SIGKILL);
+			shmp_process_join(p, SHMP_FOREVER);
+		} else {
+			add_orphan(p->pid);
+		}
+	}
+	if (p->pidfd >= 0)
+		close(p->pidfd);
+	free(p);
+	reap_orphans();
+}

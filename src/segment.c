@@ -1,0 +1,324 @@
+/* private: segment creation, attachment, header validation, default segment. */
+#include "internal.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#define NAME_PREFIX "/shmp."
+#define DEFAULT_SIZE (256ull << 20)
+
+static size_t page_size(void)
+{
+	long p = sysconf(_SC_PAGESIZE);
+	return p > 0 ? (size_t)p : 4096;
+}
+
+static uint64_t heap_start_of(void)
+{
+	return (sizeof(struct shmp__seg_hdr) + SHMP__CACHELINE - 1) & ~(uint64_t)(SHMP__CACHELINE - 1);
+}
+
+int shmp_segment_name_check(const char *name)
+{
+	if (!name || !*name || name[0] == '.')
+		return -EINVAL;
+	size_t n = 0;
+	for (const char *p = name; *p; p++, n++) {
+		char c = *p;
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+			  c == '_' || c == '-' || c == '.';
+		if (!ok)
+			return -EINVAL;
+		if (n >= SHMP_SEGMENT_NAME_MAX)
+			return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
+static int shm_path(const char *name, char *out, size_t outlen)
+{
+	int r = shmp_segment_name_check(name);
+	if (r < 0)
+		return r;
+	snprintf(out, outlen, NAME_PREFIX "%s", name);
+	return 0;
+}
+
+int shmp__header_validate(const struct shmp__seg_hdr *h, uint64_t file_size)
+{
+	if (memcmp(h->magic, SHMP__SEG_MAGIC, sizeof h->magic) != 0)
+		return SHMP_ECORRUPT;
+	if (h->layout_version != SHMP__LAYOUT_VERSION)
+		return SHMP_EVERSION;
+	if (h->header_size != sizeof *h || h->size != file_size)
+		return SHMP_ECORRUPT;
+	uint64_t hs = heap_start_of();
+	if (h->heap_start != hs || h->heap_end != h->size || h->heap_top < hs ||
+	    h->heap_top > h->heap_end || h->heap_top % SHMP__CACHELINE != 0)
+		return SHMP_ECORRUPT;
+	if (h->alloc_lock.magic != SHMP__LOCK_MAGIC || h->alloc_lock.kind != SHMP__KIND_LOCK)
+		return SHMP_ECORRUPT;
+	if (h->registry_root >= h->size)
+		return SHMP_ECORRUPT;
+	return 0;
+}
+
+static void header_init(struct shmp__seg_hdr *h, uint64_t size, unsigned flags)
+{
+	h->layout_version = SHMP__LAYOUT_VERSION;
+	h->header_size = sizeof *h;
+	h->size = size;
+	h->creator_pid = getpid();
+	h->flags = flags;
+	atomic_store_explicit(&h->attach_count, 1, memory_order_relaxed);
+	shmp__lock_init(&h->alloc_lock, SHMP__KIND_LOCK);
+	h->heap_start = h->heap_top = heap_start_of();
+	h->heap_end = size;
+	/* The magic goes last: an attacher that sees it sees a whole header. */
+	atomic_thread_fence(memory_order_release);
+	memcpy(h->magic, SHMP__SEG_MAGIC, sizeof h->magic);
+}
+
+static shmp_segment_t *handle_new(void *base, size_t size, const char *name, bool owner)
+{
+	shmp_segment_t *s = calloc(1, sizeof *s);
+	if (!s)
+		return NULL;
+	s->base = base;
+	s->hdr = base;
+	s->size = size;
+	s->owner = owner;
+	if (name && !(s->name = strdup(name))) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+shmp_segment_t *shmp_segment_create(const char *name, size_t size, const struct shmp_segment_opts *opts)
+{
+	char path[sizeof NAME_PREFIX + SHMP_SEGMENT_NAME_MAX + 1];
+	unsigned mode = 0600, flags = 0;
+	if (opts) {
+		if (opts->sz < sizeof(size_t) || (opts->mode & ~0777u) ||
+		    (opts->flags & ~(unsigned)SHMP_SEGMENT_UNLINK_ON_LAST_DETACH)) {
+			errno = EINVAL;
+			return NULL;
+		}
+		if (opts->mode)
+			mode = opts->mode;
+		flags = opts->flags;
+	}
+	size_t ps = page_size();
+	if (size < SHMP_SEGMENT_MIN_SIZE)
+		size = SHMP_SEGMENT_MIN_SIZE;
+	if (size > ((size_t)1 << 46)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	size = (size + ps - 1) & ~(ps - 1);
+
+	void *base;
+	if (name) {
+		int r = shm_path(name, path, sizeof path);
+		if (r < 0) {
+			errno = -r;
+			return NULL;
+		}
+		/* shm_open adds O_NOFOLLOW and O_CLOEXEC. */
+		int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL, mode);
+		if (fd < 0)
+			return NULL;
+		if (fchmod(fd, mode) != 0 || ftruncate(fd, (off_t)size) != 0) {
+			int e = errno;
+			close(fd);
+			shm_unlink(path);
+			errno = e;
+			return NULL;
+		}
+		base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		int e = errno;
+		close(fd);
+		if (base == MAP_FAILED) {
+			shm_unlink(path);
+			errno = e;
+			return NULL;
+		}
+	} else {
+		base = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			    MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (base == MAP_FAILED)
+			return NULL;
+	}
+	header_init(base, size, flags);
+	shmp_segment_t *s = handle_new(base, size, name, true);
+	if (!s) {
+		munmap(base, size);
+		if (name)
+			shm_unlink(path);
+		errno = ENOMEM;
+	}
+	return s;
+}
+
+shmp_segment_t *shmp_segment_attach(const char *name)
+{
+	char path[sizeof NAME_PREFIX + SHMP_SEGMENT_NAME_MAX + 1];
+	int r = shm_path(name, path, sizeof path);
+	if (r < 0) {
+		errno = -r;
+		return NULL;
+	}
+	int fd = shm_open(path, O_RDWR, 0);
+	if (fd < 0)
+		return NULL;
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size < (off_t)sizeof(struct shmp__seg_hdr)) {
+		close(fd);
+		errno = -SHMP_ECORRUPT;
+		return NULL;
+	}
+	size_t size = (size_t)st.st_size;
+	void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	int e = errno;
+	close(fd);
+	if (base == MAP_FAILED) {
+		errno = e;
+		return NULL;
+	}
+	/* A creator between O_EXCL and its header's last write: give it a moment. */
+	struct shmp__seg_hdr *h = base;
+	for (int i = 0; i < 50 && (r = shmp__header_validate(h, size)) == SHMP_ECORRUPT &&
+			h->magic[0] == 0; i++)
+		usleep(1000);
+	if (r < 0) {
+		munmap(base, size);
+		errno = -r;
+		return NULL;
+	}
+	shmp_segment_t *s = handle_new(base, size, name, false);
+	if (!s) {
+		munmap(base, size);
+		errno = ENOMEM;
+		return NULL;
+	}
+	atomic_fetch_add_explicit(&h->attach_count, 1, memory_order_relaxed);
+	return s;
+}
+
+static void segment_close(shmp_segment_t *seg, bool unlink_it)
+{
+	if (!seg || seg->is_default)
+		return; /* the default segment lives as long as the process */
+	uint32_t left = atomic_fetch_sub_explicit(&seg->hdr->attach_count, 1, memory_order_acq_rel) - 1;
+	if (seg->name && (unlink_it || (left == 0 && (seg->hdr->flags & SHMP_SEGMENT_UNLINK_ON_LAST_DETACH))))
+		shmp_segment_unlink(seg->name);
+	munmap(seg->base, seg->size);
+	free(seg->name);
+	free(seg);
+}
+
+void shmp_segment_detach(shmp_segment_t *seg)
+{
+	segment_close(seg, false);
+}
+
+void shmp_segment_destroy(shmp_segment_t *seg)
+{
+	segment_close(seg, seg && seg->owner);
+}
+
+int shmp_segment_unlink(const char *name)
+{
+	char path[sizeof NAME_PREFIX + SHMP_SEGMENT_NAME_MAX + 1];
+	int r = shm_path(name, path, sizeof path);
+	if (r < 0)
+		return r;
+	return shm_unlink(path) == 0 ? 0 : -errno;
+}
+
+/* ---- default segment -------------------------------------------------- */
+
+static shmp_segment_t *default_seg;
+static int default_err;
+static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+
+static size_t default_size(void)
+{
+	const char *s = getenv("SHMP_DEFAULT_SEGMENT_SIZE");
+	if (!s || !*s)
+		return DEFAULT_SIZE;
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+	switch (*end) {
+	case 'k': case 'K': v <<= 10; end++; break;
+	case 'm': case 'M': v <<= 20; end++; break;
+	case 'g': case 'G': v <<= 30; end++; break;
+	default: break;
+	}
+	return (*end == '\0' && v > 0) ? (size_t)v : DEFAULT_SIZE;
+}
+
+static void default_create(void)
+{
+	default_seg = shmp_segment_create(NULL, default_size(), NULL);
+	if (default_seg)
+		default_seg->is_default = true;
+	else
+		default_err = errno;
+}
+
+shmp_segment_t *shmp_segment_default(void)
+{
+	pthread_once(&default_once, default_create);
+	if (!default_seg)
+		errno = default_err;
+	return default_seg;
+}
+
+shmp_segment_t *shmp__segment_or_default(shmp_segment_t *seg)
+{
+	return seg ? seg : shmp_segment_default();
+}
+
+void *shmp_segment_base(const shmp_segment_t *seg)
+{
+	return seg ? seg->base : NULL;
+}
+
+size_t shmp_segment_size(const shmp_segment_t *seg)
+{
+	return seg ? seg->size : 0;
+}
+
+const char *shmp_segment_name(const shmp_segment_t *seg)
+{
+	return seg ? seg->name : NULL;
+}
+
+void *shmp_segment_ptr(const shmp_segment_t *seg, uint64_t off, size_t len)
+{
+	if (!seg || off > seg->size || len > seg->size - off) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return seg->base + off;
+}
+
+int shmp_segment_offset(const shmp_segment_t *seg, const void *ptr, uint64_t *off)
+{
+	if (!seg || !off || !shmp__seg_contains(seg, ptr, 0))
+		return -EINVAL;
+	*off = (uint64_t)((const char *)ptr - seg->base);
+	return 0;
+}

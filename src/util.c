@@ -1,0 +1,101 @@
+/* private: thread identity cache, deadlines, spin tuning. */
+#include "internal.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+
+__thread struct shmp__self shmp__self_tls __attribute__((tls_model("initial-exec")));
+unsigned shmp__spin_limit = 200;
+
+static void shmp__self_reset_in_child(void)
+{
+	/* The forking thread is the child's only thread and has a new id. */
+	shmp__self_tls.tid = 0;
+	shmp__self_tls.pid = 0;
+}
+
+void shmp__self_init(void)
+{
+	shmp__self_tls.tid = (pid_t)syscall(SYS_gettid);
+	shmp__self_tls.pid = getpid();
+}
+
+__attribute__((constructor)) static void shmp__library_init(void)
+{
+	pthread_atfork(NULL, NULL, shmp__self_reset_in_child);
+	const char *s = getenv("SHMP_SPIN");
+	if (s && *s) {
+		char *end;
+		unsigned long v = strtoul(s, &end, 10);
+		if (*end == '\0' && v <= 1000000)
+			shmp__spin_limit = (unsigned)v;
+	}
+}
+
+bool shmp__tid_dead(pid_t tid)
+{
+	/* kill() accepts any thread id of the namespace: ESRCH means no such
+	 * task; EPERM means it exists but is not ours to signal. */
+	return tid > 0 && kill(tid, 0) != 0 && errno == ESRCH;
+}
+
+uint64_t shmp__now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+void shmp__deadline_init(struct shmp__deadline *d, double timeout)
+{
+	if (timeout < 0 || timeout != timeout) { /* negative or NaN: forever */
+		d->kind = 0;
+		return;
+	}
+	if (timeout == 0) {
+		d->kind = 2;
+		return;
+	}
+	if (timeout > 1e9) /* ~31 years: treat as forever, avoids overflow */
+		timeout = 1e9;
+	clock_gettime(CLOCK_MONOTONIC, &d->at);
+	time_t s = (time_t)timeout;
+	long ns = (long)((timeout - (double)s) * 1e9);
+	d->at.tv_sec += s;
+	d->at.tv_nsec += ns;
+	if (d->at.tv_nsec >= 1000000000L) {
+		d->at.tv_sec++;
+		d->at.tv_nsec -= 1000000000L;
+	}
+	d->kind = 1;
+}
+
+bool shmp__deadline_passed(const struct shmp__deadline *d)
+{
+	if (d->kind == 0)
+		return false;
+	if (d->kind == 2)
+		return true;
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec > d->at.tv_sec || (t.tv_sec == d->at.tv_sec && t.tv_nsec >= d->at.tv_nsec);
+}
+
+struct timespec shmp__deadline_cap(const struct shmp__deadline *d, long slice_ns)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	t.tv_sec += slice_ns / 1000000000L;
+	t.tv_nsec += slice_ns % 1000000000L;
+	if (t.tv_nsec >= 1000000000L) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000L;
+	}
+	if (d->kind == 1 && (d->at.tv_sec < t.tv_sec ||
+			     (d->at.tv_sec == t.tv_sec && d->at.tv_nsec < t.tv_nsec)))
+		return d->at;
+	if (d->kind == 2) /* already expired: an immediate timeout */
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	return t;
+}

@@ -1,0 +1,360 @@
+/* private: Value and Array. A Value is an Array of one item: both handles
+ * wrap one `struct typed`, so every operation is written once. */
+#include "internal.h"
+
+#include <stdlib.h>
+
+struct shmp__typed_sh {       /* shared header, then the lock (if own), then data */
+	uint32_t magic;
+	char typecode;
+	uint8_t itemsize;
+	uint8_t is_array;
+	uint8_t reserved0;
+	uint64_t length;
+	uint64_t lock_off;    /* offset of the lock in the segment, 0 if raw */
+	uint64_t data_off;    /* offset of the items in the segment */
+};
+#define TYPED_MAGIC 0x54595045u
+
+struct typed {
+	shmp_segment_t *seg;
+	struct shmp__typed_sh *sh;
+	char *data;
+	size_t length;
+	unsigned itemsize;
+	char typecode;
+	bool is_int;
+	shmp_lock_t *lock;      /* NULL if raw; points at own_lock or the caller's */
+	shmp_lock_t own_lock;
+};
+struct shmp_value { struct typed t; };
+struct shmp_array { struct typed t; };
+
+int shmp_typecode_size(char tc)
+{
+	switch (tc) {
+	case 'b': case 'B': case 'c': case '?': return 1;
+	case 'h': case 'H': return 2;
+	case 'i': case 'I': case 'f': return 4;
+	case 'l': case 'L': return (int)sizeof(long);
+	case 'q': case 'Q': case 'd': return 8;
+	default: return -EINVAL;
+	}
+}
+
+static bool typecode_is_int(char tc)
+{
+	return tc != 'f' && tc != 'd' && tc != 'c' && tc != '?';
+}
+
+static int typed_init(struct typed *t, char tc, size_t length, const void *init,
+		      const struct shmp_value_opts *opts, bool is_array)
+{
+	int isz = shmp_typecode_size(tc);
+	if (isz < 0 || length == 0 || (opts && opts->sz < sizeof(size_t)))
+		return -EINVAL;
+	if (length > (SIZE_MAX / 2) / (size_t)isz)
+		return -ENOMEM;
+	shmp_lock_t *given = opts ? opts->lock : NULL;
+	bool raw = opts && opts->raw;
+	shmp_segment_t *seg = opts ? opts->segment : NULL;
+	if (!seg && given)
+		seg = given->seg;
+	if (!(seg = shmp__segment_or_default(seg)))
+		return -errno;
+	if (given && !shmp__seg_contains(seg, given->sh, sizeof *given->sh))
+		return -EXDEV;
+
+	bool own_lock = !raw && !given;
+	size_t head = sizeof(struct shmp__typed_sh) + (own_lock ? sizeof(struct shmp__lock_sh) : 0);
+	head = (head + 15) & ~(size_t)15; /* items 16-byte aligned */
+	uint64_t off;
+	int r = shmp_segment_alloc(seg, head + length * (size_t)isz, SHMP__CACHELINE, &off);
+	if (r < 0)
+		return r;
+	t->seg = seg;
+	t->sh = (struct shmp__typed_sh *)(seg->base + off);
+	t->data = seg->base + off + head;
+	t->length = length;
+	t->itemsize = (unsigned)isz;
+	t->typecode = tc;
+	t->is_int = typecode_is_int(tc);
+	if (own_lock) {
+		struct shmp__lock_sh *l = (struct shmp__lock_sh *)(t->sh + 1);
+		shmp__lock_init(l, SHMP__KIND_RLOCK);
+		t->own_lock = (struct shmp_lock){ .seg = seg, .sh = l, .owns_memory = false };
+		t->lock = &t->own_lock;
+	} else {
+		t->lock = given;
+	}
+	if (init)
+		memcpy(t->data, init, length * (size_t)isz);
+	struct shmp__typed_sh *sh = t->sh;
+	sh->typecode = tc;
+	sh->itemsize = (uint8_t)isz;
+	sh->is_array = is_array;
+	sh->length = length;
+	sh->data_off = off + head;
+	if (t->lock)
+		shmp_segment_offset(seg, t->lock->sh, &sh->lock_off);
+	atomic_thread_fence(memory_order_release);
+	sh->magic = TYPED_MAGIC;
+	return 0;
+}
+
+static void typed_fini(struct typed *t)
+{
+	shmp__free_ptr(t->seg, t->sh);
+}
+
+/* get/set under the lock. A dead previous holder is absorbed: a Value's
+ * bytes need no repair beyond what its last writer left. */
+static int typed_lock(struct typed *t)
+{
+	if (!t->lock)
+		return 0;
+	int r = shmp__lock_acquire_sh(t->lock->sh, SHMP_FOREVER);
+	if (r == -EOWNERDEAD) {
+		atomic_store_explicit(&t->lock->sh->inconsistent, 0, memory_order_relaxed);
+		r = 0;
+	}
+	return r;
+}
+
+static void typed_unlock(struct typed *t)
+{
+	if (t->lock)
+		shmp__lock_release_sh(t->lock->sh);
+}
+
+static int typed_copy(struct typed *t, size_t start, size_t count, void *buf, bool out)
+{
+	if (!buf)
+		return -EINVAL;
+	if (start > t->length || count > t->length - start)
+		return -ERANGE;
+	int r = typed_lock(t);
+	if (r < 0)
+		return r;
+	char *p = t->data + start * t->itemsize;
+	if (out)
+		memcpy(buf, p, count * t->itemsize);
+	else
+		memcpy(p, buf, count * t->itemsize);
+	typed_unlock(t);
+	return 0;
+}
+
+/* Item i as int64 / double, or store one, converting by typecode. */
+static int typed_get_num(struct typed *t, size_t i, int64_t *iv, double *dv)
+{
+	unsigned char buf[8];
+	int r = typed_copy(t, i, 1, buf, true);
+	if (r < 0)
+		return r;
+	int64_t x;
+	double y;
+	switch (t->typecode) {
+	case 'b': x = *(int8_t *)buf; y = (double)x; break;
+	case 'B': case 'c': x = *(uint8_t *)buf; y = (double)x; break;
+	case '?': x = *(uint8_t *)buf != 0; y = (double)x; break;
+	case 'h': x = *(int16_t *)buf; y = (double)x; break;
+	case 'H': x = *(uint16_t *)buf; y = (double)x; break;
+	case 'i': x = *(int32_t *)buf; y = (double)x; break;
+	case 'I': x = *(uint32_t *)buf; y = (double)x; break;
+	case 'l': case 'q': x = *(int64_t *)buf; y = (double)x; break;
+	case 'L': case 'Q': x = (int64_t)*(uint64_t *)buf; y = (double)*(uint64_t *)buf; break;
+	case 'f': y = *(float *)buf; x = (int64_t)y; break;
+	case 'd': y = *(double *)buf; x = (int64_t)y; break;
+	default: return -EINVAL;
+	}
+	if (iv)
+		*iv = x;
+	if (dv)
+		*dv = y;
+	return 0;
+}
+
+static int typed_set_num(struct typed *t, size_t i, int64_t x, double y, bool from_double)
+{
+	unsigned char buf[8];
+	if (from_double)
+		x = (int64_t)y;
+	else
+		y = (double)x;
+	switch (t->typecode) {
+	case 'b': case 'B': case 'c': *(uint8_t *)buf = (uint8_t)x; break;
+	case '?': *(uint8_t *)buf = from_double ? y != 0 : x != 0; break;
+	case 'h': case 'H': *(uint16_t *)buf = (uint16_t)x; break;
+	case 'i': case 'I': *(uint32_t *)buf = (uint32_t)x; break;
+	case 'l': case 'L': case 'q': case 'Q': *(uint64_t *)buf = (uint64_t)x; break;
+	case 'f': *(float *)buf = (float)y; break;
+	case 'd': *(double *)buf = y; break;
+	default: return -EINVAL;
+	}
+	return typed_copy(t, i, 1, buf, false);
+}
+
+/* Lock-free atomics on integer items. */
+enum aop { A_LOAD, A_STORE, A_ADD, A_CAS };
+static int typed_atomic(struct typed *t, size_t i, enum aop op, int64_t arg, int64_t *io, int64_t desired)
+{
+	if (!t->is_int)
+		return -EINVAL;
+	if (i >= t->length)
+		return -ERANGE;
+	void *p = t->data + i * t->itemsize;
+#define ATOMIC_CASE(T)                                                                         \
+	{                                                                                      \
+		T *q = p, e;                                                                   \
+		switch (op) {                                                                  \
+		case A_LOAD: *io = (int64_t)__atomic_load_n(q, __ATOMIC_SEQ_CST); return 0;    \
+		case A_STORE: __atomic_store_n(q, (T)arg, __ATOMIC_SEQ_CST); return 0;         \
+		case A_ADD: e = __atomic_fetch_add(q, (T)arg, __ATOMIC_SEQ_CST);               \
+			if (io) *io = (int64_t)e;                                              \
+			return 0;                                                              \
+		case A_CAS: e = (T)*io;                                                        \
+			if (__atomic_compare_exchange_n(q, &e, (T)desired, false,              \
+					__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))                   \
+				return 1;                                                      \
+			*io = (int64_t)e;                                                      \
+			return 0;                                                              \
+		}                                                                              \
+		return -EINVAL;                                                                \
+	}
+	switch (t->typecode) {
+	case 'b': ATOMIC_CASE(int8_t)
+	case 'B': ATOMIC_CASE(uint8_t)
+	case 'h': ATOMIC_CASE(int16_t)
+	case 'H': ATOMIC_CASE(uint16_t)
+	case 'i': ATOMIC_CASE(int32_t)
+	case 'I': ATOMIC_CASE(uint32_t)
+	case 'l': case 'q': ATOMIC_CASE(int64_t)
+	case 'L': case 'Q': ATOMIC_CASE(uint64_t)
+	default: return -EINVAL;
+	}
+#undef ATOMIC_CASE
+}
+
+static shmp_lock_t *typed_get_lock(struct typed *t)
+{
+	if (!t->lock)
+		errno = ENOLCK;
+	return t->lock;
+}
+
+/* ---- Value ------------------------------------------------------------ */
+
+shmp_value_t *shmp_value_create(char tc, const void *init, const struct shmp_value_opts *opts)
+{
+	shmp_value_t *v = calloc(1, sizeof *v);
+	if (!v)
+		return NULL;
+	int r = typed_init(&v->t, tc, 1, init, opts, false);
+	if (r < 0) {
+		free(v);
+		errno = r <= -SHMP_EBASE ? EIO : -r;
+		return NULL;
+	}
+	return v;
+}
+
+void shmp_value_destroy(shmp_value_t *v)
+{
+	if (!v)
+		return;
+	typed_fini(&v->t);
+	free(v);
+}
+
+#define V_CHECK(v) do { if (shmp__unlikely(!(v))) return -EINVAL; } while (0)
+int shmp_value_get(shmp_value_t *v, void *out) { V_CHECK(v); return typed_copy(&v->t, 0, 1, out, true); }
+int shmp_value_set(shmp_value_t *v, const void *in) { V_CHECK(v); return typed_copy(&v->t, 0, 1, (void *)in, false); }
+int shmp_value_get_i64(shmp_value_t *v, int64_t *out) { V_CHECK(v); V_CHECK(out); return typed_get_num(&v->t, 0, out, NULL); }
+int shmp_value_set_i64(shmp_value_t *v, int64_t x) { V_CHECK(v); return typed_set_num(&v->t, 0, x, 0, false); }
+int shmp_value_get_f64(shmp_value_t *v, double *out) { V_CHECK(v); V_CHECK(out); return typed_get_num(&v->t, 0, NULL, out); }
+int shmp_value_set_f64(shmp_value_t *v, double x) { V_CHECK(v); return typed_set_num(&v->t, 0, 0, x, true); }
+int shmp_value_load(shmp_value_t *v, int64_t *out) { V_CHECK(v); V_CHECK(out); return typed_atomic(&v->t, 0, A_LOAD, 0, out, 0); }
+int shmp_value_store(shmp_value_t *v, int64_t x) { V_CHECK(v); return typed_atomic(&v->t, 0, A_STORE, x, NULL, 0); }
+int shmp_value_add(shmp_value_t *v, int64_t d, int64_t *prev) { V_CHECK(v); return typed_atomic(&v->t, 0, A_ADD, d, prev, 0); }
+int shmp_value_cas(shmp_value_t *v, int64_t *exp, int64_t des) { V_CHECK(v); V_CHECK(exp); return typed_atomic(&v->t, 0, A_CAS, 0, exp, des); }
+
+void *shmp_value_ptr(shmp_value_t *v)
+{
+	if (!v) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return v->t.data;
+}
+
+shmp_lock_t *shmp_value_get_lock(shmp_value_t *v)
+{
+	if (!v) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return typed_get_lock(&v->t);
+}
+
+char shmp_value_typecode(const shmp_value_t *v)
+{
+	return v ? v->t.typecode : 0;
+}
+
+/* ---- Array ------------------------------------------------------------ */
+
+shmp_array_t *shmp_array_create(char tc, size_t length, const void *init, const struct shmp_value_opts *opts)
+{
+	shmp_array_t *a = calloc(1, sizeof *a);
+	if (!a)
+		return NULL;
+	int r = typed_init(&a->t, tc, length, init, opts, true);
+	if (r < 0) {
+		free(a);
+		errno = r <= -SHMP_EBASE ? EIO : -r;
+		return NULL;
+	}
+	return a;
+}
+
+void shmp_array_destroy(shmp_array_t *a)
+{
+	if (!a)
+		return;
+	typed_fini(&a->t);
+	free(a);
+}
+
+size_t shmp_array_len(const shmp_array_t *a) { return a ? a->t.length : 0; }
+char shmp_array_typecode(const shmp_array_t *a) { return a ? a->t.typecode : 0; }
+int shmp_array_get(shmp_array_t *a, size_t i, void *out) { V_CHECK(a); return typed_copy(&a->t, i, 1, out, true); }
+int shmp_array_set(shmp_array_t *a, size_t i, const void *in) { V_CHECK(a); return typed_copy(&a->t, i, 1, (void *)in, false); }
+int shmp_array_get_i64(shmp_array_t *a, size_t i, int64_t *out) { V_CHECK(a); V_CHECK(out); return typed_get_num(&a->t, i, out, NULL); }
+int shmp_array_set_i64(shmp_array_t *a, size_t i, int64_t x) { V_CHECK(a); return typed_set_num(&a->t, i, x, 0, false); }
+int shmp_array_get_f64(shmp_array_t *a, size_t i, double *out) { V_CHECK(a); V_CHECK(out); return typed_get_num(&a->t, i, NULL, out); }
+int shmp_array_set_f64(shmp_array_t *a, size_t i, double x) { V_CHECK(a); return typed_set_num(&a->t, i, 0, x, true); }
+int shmp_array_read(shmp_array_t *a, size_t s, size_t n, void *out) { V_CHECK(a); return typed_copy(&a->t, s, n, out, true); }
+int shmp_array_write(shmp_array_t *a, size_t s, size_t n, const void *in) { V_CHECK(a); return typed_copy(&a->t, s, n, (void *)in, false); }
+int shmp_array_load(shmp_array_t *a, size_t i, int64_t *out) { V_CHECK(a); V_CHECK(out); return typed_atomic(&a->t, i, A_LOAD, 0, out, 0); }
+int shmp_array_store(shmp_array_t *a, size_t i, int64_t x) { V_CHECK(a); return typed_atomic(&a->t, i, A_STORE, x, NULL, 0); }
+int shmp_array_add(shmp_array_t *a, size_t i, int64_t d, int64_t *prev) { V_CHECK(a); return typed_atomic(&a->t, i, A_ADD, d, prev, 0); }
+int shmp_array_cas(shmp_array_t *a, size_t i, int64_t *exp, int64_t des) { V_CHECK(a); V_CHECK(exp); return typed_atomic(&a->t, i, A_CAS, 0, exp, des); }
+
+void *shmp_array_ptr(shmp_array_t *a)
+{
+	if (!a) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return a->t.data;
+}
+
+shmp_lock_t *shmp_array_get_lock(shmp_array_t *a)
+{
+	if (!a) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return typed_get_lock(&a->t);
+}
