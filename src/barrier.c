@@ -86,7 +86,7 @@ static int lock_barrier(struct shmp__barrier_sh *sh)
 {
 	int r = shmp__lock_acquire_sh(&sh->lock, SHMP_FOREVER);
 	if (r == -EOWNERDEAD) {
-		atomic_store_explicit(&sh->lock.inconsistent, 0, memory_order_relaxed);
+		shmp__lock_mark_consistent(&sh->lock);
 		r = 1;
 	}
 	return r;

@@ -58,8 +58,12 @@ static inline pid_t shmp__pid(void)
 bool shmp__tid_dead(pid_t tid);
 
 /* Bounded spin before sleeping: SHMP_SPIN in the environment, default 200
- * pause instructions (a few microseconds). */
+ * pause instructions (a few microseconds) for Event, Condition, Semaphore
+ * and Barrier, where it turns a futex round trip into a cache-line one.
+ * Locks use SHMP_LOCK_SPIN, default 0: measured on 2 cores, any spin makes a
+ * contended lock hand over more often and lowers its throughput. */
 extern unsigned shmp__spin_limit;
+extern unsigned shmp__lock_spin_limit;
 
 /* ---- deadlines -------------------------------------------------------- */
 struct shmp__deadline {
@@ -95,17 +99,20 @@ enum { SHMP__KIND_LOCK = 1, SHMP__KIND_RLOCK = 2 };
 
 struct shmp__lock_sh {
 	_Atomic uint32_t word;   /* owner tid | WAITERS; 0 free */
-	_Atomic uint32_t inconsistent; /* owner died, not yet repaired */
-	_Atomic int32_t owner_pid;
-	uint32_t count;          /* RLock depth, touched only by the owner */
+	/* Depth held by the owner (1 for a Lock), touched only by the owner;
+	 * SHMP__INCONSISTENT is or-ed in after -EOWNERDEAD until repaired. One
+	 * field, so release tests both with a single compare against 1. */
+	uint32_t count;
 	uint32_t magic;
 	uint32_t kind;
-	uint32_t reserved[2];
+	uint32_t reserved[4];
 };
+#define SHMP__INCONSISTENT 0x80000000u
 #define SHMP__LOCK_MAGIC 0x4c4f434bu /* "LOCK" */
 
 void shmp__lock_init(struct shmp__lock_sh *l, uint32_t kind);
-int shmp__lock_acquire_slow(struct shmp__lock_sh *l, pid_t tid, const struct shmp__deadline *d);
+int shmp__lock_acquire_slow(struct shmp__lock_sh *l, pid_t tid, const struct shmp__deadline *d,
+			    unsigned spin);
 int shmp__lock_release_slow(struct shmp__lock_sh *l);
 
 /* Acquire for internal use (allocator, barrier state...): owner death is
@@ -117,6 +124,11 @@ int shmp__lock_release_sh(struct shmp__lock_sh *l);
 /* For Condition.wait: drop every level / take them back. */
 int shmp__lock_release_all(struct shmp__lock_sh *l, uint32_t *saved);
 int shmp__lock_reacquire(struct shmp__lock_sh *l, uint32_t saved, const struct shmp__deadline *d);
+/* The owner repairs (absorbs) an owner-died state. */
+static inline void shmp__lock_mark_consistent(struct shmp__lock_sh *l)
+{
+	l->count &= ~SHMP__INCONSISTENT;
+}
 static inline bool shmp__lock_owned(const struct shmp__lock_sh *l)
 {
 	uint32_t w = atomic_load_explicit(&l->word, memory_order_relaxed);

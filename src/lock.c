@@ -26,10 +26,7 @@ void shmp__lock_init(struct shmp__lock_sh *l, uint32_t kind)
 
 static int took(struct shmp__lock_sh *l, int ret)
 {
-	atomic_store_explicit(&l->owner_pid, shmp__pid(), memory_order_relaxed);
-	l->count = 1;
-	if (ret == -EOWNERDEAD)
-		atomic_store_explicit(&l->inconsistent, 1, memory_order_relaxed);
+	l->count = ret == -EOWNERDEAD ? 1 | SHMP__INCONSISTENT : 1;
 	return ret;
 }
 
@@ -44,13 +41,14 @@ static bool steal_from_dead(struct shmp__lock_sh *l, uint32_t tid)
 						       memory_order_acquire, memory_order_relaxed);
 }
 
-int shmp__lock_acquire_slow(struct shmp__lock_sh *l, pid_t stid, const struct shmp__deadline *d)
+int shmp__lock_acquire_slow(struct shmp__lock_sh *l, pid_t stid, const struct shmp__deadline *d,
+			    unsigned spin)
 {
 	uint32_t tid = (uint32_t)stid, w;
 
 	/* Spin a bounded while: the owner is likely running on the other core
 	 * and about to release. A poll (timeout 0) does not spin. */
-	for (unsigned i = 0; d->kind != 2 && i < shmp__spin_limit; i++) {
+	for (unsigned i = 0; d->kind != 2 && i < spin; i++) {
 		w = atomic_load_explicit(&l->word, memory_order_relaxed);
 		if (w == 0 && atomic_compare_exchange_weak_explicit(&l->word, &w, tid,
 				memory_order_acquire, memory_order_relaxed))
@@ -96,20 +94,20 @@ int shmp__lock_acquire_slow(struct shmp__lock_sh *l, pid_t stid, const struct sh
 	}
 }
 
-static inline int lock_acquire(struct shmp__lock_sh *l, const struct shmp__deadline *d, double timeout)
+static inline int lock_acquire(struct shmp__lock_sh *l, const struct shmp__deadline *d, double timeout,
+			       unsigned spin)
 {
 	pid_t tid = shmp__tid();
 	uint32_t w = 0;
 	if (shmp__likely(atomic_compare_exchange_strong_explicit(&l->word, &w, (uint32_t)tid,
 			memory_order_acquire, memory_order_relaxed))) {
-		atomic_store_explicit(&l->owner_pid, shmp__self_tls.pid, memory_order_relaxed);
 		l->count = 1;
 		return 0;
 	}
 	if ((w & SHMP__TID_MASK) == (uint32_t)tid) {
 		if (l->kind != SHMP__KIND_RLOCK)
 			return -EDEADLK;
-		if (l->count == UINT32_MAX)
+		if ((l->count & ~SHMP__INCONSISTENT) == INT32_MAX)
 			return -EAGAIN;
 		l->count++;
 		return 0;
@@ -119,28 +117,32 @@ static inline int lock_acquire(struct shmp__lock_sh *l, const struct shmp__deadl
 		shmp__deadline_init(&local, timeout);
 		d = &local;
 	}
-	return shmp__lock_acquire_slow(l, tid, d);
+	return shmp__lock_acquire_slow(l, tid, d, spin);
 }
 
 int shmp__lock_acquire_sh(struct shmp__lock_sh *l, double timeout)
 {
-	return lock_acquire(l, NULL, timeout);
+	return lock_acquire(l, NULL, timeout, shmp__lock_spin_limit);
 }
 
 int shmp__lock_acquire_internal(struct shmp__lock_sh *l, const struct shmp__deadline *d)
 {
-	int r = lock_acquire(l, d, 0);
+	int r = lock_acquire(l, d, 0, shmp__lock_spin_limit);
 	if (r == -EOWNERDEAD) {
-		atomic_store_explicit(&l->inconsistent, 0, memory_order_relaxed);
+		shmp__lock_mark_consistent(l);
 		r = 0;
 	}
 	return r;
 }
 
+/* Release with count != 1: an RLock level, or a lock still inconsistent. */
 int shmp__lock_release_slow(struct shmp__lock_sh *l)
 {
+	if ((l->count & ~SHMP__INCONSISTENT) > 1) {
+		l->count--;
+		return 0;
+	}
 	/* Released while inconsistent: nobody can trust the data any more. */
-	atomic_store_explicit(&l->owner_pid, 0, memory_order_relaxed);
 	l->count = 0;
 	atomic_store_explicit(&l->word, SHMP__NOTREC, memory_order_release);
 	shmp__futex_wake(&l->word, INT_MAX);
@@ -152,14 +154,8 @@ int shmp__lock_release_sh(struct shmp__lock_sh *l)
 	uint32_t w = atomic_load_explicit(&l->word, memory_order_relaxed);
 	if ((w & SHMP__TID_MASK) != (uint32_t)shmp__tid())
 		return -EPERM;
-	if (l->count > 1) {
-		l->count--;
-		return 0;
-	}
-	if (shmp__unlikely(atomic_load_explicit(&l->inconsistent, memory_order_relaxed)))
+	if (shmp__unlikely(l->count != 1))
 		return shmp__lock_release_slow(l);
-	atomic_store_explicit(&l->owner_pid, 0, memory_order_relaxed);
-	l->count = 0;
 	uint32_t old = atomic_exchange_explicit(&l->word, 0, memory_order_release);
 	if (shmp__unlikely(old & SHMP__WAITERS))
 		shmp__futex_wake(&l->word, 1);
@@ -170,16 +166,18 @@ int shmp__lock_release_all(struct shmp__lock_sh *l, uint32_t *saved)
 {
 	if (!shmp__lock_owned(l))
 		return -EPERM;
-	*saved = l->count;
-	l->count = 1;
+	*saved = l->count & ~SHMP__INCONSISTENT;
+	l->count = (l->count & SHMP__INCONSISTENT) | 1;
 	return shmp__lock_release_sh(l);
 }
 
 int shmp__lock_reacquire(struct shmp__lock_sh *l, uint32_t saved, const struct shmp__deadline *d)
 {
-	int r = lock_acquire(l, d, 0);
+	/* The notifier releases the lock right after notifying: spin for it
+	 * rather than pay a futex round trip. */
+	int r = lock_acquire(l, d, 0, shmp__spin_limit);
 	if (r == 0 || r == -EOWNERDEAD)
-		l->count = saved;
+		l->count = (l->count & SHMP__INCONSISTENT) | saved;
 	return r;
 }
 
@@ -233,7 +231,7 @@ int shmp_lock_acquire(shmp_lock_t *l, double timeout)
 {
 	if (shmp__unlikely(!l))
 		return -EINVAL;
-	return lock_acquire(l->sh, NULL, timeout);
+	return lock_acquire(l->sh, NULL, timeout, shmp__lock_spin_limit);
 }
 
 int shmp_lock_release(shmp_lock_t *l)
@@ -249,9 +247,9 @@ int shmp_lock_consistent(shmp_lock_t *l)
 		return -EINVAL;
 	if (!shmp__lock_owned(l->sh))
 		return -EPERM;
-	if (!atomic_load_explicit(&l->sh->inconsistent, memory_order_relaxed))
+	if (!(l->sh->count & SHMP__INCONSISTENT))
 		return -EINVAL;
-	atomic_store_explicit(&l->sh->inconsistent, 0, memory_order_relaxed);
+	shmp__lock_mark_consistent(l->sh);
 	return 0;
 }
 
@@ -265,8 +263,8 @@ int shmp_lock_locked(const shmp_lock_t *l)
 	return owner != 0;
 }
 
-/* The process a thread id belongs to, from /proc (the owner_pid field may be
- * a moment behind the word). */
+/* The process a thread id belongs to, from /proc: kept out of the shared
+ * lock so that acquire and release store nothing but the word and count. */
 static pid_t tgid_of(pid_t tid)
 {
 	char path[64], line[128];
@@ -293,10 +291,8 @@ int shmp_lock_owner(const shmp_lock_t *l, pid_t *pid, pid_t *tid)
 		return 0;
 	if (tid)
 		*tid = (pid_t)owner;
-	if (pid) {
-		pid_t p = atomic_load_explicit(&l->sh->owner_pid, memory_order_relaxed);
-		*pid = p > 0 ? p : tgid_of((pid_t)owner);
-	}
+	if (pid)
+		*pid = tgid_of((pid_t)owner);
 	return 1;
 }
 
@@ -304,7 +300,7 @@ int shmp_lock_count(const shmp_lock_t *l)
 {
 	if (!l)
 		return -EINVAL;
-	return shmp__lock_owned(l->sh) ? (int)(l->sh->count > INT_MAX ? INT_MAX : l->sh->count) : 0;
+	return shmp__lock_owned(l->sh) ? (int)(l->sh->count & ~SHMP__INCONSISTENT) : 0;
 }
 
 int shmp_lock_is_recursive(const shmp_lock_t *l)

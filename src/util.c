@@ -7,6 +7,7 @@
 
 __thread struct shmp__self shmp__self_tls __attribute__((tls_model("initial-exec")));
 unsigned shmp__spin_limit = 200;
+unsigned shmp__lock_spin_limit = 0;
 
 static void shmp__self_reset_in_child(void)
 {
@@ -21,16 +22,22 @@ void shmp__self_init(void)
 	shmp__self_tls.pid = getpid();
 }
 
-__attribute__((constructor)) static void shmp__library_init(void)
+static void env_unsigned(const char *name, unsigned *out)
 {
-	pthread_atfork(NULL, NULL, shmp__self_reset_in_child);
-	const char *s = getenv("SHMP_SPIN");
+	const char *s = getenv(name);
 	if (s && *s) {
 		char *end;
 		unsigned long v = strtoul(s, &end, 10);
 		if (*end == '\0' && v <= 1000000)
-			shmp__spin_limit = (unsigned)v;
+			*out = (unsigned)v;
 	}
+}
+
+__attribute__((constructor)) static void shmp__library_init(void)
+{
+	pthread_atfork(NULL, NULL, shmp__self_reset_in_child);
+	env_unsigned("SHMP_SPIN", &shmp__spin_limit);
+	env_unsigned("SHMP_LOCK_SPIN", &shmp__lock_spin_limit);
 }
 
 bool shmp__tid_dead(pid_t tid)

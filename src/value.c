@@ -115,7 +115,7 @@ static int typed_lock(struct typed *t)
 		return 0;
 	int r = shmp__lock_acquire_sh(t->lock->sh, SHMP_FOREVER);
 	if (r == -EOWNERDEAD) {
-		atomic_store_explicit(&t->lock->sh->inconsistent, 0, memory_order_relaxed);
+		shmp__lock_mark_consistent(t->lock->sh);
 		r = 0;
 	}
 	return r;
