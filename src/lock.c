@@ -21,7 +21,6 @@ void shmp__lock_init(struct shmp__lock_sh *l, uint32_t kind)
 	memset(l, 0, sizeof *l);
 	l->magic = SHMP__LOCK_MAGIC;
 	l->kind = kind;
-	atomic_thread_fence(memory_order_release);
 }
 
 static int took(struct shmp__lock_sh *l, int ret)

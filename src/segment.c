@@ -50,11 +50,12 @@ static int shm_path(const char *name, char *out, size_t outlen)
 
 int shmp__header_validate(const struct shmp__seg_hdr *h, uint64_t file_size)
 {
+	uint32_t header_size = __atomic_load_n(&h->header_size, __ATOMIC_ACQUIRE);
 	if (memcmp(h->magic, SHMP__SEG_MAGIC, sizeof h->magic) != 0)
 		return SHMP_ECORRUPT;
 	if (h->layout_version != SHMP__LAYOUT_VERSION)
 		return SHMP_EVERSION;
-	if (h->header_size != sizeof *h || h->size != file_size)
+	if (header_size != sizeof *h || h->size != file_size)
 		return SHMP_ECORRUPT;
 	uint64_t hs = heap_start_of();
 	if (h->heap_start != hs || h->heap_end != h->size || h->heap_top < hs ||
@@ -69,8 +70,8 @@ int shmp__header_validate(const struct shmp__seg_hdr *h, uint64_t file_size)
 
 static void header_init(struct shmp__seg_hdr *h, uint64_t size, unsigned flags)
 {
+	memcpy(h->magic, SHMP__SEG_MAGIC, sizeof h->magic);
 	h->layout_version = SHMP__LAYOUT_VERSION;
-	h->header_size = sizeof *h;
 	h->size = size;
 	h->creator_pid = getpid();
 	h->flags = flags;
@@ -78,9 +79,9 @@ static void header_init(struct shmp__seg_hdr *h, uint64_t size, unsigned flags)
 	shmp__lock_init(&h->alloc_lock, SHMP__KIND_LOCK);
 	h->heap_start = h->heap_top = heap_start_of();
 	h->heap_end = size;
-	/* The magic goes last: an attacher that sees it sees a whole header. */
-	atomic_thread_fence(memory_order_release);
-	memcpy(h->magic, SHMP__SEG_MAGIC, sizeof h->magic);
+	/* header_size goes last, released: an attacher that reads it (acquire)
+	 * sees a whole header. */
+	__atomic_store_n(&h->header_size, (uint32_t)sizeof *h, __ATOMIC_RELEASE);
 }
 
 static shmp_segment_t *handle_new(void *base, size_t size, const char *name, bool owner)
@@ -199,7 +200,7 @@ shmp_segment_t *shmp_segment_attach(const char *name)
 	/* A creator between O_EXCL and its header's last write: give it a moment. */
 	struct shmp__seg_hdr *h = base;
 	for (int i = 0; i < 50 && (r = shmp__header_validate(h, size)) == SHMP_ECORRUPT &&
-			h->magic[0] == 0; i++)
+			__atomic_load_n(&h->header_size, __ATOMIC_ACQUIRE) == 0; i++)
 		usleep(1000);
 	if (r < 0) {
 		munmap(base, size);

@@ -97,8 +97,7 @@ static int typed_init(struct typed *t, char tc, size_t length, const void *init,
 	sh->data_off = off + head;
 	if (t->lock)
 		shmp_segment_offset(seg, t->lock->sh, &sh->lock_off);
-	atomic_thread_fence(memory_order_release);
-	sh->magic = TYPED_MAGIC;
+	__atomic_store_n(&sh->magic, TYPED_MAGIC, __ATOMIC_RELEASE);
 	return 0;
 }
 

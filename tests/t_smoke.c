@@ -1,5 +1,6 @@
-/* The library loads, reports its version, names its errors, and a Value made
- * in the parent is written by a child. */
+/* The library loads, reports its version, names every error code, probes
+ * io_uring (and can be forced not to), and a Value made in the parent is
+ * written by a child. */
 #include "t.h"
 
 static int child(void *arg)
@@ -19,5 +20,26 @@ int main(void)
 	T_EQ(shmp_value_load(v, &x), 0);
 	T_EQ(x, 42);
 	shmp_value_destroy(v);
+
+	/* Every error code has its own name. */
+	for (int e = SHMP_ELAST; e <= SHMP_ECORRUPT; e++) {
+		T_CHECK(strcmp(shmp_strerror(e), "unknown shmp error") != 0);
+		for (int f = e + 1; f <= SHMP_ECORRUPT; f++)
+			T_CHECK(strcmp(shmp_strerror(e), shmp_strerror(f)) != 0);
+	}
+	T_CHECK(strcmp(shmp_strerror(-ETIMEDOUT), shmp_strerror(ETIMEDOUT)) == 0);
+	T_CHECK(strcmp(shmp_strerror(SHMP_ELAST - 1), "unknown shmp error") == 0);
+
+	/* SHMP_NO_IO_URING forces the fallback. The answer is cached per
+	 * process and inherited by fork, so the child asks before we do. */
+	pid_t c = fork();
+	if (c == 0) {
+		setenv("SHMP_NO_IO_URING", "1", 1);
+		_exit(shmp_io_uring_available() == 0 ? 0 : 1);
+	}
+	t_wait_ok(c, 10);
+	int have = shmp_io_uring_available();
+	T_CHECK(have == 0 || have == 1);
+	printf("io_uring available: %d\n", have);
 	return 0;
 }

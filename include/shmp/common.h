@@ -48,6 +48,11 @@ enum {
 	SHMP_ELAST = -(SHMP_EBASE + 7)
 };
 
+/* 1 if io_uring can be used here, 0 if shmp falls back to poll/pread
+ * (kernel without it, seccomp, io_uring_disabled, or SHMP_NO_IO_URING=1 in
+ * the environment). Probed once per process. */
+SHMP_API int shmp_io_uring_available(void);
+
 /* Name of an error code (negative, as returned), or of a positive errno.
  * Never returns NULL. */
 SHMP_API const char *shmp_strerror(int err);
