@@ -161,12 +161,16 @@ int shmp_barrier_wait(shmp_barrier_t *b, double timeout)
 			goto done;
 		shmp__cpu_relax();
 	}
-	long slice = SLICE_FIRST_NS;
+	struct shmp__checker check;
+	shmp__checker_init(&check, SLICE_FIRST_NS, SLICE_MAX_NS);
 	while (atomic_load_explicit(&sh->gen, memory_order_acquire) == round) {
-		struct timespec until = shmp__deadline_cap(&d, slice);
-		if (shmp__futex_wait(&sh->gen, round, &until) != -ETIMEDOUT)
+		struct timespec until = shmp__checker_until(&check, &d);
+		int w = shmp__futex_wait(&sh->gen, round, &until);
+		if (w == 0 || w == -EAGAIN)
 			continue;
 		bool expired = shmp__deadline_passed(&d);
+		if (!expired && !shmp__checker_due(&check))
+			continue; /* a signal: neither the deadline nor a check is due */
 		if ((lr = lock_barrier(sh)) < 0)
 			return lr;
 		bool same = atomic_load_explicit(&sh->gen, memory_order_relaxed) == round;
@@ -176,7 +180,6 @@ int shmp_barrier_wait(shmp_barrier_t *b, double timeout)
 			return expired ? -ETIMEDOUT : SHMP_EBROKEN;
 		}
 		shmp__lock_release_sh(&sh->lock);
-		slice = slice * 2 > SLICE_MAX_NS ? SLICE_MAX_NS : slice * 2;
 	}
 done:
 	if (atomic_load_explicit(&sh->broken_mask, memory_order_acquire) & (1ull << (round & 63)))
@@ -210,6 +213,7 @@ int shmp_barrier_reset(shmp_barrier_t *b)
 	uint32_t g = atomic_load_explicit(&sh->gen, memory_order_relaxed);
 	atomic_fetch_and_explicit(&sh->broken_mask, ~(1ull << (g & 63)), memory_order_relaxed);
 	sh->count = 0;
+	memset(members(sh), 0, sizeof(uint32_t) * sh->parties);
 	atomic_store_explicit(&sh->broken, 0, memory_order_release);
 	shmp__lock_release_sh(&sh->lock);
 	return 0;

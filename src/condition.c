@@ -1,24 +1,39 @@
 /* private: Condition bound to a Lock or RLock.
  *
- * `seq` is the futex word sleepers wait on; notify bumps it. `waiters` and
- * `tokens` (wake-ups granted, not yet taken) are changed only under the
- * user's lock, so notify(n) wakes exactly min(n, waiting) callers: a waiter
- * returns only by taking a token, and one that wakes without finding one goes
- * back to sleep. A dead waiter is not in the futex queue, so live ones get
- * the wake-ups; the token it leaves behind can only be taken by a later
- * waiter that was itself overlapping a notify. */
+ * Every waiter has an entry of its own in the condition's shared table: its
+ * thread id, an arrival ticket, and a state word it sleeps on. notify(n)
+ * turns the n oldest WAITING entries to SIGNALLED and wakes exactly those,
+ * so it wakes exactly min(n, waiting) callers and a notify with no waiter
+ * is lost. The table changes only under the user's lock.
+ *
+ * A dead waiter's entry is dropped by the next waiter whose periodic check
+ * (every 50-500 ms asleep) finds it; if a wake-up had been given to it, the
+ * oldest live waiter gets it instead, so no notify is lost to a death. */
 #include "internal.h"
 
 #include <stdlib.h>
 
+enum { W_EMPTY = 0, W_WAITING = 1, W_SLEEPING = 2, W_SIGNALLED = 3 };
+
+struct cond_waiter {
+	_Atomic uint32_t state; /* futex word of this waiter */
+	uint32_t tid;
+	uint64_t ticket;
+};
+
 struct shmp__cond_sh {
-	_Atomic uint32_t seq;
-	uint32_t waiters;
-	uint32_t tokens;
 	uint32_t magic;
+	uint32_t max_waiters;
 	uint64_t lock_off;
+	uint64_t next_ticket;
+	uint32_t used;      /* entries [0, used) may be in use */
+	uint32_t reserved;
+	struct cond_waiter w[];
 };
 #define COND_MAGIC 0x434f4e44u
+#define DEFAULT_MAX_WAITERS 128u
+#define CHECK_FIRST_NS 50000000L
+#define CHECK_MAX_NS 500000000L
 
 struct shmp_cond {
 	shmp_segment_t *seg;
@@ -29,7 +44,7 @@ struct shmp_cond {
 
 shmp_cond_t *shmp_cond_create(const struct shmp_cond_opts *opts)
 {
-	if (opts && opts->sz < sizeof(size_t)) {
+	if (opts && (opts->sz < sizeof(size_t) || opts->max_waiters > SHMP_COND_WAITERS_MAX)) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -44,6 +59,7 @@ shmp_cond_t *shmp_cond_create(const struct shmp_cond_opts *opts)
 		errno = EXDEV;
 		return NULL;
 	}
+	uint32_t max = opts && opts->max_waiters ? opts->max_waiters : DEFAULT_MAX_WAITERS;
 	shmp_cond_t *c = calloc(1, sizeof *c);
 	if (!c)
 		return NULL;
@@ -57,8 +73,7 @@ shmp_cond_t *shmp_cond_create(const struct shmp_cond_opts *opts)
 		c->owns_lock = true;
 	}
 	c->lock = lock;
-	uint64_t off;
-	c->sh = shmp__alloc_ptr(seg, sizeof *c->sh, SHMP__CACHELINE, &off);
+	c->sh = shmp__alloc_ptr(seg, sizeof *c->sh + max * sizeof(struct cond_waiter), SHMP__CACHELINE, NULL);
 	if (!c->sh) {
 		int e = errno;
 		if (c->owns_lock)
@@ -68,6 +83,7 @@ shmp_cond_t *shmp_cond_create(const struct shmp_cond_opts *opts)
 		return NULL;
 	}
 	shmp_segment_offset(seg, lock->sh, &c->sh->lock_off);
+	c->sh->max_waiters = max;
 	c->sh->magic = COND_MAGIC;
 	return c;
 }
@@ -87,6 +103,43 @@ shmp_lock_t *shmp_cond_lock(shmp_cond_t *c)
 	return c ? c->lock : NULL;
 }
 
+/* Under the lock: signal the oldest waiting entry. False if none waits. */
+static bool signal_oldest(struct shmp__cond_sh *sh)
+{
+	struct cond_waiter *best = NULL;
+	for (uint32_t i = 0; i < sh->used; i++) {
+		uint32_t s = atomic_load_explicit(&sh->w[i].state, memory_order_relaxed);
+		if ((s == W_WAITING || s == W_SLEEPING) && (!best || sh->w[i].ticket < best->ticket))
+			best = &sh->w[i];
+	}
+	if (!best)
+		return false;
+	if (atomic_exchange_explicit(&best->state, W_SIGNALLED, memory_order_release) == W_SLEEPING)
+		shmp__futex_wake(&best->state, 1);
+	return true;
+}
+
+/* Under the lock: drop dead waiters; hand on wake-ups they were given. */
+static void drop_dead(struct shmp__cond_sh *sh, const struct cond_waiter *me)
+{
+	for (uint32_t i = 0; i < sh->used; i++) {
+		struct cond_waiter *e = &sh->w[i];
+		uint32_t s = atomic_load_explicit(&e->state, memory_order_relaxed);
+		if (s == W_EMPTY || e == me || !shmp__tid_dead((pid_t)e->tid))
+			continue;
+		atomic_store_explicit(&e->state, W_EMPTY, memory_order_relaxed);
+		if (s == W_SIGNALLED)
+			signal_oldest(sh);
+	}
+}
+
+static void entry_free(struct shmp__cond_sh *sh, struct cond_waiter *e)
+{
+	atomic_store_explicit(&e->state, W_EMPTY, memory_order_relaxed);
+	while (sh->used > 0 && atomic_load_explicit(&sh->w[sh->used - 1].state, memory_order_relaxed) == W_EMPTY)
+		sh->used--;
+}
+
 int shmp_cond_wait(shmp_cond_t *c, double timeout)
 {
 	if (!c)
@@ -95,43 +148,66 @@ int shmp_cond_wait(shmp_cond_t *c, double timeout)
 	struct shmp__lock_sh *l = c->lock->sh;
 	if (!shmp__lock_owned(l))
 		return -EPERM;
+	uint32_t max = sh->max_waiters, i;
+	for (i = 0; i < max; i++)
+		if (atomic_load_explicit(&sh->w[i].state, memory_order_relaxed) == W_EMPTY)
+			break;
+	if (i == max)
+		return -EAGAIN; /* more waiters than opts.max_waiters */
+	struct cond_waiter *e = &sh->w[i];
+	e->tid = (uint32_t)shmp__tid();
+	e->ticket = sh->next_ticket++;
+	atomic_store_explicit(&e->state, W_WAITING, memory_order_relaxed);
+	if (i >= sh->used)
+		sh->used = i + 1;
+
 	struct shmp__deadline d, forever = { .kind = 0 };
 	shmp__deadline_init(&d, timeout);
-
-	sh->waiters++;
-	uint32_t start = atomic_load_explicit(&sh->seq, memory_order_relaxed), seen = start, saved;
+	struct shmp__checker check;
+	shmp__checker_init(&check, CHECK_FIRST_NS, CHECK_MAX_NS);
+	uint32_t saved;
 	shmp__lock_release_all(l, &saved);
-	for (;;) {
-		bool expired = false;
-		for (unsigned i = 0; i < shmp__spin_limit && d.kind != 2; i++) {
-			if (atomic_load_explicit(&sh->seq, memory_order_acquire) != seen)
-				break;
-			shmp__cpu_relax();
-		}
-		while (atomic_load_explicit(&sh->seq, memory_order_acquire) == seen) {
-			if (shmp__deadline_passed(&d)) {
-				expired = true;
-				break;
-			}
-			struct timespec until = shmp__deadline_cap(&d, 1000000000L);
-			shmp__futex_wait(&sh->seq, seen, &until);
-		}
-		int r = shmp__lock_reacquire(l, saved, &forever);
-		if (r < 0 && r != -EOWNERDEAD)
-			return r; /* not recoverable: the state it guards is gone */
-		uint32_t now = atomic_load_explicit(&sh->seq, memory_order_relaxed);
-		if (sh->tokens > 0 && (!expired || now != start)) {
-			sh->tokens--;
-			sh->waiters--;
-			return r;
-		}
-		if (expired || r == -EOWNERDEAD) {
-			sh->waiters--;
-			return r == -EOWNERDEAD ? r : -ETIMEDOUT;
-		}
-		seen = now; /* woken for someone else: sleep again */
-		shmp__lock_release_all(l, &saved);
+	for (unsigned k = 0; k < shmp__spin_limit && d.kind != 2; k++) {
+		if (atomic_load_explicit(&e->state, memory_order_acquire) == W_SIGNALLED)
+			break;
+		shmp__cpu_relax();
 	}
+	for (;;) {
+		uint32_t s = W_WAITING;
+		if (atomic_load_explicit(&e->state, memory_order_acquire) == W_SIGNALLED ||
+		    shmp__deadline_passed(&d))
+			break;
+		if (atomic_compare_exchange_strong_explicit(&e->state, &s, W_SLEEPING,
+				memory_order_acq_rel, memory_order_acquire) || s == W_SLEEPING) {
+			struct timespec until = shmp__checker_until(&check, &d);
+			shmp__futex_wait(&e->state, W_SLEEPING, &until);
+		}
+		if (atomic_load_explicit(&e->state, memory_order_acquire) == W_SIGNALLED)
+			break;
+		if (shmp__checker_due(&check)) {
+			/* Someone asleep long: a dead waiter may hold our wake-up. */
+			int r = shmp__lock_reacquire(l, saved, &forever);
+			if (r < 0 && r != -EOWNERDEAD)
+				return r;
+			drop_dead(sh, e);
+			if (r == -EOWNERDEAD ||
+			    atomic_load_explicit(&e->state, memory_order_acquire) == W_SIGNALLED) {
+				entry_free(sh, e);
+				return r;
+			}
+			shmp__lock_release_all(l, &saved);
+		}
+	}
+	int r = shmp__lock_reacquire(l, saved, &forever);
+	if (r < 0 && r != -EOWNERDEAD)
+		return r; /* not recoverable: the state it guards is gone */
+	/* Read under the lock: a notify racing with our timeout either
+	 * signalled us before we got here (we count as woken) or sees us gone. */
+	bool signalled = atomic_load_explicit(&e->state, memory_order_acquire) == W_SIGNALLED;
+	entry_free(sh, e);
+	if (r == -EOWNERDEAD)
+		return r;
+	return signalled ? 0 : -ETIMEDOUT;
 }
 
 static double remaining(const struct shmp__deadline *d)
@@ -170,17 +246,12 @@ int shmp_cond_notify(shmp_cond_t *c, unsigned n)
 {
 	if (!c)
 		return -EINVAL;
-	struct shmp__cond_sh *sh = c->sh;
 	if (!shmp__lock_owned(c->lock->sh))
 		return -EPERM;
-	uint32_t avail = sh->waiters > sh->tokens ? sh->waiters - sh->tokens : 0;
-	uint32_t k = n < avail ? n : avail;
-	if (k == 0)
-		return 0;
-	sh->tokens += k;
-	atomic_fetch_add_explicit(&sh->seq, 1, memory_order_release);
-	shmp__futex_wake(&sh->seq, k > INT_MAX ? INT_MAX : (int)k);
-	return (int)k;
+	int k = 0;
+	while ((unsigned)k < n && k < INT_MAX && signal_oldest(c->sh))
+		k++;
+	return k;
 }
 
 int shmp_cond_notify_all(shmp_cond_t *c)

@@ -54,8 +54,19 @@ static inline pid_t shmp__pid(void)
 		shmp__self_init();
 	return shmp__self_tls.pid;
 }
-/* 1 if the thread/process id no longer exists. */
+/* 1 if the thread/process id no longer exists or is a zombie. */
 bool shmp__tid_dead(pid_t tid);
+
+/* When a sleeper should next look for a dead peer: an absolute time, so
+ * signals that cut sleeps short do not postpone the check forever. The
+ * interval doubles from first_ns up to max_ns. */
+struct shmp__checker {
+	uint64_t next;
+	long slice, max;
+};
+void shmp__checker_init(struct shmp__checker *c, long first_ns, long max_ns);
+/* True (and the next check scheduled) once the check time has come. */
+bool shmp__checker_due(struct shmp__checker *c);
 
 /* Bounded spin before sleeping: SHMP_SPIN in the environment, default 200
  * pause instructions (a few microseconds) for Event, Condition, Semaphore
@@ -75,6 +86,8 @@ bool shmp__deadline_passed(const struct shmp__deadline *d);
 /* Sooner of the deadline and now + slice_ns, as an absolute time. */
 struct timespec shmp__deadline_cap(const struct shmp__deadline *d, long slice_ns);
 uint64_t shmp__now_ns(void);
+/* Sooner of the deadline and the checker's next check. */
+struct timespec shmp__checker_until(const struct shmp__checker *c, const struct shmp__deadline *d);
 
 /* ---- futexes (shared: no FUTEX_PRIVATE_FLAG) ------------------------- */
 /* Sleep while *w == val, until the absolute CLOCK_MONOTONIC time `abs` (NULL:

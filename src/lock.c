@@ -57,7 +57,8 @@ int shmp__lock_acquire_slow(struct shmp__lock_sh *l, pid_t stid, const struct sh
 		shmp__cpu_relax();
 	}
 
-	long slice = SLICE_FIRST_NS;
+	struct shmp__checker check;
+	shmp__checker_init(&check, SLICE_FIRST_NS, SLICE_MAX_NS);
 	for (;;) {
 		w = atomic_load_explicit(&l->word, memory_order_relaxed);
 		uint32_t owner = w & SHMP__TID_MASK;
@@ -81,15 +82,16 @@ int shmp__lock_acquire_slow(struct shmp__lock_sh *l, pid_t stid, const struct sh
 				continue;
 			w |= SHMP__WAITERS;
 		}
-		struct timespec until = shmp__deadline_cap(d, slice);
+		struct timespec until = shmp__checker_until(&check, d);
 		int r = shmp__futex_wait(&l->word, w, &until);
-		if (r == -ETIMEDOUT) {
+		if (r == -EAGAIN || r == 0)
+			continue; /* the word moved: look again */
+		/* Timed out or interrupted: the check time may have come either way. */
+		if (shmp__checker_due(&check) || shmp__deadline_passed(d))
 			if (steal_from_dead(l, tid))
 				return took(l, -EOWNERDEAD);
-			if (shmp__deadline_passed(d))
-				return -ETIMEDOUT;
-			slice = slice * 2 > SLICE_MAX_NS ? SLICE_MAX_NS : slice * 2;
-		}
+		if (shmp__deadline_passed(d))
+			return -ETIMEDOUT;
 	}
 }
 

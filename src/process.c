@@ -108,8 +108,8 @@ int shmp_process_start(shmp_process_t *p)
 	if (pid == 0) {
 		if (p->opts.die_with_parent) {
 			prctl(PR_SET_PDEATHSIG, SIGKILL);
-			if (getppid() != parent) /* died before the prctl */
-				_exit(1);
+			if (getppid() != parent) /* died before the prctl: as if after */
+				raise(SIGKILL);
 		}
 		int code = p->fn(p->arg);
 		fflush(NULL);

@@ -3,6 +3,8 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 __thread struct shmp__self shmp__self_tls __attribute__((tls_model("initial-exec")));
@@ -42,9 +44,49 @@ __attribute__((constructor)) static void shmp__library_init(void)
 
 bool shmp__tid_dead(pid_t tid)
 {
+	if (tid <= 0)
+		return false;
 	/* kill() accepts any thread id of the namespace: ESRCH means no such
 	 * task; EPERM means it exists but is not ours to signal. */
-	return tid > 0 && kill(tid, 0) != 0 && errno == ESRCH;
+	if (kill(tid, 0) != 0)
+		return errno == ESRCH;
+	/* It exists, but a zombie (dead, not yet reaped) holds nothing. */
+	char path[48], buf[256];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)tid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	const char *p = strrchr(buf, ')'); /* the name may contain spaces and ')' */
+	return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+}
+
+void shmp__checker_init(struct shmp__checker *c, long first_ns, long max_ns)
+{
+	c->slice = first_ns;
+	c->max = max_ns;
+	c->next = shmp__now_ns() + (uint64_t)first_ns;
+}
+
+bool shmp__checker_due(struct shmp__checker *c)
+{
+	uint64_t now = shmp__now_ns();
+	if (now < c->next)
+		return false;
+	c->slice = c->slice * 2 > c->max ? c->max : c->slice * 2;
+	c->next = now + (uint64_t)c->slice;
+	return true;
+}
+
+struct timespec shmp__checker_until(const struct shmp__checker *c, const struct shmp__deadline *d)
+{
+	uint64_t now = shmp__now_ns();
+	long left = c->next > now ? (long)(c->next - now) : 0;
+	return shmp__deadline_cap(d, left);
 }
 
 uint64_t shmp__now_ns(void)

@@ -57,6 +57,8 @@ static int typed_init(struct typed *t, char tc, size_t length, const void *init,
 		return -ENOMEM;
 	shmp_lock_t *given = opts ? opts->lock : NULL;
 	bool raw = opts && opts->raw;
+	if (raw && given)
+		return -EINVAL; /* raw means no lock: a lock too is a contradiction */
 	shmp_segment_t *seg = opts ? opts->segment : NULL;
 	if (!seg && given)
 		seg = given->seg;

@@ -25,12 +25,16 @@ extern "C" {
  *   new thread before anyone looked, recovery would wait for that thread.
  * - Semaphore: a permit held by a process that dies is not given back (as
  *   with POSIX semaphores); a waiter dying changes nothing for the others.
- * - Condition: a waiter dying is harmless: notify() wakes live waiters. The
- *   lock follows the Lock rules above.
+ * - Condition: a waiter dying is harmless: notify() wakes live waiters; a
+ *   wake-up given to a waiter just before it died passes to the oldest live
+ *   waiter within ~0.5 s. The lock follows the Lock rules above.
  * - Event: a waiter dying is harmless.
- * - Barrier: a party that dies while others wait — after arriving, or a party
- *   of an earlier round that has not arrived yet — breaks the barrier: the
- *   others get SHMP_EBROKEN within ~50 ms instead of hanging.
+ * - Barrier: a party that dies while others wait breaks the barrier: the
+ *   others get SHMP_EBROKEN within ~50 ms instead of hanging. That covers
+ *   a party that has arrived, and a party of the last completed round that
+ *   has not arrived yet (it will never come). A barrier thus remembers the
+ *   threads of its last round: to hand it to new processes after the old
+ *   ones exit, reset() it first.
  */
 
 /* ---- Lock and RLock --------------------------------------------------- */
@@ -61,7 +65,8 @@ SHMP_API int shmp_lock_release(shmp_lock_t *l);
 SHMP_API int shmp_lock_consistent(shmp_lock_t *l);
 /* 1 if held by anyone, 0 if free, -ENOTRECOVERABLE. */
 SHMP_API int shmp_lock_locked(const shmp_lock_t *l);
-/* Current owner: 1 and *pid, *tid set (either may be NULL) if held, 0 if free. */
+/* Current owner: 1 and *pid, *tid set (either may be NULL) if held, 0 if
+ * free, -ENOTRECOVERABLE. */
 SHMP_API int shmp_lock_owner(const shmp_lock_t *l, pid_t *pid, pid_t *tid);
 /* RLock recursion depth held by the calling thread (0 if not the owner). */
 SHMP_API int shmp_lock_count(const shmp_lock_t *l);
@@ -95,9 +100,12 @@ typedef struct shmp_cond shmp_cond_t;
 
 struct shmp_cond_opts {
 	size_t sz;
-	shmp_segment_t *segment;
-	shmp_lock_t *lock; /* Lock or RLock in the same segment; NULL: a new RLock */
+	shmp_segment_t *segment; /* NULL: the lock's segment, or the default one */
+	shmp_lock_t *lock;       /* Lock or RLock in the same segment; NULL: a new RLock */
+	unsigned max_waiters;    /* waiters at once; 0 means 128 */
 };
+
+#define SHMP_COND_WAITERS_MAX 65536u
 
 /* NULL with errno; EXDEV if the lock lives in another segment. */
 SHMP_API shmp_cond_t *shmp_cond_create(const struct shmp_cond_opts *opts);
@@ -107,8 +115,9 @@ SHMP_API void shmp_cond_destroy(shmp_cond_t *c);
 SHMP_API shmp_lock_t *shmp_cond_lock(shmp_cond_t *c);
 /* Caller holds the lock. Releases it (all RLock levels), sleeps until
  * notified, re-acquires it. 0 if notified, -ETIMEDOUT (lock re-acquired
- * either way), -EPERM if not the owner, -EOWNERDEAD from the re-acquire.
- * No spurious wake-ups are returned. */
+ * either way), -EPERM if not the owner, -EOWNERDEAD from the re-acquire,
+ * -EAGAIN if max_waiters are already waiting. Waiters are woken in the
+ * order they began to wait. No spurious wake-ups are returned. */
 SHMP_API int shmp_cond_wait(shmp_cond_t *c, double timeout);
 /* Wait until pred(arg) is nonzero, checking it under the lock. 0 when it is,
  * -ETIMEDOUT (pred still 0), or the errors of shmp_cond_wait. */
@@ -163,7 +172,8 @@ SHMP_API void shmp_barrier_destroy(shmp_barrier_t *b);
 SHMP_API int shmp_barrier_wait(shmp_barrier_t *b, double timeout);
 /* Break the barrier: current and future waiters get SHMP_EBROKEN until reset. */
 SHMP_API int shmp_barrier_abort(shmp_barrier_t *b);
-/* Back to empty and usable; parties waiting now get SHMP_EBROKEN. */
+/* Back to empty and usable; parties waiting now get SHMP_EBROKEN. Forgets
+ * the parties of the last round (see the death rules above). */
 SHMP_API int shmp_barrier_reset(shmp_barrier_t *b);
 SHMP_API int shmp_barrier_parties(const shmp_barrier_t *b);
 /* Parties currently waiting. */

@@ -27,9 +27,10 @@ typedef struct shmp_array shmp_array_t;
 
 struct shmp_value_opts {
 	size_t sz;
-	shmp_segment_t *segment; /* NULL: default segment */
-	int raw;                 /* 1: no lock */
-	shmp_lock_t *lock;       /* a lock to use instead of a new one */
+	shmp_segment_t *segment; /* NULL: the given lock's segment, or the default one */
+	int raw;                 /* 1: no lock (with .lock too: EINVAL) */
+	shmp_lock_t *lock;       /* a Lock/RLock to use instead of a new one;
+				  * it must live in the same segment (EXDEV) */
 };
 
 /* public */

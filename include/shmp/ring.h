@@ -1,0 +1,115 @@
+/* shmp — the shared-memory ring: a bounded multi-producer multi-consumer
+ * queue of variable-size messages. The Pool's task and result queues and
+ * every Queue and Pipe are built on it. */
+#ifndef SHMP_RING_H
+#define SHMP_RING_H
+
+#include <sys/uio.h>
+#include "segment.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Messages up to the slot's inline size are copied into the slot; larger ones
+ * (up to max_message) into a block of the segment, whose offset the slot
+ * holds. reserve/commit and peek/release give zero-copy access to either.
+ *
+ * Order: FIFO per producer; one consumer sees every producer's messages in
+ * the order each published them.
+ *
+ * A peer killed at any point never wedges the others. Every claim on a slot
+ * records the claimer's thread id in the same atomic word, so a waiter that
+ * finds a slot held by a dead thread takes it over: a message a dead
+ * producer was writing, or a dead consumer was reading, is skipped as lost
+ * and counted (shmp_ring_stats().lost); its large-message block is freed.
+ * With SHMP_RING_SINGLE_CONSUMER the slot is not claimed while read, so a
+ * consumer dying mid-read leaves the message for the next consumer
+ * (delivered again, not lost); with SHMP_RING_SINGLE_PRODUCER a producer
+ * dying mid-write publishes nothing.
+ *
+ * Everything read from shared memory is checked before use: a corrupted ring
+ * makes calls fail with SHMP_ECORRUPT, never read or write out of bounds.
+ */
+typedef struct shmp_ring shmp_ring_t;
+
+enum {
+	SHMP_RING_SINGLE_PRODUCER = 1u << 0, /* caller promises one producer at a time */
+	SHMP_RING_SINGLE_CONSUMER = 1u << 1, /* ... and/or one consumer at a time */
+};
+
+#define SHMP_RING_MAX_MESSAGE ((size_t)1 << 30)
+
+struct shmp_ring_opts {
+	size_t sz;
+	shmp_segment_t *segment; /* NULL: default segment */
+	unsigned capacity;       /* messages; default 1024; any value >= 1 */
+	unsigned inline_size;    /* bytes kept in the slot; default 104 (128-byte slots) */
+	size_t max_message;      /* default 64 MiB, at most SHMP_RING_MAX_MESSAGE */
+	unsigned flags;          /* SHMP_RING_* */
+};
+
+/* A slot held between reserve and commit, or peek and release. */
+struct shmp_ring_ticket {
+	void *data;       /* where to write (reserve) or read (peek) */
+	size_t len;       /* bytes reserved / the message's length */
+	uint64_t pos_;    /* private */
+	uint64_t block_;  /* private */
+	uint32_t state_;  /* private */
+};
+
+struct shmp_ring_stats {
+	uint64_t lost;        /* messages skipped because their writer or reader died */
+	uint64_t lost_blocks; /* large-message blocks that could not be freed */
+	uint32_t count;       /* messages in the ring now (approximate while in use) */
+	uint32_t capacity;
+	uint32_t inline_size;
+	uint32_t closed;
+};
+
+/* public */
+SHMP_API shmp_ring_t *shmp_ring_create(const struct shmp_ring_opts *opts);
+/* Frees the ring. Only once, when no process uses it. Accepts NULL. */
+SHMP_API void shmp_ring_destroy(shmp_ring_t *r);
+
+/* Copy a message in. 0; -ETIMEDOUT (full); -EMSGSIZE (len > max_message);
+ * -ENOMEM (no segment room for a large message); SHMP_ECLOSED; -EINVAL. */
+SHMP_API int shmp_ring_put(shmp_ring_t *r, const void *msg, size_t len, double timeout);
+/* Copy the oldest message out into buf (cap bytes); *len = its length.
+ * -EMSGSIZE if cap is too small: *len says how much is needed and the
+ * message stays. -ETIMEDOUT (empty); SHMP_ECLOSED (closed and drained). */
+SHMP_API int shmp_ring_get(shmp_ring_t *r, void *buf, size_t cap, size_t *len, double timeout);
+/* Put up to n messages; waits (up to timeout) only for the first. Returns
+ * how many were put (>= 1) or the first one's error. */
+SHMP_API int shmp_ring_put_batch(shmp_ring_t *r, const struct iovec *msgs, unsigned n, double timeout);
+/* Get up to n messages into bufs[i] (iov_len is the capacity; lens[i] gets
+ * the length); waits only for the first. Stops before a message that does
+ * not fit its buffer (-EMSGSIZE if that is the first). */
+SHMP_API int shmp_ring_get_batch(shmp_ring_t *r, struct iovec *bufs, size_t *lens, unsigned n,
+				 double timeout);
+
+/* Zero-copy: reserve room for len bytes, write to t->data, commit (with a
+ * final length <= reserved) or cancel. Same errors as put. */
+SHMP_API int shmp_ring_reserve(shmp_ring_t *r, size_t len, struct shmp_ring_ticket *t, double timeout);
+SHMP_API int shmp_ring_commit(shmp_ring_t *r, struct shmp_ring_ticket *t, size_t len);
+SHMP_API int shmp_ring_cancel(shmp_ring_t *r, struct shmp_ring_ticket *t);
+/* Zero-copy: take the oldest message and read it in place at t->data, then
+ * release it. Same errors as get (no -EMSGSIZE). */
+SHMP_API int shmp_ring_peek(shmp_ring_t *r, struct shmp_ring_ticket *t, double timeout);
+SHMP_API int shmp_ring_release(shmp_ring_t *r, struct shmp_ring_ticket *t);
+
+/* Wait until a message can be taken: 0, -ETIMEDOUT, SHMP_ECLOSED (closed and
+ * drained). Takes nothing. */
+SHMP_API int shmp_ring_poll(shmp_ring_t *r, double timeout);
+/* After close, puts fail with SHMP_ECLOSED and gets drain what is left, then
+ * fail with SHMP_ECLOSED. Wakes every waiter. Closing twice is fine. */
+SHMP_API int shmp_ring_close(shmp_ring_t *r);
+SHMP_API int shmp_ring_stats(shmp_ring_t *r, struct shmp_ring_stats *st);
+/* Messages in the ring now (a snapshot). */
+SHMP_API int shmp_ring_count(shmp_ring_t *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
