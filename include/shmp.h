@@ -7,5 +7,7 @@
 #include "shmp/sync.h"
 #include "shmp/value.h"
 #include "shmp/process.h"
+#include "shmp/ring.h"
+#include "shmp/queue.h"
 
 #endif

@@ -1,0 +1,155 @@
+/* private: Queue, SimpleQueue, JoinableQueue — the ring plus Python's
+ * bookkeeping. */
+#include "internal.h"
+
+#include <stdlib.h>
+
+struct shmp__queue_sh {
+	uint32_t magic;
+	uint32_t joinable;
+	_Atomic uint32_t unfinished; /* futex for join(): items put, not yet task_done */
+	_Atomic uint32_t join_waiters;
+};
+#define QUEUE_MAGIC 0x51554555u
+
+struct shmp_queue {
+	shmp_segment_t *seg;
+	struct shmp__queue_sh *sh;
+	shmp_ring_t *ring;
+	unsigned maxsize;
+};
+
+static shmp_queue_t *queue_new(const struct shmp_queue_opts *opts, bool joinable)
+{
+	struct shmp_queue_opts o = { .sz = sizeof o };
+	if (opts) {
+		if (opts->sz < sizeof(size_t)) {
+			errno = EINVAL;
+			return NULL;
+		}
+		memcpy(&o, opts, opts->sz < sizeof o ? opts->sz : sizeof o);
+	}
+	shmp_segment_t *seg = shmp__segment_or_default(o.segment);
+	if (!seg)
+		return NULL;
+	shmp_queue_t *q = calloc(1, sizeof *q);
+	if (!q)
+		return NULL;
+	struct shmp_ring_opts ro = {
+		.sz = sizeof ro, .segment = seg, .capacity = o.maxsize ? o.maxsize : 65536,
+		.inline_size = o.inline_size, .max_message = o.max_message,
+	};
+	q->ring = shmp_ring_create(&ro);
+	q->sh = q->ring ? shmp__alloc_ptr(seg, sizeof *q->sh, SHMP__CACHELINE, NULL) : NULL;
+	if (!q->sh) {
+		int e = errno;
+		shmp_ring_destroy(q->ring);
+		free(q);
+		errno = e;
+		return NULL;
+	}
+	q->seg = seg;
+	q->maxsize = ro.capacity;
+	q->sh->joinable = joinable;
+	q->sh->magic = QUEUE_MAGIC;
+	return q;
+}
+
+shmp_queue_t *shmp_queue_create(const struct shmp_queue_opts *opts) { return queue_new(opts, false); }
+shmp_queue_t *shmp_simplequeue_create(const struct shmp_queue_opts *opts) { return queue_new(opts, false); }
+shmp_queue_t *shmp_joinablequeue_create(const struct shmp_queue_opts *opts) { return queue_new(opts, true); }
+
+void shmp_queue_destroy(shmp_queue_t *q)
+{
+	if (!q)
+		return;
+	shmp_ring_destroy(q->ring);
+	shmp__free_ptr(q->seg, q->sh);
+	free(q);
+}
+
+int shmp_queue_put(shmp_queue_t *q, const void *msg, size_t len, double timeout)
+{
+	if (!q)
+		return -EINVAL;
+	/* Counted before the put so that a consumer's task_done can never see
+	 * the count go below zero. */
+	if (q->sh->joinable)
+		atomic_fetch_add_explicit(&q->sh->unfinished, 1, memory_order_relaxed);
+	int r = shmp_ring_put(q->ring, msg, len, timeout);
+	if (r < 0 && q->sh->joinable)
+		shmp_queue_task_done(q);
+	return r;
+}
+
+int shmp_queue_get(shmp_queue_t *q, void *buf, size_t cap, size_t *len, double timeout)
+{
+	return q ? shmp_ring_get(q->ring, buf, cap, len, timeout) : -EINVAL;
+}
+
+int shmp_queue_qsize(shmp_queue_t *q)
+{
+	return q ? shmp_ring_count(q->ring) : -EINVAL;
+}
+
+int shmp_queue_empty(shmp_queue_t *q)
+{
+	return q ? shmp_ring_count(q->ring) == 0 : -EINVAL;
+}
+
+int shmp_queue_full(shmp_queue_t *q)
+{
+	return q ? (unsigned)shmp_ring_count(q->ring) >= q->maxsize : -EINVAL;
+}
+
+int shmp_queue_close(shmp_queue_t *q)
+{
+	return q ? shmp_ring_close(q->ring) : -EINVAL;
+}
+
+shmp_ring_t *shmp_queue_ring(shmp_queue_t *q)
+{
+	return q ? q->ring : NULL;
+}
+
+int shmp_queue_task_done(shmp_queue_t *q)
+{
+	if (!q)
+		return -EINVAL;
+	if (!q->sh->joinable)
+		return -ENOTSUP;
+	uint32_t v = atomic_load_explicit(&q->sh->unfinished, memory_order_relaxed);
+	do {
+		if (v == 0)
+			return -EOVERFLOW;
+	} while (!atomic_compare_exchange_weak_explicit(&q->sh->unfinished, &v, v - 1,
+			memory_order_seq_cst, memory_order_relaxed));
+	if (v == 1 && atomic_load_explicit(&q->sh->join_waiters, memory_order_seq_cst))
+		shmp__futex_wake(&q->sh->unfinished, INT_MAX);
+	return 0;
+}
+
+int shmp_queue_join(shmp_queue_t *q, double timeout)
+{
+	if (!q)
+		return -EINVAL;
+	if (!q->sh->joinable)
+		return -ENOTSUP;
+	struct shmp__deadline d;
+	shmp__deadline_init(&d, timeout);
+	atomic_fetch_add_explicit(&q->sh->join_waiters, 1, memory_order_seq_cst);
+	int r = 0;
+	for (;;) {
+		uint32_t v = atomic_load_explicit(&q->sh->unfinished, memory_order_seq_cst);
+		if (v == 0)
+			break;
+		if (shmp__deadline_passed(&d)) {
+			r = -ETIMEDOUT;
+			break;
+		}
+		struct timespec until = shmp__deadline_cap(&d, 1000000000L);
+		shmp__futex_wait(&q->sh->unfinished, v, &until);
+	}
+	atomic_fetch_sub_explicit(&q->sh->join_waiters, 1, memory_order_relaxed);
+	return r;
+}

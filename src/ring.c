@@ -1,0 +1,783 @@
+/* private: the shared-memory ring (see include/shmp/ring.h for the contract).
+ *
+ * Each slot starts with one 64-bit word: seq(32) | state(2) | tid(30).
+ *   (p, FREE)          slot is free for the message at position p
+ *   (p, WRITING, tid)  producer tid claimed it (CAS from (p, FREE))
+ *   (p, READY)         message p is there
+ *   (p, READING, tid)  consumer tid claimed it (CAS from (p, READY))
+ *   (p + cap, FREE)    consumed; free for the next lap
+ * A claim records its owner in the same CAS, unlike rings that take a
+ * position with fetch-add on the tail (Vyukov, DPDK): there a producer that
+ * dies between the fetch-add and its publish wedges every consumer, because
+ * nobody can tell who owns the gap. Here a waiter that finds a slot held by
+ * a dead thread takes the claim over and frees the slot.
+ *
+ * head and tail are hints: whoever claims a slot moves them on, and whoever
+ * finds a slot already claimed at the hint helps move it.
+ *
+ * Large messages live in a segment block whose offset the slot keeps in
+ * block_off. It is non-zero only while the slot owns a live block: the
+ * producer stores it after claiming, the consumer zeroes it before freeing
+ * the block, so a recoverer may always free a non-zero offset. */
+#include "internal.h"
+
+#include <stdlib.h>
+
+#define ST_FREE 0u
+#define ST_WRITING 1u
+#define ST_READY 2u
+#define ST_READING 3u
+
+#define F_BLOCK 1u  /* payload is in a segment block */
+#define F_SKIP 2u   /* cancelled reservation: consumers drop it */
+
+#define RING_MAGIC 0x52494e47u
+#define SLOT_HEADER 24u
+#define CHECK_FIRST_NS 2000000L
+#define CHECK_MAX_NS 50000000L
+
+struct slot {
+	_Atomic uint64_t word;
+	uint32_t len;
+	uint32_t flags;
+	uint64_t block_off;
+	unsigned char payload[];
+};
+
+struct shmp__ring_sh {
+	uint32_t magic;
+	uint32_t capacity;
+	uint32_t slot_size;
+	uint32_t flags;
+	uint64_t max_message;
+	uint64_t slots_off;
+	_Atomic uint32_t closed;
+	uint32_t reserved0;
+	_Atomic uint64_t lost;
+	_Atomic uint64_t lost_blocks;
+	SHMP__ALIGNED _Atomic uint64_t tail;
+	SHMP__ALIGNED _Atomic uint64_t head;
+	SHMP__ALIGNED _Atomic uint32_t not_empty; /* futex: bumped when a message appears */
+	_Atomic uint32_t cons_waiters;
+	SHMP__ALIGNED _Atomic uint32_t not_full;  /* futex: bumped when a slot frees */
+	_Atomic uint32_t prod_waiters;
+};
+
+struct shmp_ring {
+	shmp_segment_t *seg;
+	struct shmp__ring_sh *sh;
+	char *slots;
+	/* Copied at creation and trusted from here on: shared copies may be
+	 * scribbled on, these may not. */
+	uint32_t cap, mask, slot_size, inline_max;
+	uint64_t max_message;
+	bool pow2, sp, sc;
+};
+
+static inline uint64_t W(uint32_t seq, uint32_t st, uint32_t tid)
+{
+	return (uint64_t)seq << 32 | (uint64_t)st << 30 | (tid & SHMP__TID_MASK);
+}
+static inline uint32_t w_seq(uint64_t w) { return (uint32_t)(w >> 32); }
+static inline uint32_t w_st(uint64_t w) { return (uint32_t)(w >> 30) & 3u; }
+static inline uint32_t w_tid(uint64_t w) { return (uint32_t)w & SHMP__TID_MASK; }
+
+static inline struct slot *slot_at(const shmp_ring_t *r, uint64_t pos)
+{
+	uint64_t i = r->pow2 ? (pos & r->mask) : (pos % r->cap);
+	return (struct slot *)(r->slots + i * r->slot_size);
+}
+
+/* ---- creation --------------------------------------------------------- */
+
+shmp_ring_t *shmp_ring_create(const struct shmp_ring_opts *opts)
+{
+	struct shmp_ring_opts o = { .sz = sizeof o };
+	if (opts) {
+		if (opts->sz < sizeof(size_t)) {
+			errno = EINVAL;
+			return NULL;
+		}
+		memcpy(&o, opts, opts->sz < sizeof o ? opts->sz : sizeof o);
+	}
+	if (!o.capacity)
+		o.capacity = 1024;
+	if (!o.inline_size)
+		o.inline_size = 104;
+	if (!o.max_message)
+		o.max_message = (size_t)64 << 20;
+	if (o.capacity > (1u << 30) || o.inline_size > (1u << 20) || o.max_message > SHMP_RING_MAX_MESSAGE ||
+	    (o.flags & ~(unsigned)(SHMP_RING_SINGLE_PRODUCER | SHMP_RING_SINGLE_CONSUMER))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	shmp_segment_t *seg = shmp__segment_or_default(o.segment);
+	if (!seg)
+		return NULL;
+	uint32_t slot_size = (SLOT_HEADER + o.inline_size + SHMP__CACHELINE - 1) & ~(SHMP__CACHELINE - 1u);
+	shmp_ring_t *r = calloc(1, sizeof *r);
+	if (!r)
+		return NULL;
+	uint64_t sh_off, slots_off;
+	r->sh = shmp__alloc_ptr(seg, sizeof *r->sh, SHMP__CACHELINE, &sh_off);
+	if (!r->sh) {
+		free(r);
+		return NULL;
+	}
+	r->slots = shmp__alloc_ptr(seg, (size_t)o.capacity * slot_size, SHMP__CACHELINE, &slots_off);
+	if (!r->slots) {
+		int e = errno;
+		shmp__free_ptr(seg, r->sh);
+		free(r);
+		errno = e;
+		return NULL;
+	}
+	r->seg = seg;
+	r->cap = o.capacity;
+	r->pow2 = (o.capacity & (o.capacity - 1)) == 0;
+	r->mask = o.capacity - 1;
+	r->slot_size = slot_size;
+	r->inline_max = slot_size - SLOT_HEADER;
+	r->max_message = o.max_message;
+	r->sp = o.flags & SHMP_RING_SINGLE_PRODUCER;
+	r->sc = o.flags & SHMP_RING_SINGLE_CONSUMER;
+	for (uint32_t i = 0; i < o.capacity; i++)
+		atomic_store_explicit(&slot_at(r, i)->word, W(i, ST_FREE, 0), memory_order_relaxed);
+	struct shmp__ring_sh *sh = r->sh;
+	sh->capacity = o.capacity;
+	sh->slot_size = slot_size;
+	sh->flags = o.flags;
+	sh->max_message = o.max_message;
+	sh->slots_off = slots_off;
+	__atomic_store_n(&sh->magic, RING_MAGIC, __ATOMIC_RELEASE);
+	return r;
+}
+
+void shmp_ring_destroy(shmp_ring_t *r)
+{
+	if (!r)
+		return;
+	/* Blocks of messages never taken go back to the segment. */
+	for (uint32_t i = 0; i < r->cap; i++) {
+		struct slot *s = slot_at(r, i);
+		if (s->block_off)
+			shmp_segment_free(r->seg, s->block_off);
+	}
+	shmp__free_ptr(r->seg, r->slots);
+	shmp__free_ptr(r->seg, r->sh);
+	free(r);
+}
+
+/* ---- waking and waiting ------------------------------------------------ */
+
+/* After publishing: a seq_cst read-modify-write orders our store before the
+ * read of the waiter count (a waiter increments it, then re-checks the slot),
+ * so either it sees our message or we see it waiting. */
+static inline void wake_side(_Atomic uint32_t *futex, _Atomic uint32_t *waiters, int n)
+{
+	if (atomic_fetch_add_explicit(waiters, 0, memory_order_seq_cst)) {
+		atomic_fetch_add_explicit(futex, 1, memory_order_release);
+		shmp__futex_wake(futex, n);
+	}
+}
+static inline void wake_consumers(shmp_ring_t *r, int n)
+{
+	wake_side(&r->sh->not_empty, &r->sh->cons_waiters, n);
+}
+static inline void wake_producers(shmp_ring_t *r, int n)
+{
+	wake_side(&r->sh->not_full, &r->sh->prod_waiters, n);
+}
+
+/* A slot held by a thread that died: take the claim over (so a second
+ * recoverer cannot also act), free its block, and free the slot. */
+static bool recover_dead(shmp_ring_t *r, struct slot *s, uint64_t w)
+{
+	uint32_t st = w_st(w), tid = w_tid(w);
+	if ((st != ST_WRITING && st != ST_READING) || tid == 0 || !shmp__tid_dead((pid_t)tid))
+		return false;
+	uint64_t mine = W(w_seq(w), st, (uint32_t)shmp__tid());
+	if (!atomic_compare_exchange_strong_explicit(&s->word, &w, mine, memory_order_acq_rel,
+						     memory_order_relaxed))
+		return false;
+	uint64_t blk = s->block_off;
+	s->block_off = 0;
+	if (blk && shmp_segment_free(r->seg, blk) != 0)
+		atomic_fetch_add_explicit(&r->sh->lost_blocks, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&r->sh->lost, 1, memory_order_relaxed);
+	atomic_store_explicit(&s->word, W(w_seq(w) + r->cap, ST_FREE, 0), memory_order_release);
+	/* Both sides may move now: producers get a slot, consumers a new head. */
+	wake_producers(r, INT_MAX);
+	wake_consumers(r, INT_MAX);
+	return true;
+}
+
+struct waiter {
+	struct shmp__deadline d;
+	struct shmp__checker check;
+	unsigned spins;
+	bool checker_on;
+};
+
+static void waiter_init(struct waiter *wt, double timeout)
+{
+	shmp__deadline_init(&wt->d, timeout);
+	wt->spins = 0;
+	wt->checker_on = false;
+}
+
+/* Blocked on slot s (last seen holding word w): spin, then sleep on the
+ * side's futex; look for a dead holder when the check is due. 0 to retry,
+ * -ETIMEDOUT, SHMP_ECLOSED. */
+static int block_on(shmp_ring_t *r, bool producer, struct waiter *wt, struct slot *s, uint64_t w)
+{
+	if (wt->spins < shmp__spin_limit && wt->d.kind != 2) {
+		wt->spins++;
+		shmp__cpu_relax();
+		return 0;
+	}
+	if (!wt->checker_on) {
+		shmp__checker_init(&wt->check, CHECK_FIRST_NS, CHECK_MAX_NS);
+		wt->checker_on = true;
+		if (recover_dead(r, s, w)) /* a poll still checks once */
+			return 0;
+	}
+	if (shmp__deadline_passed(&wt->d))
+		return -ETIMEDOUT;
+	struct shmp__ring_sh *sh = r->sh;
+	_Atomic uint32_t *futex = producer ? &sh->not_full : &sh->not_empty;
+	_Atomic uint32_t *waiters = producer ? &sh->prod_waiters : &sh->cons_waiters;
+	atomic_fetch_add_explicit(waiters, 1, memory_order_seq_cst);
+	uint32_t seen = atomic_load_explicit(futex, memory_order_acquire);
+	int r2 = 0;
+	if (atomic_load_explicit(&s->word, memory_order_seq_cst) == w &&
+	    !atomic_load_explicit(&sh->closed, memory_order_acquire)) {
+		struct timespec until = shmp__checker_until(&wt->check, &wt->d);
+		r2 = shmp__futex_wait(futex, seen, &until);
+	}
+	atomic_fetch_sub_explicit(waiters, 1, memory_order_relaxed);
+	if (r2 == -ETIMEDOUT || r2 == -EINTR) {
+		if (shmp__checker_due(&wt->check) || shmp__deadline_passed(&wt->d))
+			recover_dead(r, s, atomic_load_explicit(&s->word, memory_order_acquire));
+		if (shmp__deadline_passed(&wt->d))
+			return -ETIMEDOUT;
+	}
+	return 0;
+}
+
+/* ---- claiming ------------------------------------------------------------ */
+
+/* Anomalies (a word no correct ring can hold at the hint) tolerated before
+ * calling the ring corrupt: each re-reads the hint, which other threads may
+ * have just moved. */
+#define MAX_ANOMALIES 64
+
+/* Claim the slot for the next message. 0 (slot and position set); -EAGAIN
+ * when full (*blk_w: the word of the blocking slot); SHMP_ECORRUPT. */
+static int claim_put(shmp_ring_t *r, uint32_t tid, uint64_t *pos_out, struct slot **s_out, uint64_t *blk_w)
+{
+	struct shmp__ring_sh *sh = r->sh;
+	uint64_t pos = atomic_load_explicit(&sh->tail, memory_order_relaxed);
+	for (int anomalies = 0;;) {
+		struct slot *s = slot_at(r, pos);
+		uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
+		int32_t diff = (int32_t)(w_seq(w) - (uint32_t)pos);
+		uint32_t st = w_st(w);
+		if (diff == 0 && st == ST_FREE) {
+			if (r->sp) {
+				atomic_store_explicit(&sh->tail, pos + 1, memory_order_relaxed);
+			} else {
+				if (!atomic_compare_exchange_weak_explicit(&s->word, &w, W((uint32_t)pos, ST_WRITING, tid),
+						memory_order_acquire, memory_order_relaxed))
+					continue;
+				uint64_t p = pos;
+				atomic_compare_exchange_strong_explicit(&sh->tail, &p, pos + 1,
+									memory_order_relaxed, memory_order_relaxed);
+			}
+			*pos_out = pos;
+			*s_out = s;
+			return 0;
+		}
+		if (diff == 0 || diff == (int32_t)r->cap) {
+			/* Claimed (or even consumed) already: the hint lags. Help it. */
+			uint64_t p = pos;
+			if (atomic_compare_exchange_strong_explicit(&sh->tail, &p, pos + 1,
+					memory_order_relaxed, memory_order_relaxed))
+				pos++;
+			else
+				pos = p;
+			continue;
+		}
+		if (diff == -(int32_t)r->cap && st != ST_FREE) {
+			*s_out = s;
+			*blk_w = w;
+			return -EAGAIN; /* last lap's message is still there: full */
+		}
+		uint64_t p = atomic_load_explicit(&sh->tail, memory_order_relaxed);
+		if (p == pos && ++anomalies > MAX_ANOMALIES)
+			return SHMP_ECORRUPT;
+		pos = p;
+	}
+}
+
+/* Claim the oldest ready message. 0; -EAGAIN when none is ready (*s_out and
+ * *blk_w: the slot waited on); SHMP_ECORRUPT. With `len_cap` non-NULL, a
+ * message longer than *len_cap is not claimed: -EMSGSIZE, *len_cap = its
+ * length. */
+static int claim_get(shmp_ring_t *r, uint32_t tid, uint64_t *pos_out, struct slot **s_out, uint64_t *blk_w,
+		     size_t *len_cap)
+{
+	struct shmp__ring_sh *sh = r->sh;
+	uint64_t pos = atomic_load_explicit(&sh->head, memory_order_relaxed);
+	for (int anomalies = 0;;) {
+		struct slot *s = slot_at(r, pos);
+		uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
+		int32_t diff = (int32_t)(w_seq(w) - (uint32_t)pos);
+		uint32_t st = w_st(w);
+		if (diff == 0 && st == ST_READY) {
+			if (len_cap && !(s->flags & F_SKIP) && s->len > *len_cap) {
+				uint32_t len = s->len;
+				/* The length belongs to this message only if the word
+				 * has not moved meanwhile. */
+				if (atomic_load_explicit(&s->word, memory_order_acquire) != w)
+					continue;
+				*len_cap = len;
+				return -EMSGSIZE;
+			}
+			if (r->sc) {
+				atomic_store_explicit(&sh->head, pos + 1, memory_order_relaxed);
+			} else {
+				if (!atomic_compare_exchange_weak_explicit(&s->word, &w, W((uint32_t)pos, ST_READING, tid),
+						memory_order_acquire, memory_order_relaxed))
+					continue;
+				uint64_t p = pos;
+				atomic_compare_exchange_strong_explicit(&sh->head, &p, pos + 1,
+									memory_order_relaxed, memory_order_relaxed);
+			}
+			*pos_out = pos;
+			*s_out = s;
+			return 0;
+		}
+		if ((diff == 0 && (st == ST_FREE || st == ST_WRITING)) ||
+		    (diff == -(int32_t)r->cap && st == ST_READING)) {
+			/* Empty, or the next message is being written, or a slow
+			 * reader still holds this slot from the last lap. */
+			*s_out = s;
+			*blk_w = w;
+			return -EAGAIN;
+		}
+		if ((diff == 0 && st == ST_READING) || diff == (int32_t)r->cap) {
+			uint64_t p = pos;
+			if (atomic_compare_exchange_strong_explicit(&sh->head, &p, pos + 1,
+					memory_order_relaxed, memory_order_relaxed))
+				pos++;
+			else
+				pos = p;
+			continue;
+		}
+		uint64_t p = atomic_load_explicit(&sh->head, memory_order_relaxed);
+		if (p == pos && ++anomalies > MAX_ANOMALIES)
+			return SHMP_ECORRUPT;
+		pos = p;
+	}
+}
+
+/* Where the payload of a claimed slot is; NULL if its block offset is bad. */
+static void *payload_of(shmp_ring_t *r, struct slot *s, uint32_t len, uint32_t flags)
+{
+	if (!(flags & F_BLOCK))
+		return len <= r->inline_max ? s->payload : NULL;
+	return shmp_segment_ptr(r->seg, s->block_off, len ? len : 1);
+}
+
+/* Finish reading a claimed slot: free its block, hand the slot to the next
+ * lap, wake a producer. */
+static void consume_done(shmp_ring_t *r, struct slot *s, uint64_t pos, bool wake)
+{
+	uint64_t blk = s->block_off;
+	if (blk) {
+		s->block_off = 0;
+		shmp_segment_free(r->seg, blk);
+	}
+	atomic_store_explicit(&s->word, W((uint32_t)(pos + r->cap), ST_FREE, 0), memory_order_release);
+	if (wake)
+		wake_producers(r, 1);
+}
+
+/* ---- put ---------------------------------------------------------------- */
+
+/* Claim a slot, waiting as the timeout allows. */
+static int acquire_put_slot(shmp_ring_t *r, struct waiter *wt, uint64_t *pos, struct slot **s)
+{
+	uint32_t tid = (uint32_t)shmp__tid();
+	for (;;) {
+		if (atomic_load_explicit(&r->sh->closed, memory_order_acquire))
+			return SHMP_ECLOSED;
+		uint64_t w = 0;
+		int e = claim_put(r, tid, pos, s, &w);
+		if (e != -EAGAIN)
+			return e;
+		if ((e = block_on(r, true, wt, *s, w)) < 0)
+			return e;
+	}
+}
+
+/* Room for a message of len bytes outside the slot, if it needs it. */
+static int alloc_block(shmp_ring_t *r, size_t len, uint64_t *blk)
+{
+	*blk = 0;
+	if (len <= r->inline_max)
+		return 0;
+	return shmp_segment_alloc(r->seg, len, 16, blk);
+}
+
+static inline void publish(struct slot *s, uint64_t pos, uint32_t len, uint32_t flags)
+{
+	s->len = len;
+	s->flags = flags;
+	atomic_store_explicit(&s->word, W((uint32_t)pos, ST_READY, 0), memory_order_release);
+}
+
+static int check_put_args(shmp_ring_t *r, const void *msg, size_t len)
+{
+	if (!r || (!msg && len))
+		return -EINVAL;
+	if (len > r->max_message)
+		return -EMSGSIZE;
+	return 0;
+}
+
+int shmp_ring_put(shmp_ring_t *r, const void *msg, size_t len, double timeout)
+{
+	int e = check_put_args(r, msg, len);
+	if (e < 0)
+		return e;
+	uint64_t blk, pos;
+	if ((e = alloc_block(r, len, &blk)) < 0)
+		return e;
+	struct waiter wt;
+	waiter_init(&wt, timeout);
+	struct slot *s;
+	if ((e = acquire_put_slot(r, &wt, &pos, &s)) < 0) {
+		if (blk)
+			shmp_segment_free(r->seg, blk);
+		return e;
+	}
+	if (blk) {
+		s->block_off = blk;
+		memcpy(r->seg->base + blk, msg, len);
+	} else if (len) {
+		memcpy(s->payload, msg, len);
+	}
+	publish(s, pos, (uint32_t)len, blk ? F_BLOCK : 0);
+	wake_consumers(r, 1);
+	return 0;
+}
+
+int shmp_ring_put_batch(shmp_ring_t *r, const struct iovec *msgs, unsigned n, double timeout)
+{
+	if (!r || (!msgs && n))
+		return -EINVAL;
+	unsigned done = 0;
+	struct waiter wt;
+	waiter_init(&wt, timeout);
+	uint32_t tid = (uint32_t)shmp__tid();
+	for (; done < n; done++) {
+		size_t len = msgs[done].iov_len;
+		int e = check_put_args(r, msgs[done].iov_base, len);
+		uint64_t blk = 0, pos, w;
+		struct slot *s;
+		if (e == 0)
+			e = alloc_block(r, len, &blk);
+		if (e == 0) {
+			if (done == 0)
+				e = acquire_put_slot(r, &wt, &pos, &s);
+			else if (atomic_load_explicit(&r->sh->closed, memory_order_acquire))
+				e = SHMP_ECLOSED;
+			else
+				e = claim_put(r, tid, &pos, &s, &w); /* no waiting after the first */
+		}
+		if (e < 0) {
+			if (blk)
+				shmp_segment_free(r->seg, blk);
+			if (done)
+				break;
+			return e;
+		}
+		if (blk) {
+			s->block_off = blk;
+			memcpy(r->seg->base + blk, msgs[done].iov_base, len);
+		} else if (len) {
+			memcpy(s->payload, msgs[done].iov_base, len);
+		}
+		publish(s, pos, (uint32_t)len, blk ? F_BLOCK : 0);
+	}
+	wake_consumers(r, (int)done); /* one wake-up check for the whole batch */
+	return (int)done;
+}
+
+int shmp_ring_reserve(shmp_ring_t *r, size_t len, struct shmp_ring_ticket *t, double timeout)
+{
+	if (!t)
+		return -EINVAL;
+	int e = check_put_args(r, "", len);
+	if (e < 0)
+		return e;
+	uint64_t blk, pos;
+	if ((e = alloc_block(r, len, &blk)) < 0)
+		return e;
+	struct waiter wt;
+	waiter_init(&wt, timeout);
+	struct slot *s;
+	if ((e = acquire_put_slot(r, &wt, &pos, &s)) < 0) {
+		if (blk)
+			shmp_segment_free(r->seg, blk);
+		return e;
+	}
+	s->block_off = blk;
+	t->data = blk ? (void *)(r->seg->base + blk) : (void *)s->payload;
+	t->len = len;
+	t->pos_ = pos;
+	t->block_ = blk;
+	t->state_ = 1;
+	return 0;
+}
+
+static int ticket_slot(shmp_ring_t *r, struct shmp_ring_ticket *t, uint32_t state, struct slot **s)
+{
+	if (!r || !t || t->state_ != state)
+		return -EINVAL;
+	*s = slot_at(r, t->pos_);
+	return 0;
+}
+
+int shmp_ring_commit(shmp_ring_t *r, struct shmp_ring_ticket *t, size_t len)
+{
+	struct slot *s;
+	int e = ticket_slot(r, t, 1, &s);
+	if (e < 0)
+		return e;
+	if (len > t->len)
+		return -EINVAL;
+	publish(s, t->pos_, (uint32_t)len, t->block_ ? F_BLOCK : 0);
+	t->state_ = 0;
+	wake_consumers(r, 1);
+	return 0;
+}
+
+int shmp_ring_cancel(shmp_ring_t *r, struct shmp_ring_ticket *t)
+{
+	struct slot *s;
+	int e = ticket_slot(r, t, 1, &s);
+	if (e < 0)
+		return e;
+	/* The position is taken; publish a message consumers skip. */
+	publish(s, t->pos_, 0, F_SKIP | (t->block_ ? F_BLOCK : 0));
+	t->state_ = 0;
+	wake_consumers(r, 1);
+	return 0;
+}
+
+/* ---- get ---------------------------------------------------------------- */
+
+/* Claim the oldest message, waiting as the timeout allows; skipped
+ * (cancelled) messages are consumed on the way. */
+static int acquire_get_slot(shmp_ring_t *r, struct waiter *wt, uint64_t *pos, struct slot **s, size_t *len_cap)
+{
+	uint32_t tid = (uint32_t)shmp__tid();
+	for (;;) {
+		uint64_t w = 0;
+		int e = claim_get(r, tid, pos, s, &w, len_cap);
+		if (e == 0) {
+			if (!((*s)->flags & F_SKIP))
+				return 0;
+			consume_done(r, *s, *pos, true);
+			continue;
+		}
+		if (e != -EAGAIN)
+			return e;
+		if (w_st(w) == ST_FREE && atomic_load_explicit(&r->sh->closed, memory_order_acquire))
+			return SHMP_ECLOSED; /* closed and drained */
+		if ((e = block_on(r, false, wt, *s, w)) < 0)
+			return e;
+	}
+}
+
+int shmp_ring_get(shmp_ring_t *r, void *buf, size_t cap, size_t *len, double timeout)
+{
+	if (!r || !len || (!buf && cap))
+		return -EINVAL;
+	struct waiter wt;
+	waiter_init(&wt, timeout);
+	uint64_t pos;
+	struct slot *s;
+	size_t need = cap;
+	int e = acquire_get_slot(r, &wt, &pos, &s, &need);
+	if (e == -EMSGSIZE)
+		*len = need;
+	if (e < 0)
+		return e;
+	uint32_t n = s->len, flags = s->flags;
+	void *p = payload_of(r, s, n, flags);
+	if (!p || n > cap) {
+		consume_done(r, s, pos, true);
+		return SHMP_ECORRUPT;
+	}
+	memcpy(buf, p, n);
+	*len = n;
+	consume_done(r, s, pos, true);
+	return 0;
+}
+
+int shmp_ring_get_batch(shmp_ring_t *r, struct iovec *bufs, size_t *lens, unsigned n, double timeout)
+{
+	if (!r || ((!bufs || !lens) && n))
+		return -EINVAL;
+	struct waiter wt;
+	waiter_init(&wt, timeout);
+	uint32_t tid = (uint32_t)shmp__tid();
+	unsigned done = 0;
+	for (; done < n; done++) {
+		uint64_t pos, w;
+		struct slot *s;
+		size_t need = bufs[done].iov_len;
+		int e;
+		if (done == 0) {
+			e = acquire_get_slot(r, &wt, &pos, &s, &need);
+		} else {
+			while ((e = claim_get(r, tid, &pos, &s, &w, &need)) == 0 && (s->flags & F_SKIP))
+				consume_done(r, s, pos, false);
+		}
+		if (e == -EMSGSIZE && done == 0)
+			lens[0] = need;
+		if (e < 0) {
+			if (done)
+				break;
+			return e;
+		}
+		uint32_t len = s->len;
+		void *p = payload_of(r, s, len, s->flags);
+		if (!p || len > bufs[done].iov_len) {
+			consume_done(r, s, pos, false);
+			if (done)
+				break;
+			wake_producers(r, 1);
+			return SHMP_ECORRUPT;
+		}
+		memcpy(bufs[done].iov_base, p, len);
+		lens[done] = len;
+		consume_done(r, s, pos, false);
+	}
+	wake_producers(r, (int)done);
+	return (int)done;
+}
+
+int shmp_ring_peek(shmp_ring_t *r, struct shmp_ring_ticket *t, double timeout)
+{
+	if (!r || !t)
+		return -EINVAL;
+	struct waiter wt;
+	waiter_init(&wt, timeout);
+	uint64_t pos;
+	struct slot *s;
+	int e = acquire_get_slot(r, &wt, &pos, &s, NULL);
+	if (e < 0)
+		return e;
+	uint32_t len = s->len;
+	void *p = payload_of(r, s, len, s->flags);
+	if (!p) {
+		consume_done(r, s, pos, true);
+		return SHMP_ECORRUPT;
+	}
+	t->data = p;
+	t->len = len;
+	t->pos_ = pos;
+	t->block_ = s->block_off;
+	t->state_ = 2;
+	return 0;
+}
+
+int shmp_ring_release(shmp_ring_t *r, struct shmp_ring_ticket *t)
+{
+	struct slot *s;
+	int e = ticket_slot(r, t, 2, &s);
+	if (e < 0)
+		return e;
+	consume_done(r, s, t->pos_, true);
+	t->state_ = 0;
+	return 0;
+}
+
+/* ---- the rest ----------------------------------------------------------- */
+
+int shmp_ring_poll(shmp_ring_t *r, double timeout)
+{
+	if (!r)
+		return -EINVAL;
+	struct waiter wt;
+	waiter_init(&wt, timeout);
+	for (int anomalies = 0;;) {
+		uint64_t pos = atomic_load_explicit(&r->sh->head, memory_order_relaxed);
+		struct slot *s = slot_at(r, pos);
+		uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
+		int32_t diff = (int32_t)(w_seq(w) - (uint32_t)pos);
+		uint32_t st = w_st(w);
+		if (diff == 0 && st == ST_READY)
+			return 0;
+		if ((diff == 0 && st == ST_READING) || diff == (int32_t)r->cap) {
+			/* The hint lags behind a claimed or consumed slot: help. */
+			uint64_t p = pos;
+			atomic_compare_exchange_strong_explicit(&r->sh->head, &p, pos + 1,
+								memory_order_relaxed, memory_order_relaxed);
+			continue;
+		}
+		if (!((diff == 0 && (st == ST_FREE || st == ST_WRITING)) ||
+		      (diff == -(int32_t)r->cap && st == ST_READING))) {
+			if (atomic_load_explicit(&r->sh->head, memory_order_relaxed) == pos &&
+			    ++anomalies > MAX_ANOMALIES)
+				return SHMP_ECORRUPT;
+			continue;
+		}
+		if (st == ST_FREE && atomic_load_explicit(&r->sh->closed, memory_order_acquire))
+			return SHMP_ECLOSED;
+		int e = block_on(r, false, &wt, s, w);
+		if (e < 0)
+			return e;
+	}
+}
+
+int shmp_ring_close(shmp_ring_t *r)
+{
+	if (!r)
+		return -EINVAL;
+	struct shmp__ring_sh *sh = r->sh;
+	atomic_store_explicit(&sh->closed, 1, memory_order_seq_cst);
+	atomic_fetch_add_explicit(&sh->not_empty, 1, memory_order_release);
+	atomic_fetch_add_explicit(&sh->not_full, 1, memory_order_release);
+	shmp__futex_wake(&sh->not_empty, INT_MAX);
+	shmp__futex_wake(&sh->not_full, INT_MAX);
+	return 0;
+}
+
+int shmp_ring_count(shmp_ring_t *r)
+{
+	if (!r)
+		return -EINVAL;
+	uint64_t t = atomic_load_explicit(&r->sh->tail, memory_order_acquire);
+	uint64_t h = atomic_load_explicit(&r->sh->head, memory_order_acquire);
+	uint64_t n = t > h ? t - h : 0;
+	return (int)(n > r->cap ? r->cap : n);
+}
+
+int shmp_ring_stats(shmp_ring_t *r, struct shmp_ring_stats *st)
+{
+	if (!r || !st)
+		return -EINVAL;
+	st->lost = atomic_load_explicit(&r->sh->lost, memory_order_relaxed);
+	st->lost_blocks = atomic_load_explicit(&r->sh->lost_blocks, memory_order_relaxed);
+	st->count = (uint32_t)shmp_ring_count(r);
+	st->capacity = r->cap;
+	st->inline_size = r->inline_max;
+	st->closed = atomic_load_explicit(&r->sh->closed, memory_order_relaxed);
+	return 0;
+}
