@@ -4,8 +4,8 @@
  * slack), one free list per class, and a bump pointer for fresh memory. All
  * state is offsets in the header, guarded by the header's robust lock.
  *
- * Crash safety: every change publishes with one final store (the list head or
- * the bump pointer), written after the block itself is set up. A process
+ * Crash safety: every change publishes with one final release store (the
+ * list head or the bump pointer), written after the block itself is set up. A process
  * killed anywhere inside leaves a consistent allocator; at worst the block it
  * was taking or giving back is lost. The next user absorbs the lock's
  * owner-died state.
@@ -74,7 +74,9 @@ int shmp_segment_alloc(shmp_segment_t *seg, size_t size, size_t align, uint64_t 
 		align = PREFIX;
 	if (size > ((uint64_t)1 << 50))
 		return -ENOMEM;
-	uint64_t lead = align > PREFIX ? align : PREFIX; /* bytes before the payload */
+	/* Blocks start on 64 bytes; the payload goes at the first multiple of
+	 * align that leaves room for the prefix, at most `lead` bytes in. */
+	uint64_t lead = align > PREFIX ? align : PREFIX;
 	unsigned c;
 	if (class_of(size + lead, &c) < 0)
 		return -ENOMEM;
@@ -95,17 +97,19 @@ int shmp_segment_alloc(shmp_segment_t *seg, size_t size, size_t align, uint64_t 
 			shmp__lock_release_sh(&h->alloc_lock);
 			return SHMP_ECORRUPT;
 		}
+		/* Unlink first, then mark: killed between the two, the list is
+		 * whole and only this block is lost. */
+		__atomic_store_n(&h->free_head[c], n->next, __ATOMIC_RELEASE);
 		n->magic = LIVE_MAGIC; /* a stale FREE mark must not survive inside the block */
-		h->free_head[c] = n->next;
 	} else {
 		if (h->heap_end - h->heap_top < csize) {
 			shmp__lock_release_sh(&h->alloc_lock);
 			return -ENOMEM;
 		}
 		block = h->heap_top;
-		h->heap_top = block + csize;
+		__atomic_store_n(&h->heap_top, block + csize, __ATOMIC_RELEASE);
 	}
-	uint64_t payload = block + lead;
+	uint64_t payload = (block + PREFIX + align - 1) & ~(uint64_t)(align - 1);
 	struct prefix *p = (struct prefix *)(seg->base + payload - PREFIX);
 	p->cls = c;
 	p->block_off = block;
@@ -146,7 +150,9 @@ int shmp_segment_free(shmp_segment_t *seg, uint64_t off)
 	n->cls = c;
 	n->next = h->free_head[c];
 	n->magic = FREE_MAGIC;
-	h->free_head[c] = block;
+	/* The node is whole before it is published (release: the compiler may
+	 * not sink the writes above below this store). */
+	__atomic_store_n(&h->free_head[c], block, __ATOMIC_RELEASE);
 	h->used_bytes -= class_size(c);
 	h->live_blocks--;
 	shmp__lock_release_sh(&h->alloc_lock);

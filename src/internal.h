@@ -176,6 +176,7 @@ struct shmp_segment {
 	char *base;
 	size_t size;
 	bool owner;   /* this handle created it (destroy unlinks) */
+	pid_t pid;    /* process that made the handle; a forked copy only unmaps */
 	bool is_default;
 	char *name;   /* NULL if anonymous */
 };

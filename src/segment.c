@@ -93,6 +93,7 @@ static shmp_segment_t *handle_new(void *base, size_t size, const char *name, boo
 	s->hdr = base;
 	s->size = size;
 	s->owner = owner;
+	s->pid = getpid();
 	if (name && !(s->name = strdup(name))) {
 		free(s);
 		return NULL;
@@ -221,6 +222,14 @@ static void segment_close(shmp_segment_t *seg, bool unlink_it)
 {
 	if (!seg || seg->is_default)
 		return; /* the default segment lives as long as the process */
+	if (seg->pid != getpid()) {
+		/* A copy inherited through fork: it was never counted as an
+		 * attach, and only the creating process unlinks. */
+		munmap(seg->base, seg->size);
+		free(seg->name);
+		free(seg);
+		return;
+	}
 	uint32_t left = atomic_fetch_sub_explicit(&seg->hdr->attach_count, 1, memory_order_acq_rel) - 1;
 	if (seg->name && (unlink_it || (left == 0 && (seg->hdr->flags & SHMP_SEGMENT_UNLINK_ON_LAST_DETACH))))
 		shmp_segment_unlink(seg->name);

@@ -20,8 +20,9 @@ extern "C" {
  * O_EXCL and never through a symlink.
  *
  * Lifetime of a named segment: it exists until unlinked. shmp_segment_destroy()
- * by the creating handle unmaps and unlinks it; shmp_segment_detach() only
- * unmaps. Processes that still map an unlinked segment keep using it safely
+ * by the creating handle, in the creating process, unmaps and unlinks it;
+ * shmp_segment_detach() only unmaps. A handle a child inherited through fork
+ * only unmaps on detach or destroy (and does not count as an attach). Processes that still map an unlinked segment keep using it safely
  * (the memory lives until the last unmap); new attaches fail with -ENOENT.
  * With SHMP_SEGMENT_UNLINK_ON_LAST_DETACH the last detach (attach count 0)
  * unlinks it. A creator killed before unlinking leaves a stale segment, which
