@@ -153,6 +153,18 @@ int shmp_process_join(shmp_process_t *p, double timeout)
 {
 	if (!p || !p->started)
 		return -EINVAL;
+	if (timeout < 0 && !p->ended) {
+		/* No deadline: block in waitpid itself, as a plain fork+waitpid. */
+		int status;
+		pid_t r;
+		while ((r = waitpid(p->pid, &status, 0)) < 0 && errno == EINTR)
+			;
+		if (r == p->pid)
+			record(p, status);
+		else
+			poll_child(p); /* ECHILD: reaped elsewhere */
+		return 0;
+	}
 	struct shmp__deadline d;
 	shmp__deadline_init(&d, timeout);
 	while (!poll_child(p)) {
