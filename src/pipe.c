@@ -34,7 +34,11 @@ struct shmp_conn {
 	struct pipe_local *p;
 	int end;
 	bool can_send, can_recv;
+	unsigned sends;     /* a liveness check every 64th send... */
+	uint64_t next_peer_check; /* ...and at most every PEER_CHECK_NS */
+	pid_t dead_peer;    /* the other end's last user, found dead by us */
 };
+#define PEER_CHECK_NS 10000000ull
 
 static void pipe_free(struct pipe_local *p, bool shared_too)
 {
@@ -98,14 +102,28 @@ static void mark_user(shmp_conn_t *c)
 		atomic_store_explicit(&e->user_pid, me, memory_order_relaxed);
 }
 
-/* The other end is closed, or the last process using it is dead. */
+/* The other end is closed, or the last process using it is dead. A death
+ * found is remembered, so later calls know it from one load: until a live
+ * process uses that end again. */
 static bool peer_gone(shmp_conn_t *c)
 {
 	struct pipe_end *e = &c->p->sh->end[1 - c->end];
 	if (atomic_load_explicit(&e->closed, memory_order_acquire))
 		return true;
 	pid_t pid = atomic_load_explicit(&e->user_pid, memory_order_relaxed);
-	return pid > 0 && shmp__tid_dead(pid);
+	if (pid > 0 && pid == c->dead_peer)
+		return true;
+	if (pid > 0 && shmp__tid_dead(pid)) {
+		c->dead_peer = pid;
+		return true;
+	}
+	return false;
+}
+
+static bool peer_known_dead(shmp_conn_t *c)
+{
+	pid_t pid = atomic_load_explicit(&c->p->sh->end[1 - c->end].user_pid, memory_order_relaxed);
+	return c->dead_peer && pid == c->dead_peer;
 }
 
 /* Seconds until the sooner of the next peer check and the deadline. */
@@ -134,8 +152,19 @@ int shmp_conn_send(shmp_conn_t *c, const void *msg, size_t len, double timeout)
 	int r = conn_check(c, true);
 	if (r < 0)
 		return r;
-	if (peer_gone(c) && atomic_load_explicit(&c->p->sh->end[1 - c->end].closed, memory_order_acquire))
+	if (atomic_load_explicit(&c->p->sh->end[1 - c->end].closed, memory_order_acquire) ||
+	    peer_known_dead(c))
 		return SHMP_ECLOSED;
+	/* A dead reader is found by a system call or two: keep them off the
+	 * common path, but look often enough that sends stop soon after. */
+	if ((c->sends++ & 63) == 0) {
+		uint64_t now = shmp__now_ns();
+		if (now >= c->next_peer_check) {
+			c->next_peer_check = now + PEER_CHECK_NS;
+			if (peer_gone(c))
+				return SHMP_ECLOSED;
+		}
+	}
 	r = shmp_ring_put(ring_out(c), msg, len, 0);
 	if (r != -ETIMEDOUT || timeout == 0)
 		return r;

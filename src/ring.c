@@ -406,29 +406,41 @@ static void consume_done(shmp_ring_t *r, struct slot *s, uint64_t pos, bool wake
 
 /* ---- put ---------------------------------------------------------------- */
 
-/* Claim a slot, waiting as the timeout allows. */
-static int acquire_put_slot(shmp_ring_t *r, struct waiter *wt, uint64_t *pos, struct slot **s)
+/* Claim a slot (and, for a message of more than inline_max bytes, a block
+ * for it), waiting as the timeout allows. The block is taken just before
+ * each claim attempt and given back before sleeping: a failed allocation
+ * claims nothing, and a producer killed while it waits for room holds no
+ * block. A non-zero block_off in a slot just claimed can only be the
+ * unpublished message of a single producer that died: it is freed. */
+static int acquire_put_slot(shmp_ring_t *r, struct waiter *wt, size_t len, uint64_t *pos,
+			    struct slot **s, uint64_t *blk)
 {
 	uint32_t tid = (uint32_t)shmp__tid();
+	*blk = 0;
 	for (;;) {
 		if (atomic_load_explicit(&r->sh->closed, memory_order_acquire))
 			return SHMP_ECLOSED;
+		int e;
+		if (len > r->inline_max && (e = shmp_segment_alloc(r->seg, len, 16, blk)) < 0)
+			return e;
 		uint64_t w = 0;
-		int e = claim_put(r, tid, pos, s, &w);
+		e = claim_put(r, tid, pos, s, &w);
+		if (e == 0) {
+			uint64_t stale = (*s)->block_off;
+			if (stale && shmp_segment_free(r->seg, stale) != 0)
+				atomic_fetch_add_explicit(&r->sh->lost_blocks, 1, memory_order_relaxed);
+			(*s)->block_off = *blk;
+			return 0;
+		}
+		if (*blk) {
+			shmp_segment_free(r->seg, *blk);
+			*blk = 0;
+		}
 		if (e != -EAGAIN)
 			return e;
 		if ((e = block_on(r, true, wt, *s, w)) < 0)
 			return e;
 	}
-}
-
-/* Room for a message of len bytes outside the slot, if it needs it. */
-static int alloc_block(shmp_ring_t *r, size_t len, uint64_t *blk)
-{
-	*blk = 0;
-	if (len <= r->inline_max)
-		return 0;
-	return shmp_segment_alloc(r->seg, len, 16, blk);
 }
 
 static inline void publish(struct slot *s, uint64_t pos, uint32_t len, uint32_t flags)
@@ -453,18 +465,12 @@ int shmp_ring_put(shmp_ring_t *r, const void *msg, size_t len, double timeout)
 	if (e < 0)
 		return e;
 	uint64_t blk, pos;
-	if ((e = alloc_block(r, len, &blk)) < 0)
-		return e;
 	struct waiter wt;
 	waiter_init(&wt, timeout);
 	struct slot *s;
-	if ((e = acquire_put_slot(r, &wt, &pos, &s)) < 0) {
-		if (blk)
-			shmp_segment_free(r->seg, blk);
+	if ((e = acquire_put_slot(r, &wt, len, &pos, &s, &blk)) < 0)
 		return e;
-	}
 	if (blk) {
-		s->block_off = blk;
 		memcpy(r->seg->base + blk, msg, len);
 	} else if (len) {
 		memcpy(s->payload, msg, len);
@@ -481,31 +487,22 @@ int shmp_ring_put_batch(shmp_ring_t *r, const struct iovec *msgs, unsigned n, do
 	unsigned done = 0;
 	struct waiter wt;
 	waiter_init(&wt, timeout);
-	uint32_t tid = (uint32_t)shmp__tid();
 	for (; done < n; done++) {
 		size_t len = msgs[done].iov_len;
 		int e = check_put_args(r, msgs[done].iov_base, len);
-		uint64_t blk = 0, pos, w;
+		uint64_t blk = 0, pos;
 		struct slot *s;
-		if (e == 0)
-			e = alloc_block(r, len, &blk);
 		if (e == 0) {
-			if (done == 0)
-				e = acquire_put_slot(r, &wt, &pos, &s);
-			else if (atomic_load_explicit(&r->sh->closed, memory_order_acquire))
-				e = SHMP_ECLOSED;
-			else
-				e = claim_put(r, tid, &pos, &s, &w); /* no waiting after the first */
+			/* No waiting after the first: a zero timeout for the rest. */
+			struct waiter now = { .d = { .kind = 2 }, .checker_on = true };
+			e = acquire_put_slot(r, done == 0 ? &wt : &now, len, &pos, &s, &blk);
 		}
 		if (e < 0) {
-			if (blk)
-				shmp_segment_free(r->seg, blk);
 			if (done)
 				break;
 			return e;
 		}
 		if (blk) {
-			s->block_off = blk;
 			memcpy(r->seg->base + blk, msgs[done].iov_base, len);
 		} else if (len) {
 			memcpy(s->payload, msgs[done].iov_base, len);
@@ -524,17 +521,11 @@ int shmp_ring_reserve(shmp_ring_t *r, size_t len, struct shmp_ring_ticket *t, do
 	if (e < 0)
 		return e;
 	uint64_t blk, pos;
-	if ((e = alloc_block(r, len, &blk)) < 0)
-		return e;
 	struct waiter wt;
 	waiter_init(&wt, timeout);
 	struct slot *s;
-	if ((e = acquire_put_slot(r, &wt, &pos, &s)) < 0) {
-		if (blk)
-			shmp_segment_free(r->seg, blk);
+	if ((e = acquire_put_slot(r, &wt, len, &pos, &s, &blk)) < 0)
 		return e;
-	}
-	s->block_off = blk;
 	t->data = blk ? (void *)(r->seg->base + blk) : (void *)s->payload;
 	t->len = len;
 	t->pos_ = pos;
@@ -623,7 +614,8 @@ int shmp_ring_get(shmp_ring_t *r, void *buf, size_t cap, size_t *len, double tim
 		consume_done(r, s, pos, true);
 		return SHMP_ECORRUPT;
 	}
-	memcpy(buf, p, n);
+	if (n)
+		memcpy(buf, p, n);
 	*len = n;
 	consume_done(r, s, pos, true);
 	return 0;
@@ -664,7 +656,8 @@ int shmp_ring_get_batch(shmp_ring_t *r, struct iovec *bufs, size_t *lens, unsign
 			wake_producers(r, 1);
 			return SHMP_ECORRUPT;
 		}
-		memcpy(bufs[done].iov_base, p, len);
+		if (len)
+			memcpy(bufs[done].iov_base, p, len);
 		lens[done] = len;
 		consume_done(r, s, pos, false);
 	}
@@ -722,8 +715,27 @@ int shmp_ring_poll(shmp_ring_t *r, double timeout)
 		uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
 		int32_t diff = (int32_t)(w_seq(w) - (uint32_t)pos);
 		uint32_t st = w_st(w);
-		if (diff == 0 && st == ST_READY)
-			return 0;
+		if (diff == 0 && st == ST_READY) {
+			uint32_t flags = s->flags;
+			if (atomic_load_explicit(&s->word, memory_order_acquire) != w)
+				continue;
+			if (!(flags & F_SKIP))
+				return 0;
+			/* A cancelled reservation is no message: consume it here,
+			 * claiming exactly this word so no real message is taken. */
+			if (r->sc) {
+				atomic_store_explicit(&r->sh->head, pos + 1, memory_order_relaxed);
+			} else {
+				uint64_t mine = W((uint32_t)pos, ST_READING, (uint32_t)shmp__tid()), p = pos;
+				if (!atomic_compare_exchange_strong_explicit(&s->word, &w, mine,
+						memory_order_acquire, memory_order_relaxed))
+					continue;
+				atomic_compare_exchange_strong_explicit(&r->sh->head, &p, pos + 1,
+									memory_order_relaxed, memory_order_relaxed);
+			}
+			consume_done(r, s, pos, true);
+			continue;
+		}
 		if ((diff == 0 && st == ST_READING) || diff == (int32_t)r->cap) {
 			/* The hint lags behind a claimed or consumed slot: help. */
 			uint64_t p = pos;

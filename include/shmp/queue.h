@@ -57,13 +57,14 @@ SHMP_API shmp_ring_t *shmp_queue_ring(shmp_queue_t *q);
 
 /*
  * Pipe: two connected ends. Duplex: both ends send and receive. One-way
- * (opts.duplex = 0, as Python's Pipe(duplex=False)): `a` only receives, `b`
+ * (opts.one_way = 1, as Python's Pipe(duplex=False)): `a` only receives, `b`
  * only sends. Messages keep their boundaries and may be as large as
  * max_message (default 64 MiB; they travel through segment blocks).
  *
  * End of file: recv() and poll() report SHMP_ECLOSED once the other end is
  * closed, or the last process that used it has died, and nothing is left to
- * read. send() then fails with SHMP_ECLOSED too.
+ * read. send() then fails with SHMP_ECLOSED too (a death is noticed by
+ * send within 10 ms or 64 sends, whichever is later).
  */
 typedef struct shmp_conn shmp_conn_t;
 
