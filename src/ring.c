@@ -71,8 +71,18 @@ struct shmp_ring {
 	 * scribbled on, these may not. */
 	uint32_t cap, mask, slot_size, inline_max;
 	uint64_t max_message;
+	uint64_t block_tag;   /* stamped on this ring's message blocks */
 	bool pow2, sp, sc;
 };
+
+/* Every large-message block starts with this, so that a corrupted block_off
+ * naming some other object's block is refused instead of read or freed. */
+struct block_hdr {
+	uint64_t tag;   /* BLOCK_MAGIC ^ the ring's offset */
+	uint32_t seq;   /* the position (low 32 bits) of its message */
+	uint32_t len;
+};
+#define BLOCK_MAGIC 0x52424c4b00000000ull /* "RBLK" */
 
 static inline uint64_t W(uint32_t seq, uint32_t st, uint32_t tid)
 {
@@ -139,6 +149,7 @@ shmp_ring_t *shmp_ring_create(const struct shmp_ring_opts *opts)
 	r->slot_size = slot_size;
 	r->inline_max = slot_size - SLOT_HEADER;
 	r->max_message = o.max_message;
+	r->block_tag = BLOCK_MAGIC ^ sh_off;
 	r->sp = o.flags & SHMP_RING_SINGLE_PRODUCER;
 	r->sc = o.flags & SHMP_RING_SINGLE_CONSUMER;
 	for (uint32_t i = 0; i < o.capacity; i++)
@@ -153,6 +164,28 @@ shmp_ring_t *shmp_ring_create(const struct shmp_ring_opts *opts)
 	return r;
 }
 
+/* The block at blk, if it is this ring's block for message seq of len
+ * bytes (len UINT32_MAX: any length); NULL if not. */
+static struct block_hdr *block_at(const shmp_ring_t *r, uint64_t blk, uint32_t seq, uint32_t len)
+{
+	if (blk % 16) /* the allocator hands out 16-aligned blocks only */
+		return NULL;
+	struct block_hdr *b = shmp_segment_ptr(r->seg, blk, sizeof *b);
+	if (!b || b->tag != r->block_tag || b->seq != seq || (len != UINT32_MAX && b->len != len) ||
+	    !shmp_segment_ptr(r->seg, blk + sizeof *b, b->len))
+		return NULL;
+	return b;
+}
+
+/* Free a slot's block if it really is the block of message seq; a block_off
+ * that fails the check is left alone (counted: never free a stranger's). */
+static void block_free(shmp_ring_t *r, uint64_t blk, uint32_t seq)
+{
+	if (block_at(r, blk, seq, UINT32_MAX) && shmp_segment_free(r->seg, blk) == 0)
+		return;
+	atomic_fetch_add_explicit(&r->sh->lost_blocks, 1, memory_order_relaxed);
+}
+
 void shmp_ring_destroy(shmp_ring_t *r)
 {
 	if (!r)
@@ -161,7 +194,7 @@ void shmp_ring_destroy(shmp_ring_t *r)
 	for (uint32_t i = 0; i < r->cap; i++) {
 		struct slot *s = slot_at(r, i);
 		if (s->block_off)
-			shmp_segment_free(r->seg, s->block_off);
+			block_free(r, s->block_off, w_seq(atomic_load_explicit(&s->word, memory_order_relaxed)));
 	}
 	shmp__free_ptr(r->seg, r->slots);
 	shmp__free_ptr(r->seg, r->sh);
@@ -202,8 +235,8 @@ static bool recover_dead(shmp_ring_t *r, struct slot *s, uint64_t w)
 		return false;
 	uint64_t blk = s->block_off;
 	s->block_off = 0;
-	if (blk && shmp_segment_free(r->seg, blk) != 0)
-		atomic_fetch_add_explicit(&r->sh->lost_blocks, 1, memory_order_relaxed);
+	if (blk)
+		block_free(r, blk, w_seq(w));
 	atomic_fetch_add_explicit(&r->sh->lost, 1, memory_order_relaxed);
 	atomic_store_explicit(&s->word, W(w_seq(w) + r->cap, ST_FREE, 0), memory_order_release);
 	/* Both sides may move now: producers get a slot, consumers a new head. */
@@ -249,20 +282,18 @@ static int block_on(shmp_ring_t *r, bool producer, struct waiter *wt, struct slo
 	_Atomic uint32_t *waiters = producer ? &sh->prod_waiters : &sh->cons_waiters;
 	atomic_fetch_add_explicit(waiters, 1, memory_order_seq_cst);
 	uint32_t seen = atomic_load_explicit(futex, memory_order_acquire);
-	int r2 = 0;
-	if (atomic_load_explicit(&s->word, memory_order_seq_cst) == w &&
-	    !atomic_load_explicit(&sh->closed, memory_order_acquire)) {
+	/* Sleep even when closed: the caller waits on this slot (a message
+	 * being written drains after close too), and close() has bumped the
+	 * futex for anyone who should look again. */
+	if (atomic_load_explicit(&s->word, memory_order_seq_cst) == w) {
 		struct timespec until = shmp__checker_until(&wt->check, &wt->d);
-		r2 = shmp__futex_wait(futex, seen, &until);
+		shmp__futex_wait(futex, seen, &until);
 	}
 	atomic_fetch_sub_explicit(waiters, 1, memory_order_relaxed);
-	if (r2 == -ETIMEDOUT || r2 == -EINTR) {
-		if (shmp__checker_due(&wt->check) || shmp__deadline_passed(&wt->d))
-			recover_dead(r, s, atomic_load_explicit(&s->word, memory_order_acquire));
-		if (shmp__deadline_passed(&wt->d))
-			return -ETIMEDOUT;
-	}
-	return 0;
+	bool expired = shmp__deadline_passed(&wt->d);
+	if (shmp__checker_due(&wt->check) || expired)
+		recover_dead(r, s, atomic_load_explicit(&s->word, memory_order_acquire));
+	return expired ? -ETIMEDOUT : 0;
 }
 
 /* ---- claiming ------------------------------------------------------------ */
@@ -285,6 +316,9 @@ static int claim_put(shmp_ring_t *r, uint32_t tid, uint64_t *pos_out, struct slo
 		uint32_t st = w_st(w);
 		if (diff == 0 && st == ST_FREE) {
 			if (r->sp) {
+				/* No rival producer: a plain store claims it, still
+				 * naming the owner so its death can be recovered. */
+				atomic_store_explicit(&s->word, W((uint32_t)pos, ST_WRITING, tid), memory_order_relaxed);
 				atomic_store_explicit(&sh->tail, pos + 1, memory_order_relaxed);
 			} else {
 				if (!atomic_compare_exchange_weak_explicit(&s->word, &w, W((uint32_t)pos, ST_WRITING, tid),
@@ -345,6 +379,7 @@ static int claim_get(shmp_ring_t *r, uint32_t tid, uint64_t *pos_out, struct slo
 				return -EMSGSIZE;
 			}
 			if (r->sc) {
+				atomic_store_explicit(&s->word, W((uint32_t)pos, ST_READING, tid), memory_order_relaxed);
 				atomic_store_explicit(&sh->head, pos + 1, memory_order_relaxed);
 			} else {
 				if (!atomic_compare_exchange_weak_explicit(&s->word, &w, W((uint32_t)pos, ST_READING, tid),
@@ -382,12 +417,14 @@ static int claim_get(shmp_ring_t *r, uint32_t tid, uint64_t *pos_out, struct slo
 	}
 }
 
-/* Where the payload of a claimed slot is; NULL if its block offset is bad. */
-static void *payload_of(shmp_ring_t *r, struct slot *s, uint32_t len, uint32_t flags)
+/* Where the payload of message pos (claimed) is; NULL if the slot's length
+ * or block fails validation. */
+static void *payload_of(shmp_ring_t *r, struct slot *s, uint64_t pos, uint32_t len, uint32_t flags)
 {
 	if (!(flags & F_BLOCK))
 		return len <= r->inline_max ? s->payload : NULL;
-	return shmp_segment_ptr(r->seg, s->block_off, len ? len : 1);
+	struct block_hdr *b = block_at(r, s->block_off, (uint32_t)pos, len);
+	return b ? (void *)(b + 1) : NULL;
 }
 
 /* Finish reading a claimed slot: free its block, hand the slot to the next
@@ -396,8 +433,8 @@ static void consume_done(shmp_ring_t *r, struct slot *s, uint64_t pos, bool wake
 {
 	uint64_t blk = s->block_off;
 	if (blk) {
-		s->block_off = 0;
-		shmp_segment_free(r->seg, blk);
+		s->block_off = 0; /* before the free: see the block_off protocol */
+		block_free(r, blk, (uint32_t)pos);
 	}
 	atomic_store_explicit(&s->word, W((uint32_t)(pos + r->cap), ST_FREE, 0), memory_order_release);
 	if (wake)
@@ -410,8 +447,7 @@ static void consume_done(shmp_ring_t *r, struct slot *s, uint64_t pos, bool wake
  * for it), waiting as the timeout allows. The block is taken just before
  * each claim attempt and given back before sleeping: a failed allocation
  * claims nothing, and a producer killed while it waits for room holds no
- * block. A non-zero block_off in a slot just claimed can only be the
- * unpublished message of a single producer that died: it is freed. */
+ * block. The block starts with a header naming this ring and the message. */
 static int acquire_put_slot(shmp_ring_t *r, struct waiter *wt, size_t len, uint64_t *pos,
 			    struct slot **s, uint64_t *blk)
 {
@@ -421,15 +457,18 @@ static int acquire_put_slot(shmp_ring_t *r, struct waiter *wt, size_t len, uint6
 		if (atomic_load_explicit(&r->sh->closed, memory_order_acquire))
 			return SHMP_ECLOSED;
 		int e;
-		if (len > r->inline_max && (e = shmp_segment_alloc(r->seg, len, 16, blk)) < 0)
+		if (len > r->inline_max &&
+		    (e = shmp_segment_alloc(r->seg, len + sizeof(struct block_hdr), 16, blk)) < 0)
 			return e;
 		uint64_t w = 0;
 		e = claim_put(r, tid, pos, s, &w);
 		if (e == 0) {
-			uint64_t stale = (*s)->block_off;
-			if (stale && shmp_segment_free(r->seg, stale) != 0)
-				atomic_fetch_add_explicit(&r->sh->lost_blocks, 1, memory_order_relaxed);
-			(*s)->block_off = *blk;
+			if (*blk) {
+				struct block_hdr *b = (struct block_hdr *)(r->seg->base + *blk);
+				*b = (struct block_hdr){ .tag = r->block_tag, .seq = (uint32_t)*pos,
+							 .len = (uint32_t)len };
+				(*s)->block_off = *blk;
+			}
 			return 0;
 		}
 		if (*blk) {
@@ -471,7 +510,7 @@ int shmp_ring_put(shmp_ring_t *r, const void *msg, size_t len, double timeout)
 	if ((e = acquire_put_slot(r, &wt, len, &pos, &s, &blk)) < 0)
 		return e;
 	if (blk) {
-		memcpy(r->seg->base + blk, msg, len);
+		memcpy(r->seg->base + blk + sizeof(struct block_hdr), msg, len);
 	} else if (len) {
 		memcpy(s->payload, msg, len);
 	}
@@ -503,7 +542,7 @@ int shmp_ring_put_batch(shmp_ring_t *r, const struct iovec *msgs, unsigned n, do
 			return e;
 		}
 		if (blk) {
-			memcpy(r->seg->base + blk, msgs[done].iov_base, len);
+			memcpy(r->seg->base + blk + sizeof(struct block_hdr), msgs[done].iov_base, len);
 		} else if (len) {
 			memcpy(s->payload, msgs[done].iov_base, len);
 		}
@@ -526,7 +565,7 @@ int shmp_ring_reserve(shmp_ring_t *r, size_t len, struct shmp_ring_ticket *t, do
 	struct slot *s;
 	if ((e = acquire_put_slot(r, &wt, len, &pos, &s, &blk)) < 0)
 		return e;
-	t->data = blk ? (void *)(r->seg->base + blk) : (void *)s->payload;
+	t->data = blk ? (void *)(r->seg->base + blk + sizeof(struct block_hdr)) : (void *)s->payload;
 	t->len = len;
 	t->pos_ = pos;
 	t->block_ = blk;
@@ -550,6 +589,8 @@ int shmp_ring_commit(shmp_ring_t *r, struct shmp_ring_ticket *t, size_t len)
 		return e;
 	if (len > t->len)
 		return -EINVAL;
+	if (t->block_)
+		((struct block_hdr *)(r->seg->base + t->block_))->len = (uint32_t)len;
 	publish(s, t->pos_, (uint32_t)len, t->block_ ? F_BLOCK : 0);
 	t->state_ = 0;
 	wake_consumers(r, 1);
@@ -609,7 +650,7 @@ int shmp_ring_get(shmp_ring_t *r, void *buf, size_t cap, size_t *len, double tim
 	if (e < 0)
 		return e;
 	uint32_t n = s->len, flags = s->flags;
-	void *p = payload_of(r, s, n, flags);
+	void *p = payload_of(r, s, pos, n, flags);
 	if (!p || n > cap) {
 		consume_done(r, s, pos, true);
 		return SHMP_ECORRUPT;
@@ -648,7 +689,7 @@ int shmp_ring_get_batch(shmp_ring_t *r, struct iovec *bufs, size_t *lens, unsign
 			return e;
 		}
 		uint32_t len = s->len;
-		void *p = payload_of(r, s, len, s->flags);
+		void *p = payload_of(r, s, pos, len, s->flags);
 		if (!p || len > bufs[done].iov_len) {
 			consume_done(r, s, pos, false);
 			if (done)
@@ -677,7 +718,7 @@ int shmp_ring_peek(shmp_ring_t *r, struct shmp_ring_ticket *t, double timeout)
 	if (e < 0)
 		return e;
 	uint32_t len = s->len;
-	void *p = payload_of(r, s, len, s->flags);
+	void *p = payload_of(r, s, pos, len, s->flags);
 	if (!p) {
 		consume_done(r, s, pos, true);
 		return SHMP_ECORRUPT;
@@ -724,6 +765,8 @@ int shmp_ring_poll(shmp_ring_t *r, double timeout)
 			/* A cancelled reservation is no message: consume it here,
 			 * claiming exactly this word so no real message is taken. */
 			if (r->sc) {
+				atomic_store_explicit(&s->word, W((uint32_t)pos, ST_READING, (uint32_t)shmp__tid()),
+						      memory_order_relaxed);
 				atomic_store_explicit(&r->sh->head, pos + 1, memory_order_relaxed);
 			} else {
 				uint64_t mine = W((uint32_t)pos, ST_READING, (uint32_t)shmp__tid()), p = pos;

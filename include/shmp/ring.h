@@ -24,13 +24,14 @@ extern "C" {
  * finds a slot held by a dead thread takes it over: a message a dead
  * producer was writing, or a dead consumer was reading, is skipped as lost
  * and counted (shmp_ring_stats().lost); its large-message block is freed.
- * With SHMP_RING_SINGLE_CONSUMER the slot is not claimed while read, so a
- * consumer dying mid-read leaves the message for the next consumer
- * (delivered again, not lost); with SHMP_RING_SINGLE_PRODUCER a producer
- * dying mid-write publishes nothing.
+ * The same holds with the single-producer/consumer flags, which only replace
+ * the claiming CAS by a plain store.
  *
  * Everything read from shared memory is checked before use: a corrupted ring
  * makes calls fail with SHMP_ECORRUPT, never read or write out of bounds.
+ * Large-message blocks carry a header naming their ring and message, so a
+ * corrupted slot cannot make the ring read or free another object's block
+ * (such a block is left alone and counted in lost_blocks).
  */
 typedef struct shmp_ring shmp_ring_t;
 
