@@ -303,6 +303,38 @@ static int block_on(shmp_ring_t *r, bool producer, struct waiter *wt, struct slo
  * have just moved. */
 #define MAX_ANOMALIES 64
 
+/* Take slot s (last seen as *w) for message pos, as (pos, st, tid), and
+ * move the hint on past it. `single`: no rival can race for the slot, so a
+ * plain store does (it still names the owner, so a death is recovered).
+ * False if a rival won the CAS (*w is then the word it left). */
+static inline bool take_slot(struct slot *s, uint64_t *w, uint64_t pos, uint32_t st, uint32_t tid,
+			     _Atomic uint64_t *hint, bool single)
+{
+	uint64_t want = W((uint32_t)pos, st, tid);
+	if (single) {
+		atomic_store_explicit(&s->word, want, memory_order_relaxed);
+		atomic_store_explicit(hint, pos + 1, memory_order_relaxed);
+		return true;
+	}
+	if (!atomic_compare_exchange_weak_explicit(&s->word, w, want, memory_order_acquire,
+						   memory_order_relaxed))
+		return false;
+	uint64_t p = pos;
+	atomic_compare_exchange_strong_explicit(hint, &p, pos + 1, memory_order_relaxed, memory_order_relaxed);
+	return true;
+}
+
+/* The hint still says pos, but pos is taken: help it on. Returns where to
+ * look next (pos + 1, or wherever another thread has moved it). */
+static inline uint64_t help_hint(_Atomic uint64_t *hint, uint64_t pos)
+{
+	uint64_t p = pos;
+	if (atomic_compare_exchange_strong_explicit(hint, &p, pos + 1, memory_order_relaxed,
+						    memory_order_relaxed))
+		return pos + 1;
+	return p;
+}
+
 /* Claim the slot for the next message. 0 (slot and position set); -EAGAIN
  * when full (*blk_w: the word of the blocking slot); SHMP_ECORRUPT. */
 static int claim_put(shmp_ring_t *r, uint32_t tid, uint64_t *pos_out, struct slot **s_out, uint64_t *blk_w)
@@ -315,31 +347,15 @@ static int claim_put(shmp_ring_t *r, uint32_t tid, uint64_t *pos_out, struct slo
 		int32_t diff = (int32_t)(w_seq(w) - (uint32_t)pos);
 		uint32_t st = w_st(w);
 		if (diff == 0 && st == ST_FREE) {
-			if (r->sp) {
-				/* No rival producer: a plain store claims it, still
-				 * naming the owner so its death can be recovered. */
-				atomic_store_explicit(&s->word, W((uint32_t)pos, ST_WRITING, tid), memory_order_relaxed);
-				atomic_store_explicit(&sh->tail, pos + 1, memory_order_relaxed);
-			} else {
-				if (!atomic_compare_exchange_weak_explicit(&s->word, &w, W((uint32_t)pos, ST_WRITING, tid),
-						memory_order_acquire, memory_order_relaxed))
-					continue;
-				uint64_t p = pos;
-				atomic_compare_exchange_strong_explicit(&sh->tail, &p, pos + 1,
-									memory_order_relaxed, memory_order_relaxed);
-			}
+			if (!take_slot(s, &w, pos, ST_WRITING, tid, &sh->tail, r->sp))
+				continue;
 			*pos_out = pos;
 			*s_out = s;
 			return 0;
 		}
 		if (diff == 0 || diff == (int32_t)r->cap) {
-			/* Claimed (or even consumed) already: the hint lags. Help it. */
-			uint64_t p = pos;
-			if (atomic_compare_exchange_strong_explicit(&sh->tail, &p, pos + 1,
-					memory_order_relaxed, memory_order_relaxed))
-				pos++;
-			else
-				pos = p;
+			/* Claimed (or even consumed) already: the hint lags. */
+			pos = help_hint(&sh->tail, pos);
 			continue;
 		}
 		if (diff == -(int32_t)r->cap && st != ST_FREE) {
@@ -378,17 +394,8 @@ static int claim_get(shmp_ring_t *r, uint32_t tid, uint64_t *pos_out, struct slo
 				*len_cap = len;
 				return -EMSGSIZE;
 			}
-			if (r->sc) {
-				atomic_store_explicit(&s->word, W((uint32_t)pos, ST_READING, tid), memory_order_relaxed);
-				atomic_store_explicit(&sh->head, pos + 1, memory_order_relaxed);
-			} else {
-				if (!atomic_compare_exchange_weak_explicit(&s->word, &w, W((uint32_t)pos, ST_READING, tid),
-						memory_order_acquire, memory_order_relaxed))
-					continue;
-				uint64_t p = pos;
-				atomic_compare_exchange_strong_explicit(&sh->head, &p, pos + 1,
-									memory_order_relaxed, memory_order_relaxed);
-			}
+			if (!take_slot(s, &w, pos, ST_READING, tid, &sh->head, r->sc))
+				continue;
 			*pos_out = pos;
 			*s_out = s;
 			return 0;
@@ -402,12 +409,7 @@ static int claim_get(shmp_ring_t *r, uint32_t tid, uint64_t *pos_out, struct slo
 			return -EAGAIN;
 		}
 		if ((diff == 0 && st == ST_READING) || diff == (int32_t)r->cap) {
-			uint64_t p = pos;
-			if (atomic_compare_exchange_strong_explicit(&sh->head, &p, pos + 1,
-					memory_order_relaxed, memory_order_relaxed))
-				pos++;
-			else
-				pos = p;
+			pos = help_hint(&sh->head, pos);
 			continue;
 		}
 		uint64_t p = atomic_load_explicit(&sh->head, memory_order_relaxed);
@@ -764,26 +766,13 @@ int shmp_ring_poll(shmp_ring_t *r, double timeout)
 				return 0;
 			/* A cancelled reservation is no message: consume it here,
 			 * claiming exactly this word so no real message is taken. */
-			if (r->sc) {
-				atomic_store_explicit(&s->word, W((uint32_t)pos, ST_READING, (uint32_t)shmp__tid()),
-						      memory_order_relaxed);
-				atomic_store_explicit(&r->sh->head, pos + 1, memory_order_relaxed);
-			} else {
-				uint64_t mine = W((uint32_t)pos, ST_READING, (uint32_t)shmp__tid()), p = pos;
-				if (!atomic_compare_exchange_strong_explicit(&s->word, &w, mine,
-						memory_order_acquire, memory_order_relaxed))
-					continue;
-				atomic_compare_exchange_strong_explicit(&r->sh->head, &p, pos + 1,
-									memory_order_relaxed, memory_order_relaxed);
-			}
-			consume_done(r, s, pos, true);
+			if (take_slot(s, &w, pos, ST_READING, (uint32_t)shmp__tid(), &r->sh->head, r->sc))
+				consume_done(r, s, pos, true);
 			continue;
 		}
 		if ((diff == 0 && st == ST_READING) || diff == (int32_t)r->cap) {
 			/* The hint lags behind a claimed or consumed slot: help. */
-			uint64_t p = pos;
-			atomic_compare_exchange_strong_explicit(&r->sh->head, &p, pos + 1,
-								memory_order_relaxed, memory_order_relaxed);
+			help_hint(&r->sh->head, pos);
 			continue;
 		}
 		if (!((diff == 0 && (st == ST_FREE || st == ST_WRITING)) ||
