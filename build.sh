@@ -49,6 +49,8 @@ asan)
 	;;
 bench)
 	install_deps
+	# The peers measured beside shmp; best effort, never required.
+	PKGS="libzmq3-dev libck-dev python3" install_deps || echo "benchmark peers not installed: their figures print n/a"
 	build build
 	cmake --build build --target bench
 	;;

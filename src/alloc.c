@@ -68,6 +68,11 @@ static bool block_ok(const struct shmp__seg_hdr *h, uint64_t off, unsigned cls)
 
 int shmp_segment_alloc(shmp_segment_t *seg, size_t size, size_t align, uint64_t *off)
 {
+	return shmp__segment_alloc(seg, size, align, off, true);
+}
+
+int shmp__segment_alloc(shmp_segment_t *seg, size_t size, size_t align, uint64_t *off, bool zero)
+{
 	if (!seg || !off || size == 0 || (align & (align - 1)) || align > MAX_ALIGN)
 		return -EINVAL;
 	if (align < PREFIX)
@@ -120,7 +125,7 @@ int shmp_segment_alloc(shmp_segment_t *seg, size_t size, size_t align, uint64_t 
 
 	/* Fresh bump memory is still zero (tmpfs); reused memory is cleared here,
 	 * outside the lock: the block is ours alone. */
-	if (reused)
+	if (reused && zero)
 		memset(seg->base + payload, 0, size);
 	*off = payload;
 	return 0;

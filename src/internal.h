@@ -183,6 +183,9 @@ struct shmp_segment {
 
 /* Segment to use for an object: opts' or the default. NULL + errno. */
 shmp_segment_t *shmp__segment_or_default(shmp_segment_t *seg);
+/* shmp_segment_alloc, with the zeroing of reused memory optional (for
+ * blocks the caller overwrites whole). */
+int shmp__segment_alloc(shmp_segment_t *seg, size_t size, size_t align, uint64_t *off, bool zero);
 /* Allocate and return the address; NULL + errno. */
 void *shmp__alloc_ptr(shmp_segment_t *seg, size_t size, size_t align, uint64_t *off);
 /* Free by address (ignores NULL). */

@@ -73,6 +73,10 @@ struct shmp_ring {
 	uint64_t max_message;
 	uint64_t block_tag;   /* stamped on this ring's message blocks */
 	bool pow2, sp, sc;
+	/* Process-local wait tuning, shared by this process's threads. */
+	_Atomic uint32_t spin_budget; /* shrinks when spinning ends in a sleep anyway */
+	_Atomic uint64_t stuck_word;  /* a slot word polls keep finding... */
+	_Atomic uint64_t stuck_since; /* ...since this time (ns) */
 };
 
 /* Every large-message block starts with this, so that a corrupted block_off
@@ -150,6 +154,7 @@ shmp_ring_t *shmp_ring_create(const struct shmp_ring_opts *opts)
 	r->inline_max = slot_size - SLOT_HEADER;
 	r->max_message = o.max_message;
 	r->block_tag = BLOCK_MAGIC ^ sh_off;
+	atomic_init(&r->spin_budget, shmp__spin_limit);
 	r->sp = o.flags & SHMP_RING_SINGLE_PRODUCER;
 	r->sc = o.flags & SHMP_RING_SINGLE_CONSUMER;
 	for (uint32_t i = 0; i < o.capacity; i++)
@@ -203,15 +208,24 @@ void shmp_ring_destroy(shmp_ring_t *r)
 
 /* ---- waking and waiting ------------------------------------------------ */
 
+/* Bit 0 of a futex word: a waiter went to sleep on it since the last wake.
+ * The rest counts wake-ups, in steps of 2. */
+#define ARMED 1u
+
 /* After publishing: a seq_cst read-modify-write orders our store before the
  * read of the waiter count (a waiter increments it, then re-checks the slot),
- * so either it sees our message or we see it waiting. */
+ * so either it sees our message or we see it waiting. Only the first waker
+ * after a sleeper armed the word makes the system call: without that, every
+ * put and get until the sleeper actually ran would pay one. */
 static inline void wake_side(_Atomic uint32_t *futex, _Atomic uint32_t *waiters, int n)
 {
-	if (atomic_fetch_add_explicit(waiters, 0, memory_order_seq_cst)) {
-		atomic_fetch_add_explicit(futex, 1, memory_order_release);
-		shmp__futex_wake(futex, n);
-	}
+	(void)n; /* every sleeper re-checks its own slot: wake them all */
+	if (!atomic_fetch_add_explicit(waiters, 0, memory_order_seq_cst))
+		return;
+	uint32_t v = atomic_load_explicit(futex, memory_order_seq_cst);
+	if ((v & ARMED) && atomic_compare_exchange_strong_explicit(futex, &v, (v + 2) & ~ARMED,
+			memory_order_seq_cst, memory_order_relaxed))
+		shmp__futex_wake(futex, INT_MAX);
 }
 static inline void wake_consumers(shmp_ring_t *r, int n)
 {
@@ -248,15 +262,40 @@ static bool recover_dead(shmp_ring_t *r, struct slot *s, uint64_t w)
 struct waiter {
 	struct shmp__deadline d;
 	struct shmp__checker check;
-	unsigned spins;
+	unsigned spins, budget;
 	bool checker_on;
 };
+#define STUCK_NS 2000000ull /* a poll checks a slot's holder once stuck this long */
+#define SPIN_MIN 16u
 
-static void waiter_init(struct waiter *wt, double timeout)
+static void waiter_init(shmp_ring_t *r, struct waiter *wt, double timeout)
 {
 	shmp__deadline_init(&wt->d, timeout);
 	wt->spins = 0;
 	wt->checker_on = false;
+	/* Each call wins back some of the spin that sleeps took away. */
+	uint32_t b = atomic_load_explicit(&r->spin_budget, memory_order_relaxed);
+	if (b < shmp__spin_limit) {
+		b = b + shmp__spin_limit / 16 + 1;
+		b = b > shmp__spin_limit ? shmp__spin_limit : b;
+		atomic_store_explicit(&r->spin_budget, b, memory_order_relaxed);
+	}
+	wt->budget = b;
+}
+
+/* A poll (timeout 0) never sleeps and so has no checker: it looks for a
+ * dead holder only once the same slot word has been seen for STUCK_NS, so
+ * that polling a busy slot costs no system call. */
+static void poll_stuck(shmp_ring_t *r, struct slot *s, uint64_t w)
+{
+	uint64_t now = shmp__now_ns();
+	if (atomic_load_explicit(&r->stuck_word, memory_order_relaxed) != w) {
+		atomic_store_explicit(&r->stuck_word, w, memory_order_relaxed);
+		atomic_store_explicit(&r->stuck_since, now, memory_order_relaxed);
+	} else if (now - atomic_load_explicit(&r->stuck_since, memory_order_relaxed) > STUCK_NS) {
+		recover_dead(r, s, w);
+		atomic_store_explicit(&r->stuck_since, now, memory_order_relaxed);
+	}
 }
 
 /* Blocked on slot s (last seen holding word w): spin, then sleep on the
@@ -264,16 +303,22 @@ static void waiter_init(struct waiter *wt, double timeout)
  * -ETIMEDOUT, SHMP_ECLOSED. */
 static int block_on(shmp_ring_t *r, bool producer, struct waiter *wt, struct slot *s, uint64_t w)
 {
-	if (wt->spins < shmp__spin_limit && wt->d.kind != 2) {
+	if (wt->d.kind == 2) {
+		poll_stuck(r, s, w);
+		return -ETIMEDOUT;
+	}
+	if (wt->spins < wt->budget) {
 		wt->spins++;
 		shmp__cpu_relax();
 		return 0;
 	}
 	if (!wt->checker_on) {
+		/* Spinning did not do it: spin less next time (the other side
+		 * may share our CPU, where spinning only delays it). */
+		uint32_t b = atomic_load_explicit(&r->spin_budget, memory_order_relaxed) / 2;
+		atomic_store_explicit(&r->spin_budget, b < SPIN_MIN ? SPIN_MIN : b, memory_order_relaxed);
 		shmp__checker_init(&wt->check, CHECK_FIRST_NS, CHECK_MAX_NS);
 		wt->checker_on = true;
-		if (recover_dead(r, s, w)) /* a poll still checks once */
-			return 0;
 	}
 	if (shmp__deadline_passed(&wt->d))
 		return -ETIMEDOUT;
@@ -281,7 +326,7 @@ static int block_on(shmp_ring_t *r, bool producer, struct waiter *wt, struct slo
 	_Atomic uint32_t *futex = producer ? &sh->not_full : &sh->not_empty;
 	_Atomic uint32_t *waiters = producer ? &sh->prod_waiters : &sh->cons_waiters;
 	atomic_fetch_add_explicit(waiters, 1, memory_order_seq_cst);
-	uint32_t seen = atomic_load_explicit(futex, memory_order_acquire);
+	uint32_t seen = atomic_fetch_or_explicit(futex, ARMED, memory_order_seq_cst) | ARMED;
 	/* Sleep even when closed: the caller waits on this slot (a message
 	 * being written drains after close too), and close() has bumped the
 	 * futex for anyone who should look again. */
@@ -460,7 +505,7 @@ static int acquire_put_slot(shmp_ring_t *r, struct waiter *wt, size_t len, uint6
 			return SHMP_ECLOSED;
 		int e;
 		if (len > r->inline_max &&
-		    (e = shmp_segment_alloc(r->seg, len + sizeof(struct block_hdr), 16, blk)) < 0)
+		    (e = shmp__segment_alloc(r->seg, len + sizeof(struct block_hdr), 16, blk, false)) < 0)
 			return e;
 		uint64_t w = 0;
 		e = claim_put(r, tid, pos, s, &w);
@@ -507,7 +552,7 @@ int shmp_ring_put(shmp_ring_t *r, const void *msg, size_t len, double timeout)
 		return e;
 	uint64_t blk, pos;
 	struct waiter wt;
-	waiter_init(&wt, timeout);
+	waiter_init(r, &wt, timeout);
 	struct slot *s;
 	if ((e = acquire_put_slot(r, &wt, len, &pos, &s, &blk)) < 0)
 		return e;
@@ -527,7 +572,7 @@ int shmp_ring_put_batch(shmp_ring_t *r, const struct iovec *msgs, unsigned n, do
 		return -EINVAL;
 	unsigned done = 0;
 	struct waiter wt;
-	waiter_init(&wt, timeout);
+	waiter_init(r, &wt, timeout);
 	for (; done < n; done++) {
 		size_t len = msgs[done].iov_len;
 		int e = check_put_args(r, msgs[done].iov_base, len);
@@ -535,7 +580,7 @@ int shmp_ring_put_batch(shmp_ring_t *r, const struct iovec *msgs, unsigned n, do
 		struct slot *s;
 		if (e == 0) {
 			/* No waiting after the first: a zero timeout for the rest. */
-			struct waiter now = { .d = { .kind = 2 }, .checker_on = true };
+			struct waiter now = { .d = { .kind = 2 } };
 			e = acquire_put_slot(r, done == 0 ? &wt : &now, len, &pos, &s, &blk);
 		}
 		if (e < 0) {
@@ -563,7 +608,7 @@ int shmp_ring_reserve(shmp_ring_t *r, size_t len, struct shmp_ring_ticket *t, do
 		return e;
 	uint64_t blk, pos;
 	struct waiter wt;
-	waiter_init(&wt, timeout);
+	waiter_init(r, &wt, timeout);
 	struct slot *s;
 	if ((e = acquire_put_slot(r, &wt, len, &pos, &s, &blk)) < 0)
 		return e;
@@ -642,7 +687,7 @@ int shmp_ring_get(shmp_ring_t *r, void *buf, size_t cap, size_t *len, double tim
 	if (!r || !len || (!buf && cap))
 		return -EINVAL;
 	struct waiter wt;
-	waiter_init(&wt, timeout);
+	waiter_init(r, &wt, timeout);
 	uint64_t pos;
 	struct slot *s;
 	size_t need = cap;
@@ -669,7 +714,7 @@ int shmp_ring_get_batch(shmp_ring_t *r, struct iovec *bufs, size_t *lens, unsign
 	if (!r || ((!bufs || !lens) && n))
 		return -EINVAL;
 	struct waiter wt;
-	waiter_init(&wt, timeout);
+	waiter_init(r, &wt, timeout);
 	uint32_t tid = (uint32_t)shmp__tid();
 	unsigned done = 0;
 	for (; done < n; done++) {
@@ -713,7 +758,7 @@ int shmp_ring_peek(shmp_ring_t *r, struct shmp_ring_ticket *t, double timeout)
 	if (!r || !t)
 		return -EINVAL;
 	struct waiter wt;
-	waiter_init(&wt, timeout);
+	waiter_init(r, &wt, timeout);
 	uint64_t pos;
 	struct slot *s;
 	int e = acquire_get_slot(r, &wt, &pos, &s, NULL);
@@ -751,7 +796,7 @@ int shmp_ring_poll(shmp_ring_t *r, double timeout)
 	if (!r)
 		return -EINVAL;
 	struct waiter wt;
-	waiter_init(&wt, timeout);
+	waiter_init(r, &wt, timeout);
 	for (int anomalies = 0;;) {
 		uint64_t pos = atomic_load_explicit(&r->sh->head, memory_order_relaxed);
 		struct slot *s = slot_at(r, pos);
@@ -796,8 +841,8 @@ int shmp_ring_close(shmp_ring_t *r)
 		return -EINVAL;
 	struct shmp__ring_sh *sh = r->sh;
 	atomic_store_explicit(&sh->closed, 1, memory_order_seq_cst);
-	atomic_fetch_add_explicit(&sh->not_empty, 1, memory_order_release);
-	atomic_fetch_add_explicit(&sh->not_full, 1, memory_order_release);
+	atomic_fetch_add_explicit(&sh->not_empty, 2, memory_order_release);
+	atomic_fetch_add_explicit(&sh->not_full, 2, memory_order_release);
 	shmp__futex_wake(&sh->not_empty, INT_MAX);
 	shmp__futex_wake(&sh->not_full, INT_MAX);
 	return 0;
