@@ -169,14 +169,14 @@ shmp_ring_t *shmp_ring_create(const struct shmp_ring_opts *opts)
 	return r;
 }
 
-/* The block at blk, if it is this ring's block for message seq of len
- * bytes (len UINT32_MAX: any length); NULL if not. */
-static struct block_hdr *block_at(const shmp_ring_t *r, uint64_t blk, uint32_t seq, uint32_t len)
+/* The block at blk, if it is this ring's block for message seq, of *len
+ * bytes (len NULL: any length); NULL if not. */
+static struct block_hdr *block_at(const shmp_ring_t *r, uint64_t blk, uint32_t seq, const uint32_t *len)
 {
 	if (blk % 16) /* the allocator hands out 16-aligned blocks only */
 		return NULL;
 	struct block_hdr *b = shmp_segment_ptr(r->seg, blk, sizeof *b);
-	if (!b || b->tag != r->block_tag || b->seq != seq || (len != UINT32_MAX && b->len != len) ||
+	if (!b || b->tag != r->block_tag || b->seq != seq || (len && b->len != *len) ||
 	    !shmp_segment_ptr(r->seg, blk + sizeof *b, b->len))
 		return NULL;
 	return b;
@@ -186,7 +186,7 @@ static struct block_hdr *block_at(const shmp_ring_t *r, uint64_t blk, uint32_t s
  * that fails the check is left alone (counted: never free a stranger's). */
 static void block_free(shmp_ring_t *r, uint64_t blk, uint32_t seq)
 {
-	if (block_at(r, blk, seq, UINT32_MAX) && shmp_segment_free(r->seg, blk) == 0)
+	if (block_at(r, blk, seq, NULL) && shmp_segment_free(r->seg, blk) == 0)
 		return;
 	atomic_fetch_add_explicit(&r->sh->lost_blocks, 1, memory_order_relaxed);
 }
@@ -470,7 +470,7 @@ static void *payload_of(shmp_ring_t *r, struct slot *s, uint64_t pos, uint32_t l
 {
 	if (!(flags & F_BLOCK))
 		return len <= r->inline_max ? s->payload : NULL;
-	struct block_hdr *b = block_at(r, s->block_off, (uint32_t)pos, len);
+	struct block_hdr *b = block_at(r, s->block_off, (uint32_t)pos, &len);
 	return b ? (void *)(b + 1) : NULL;
 }
 

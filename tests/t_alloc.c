@@ -18,13 +18,6 @@ struct blk {
 static shmp_segment_t *seg;
 static unsigned char *base;
 
-static struct shmp_segment_stats stats(shmp_segment_t *s)
-{
-	struct shmp_segment_stats st;
-	T_EQ(shmp_segment_stats(s, &st), 0);
-	return st;
-}
-
 static int all_bytes(const unsigned char *p, size_t n, unsigned char v)
 {
 	for (size_t i = 0; i < n; i++)
@@ -62,7 +55,7 @@ static void check_blocks(shmp_segment_t *s, struct blk *b, int n)
 
 static void test_fresh_stats(void)
 {
-	struct shmp_segment_stats st = stats(seg);
+	struct shmp_segment_stats st = t_seg_stats(seg);
 	T_EQ(st.size, SEG_SIZE);
 	T_EQ(st.size, shmp_segment_size(seg));
 	T_CHECK(st.heap_bytes > SEG_SIZE - 65536 && st.heap_bytes < SEG_SIZE);
@@ -84,7 +77,7 @@ static void test_bad_args(void)
 	T_EQ(shmp_segment_alloc(seg, 64, 0, NULL), -EINVAL);
 	T_EQ(off, 4242);
 	T_EQ(shmp_segment_free(NULL, 64), -EINVAL);
-	T_EQ(stats(seg).live_blocks, 0);
+	T_EQ(t_seg_stats(seg).live_blocks, 0);
 }
 
 static void test_alignment(void)
@@ -114,12 +107,12 @@ static void test_alignment(void)
 			b[n++] = (struct blk){ off, sz, fill };
 		}
 	}
-	T_EQ(stats(seg).live_blocks, (uint64_t)n);
+	T_EQ(t_seg_stats(seg).live_blocks, (uint64_t)n);
 	check_blocks(seg, b, n);
 	for (int i = 0; i < n; i++)
 		T_EQ(shmp_segment_free(seg, b[i].off), 0);
-	T_EQ(stats(seg).live_blocks, 0);
-	T_EQ(stats(seg).used_bytes, 0);
+	T_EQ(t_seg_stats(seg).live_blocks, 0);
+	T_EQ(t_seg_stats(seg).used_bytes, 0);
 }
 
 /* 1 byte to 8 MiB: zero on arrival, fully writable, counted. */
@@ -135,9 +128,9 @@ static void test_sizes(void)
 			if (s > (8u << 20) || (k == 2 && sz < 2))
 				continue;
 			uint64_t off;
-			struct shmp_segment_stats before = stats(seg);
+			struct shmp_segment_stats before = t_seg_stats(seg);
 			T_EQ(shmp_segment_alloc(seg, s, 0, &off), 0);
-			struct shmp_segment_stats after = stats(seg);
+			struct shmp_segment_stats after = t_seg_stats(seg);
 			T_EQ(after.live_blocks, before.live_blocks + 1);
 			uint64_t got = after.used_bytes - before.used_bytes;
 			/* the block with its 16-byte header, and bounded overhead */
@@ -151,13 +144,13 @@ static void test_sizes(void)
 			b[n++] = (struct blk){ off, s, fill };
 		}
 	}
-	struct shmp_segment_stats st = stats(seg);
+	struct shmp_segment_stats st = t_seg_stats(seg);
 	T_EQ(st.live_blocks, (uint64_t)n);
 	T_CHECK(st.used_bytes >= want_min);
 	check_blocks(seg, b, n);
 	for (int i = 0; i < n; i++)
 		T_EQ(shmp_segment_free(seg, b[i].off), 0);
-	st = stats(seg);
+	st = t_seg_stats(seg);
 	T_EQ(st.live_blocks, 0);
 	T_EQ(st.used_bytes, 0);
 }
@@ -189,7 +182,7 @@ static void test_reuse(void)
 			T_EQ(shmp_segment_free(seg, o2), 0);
 		}
 	}
-	T_EQ(stats(seg).live_blocks, 0);
+	T_EQ(t_seg_stats(seg).live_blocks, 0);
 }
 
 /* Dirty the heap everywhere (every size class, every alignment), free it
@@ -216,8 +209,8 @@ static void test_reused_is_zero(void)
 		}
 		for (int i = 0; i < n; i++)
 			T_EQ(shmp_segment_free(seg, offs[(i * 7) % n]), 0); /* 7 and 3000 coprime */
-		T_EQ(stats(seg).live_blocks, 0);
-		T_EQ(stats(seg).used_bytes, 0);
+		T_EQ(t_seg_stats(seg).live_blocks, 0);
+		T_EQ(t_seg_stats(seg).used_bytes, 0);
 	}
 }
 
@@ -228,7 +221,7 @@ static void test_bad_free(void)
 	T_EQ(shmp_segment_alloc(seg, 200, 64, &b), 0);
 	memset(base + a, 0x3c, 200);
 	memset(base + b, 0x4d, 200);
-	struct shmp_segment_stats before = stats(seg);
+	struct shmp_segment_stats before = t_seg_stats(seg);
 	size_t sz = shmp_segment_size(seg);
 	const uint64_t bogus[] = {
 		0, 1, 15, 16, 64, 128, a + 16, a + 1, a - 16, a + 64, a + 192,
@@ -243,7 +236,7 @@ static void test_bad_free(void)
 			exit(1);
 		}
 	}
-	struct shmp_segment_stats after = stats(seg);
+	struct shmp_segment_stats after = t_seg_stats(seg);
 	T_EQ(after.live_blocks, before.live_blocks);
 	T_EQ(after.used_bytes, before.used_bytes);
 	T_CHECK(all_bytes(base + a, 200, 0x3c));
@@ -253,7 +246,7 @@ static void test_bad_free(void)
 	T_EQ(shmp_segment_free(seg, a), 0);
 	T_EQ(shmp_segment_free(seg, a), -EINVAL);
 	T_EQ(shmp_segment_free(seg, a), -EINVAL);
-	T_EQ(stats(seg).live_blocks, before.live_blocks - 1);
+	T_EQ(t_seg_stats(seg).live_blocks, before.live_blocks - 1);
 	T_EQ(shmp_segment_alloc(seg, 200, 0, &a), 0);
 	T_EQ(shmp_segment_alloc(seg, 200, 0, &c), 0);
 	T_CHECK(a != c);
@@ -262,8 +255,8 @@ static void test_bad_free(void)
 	T_EQ(shmp_segment_free(seg, b), -EINVAL);
 	T_EQ(shmp_segment_free(seg, c), 0);
 	T_EQ(shmp_segment_free(seg, c), -EINVAL);
-	T_EQ(stats(seg).live_blocks, 0);
-	T_EQ(stats(seg).used_bytes, 0);
+	T_EQ(t_seg_stats(seg).live_blocks, 0);
+	T_EQ(t_seg_stats(seg).used_bytes, 0);
 }
 
 /* Fill a 1 MiB segment: -ENOMEM changes nothing, smaller blocks still fit
@@ -286,7 +279,7 @@ static void test_full(void)
 	T_EQ(r, -ENOMEM);
 	nbig = n;
 	T_CHECK(nbig >= 8); /* 1 MiB holds a good number of 60 kB blocks */
-	struct shmp_segment_stats full = stats(s);
+	struct shmp_segment_stats full = t_seg_stats(s);
 	T_EQ(full.live_blocks, (uint64_t)n);
 
 	/* Requests that cannot fit, including absurd sizes, change nothing. */
@@ -296,7 +289,7 @@ static void test_full(void)
 		off = 999;
 		T_EQ(shmp_segment_alloc(s, huge[i], 0, &off), -ENOMEM);
 		T_EQ(off, 999);
-		struct shmp_segment_stats st = stats(s);
+		struct shmp_segment_stats st = t_seg_stats(s);
 		T_EQ(st.live_blocks, full.live_blocks);
 		T_EQ(st.used_bytes, full.used_bytes);
 	}
@@ -318,7 +311,7 @@ static void test_full(void)
 		b[n] = (struct blk){ off, small, (unsigned char)(1 + n % 200) };
 		n++;
 	}
-	struct shmp_segment_stats st = stats(s);
+	struct shmp_segment_stats st = t_seg_stats(s);
 	/* Room was left after the big blocks (no free lists, no leaks: what is
 	 * not used is fresh memory), so some small blocks must have fit. */
 	if (full.heap_bytes - full.used_bytes >= 64)
@@ -347,7 +340,7 @@ static void test_full(void)
 	check_blocks(s, b, n);
 	for (int i = 0; i < n; i++)
 		T_EQ(shmp_segment_free(s, b[i].off), 0);
-	st = stats(s);
+	st = t_seg_stats(s);
 	T_EQ(st.live_blocks, 0);
 	T_EQ(st.used_bytes, 0);
 	shmp_segment_destroy(s);
@@ -357,10 +350,10 @@ static void test_full(void)
 static void test_stats_track(void)
 {
 	uint64_t offs[50], used[51];
-	used[0] = stats(seg).used_bytes;
+	used[0] = t_seg_stats(seg).used_bytes;
 	for (int i = 0; i < 50; i++) {
 		T_EQ(shmp_segment_alloc(seg, 10 + 37 * (size_t)i, i % 3 ? 0 : 64, &offs[i]), 0);
-		struct shmp_segment_stats st = stats(seg);
+		struct shmp_segment_stats st = t_seg_stats(seg);
 		T_EQ(st.live_blocks, (uint64_t)i + 1);
 		used[i + 1] = st.used_bytes;
 		T_CHECK(used[i + 1] > used[i]);
@@ -368,7 +361,7 @@ static void test_stats_track(void)
 	/* freeing in reverse retraces the same numbers */
 	for (int i = 49; i >= 0; i--) {
 		T_EQ(shmp_segment_free(seg, offs[i]), 0);
-		struct shmp_segment_stats st = stats(seg);
+		struct shmp_segment_stats st = t_seg_stats(seg);
 		T_EQ(st.live_blocks, (uint64_t)i);
 		T_EQ(st.used_bytes, used[i]);
 	}

@@ -371,24 +371,6 @@ static void test_atomics(void)
 	shmp_array_destroy(a);
 }
 
-struct holder {
-	shmp_lock_t *l;
-	shmp_value_t *held;   /* raw 'i': child owns the lock */
-	shmp_value_t *rel_at; /* raw 'd': CLOCK_MONOTONIC just before release */
-};
-
-/* Hold the lock 300 ms, stamp the time, release. */
-static int child_hold(void *arg)
-{
-	struct holder *h = arg;
-	if (shmp_lock_acquire(h->l, 5.0) != 0)
-		return 1;
-	shmp_value_store(h->held, 1);
-	t_sleep_ms(300);
-	shmp_value_set_f64(h->rel_at, t_now());
-	return shmp_lock_release(h->l) == 0 ? 0 : 2;
-}
-
 static void test_create_errors(void)
 {
 	errno = 0;
@@ -419,33 +401,14 @@ static void test_create_errors(void)
 	shmp_array_t *a = shmp_array_create('i', 4, NULL, &SHMP_OPTS(shmp_value_opts, .lock = l));
 	T_CHECK(a);
 	T_CHECK(shmp_array_get_lock(a) == l);
-	struct holder h = {
-		l,
-		shmp_value_create('i', NULL, &SHMP_OPTS(shmp_value_opts, .raw = 1)),
-		shmp_value_create('d', NULL, &SHMP_OPTS(shmp_value_opts, .raw = 1)),
-	};
-	T_CHECK(h.held && h.rel_at);
-	pid_t pid = t_fork(child_hold, &h);
-	int64_t held = 0;
-	double until = t_now() + 10;
-	while (shmp_value_load(h.held, &held) == 0 && !held) {
-		if (t_now() > until) {
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-			T_CHECK(!"child never took the lock");
-		}
-		t_sleep_ms(1);
-	}
+	struct t_holder h;
+	pid_t pid = t_holder_start(&h, l);
 	const int32_t four[4] = { 1, 2, 3, 4 };
+	double t0 = t_now();
 	T_EQ(shmp_array_write(a, 0, 4, four), 0);
-	double t1 = t_now(), rel = 0;
-	T_EQ(shmp_value_get_f64(h.rel_at, &rel), 0);
-	/* The child stamped its release time before releasing. */
-	T_CHECK(rel > 0 && t1 >= rel);
-	t_wait_ok(pid, 10);
+	t_holder_waited(&h, t0, t_now());
+	t_holder_end(&h, pid);
 	T_EQ(shmp_lock_locked(l), 0);
-	shmp_value_destroy(h.held);
-	shmp_value_destroy(h.rel_at);
 	shmp_array_destroy(a);
 	/* The array did not own the lock. */
 	T_EQ(shmp_lock_acquire(l, 0), 0);

@@ -12,95 +12,6 @@
  *     SHMP_EBROKEN rather than wait for its timeout. */
 #include "t.h"
 
-#include <sys/prctl.h>
-
-/* ---- child bookkeeping: every child dies with us and is reaped on exit -- */
-static pid_t main_pid;
-static pid_t kids[256];
-static int nkids;
-
-static void reap_all(void)
-{
-	if (getpid() != main_pid)
-		return;
-	for (int i = 0; i < nkids; i++) {
-		int st;
-		/* 0: still our unreaped child. -1 (ECHILD): reaped already. */
-		if (waitpid(kids[i], &st, WNOHANG) == 0) {
-			kill(kids[i], SIGKILL);
-			waitpid(kids[i], &st, 0);
-		}
-	}
-	nkids = 0;
-}
-
-static pid_t spawn(int (*fn)(void *), void *arg)
-{
-	T_CHECK(nkids < 256);
-	fflush(NULL);
-	pid_t p = fork();
-	T_CHECK(p >= 0);
-	if (p == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != main_pid)
-			_exit(99);
-		_exit(fn(arg));
-	}
-	kids[nkids++] = p;
-	return p;
-}
-
-static void kill_reap(pid_t p)
-{
-	T_EQ(kill(p, SIGKILL), 0);
-	int st = t_wait(p, 5);
-	T_CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
-}
-
-static shmp_array_t *new_array(size_t n)
-{
-	struct shmp_value_opts o = SHMP_OPTS(shmp_value_opts, .raw = 1);
-	shmp_array_t *a = shmp_array_create('q', n, NULL, &o);
-	T_CHECK(a);
-	return a;
-}
-
-static int64_t aload(shmp_array_t *a, size_t i)
-{
-	int64_t x = 0;
-	T_EQ(shmp_array_load(a, i, &x), 0);
-	return x;
-}
-
-static void wait_eq(shmp_array_t *a, size_t i, int64_t want, double timeout)
-{
-	double until = t_now() + timeout;
-	while (aload(a, i) != want) {
-		if (t_now() > until) {
-			fprintf(stderr, "a[%zu] = %lld, waited for %lld\n", i,
-				(long long)aload(a, i), (long long)want);
-			exit(1);
-		}
-		t_sleep_ms(1);
-	}
-}
-
-/* Poll until `want` parties wait (line: the caller's, for the message). */
-static void wait_waiting_at(shmp_barrier_t *b, int want, int line)
-{
-	double until = t_now() + 5;
-	while (shmp_barrier_n_waiting(b) != want) {
-		if (t_now() > until) {
-			fprintf(stderr, "%s:%d: n_waiting = %d (broken %d), waited for %d\n",
-				__FILE__, line, shmp_barrier_n_waiting(b),
-				shmp_barrier_broken(b), want);
-			exit(1);
-		}
-		t_sleep_ms(1);
-	}
-}
-#define wait_waiting(b, want) wait_waiting_at(b, want, __LINE__)
-
 #define NONE 12345 /* "no result yet" */
 
 /* ---- (a) a member of the last round dies before arriving ----------------- */
@@ -130,38 +41,38 @@ static void test_member_dies_before_arriving(void)
 {
 	shmp_barrier_t *b = shmp_barrier_create(3, NULL);
 	T_CHECK(b);
-	shmp_array_t *st = new_array(8);
+	shmp_array_t *st = t_counters(8);
 	struct a_arg a[3];
 	pid_t p[3];
 	for (int k = 0; k < 3; k++) {
 		T_EQ(shmp_array_store(st, 4 + (size_t)k, NONE), 0);
 		a[k] = (struct a_arg){ b, st, k };
-		p[k] = spawn(a_child, &a[k]);
+		p[k] = t_spawn(a_child, &a[k]);
 	}
-	wait_eq(st, 3, 3, 10);
+	t_wait_eq(st, 3, 3, 10);
 	unsigned seen = 0;
 	for (int k = 0; k < 3; k++) {
-		int64_t idx = aload(st, (size_t)k);
+		int64_t idx = t_load(st, (size_t)k);
 		T_CHECK(idx >= 0 && idx < 3);
 		seen |= 1u << idx;
 	}
 	T_EQ(seen, 7u);
-	wait_waiting(b, 2);
+	t_wait_n_waiting(b, 2);
 	/* The third is alive, only slow: nothing breaks meanwhile (the
 	 * liveness checks run several times in 300 ms). */
 	t_sleep_ms(300);
 	T_EQ(shmp_barrier_broken(b), 0);
 	T_EQ(shmp_barrier_n_waiting(b), 2);
-	T_EQ(aload(st, 4), NONE);
-	T_EQ(aload(st, 5), NONE);
+	T_EQ(t_load(st, 4), NONE);
+	T_EQ(t_load(st, 5), NONE);
 
-	kill_reap(p[2]);
+	t_kill_reap(p[2], 5);
 	double t0 = t_now();
 	t_wait_ok(p[0], 10);
 	t_wait_ok(p[1], 10);
 	T_CHECK(t_now() - t0 < 3.0);
-	T_EQ(aload(st, 4), SHMP_EBROKEN);
-	T_EQ(aload(st, 5), SHMP_EBROKEN);
+	T_EQ(t_load(st, 4), SHMP_EBROKEN);
+	T_EQ(t_load(st, 5), SHMP_EBROKEN);
 	T_EQ(shmp_barrier_broken(b), 1);
 	shmp_barrier_destroy(b);
 	shmp_array_destroy(st);
@@ -188,14 +99,14 @@ static pid_t start_w(struct w_arg *a, shmp_barrier_t *b, shmp_array_t *st, int k
 {
 	*a = (struct w_arg){ b, st, k, timeout };
 	T_EQ(shmp_array_store(st, (size_t)k, NONE), 0);
-	return spawn(w_child, a);
+	return t_spawn(w_child, a);
 }
 
 static void waiter_dies(int doomed_first)
 {
 	shmp_barrier_t *b = shmp_barrier_create(3, NULL);
 	T_CHECK(b);
-	shmp_array_t *st = new_array(2);
+	shmp_array_t *st = t_counters(2);
 	struct w_arg a[2];
 	pid_t p[2];
 	/* Slot 0: the live one (10 s); slot 1: the doomed one (forever). */
@@ -203,18 +114,18 @@ static void waiter_dies(int doomed_first)
 	for (int i = 0; i < 2; i++) {
 		int k = order[i];
 		p[k] = start_w(&a[k], b, st, k, k == 0 ? 10 : SHMP_FOREVER);
-		wait_waiting(b, i + 1);
+		t_wait_n_waiting(b, i + 1);
 	}
 	t_sleep_ms(100);
 	T_EQ(shmp_barrier_broken(b), 0);
-	T_EQ(aload(st, 0), NONE);
+	T_EQ(t_load(st, 0), NONE);
 
-	kill_reap(p[1]);
+	t_kill_reap(p[1], 5);
 	double t0 = t_now();
 	t_wait_ok(p[0], 10);
 	T_CHECK(t_now() - t0 < 3.0);
-	T_EQ(aload(st, 0), SHMP_EBROKEN);
-	T_EQ(aload(st, 1), NONE);
+	T_EQ(t_load(st, 0), SHMP_EBROKEN);
+	T_EQ(t_load(st, 1), NONE);
 	T_EQ(shmp_barrier_broken(b), 1);
 	T_EQ(shmp_barrier_wait(b, 1), SHMP_EBROKEN);
 	shmp_barrier_destroy(b);
@@ -250,26 +161,24 @@ static int c_child(void *p)
 
 static void test_action_fails(void)
 {
-	struct shmp_value_opts vo = SHMP_OPTS(shmp_value_opts, .raw = 1);
-	shmp_value_t *cnt = shmp_value_create('q', NULL, &vo);
-	T_CHECK(cnt);
+	shmp_value_t *cnt = t_raw_value('q');
 	struct shmp_barrier_opts bo = SHMP_OPTS(shmp_barrier_opts, .action = failing_action,
 						.action_arg = cnt);
 	shmp_barrier_t *b = shmp_barrier_create(3, &bo);
 	T_CHECK(b);
-	shmp_array_t *res = new_array(C_ROUNDS * 3);
+	shmp_array_t *res = t_counters(C_ROUNDS * 3);
 	struct c_arg a[3];
 	pid_t p[3];
 	for (int k = 0; k < 3; k++) {
 		a[k] = (struct c_arg){ b, res, k };
-		p[k] = spawn(c_child, &a[k]);
+		p[k] = t_spawn(c_child, &a[k]);
 	}
 	for (int k = 0; k < 3; k++)
 		t_wait_ok(p[k], 20);
 	for (int r = 0; r < C_ROUNDS; r++) {
 		unsigned seen = 0;
 		for (int k = 0; k < 3; k++) {
-			int64_t x = aload(res, (size_t)(r * 3 + k));
+			int64_t x = t_load(res, (size_t)(r * 3 + k));
 			if (r < C_FAIL - 1) {
 				T_CHECK(x >= 0 && x < 3);
 				seen |= 1u << x;
@@ -322,12 +231,12 @@ static void test_parent_waits_child_dies(void)
 {
 	shmp_barrier_t *b = shmp_barrier_create(3, NULL);
 	T_CHECK(b);
-	shmp_array_t *st = new_array(2);
+	shmp_array_t *st = t_counters(2);
 	struct w_arg a;
 	pid_t victim = start_w(&a, b, st, 0, SHMP_FOREVER);
-	wait_waiting(b, 1);
+	t_wait_n_waiting(b, 1);
 	struct k_arg ka = { b, victim };
-	pid_t killer = spawn(killer_child, &ka);
+	pid_t killer = t_spawn(killer_child, &ka);
 	double t0 = t_now();
 	int r = shmp_barrier_wait(b, 5);
 	double dt = t_now() - t0;
@@ -347,8 +256,7 @@ static void test_parent_waits_child_dies(void)
 int main(void)
 {
 	t_watchdog(90);
-	main_pid = getpid();
-	atexit(reap_all);
+	atexit(t_reap_all);
 	test_member_dies_before_arriving();
 	waiter_dies(1);
 	waiter_dies(0);

@@ -11,13 +11,6 @@
 
 #define MIB (1u << 20)
 
-static struct shmp_segment_stats dstats(void)
-{
-	struct shmp_segment_stats st;
-	T_EQ(shmp_segment_stats(shmp_segment_default(), &st), 0);
-	return st;
-}
-
 static int inside(shmp_segment_t *s, const void *p, size_t len)
 {
 	const char *b = shmp_segment_base(s);
@@ -88,7 +81,7 @@ static int child_fill(void *arg)
 	/* 1 MiB holds at most 131 arrays of 8000 bytes; with modest overhead
 	 * at least half that many fit. */
 	T_CHECK(n >= 64 && n <= 131);
-	struct shmp_segment_stats full = dstats();
+	struct shmp_segment_stats full = t_seg_stats(shmp_segment_default());
 	T_EQ(full.live_blocks, (uint64_t)n);
 
 	/* More failures change nothing. */
@@ -98,8 +91,8 @@ static int child_fill(void *arg)
 	errno = 0;
 	T_CHECK(shmp_array_create('b', 4 * MIB, NULL, NULL) == NULL);
 	T_EQ(errno, ENOMEM);
-	T_EQ(dstats().live_blocks, full.live_blocks);
-	T_EQ(dstats().used_bytes, full.used_bytes);
+	T_EQ(t_seg_stats(shmp_segment_default()).live_blocks, full.live_blocks);
+	T_EQ(t_seg_stats(shmp_segment_default()).used_bytes, full.used_bytes);
 
 	/* Small objects take what is left, until that too is gone. */
 	static shmp_value_t *vals[4096];
@@ -152,8 +145,8 @@ static int child_fill(void *arg)
 		shmp_array_destroy(arr[k]);
 	for (int k = 0; k < nv; k++)
 		shmp_value_destroy(vals[k]);
-	T_EQ(dstats().live_blocks, 0);
-	T_EQ(dstats().used_bytes, 0);
+	T_EQ(t_seg_stats(shmp_segment_default()).live_blocks, 0);
+	T_EQ(t_seg_stats(shmp_segment_default()).used_bytes, 0);
 	return 0;
 }
 
@@ -207,22 +200,22 @@ int main(void)
 	T_CHECK(shmp_segment_default() == d);
 	T_EQ(shmp_segment_size(d), 256u * MIB);
 	T_CHECK(shmp_segment_name(d) == NULL);
-	struct shmp_segment_stats st0 = dstats();
+	struct shmp_segment_stats st0 = t_seg_stats(shmp_segment_default());
 	T_EQ(st0.live_blocks, 0);
 
 	/* Objects made without a segment land in the default one. */
 	shmp_value_t *v = shmp_value_create('q', NULL, NULL);
 	T_CHECK(v);
 	T_CHECK(inside(d, shmp_value_ptr(v), 8));
-	T_EQ(dstats().live_blocks, 1);
+	T_EQ(t_seg_stats(shmp_segment_default()).live_blocks, 1);
 	struct shmp_value_opts o = SHMP_OPTS(shmp_value_opts, .segment = NULL);
 	shmp_array_t *a = shmp_array_create('q', 10, NULL, &o);
 	T_CHECK(a);
 	T_CHECK(inside(d, shmp_array_ptr(a), 80));
-	T_EQ(dstats().live_blocks, 2);
+	T_EQ(t_seg_stats(shmp_segment_default()).live_blocks, 2);
 	shmp_lock_t *l = shmp_lock_create(NULL);
 	T_CHECK(l);
-	T_EQ(dstats().live_blocks, 3);
+	T_EQ(t_seg_stats(shmp_segment_default()).live_blocks, 3);
 	/* ...and objects given another segment do not. */
 	shmp_segment_t *other = shmp_segment_create(NULL, MIB, NULL);
 	T_CHECK(other);
@@ -231,7 +224,7 @@ int main(void)
 	T_CHECK(v2);
 	T_CHECK(inside(other, shmp_value_ptr(v2), 8));
 	T_CHECK(!inside(d, shmp_value_ptr(v2), 8));
-	T_EQ(dstats().live_blocks, 3);
+	T_EQ(t_seg_stats(shmp_segment_default()).live_blocks, 3);
 
 	/* A child forked after creation shares the objects both ways. */
 	T_EQ(shmp_value_set_i64(v, 7), 0);
@@ -247,7 +240,7 @@ int main(void)
 	T_EQ(x, -3);
 	uint64_t off;
 	T_EQ(read(fds[0], &off, sizeof off), (ssize_t)sizeof off);
-	T_EQ(dstats().live_blocks, 4); /* the child's Value */
+	T_EQ(t_seg_stats(shmp_segment_default()).live_blocks, 4); /* the child's Value */
 	int32_t *p = shmp_segment_ptr(d, off, 4);
 	T_CHECK(p);
 	T_EQ(*p, 4242);
@@ -259,7 +252,7 @@ int main(void)
 	shmp_lock_destroy(l);
 	shmp_array_destroy(a);
 	shmp_value_destroy(v);
-	T_EQ(dstats().live_blocks, 1); /* the child's, which it never freed */
+	T_EQ(t_seg_stats(shmp_segment_default()).live_blocks, 1); /* the child's, which it never freed */
 	T_CHECK(shmp_segment_default() == d);
 	return 0;
 }

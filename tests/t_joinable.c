@@ -11,25 +11,8 @@
  * - join on an empty queue returns 0 at once, whatever the timeout. */
 #include "t.h"
 
-#include <poll.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
-
-static pid_t spawn(int (*fn)(void *), void *arg)
-{
-	pid_t parent = getpid();
-	fflush(NULL);
-	pid_t p = fork();
-	T_CHECK(p >= 0);
-	if (p == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(1);
-		_exit(fn(arg));
-	}
-	return p;
-}
 
 struct shared {
 	_Atomic int processed;  /* items whose work is finished (before task_done) */
@@ -80,7 +63,7 @@ static void test_workers(void)
 	jq = mkjq(32); /* smaller than N_ITEMS: puts block on the workers too */
 	pid_t w[N_WORKERS];
 	for (int i = 0; i < N_WORKERS; i++)
-		w[i] = spawn(worker, NULL);
+		w[i] = t_spawn(worker, NULL);
 	for (int i = 0; i < N_ITEMS; i++)
 		T_EQ(shmp_queue_put(jq, &i, sizeof i, 10.0), 0);
 	double t0 = t_now();
@@ -123,11 +106,8 @@ static void test_child_joins(void)
 	jq = mkjq(0);
 	for (int i = 0; i < 3; i++)
 		T_EQ(shmp_queue_put(jq, &i, sizeof i, 0), 0);
-	pid_t c = spawn(joiner, NULL);
-	struct pollfd p = { .fd = up[0], .events = POLLIN };
-	T_EQ(poll(&p, 1, 10000), 1);
-	char ch;
-	T_EQ(read(up[0], &ch, 1), 1);
+	pid_t c = t_spawn(joiner, NULL);
+	T_EQ(t_await(up[0], 10), 1);
 	for (int i = 0; i < 3; i++) {
 		int item;
 		size_t len;
@@ -168,10 +148,7 @@ static void test_timeout_overflow(void)
 	t0 = t_now();
 	T_EQ(shmp_queue_join(jq, 0), -ETIMEDOUT);
 	T_CHECK(t_now() - t0 < 1.0);
-	t0 = t_now();
-	T_EQ(shmp_queue_join(jq, 0.2), -ETIMEDOUT);
-	double dt = t_now() - t0;
-	T_CHECK(dt >= 0.19 && dt < 2.0);
+	T_ABOUT(shmp_queue_join(jq, 0.2), -ETIMEDOUT);
 
 	/* Items got but not done still count. */
 	T_EQ(shmp_queue_get(jq, &item, sizeof item, &len, 0), 0);

@@ -9,51 +9,6 @@
  *   interruptions). */
 #include "t.h"
 
-#include <poll.h>
-#include <sys/prctl.h>
-
-static pid_t spawn(int (*fn)(void *), void *arg)
-{
-	pid_t parent = getpid();
-	fflush(NULL);
-	pid_t p = fork();
-	T_CHECK(p >= 0);
-	if (p == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(1);
-		_exit(fn(arg));
-	}
-	return p;
-}
-
-static void put(int fd)
-{
-	char c = 'x';
-	T_CHECK(write(fd, &c, 1) == 1);
-}
-
-/* 1 if a byte arrived within timeout, 0 if not, -1 on end of file. */
-static int get(int fd, double timeout)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	double until = t_now() + timeout;
-	for (;;) {
-		int ms = (int)((until - t_now()) * 1000);
-		int r = poll(&p, 1, ms < 0 ? 0 : ms);
-		if (r < 0 && errno == EINTR)
-			continue;
-		T_CHECK(r >= 0);
-		if (r == 0)
-			return 0;
-		char c;
-		ssize_t n = read(fd, &c, 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		return n == 1 ? 1 : -1;
-	}
-}
-
 static shmp_lock_t *lk;
 static int pfd[2];
 static double *times; /* shared: [0] parent's action, [1] waiter done */
@@ -89,7 +44,7 @@ static int child_waiter(void *arg)
 {
 	const struct wait_case *wc = arg;
 	install_handler();
-	put(pfd[1]);
+	t_signal(pfd[1]);
 	nsig = 0;
 	double t0 = t_now();
 	int r = shmp_lock_acquire(lk, wc->timeout);
@@ -120,7 +75,7 @@ static int child_hold(void *arg)
 	(void)arg;
 	if (shmp_lock_acquire(lk, 5.0) != 0)
 		return 2;
-	put(pfd[1]);
+	t_signal(pfd[1]);
 	for (;;)
 		pause();
 }
@@ -176,15 +131,14 @@ int main(void)
 	T_CHECK(pipe(pfd) == 0);
 	lk = shmp_lock_create(NULL);
 	T_CHECK(lk);
-	shmp_array_t *arr = shmp_array_create('d', 2, NULL, &SHMP_OPTS(shmp_value_opts, .raw = 1));
-	T_CHECK(arr);
+	shmp_array_t *arr = t_raw_array('d', 2);
 	times = shmp_array_ptr(arr);
 
 	/* A timed wait on a held lock: -ETIMEDOUT after about 0.5 s. */
 	T_EQ(shmp_lock_acquire(lk, 0), 0);
 	struct wait_case tw = { 0.5, -ETIMEDOUT, 0.49, 3.0 };
-	pid_t w = spawn(child_waiter, &tw);
-	T_EQ(get(pfd[0], 10.0), 1);
+	pid_t w = t_spawn(child_waiter, &tw);
+	T_EQ(t_await(pfd[0], 10.0), 1);
 	pester(w, NULL, 0, 10);
 	T_EQ(shmp_lock_locked(lk), 1);
 
@@ -194,8 +148,8 @@ int main(void)
 		if (i)
 			T_EQ(shmp_lock_acquire(lk, 0), 0);
 		struct wait_case bw = { tmo[i], 0, 0.25, 4.0 };
-		w = spawn(child_waiter, &bw);
-		T_EQ(get(pfd[0], 10.0), 1);
+		w = t_spawn(child_waiter, &bw);
+		T_EQ(t_await(pfd[0], 10.0), 1);
 		pester(w, parent_release, 0, 10);
 		T_CHECK(times[1] >= times[0]);
 		T_EQ(shmp_lock_locked(lk), 0);
@@ -203,11 +157,11 @@ int main(void)
 
 	/* Blocking, and the holder is killed after 300 ms: -EOWNERDEAD within
 	 * a few seconds although the wait is interrupted every 20 ms. */
-	pid_t h = spawn(child_hold, NULL);
-	T_EQ(get(pfd[0], 10.0), 1);
+	pid_t h = t_spawn(child_hold, NULL);
+	T_EQ(t_await(pfd[0], 10.0), 1);
 	struct wait_case dw = { -1, -EOWNERDEAD, 0.25, 3.3 };
-	w = spawn(child_waiter, &dw);
-	T_EQ(get(pfd[0], 10.0), 1);
+	w = t_spawn(child_waiter, &dw);
+	T_EQ(t_await(pfd[0], 10.0), 1);
 	pester(w, parent_kill_holder, h, 6);
 	T_CHECK(times[1] >= times[0]);
 	T_EQ(shmp_lock_locked(lk), 0);

@@ -9,62 +9,8 @@
  * and last a holder that is dead but not yet reaped (a zombie). */
 #include "t.h"
 
-#include <poll.h>
 #include <pthread.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
-
-/* Like t_fork, but the child dies with the parent (a failed check in the
- * parent exits at once and must not leave a child paused forever). */
-static pid_t spawn(int (*fn)(void *), void *arg)
-{
-	pid_t parent = getpid();
-	fflush(NULL);
-	pid_t p = fork();
-	T_CHECK(p >= 0);
-	if (p == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(1);
-		_exit(fn(arg));
-	}
-	return p;
-}
-
-static void put(int fd)
-{
-	char c = 'x';
-	T_CHECK(write(fd, &c, 1) == 1);
-}
-
-/* 1 if a byte arrived within timeout, 0 if not, -1 on end of file. */
-static int get(int fd, double timeout)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	double until = t_now() + timeout;
-	for (;;) {
-		int ms = (int)((until - t_now()) * 1000);
-		int r = poll(&p, 1, ms < 0 ? 0 : ms);
-		if (r < 0 && errno == EINTR)
-			continue;
-		T_CHECK(r >= 0);
-		if (r == 0)
-			return 0;
-		char c;
-		ssize_t n = read(fd, &c, 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		return n == 1 ? 1 : -1;
-	}
-}
-
-/* SIGKILL a child and reap it; it must die of that signal. */
-static void kill9(pid_t pid)
-{
-	T_CHECK(kill(pid, SIGKILL) == 0);
-	int st = t_wait(pid, 10);
-	T_CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
-}
 
 static int pfd[2]; /* child -> parent */
 static int cfd[2]; /* parent -> child */
@@ -88,7 +34,7 @@ static int child_hold(void *arg)
 			return 2;
 	if (shmp_lock_count(l) != depth)
 		return 3;
-	put(pfd[1]);
+	t_signal(pfd[1]);
 	pause_forever();
 	return 0;
 }
@@ -97,7 +43,7 @@ static int child_hold(void *arg)
 static int child_before(void *arg)
 {
 	(void)arg;
-	put(pfd[1]);
+	t_signal(pfd[1]);
 	pause_forever();
 	return 0;
 }
@@ -108,7 +54,7 @@ static int child_after(void *arg)
 	shmp_lock_t *l = arg;
 	if (shmp_lock_acquire(l, 5.0) != 0 || shmp_lock_release(l) != 0)
 		return 2;
-	put(pfd[1]);
+	t_signal(pfd[1]);
 	pause_forever();
 	return 0;
 }
@@ -178,7 +124,7 @@ static int child_notrec(void *arg)
 static int child_waiter_notrec(void *arg)
 {
 	shmp_lock_t *l = arg;
-	put(pfd[1]);
+	t_signal(pfd[1]);
 	T_EQ(shmp_lock_acquire(l, -1), -ENOTRECOVERABLE);
 	return 0;
 }
@@ -198,8 +144,8 @@ static int child_thread_exit(void *arg)
 	T_EQ(pthread_create(&th, NULL, thread_acquire_exit, arg), 0);
 	T_EQ(pthread_join(th, &ret), 0);
 	T_EQ((intptr_t)ret, 0);
-	put(pfd[1]);
-	T_EQ(get(cfd[0], 20.0), 1);
+	t_signal(pfd[1]);
+	T_EQ(t_await(cfd[0], 20.0), 1);
 	return 0;
 }
 
@@ -223,7 +169,7 @@ static int child_takeover_die(void *arg)
 	shmp_lock_t *l = arg;
 	if (shmp_lock_acquire(l, 5.0) != -EOWNERDEAD)
 		return 2;
-	put(pfd[1]);
+	t_signal(pfd[1]);
 	pause_forever();
 	return 0;
 }
@@ -255,8 +201,8 @@ static void repair(shmp_lock_t *l)
 /* A child holds l (paused) once this returns. */
 static pid_t start_holder(shmp_lock_t *l)
 {
-	pid_t c = spawn(child_hold, l);
-	T_EQ(get(pfd[0], 10.0), 1);
+	pid_t c = t_spawn(child_hold, l);
+	T_EQ(t_await(pfd[0], 10.0), 1);
 	pid_t pid = -1;
 	T_EQ(shmp_lock_owner(l, &pid, NULL), 1);
 	T_EQ(pid, c);
@@ -269,20 +215,18 @@ int main(void)
 	T_CHECK(pipe(pfd) == 0 && pipe(cfd) == 0);
 	shmp_lock_t *l = shmp_lock_create(NULL);
 	T_CHECK(l);
-	shmp_array_t *st = shmp_array_create('q', ST_N, NULL, &SHMP_OPTS(shmp_value_opts, .raw = 1));
-	T_CHECK(st);
+	shmp_array_t *st = t_counters(ST_N);
 	stats = st;
-	shmp_array_t *ta = shmp_array_create('d', 2, NULL, &SHMP_OPTS(shmp_value_opts, .raw = 1));
-	T_CHECK(ta);
+	shmp_array_t *ta = t_raw_array('d', 2);
 	times = shmp_array_ptr(ta);
 
 	/* consistent() on a free lock: not the owner. */
 	T_EQ(shmp_lock_consistent(l), -EPERM);
 
 	/* (a) Killed before acquiring: the lock is unaffected. */
-	pid_t c = spawn(child_before, l);
-	T_EQ(get(pfd[0], 10.0), 1);
-	kill9(c);
+	pid_t c = t_spawn(child_before, l);
+	T_EQ(t_await(pfd[0], 10.0), 1);
+	t_kill_reap(c, 10);
 	T_EQ(shmp_lock_locked(l), 0);
 	T_EQ(shmp_lock_acquire(l, 0), 0);
 	T_EQ(shmp_lock_release(l), 0);
@@ -292,9 +236,9 @@ int main(void)
 	 * owner repairs it and it works normally again. */
 	c = start_holder(l);
 	T_EQ(shmp_lock_consistent(l), -EPERM); /* held by another process */
-	kill9(c);
+	t_kill_reap(c, 10);
 	expect_ownerdead(l, 5.0);
-	t_wait_ok(spawn(child_consistent_eperm, l), 10);
+	t_wait_ok(t_spawn(child_consistent_eperm, l), 10);
 	pthread_t th;
 	T_EQ(pthread_create(&th, NULL, thread_consistent_eperm, l), 0);
 	T_EQ(pthread_join(th, NULL), 0);
@@ -303,18 +247,18 @@ int main(void)
 	/* (b) again with a forever acquire and with a poll as the next
 	 * acquirer. */
 	c = start_holder(l);
-	kill9(c);
+	t_kill_reap(c, 10);
 	expect_ownerdead(l, -1);
 	repair(l);
 	c = start_holder(l);
-	kill9(c);
+	t_kill_reap(c, 10);
 	expect_ownerdead(l, 0);
 	repair(l);
 
 	/* (c) Killed after releasing: unaffected. */
-	c = spawn(child_after, l);
-	T_EQ(get(pfd[0], 10.0), 1);
-	kill9(c);
+	c = t_spawn(child_after, l);
+	T_EQ(t_await(pfd[0], 10.0), 1);
+	t_kill_reap(c, 10);
 	T_EQ(shmp_lock_locked(l), 0);
 	T_EQ(shmp_lock_acquire(l, 0), 0);
 	T_EQ(shmp_lock_release(l), 0);
@@ -322,7 +266,7 @@ int main(void)
 	/* (d) Two waiters asleep when the holder dies: exactly one gets
 	 * -EOWNERDEAD, the other then 0, both soon. */
 	c = start_holder(l);
-	pid_t w1 = spawn(child_waiter, l), w2 = spawn(child_waiter, l);
+	pid_t w1 = t_spawn(child_waiter, l), w2 = t_spawn(child_waiter, l);
 	double until = t_now() + 10;
 	int64_t n = 0;
 	while (shmp_array_load(st, ST_STARTED, &n) == 0 && n < 2 && t_now() < until)
@@ -336,7 +280,7 @@ int main(void)
 	T_EQ(shmp_array_load(st, ST_OWNERDEAD, &n), 0);
 	T_EQ(n, 0);
 	double tkill = t_now();
-	kill9(c);
+	t_kill_reap(c, 10);
 	t_wait_ok(w1, 10);
 	t_wait_ok(w2, 10);
 	T_EQ(shmp_array_load(st, ST_OWNERDEAD, &n), 0);
@@ -355,14 +299,14 @@ int main(void)
 	T_EQ(shmp_lock_locked(l), 0);
 
 	/* (f) Segfault while holding. */
-	c = spawn(child_segv, l);
+	c = t_spawn(child_segv, l);
 	int ws = t_wait(c, 10);
 	T_CHECK(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGSEGV);
 	expect_ownerdead(l, 5.0);
 	repair(l);
 
 	/* Normal exit while holding. */
-	t_wait_ok(spawn(child_exit_holding, l), 10);
+	t_wait_ok(t_spawn(child_exit_holding, l), 10);
 	expect_ownerdead(l, 5.0);
 	repair(l);
 
@@ -375,20 +319,20 @@ int main(void)
 	repair(l);
 
 	/* (g) A thread of another, still living, process exits holding it. */
-	c = spawn(child_thread_exit, l);
-	T_EQ(get(pfd[0], 10.0), 1);
+	c = t_spawn(child_thread_exit, l);
+	T_EQ(t_await(pfd[0], 10.0), 1);
 	expect_ownerdead(l, 5.0);
 	repair(l);
-	put(cfd[1]);
+	t_signal(cfd[1]);
 	t_wait_ok(c, 10);
 
 	/* The new owner dies too before repairing: the next one again gets
 	 * -EOWNERDEAD. */
 	c = start_holder(l);
-	kill9(c);
-	c = spawn(child_takeover_die, l);
-	T_EQ(get(pfd[0], 10.0), 1);
-	kill9(c);
+	t_kill_reap(c, 10);
+	c = t_spawn(child_takeover_die, l);
+	T_EQ(t_await(pfd[0], 10.0), 1);
+	t_kill_reap(c, 10);
 	expect_ownerdead(l, 5.0);
 	repair(l);
 
@@ -397,7 +341,7 @@ int main(void)
 	shmp_lock_t *rl = shmp_rlock_create(NULL);
 	T_CHECK(rl);
 	c = start_holder(rl);
-	kill9(c);
+	t_kill_reap(c, 10);
 	expect_ownerdead(rl, 5.0);
 	T_EQ(shmp_lock_count(rl), 1);
 	/* Nesting on top of the taken-over lock works as usual. */
@@ -412,10 +356,10 @@ int main(void)
 	/* (e) Released without consistent(): not recoverable, for good, for
 	 * everyone, including a waiter already asleep. */
 	c = start_holder(l);
-	kill9(c);
+	t_kill_reap(c, 10);
 	expect_ownerdead(l, 5.0);
-	pid_t w = spawn(child_waiter_notrec, l);
-	T_EQ(get(pfd[0], 10.0), 1);
+	pid_t w = t_spawn(child_waiter_notrec, l);
+	T_EQ(t_await(pfd[0], 10.0), 1);
 	t_sleep_ms(200); /* let it fall asleep; correct either way */
 	T_EQ(shmp_lock_release(l), 0);
 	t_wait_ok(w, 5);
@@ -427,7 +371,7 @@ int main(void)
 	T_CHECK(t_now() - t0 < 0.5);
 	T_EQ(shmp_lock_release(l), -EPERM);
 	T_EQ(shmp_lock_consistent(l), -EPERM);
-	t_wait_ok(spawn(child_notrec, l), 10);
+	t_wait_ok(t_spawn(child_notrec, l), 10);
 	T_EQ(shmp_lock_locked(l), -ENOTRECOVERABLE);
 	shmp_lock_destroy(l);
 
@@ -435,14 +379,14 @@ int main(void)
 	rl = shmp_rlock_create(NULL);
 	T_CHECK(rl);
 	c = start_holder(rl);
-	kill9(c);
+	t_kill_reap(c, 10);
 	expect_ownerdead(rl, 5.0);
 	T_EQ(shmp_lock_acquire(rl, 0), 0);
 	T_EQ(shmp_lock_release(rl), 0); /* back to depth 1: still ours */
 	T_EQ(shmp_lock_locked(rl), 1);
 	T_EQ(shmp_lock_release(rl), 0);
 	T_EQ(shmp_lock_locked(rl), -ENOTRECOVERABLE);
-	t_wait_ok(spawn(child_notrec, rl), 10);
+	t_wait_ok(t_spawn(child_notrec, rl), 10);
 	shmp_lock_destroy(rl);
 
 	/* Last, since it is the least forgiving: the holder is dead but not
@@ -462,7 +406,7 @@ int main(void)
 	if (r != -EOWNERDEAD)
 		fprintf(stderr, "holder dead but not reaped: acquire got %d (%s) after %.3f s\n",
 			r, shmp_strerror(r), t_now() - t0);
-	kill9(c); /* reap it whatever happened */
+	t_kill_reap(c, 10); /* reap it whatever happened */
 	T_EQ(r, -EOWNERDEAD);
 	repair(l);
 	shmp_lock_destroy(l);

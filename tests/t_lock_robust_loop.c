@@ -9,55 +9,11 @@
  * Prints how many trials hit each outcome. */
 #include "t.h"
 
-#include <poll.h>
 #include <pthread.h>
-#include <sys/prctl.h>
 
 #define TRIALS 300
 #define MAX_WALL 12.0 /* seconds: stop early on a slow machine */
 #define MAX_DELAY_US 1500
-
-static pid_t spawn(int (*fn)(void *), void *arg)
-{
-	pid_t parent = getpid();
-	fflush(NULL);
-	pid_t p = fork();
-	T_CHECK(p >= 0);
-	if (p == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(1);
-		_exit(fn(arg));
-	}
-	return p;
-}
-
-static void put(int fd)
-{
-	char c = 'x';
-	T_CHECK(write(fd, &c, 1) == 1);
-}
-
-/* 1 if a byte arrived within timeout, 0 if not, -1 on end of file. */
-static int get(int fd, double timeout)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	double until = t_now() + timeout;
-	for (;;) {
-		int ms = (int)((until - t_now()) * 1000);
-		int r = poll(&p, 1, ms < 0 ? 0 : ms);
-		if (r < 0 && errno == EINTR)
-			continue;
-		T_CHECK(r >= 0);
-		if (r == 0)
-			return 0;
-		char c;
-		ssize_t n = read(fd, &c, 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		return n == 1 ? 1 : -1;
-	}
-}
 
 static shmp_lock_t *lk;
 static volatile int64_t *ab; /* shared: ab[0] = a, ab[1] = b */
@@ -82,18 +38,9 @@ static int child_loop(void *arg)
 		if (shmp_lock_release(lk) != 0)
 			return 3;
 		if (i == 0)
-			put(pfd[1]);
+			t_signal(pfd[1]);
 		burn(300);
 	}
-}
-
-static uint64_t rng;
-static unsigned rnd(unsigned n)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (unsigned)(rng % n);
 }
 
 static void spin_until(double t)
@@ -131,15 +78,10 @@ int main(void)
 	t_watchdog(60);
 	T_CHECK(pipe(pfd) == 0);
 	/* T_SEED=<seed> replays a run's kill delays (as far as timing allows). */
-	const char *s = getenv("T_SEED");
-	rng = s && *s ? strtoull(s, NULL, 0) : ((uint64_t)getpid() << 32) ^ (uint64_t)(t_now() * 1e9);
-	if (!rng)
-		rng = 1;
-	uint64_t seed = rng;
+	uint64_t seed = t_seed();
 	lk = shmp_lock_create(NULL);
 	T_CHECK(lk);
-	shmp_array_t *arr = shmp_array_create('q', 2, NULL, &SHMP_OPTS(shmp_value_opts, .raw = 1));
-	T_CHECK(arr);
+	shmp_array_t *arr = t_counters(2);
 	ab = shmp_array_ptr(arr);
 
 	/* [mode][0: got 0, 1: -EOWNERDEAD intact, 2: -EOWNERDEAD torn] */
@@ -149,9 +91,9 @@ int main(void)
 	for (; trials < TRIALS && t_now() - start < MAX_WALL; trials++) {
 		int contended = trials & 1;
 		int64_t before = ab[0];
-		pid_t c = spawn(child_loop, NULL);
-		T_EQ(get(pfd[0], 10.0), 1);
-		struct killer k = { .pid = c, .delay_us = rnd(MAX_DELAY_US) };
+		pid_t c = t_spawn(child_loop, NULL);
+		T_EQ(t_await(pfd[0], 10.0), 1);
+		struct killer k = { .pid = c, .delay_us = t_rnd(MAX_DELAY_US) };
 		pthread_t th;
 		if (contended) {
 			T_EQ(pthread_create(&th, NULL, killer_thread, &k), 0);

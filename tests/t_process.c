@@ -36,9 +36,7 @@ static int child_sleep(void *arg)
 {
 	shmp_value_t *started = arg;
 	shmp_value_store(started, 1);
-	while (getppid() == g_parent)
-		t_sleep_ms(20);
-	return 99;
+	return t_until_orphaned(g_parent);
 }
 
 static int child_ret(void *arg)
@@ -297,8 +295,6 @@ int main(void)
 	test_codes();
 	test_stdio();
 	/* Every child was reaped. */
-	errno = 0;
-	T_EQ(waitpid(-1, NULL, WNOHANG), -1);
-	T_EQ(errno, ECHILD);
+	T_NO_CHILDREN();
 	return 0;
 }

@@ -25,65 +25,13 @@
  * T_SEED=<seed> replays a run's choices (as far as timing allows). */
 #include "t.h"
 
-#include <poll.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
-
-static pid_t spawn(int (*fn)(void *), void *arg)
-{
-	pid_t parent = getpid();
-	fflush(NULL);
-	pid_t p = fork();
-	T_CHECK(p >= 0);
-	if (p == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(1);
-		_exit(fn(arg));
-	}
-	return p;
-}
 
 static int up[2]; /* child -> parent signals */
 
-static void sig_send(void)
-{
-	char c = 'x';
-	T_CHECK(write(up[1], &c, 1) == 1);
-}
-
-static void sig_wait(void)
-{
-	struct pollfd p = { .fd = up[0], .events = POLLIN };
-	int r;
-	do
-		r = poll(&p, 1, 10000);
-	while (r < 0 && errno == EINTR);
-	T_CHECK(r == 1);
-	char c;
-	T_CHECK(read(up[0], &c, 1) == 1);
-}
-
-static void expect_killed(pid_t c)
-{
-	int st = t_wait(c, 10);
-	if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL) {
-		fprintf(stderr, "child %d ended by %s %d, not by SIGKILL\n", (int)c,
-			WIFEXITED(st) ? "exit" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
-		exit(1);
-	}
-}
-
 /* Failed checks that let the test go on; main() fails at the end. */
 static int failures;
-
-static uint64_t live_blocks(void)
-{
-	struct shmp_segment_stats st;
-	T_EQ(shmp_segment_stats(shmp_segment_default(), &st), 0);
-	return st.live_blocks;
-}
 
 static uint64_t lost(shmp_queue_t *q)
 {
@@ -170,7 +118,7 @@ static int blocked_producer(void *arg)
 {
 	(void)arg;
 	fill(buf, msg_size, 99);
-	sig_send();
+	t_signal(up[1]);
 	shmp_queue_put(q, buf, msg_size, 10.0);
 	return 2; /* killed before this */
 }
@@ -179,7 +127,7 @@ static shmp_queue_t *mkq(unsigned maxsize, uint64_t *qbase)
 {
 	shmp_queue_t *nq = shmp_queue_create(&SHMP_OPTS(shmp_queue_opts, .maxsize = maxsize));
 	T_CHECK(nq);
-	*qbase = live_blocks(); /* with the queue's own blocks, no message */
+	*qbase = t_live_blocks(shmp_segment_default()); /* with the queue's own blocks, no message */
 	return nq;
 }
 
@@ -194,13 +142,13 @@ static void put_wait(uint32_t id)
 static void deterministic(size_t size)
 {
 	msg_size = size;
-	uint64_t base = live_blocks(), qbase;
+	uint64_t base = t_live_blocks(shmp_segment_default()), qbase;
 	char tmp[8];
 	size_t len;
 
 	/* Dead producer, found by a consumer blocked on its slot. */
 	q = mkq(4, &qbase);
-	expect_killed(spawn(die_reserved, NULL));
+	t_wait_killed(t_spawn(die_reserved, NULL), 10);
 	put_id(1);
 	put_id(2);
 	double t0 = t_now();
@@ -209,13 +157,13 @@ static void deterministic(size_t size)
 	get_id(2, 0);
 	T_EQ(lost(q), 1);
 	T_EQ(shmp_queue_get(q, tmp, sizeof tmp, &len, 0), -ETIMEDOUT);
-	T_EQ(live_blocks(), qbase); /* the dead producer's block is freed */
+	T_EQ(t_live_blocks(shmp_segment_default()), qbase); /* the dead producer's block is freed */
 	shmp_queue_destroy(q);
-	T_EQ(live_blocks(), base);
+	T_EQ(t_live_blocks(shmp_segment_default()), base);
 
 	/* Dead producer, found by a producer lapping the ring onto it. */
 	q = mkq(4, &qbase);
-	expect_killed(spawn(die_reserved, NULL));
+	t_wait_killed(t_spawn(die_reserved, NULL), 10);
 	put_id(1);
 	put_id(2);
 	put_id(3);
@@ -225,16 +173,16 @@ static void deterministic(size_t size)
 	for (uint32_t i = 1; i <= 4; i++)
 		get_id(i, 0);
 	T_EQ(shmp_queue_get(q, tmp, sizeof tmp, &len, 0), -ETIMEDOUT);
-	T_EQ(live_blocks(), qbase);
+	T_EQ(t_live_blocks(shmp_segment_default()), qbase);
 	shmp_queue_destroy(q);
-	T_EQ(live_blocks(), base);
+	T_EQ(t_live_blocks(shmp_segment_default()), base);
 
 	/* Dead consumer: the next messages are got past it; a producer
 	 * lapping onto its slot takes it over. */
 	q = mkq(4, &qbase);
 	for (uint32_t i = 0; i < 4; i++)
 		put_id(i);
-	expect_killed(spawn(die_peeked, NULL));
+	t_wait_killed(t_spawn(die_peeked, NULL), 10);
 	get_id(1, 0);
 	get_id(2, 0);
 	put_wait(4); /* slot 0, held by the dead reader */
@@ -245,9 +193,9 @@ static void deterministic(size_t size)
 	get_id(5, 0);
 	T_EQ(shmp_queue_get(q, tmp, sizeof tmp, &len, 0), -ETIMEDOUT);
 	T_EQ(lost(q), 1);
-	T_EQ(live_blocks(), qbase);
+	T_EQ(t_live_blocks(shmp_segment_default()), qbase);
 	shmp_queue_destroy(q);
-	T_EQ(live_blocks(), base);
+	T_EQ(t_live_blocks(shmp_segment_default()), base);
 
 	/* Dead consumer, found by a consumer: with the rest drained, a get
 	 * waits on the dead reader's slot (last lap's message) and takes it
@@ -255,26 +203,26 @@ static void deterministic(size_t size)
 	q = mkq(2, &qbase);
 	put_id(0);
 	put_id(1);
-	expect_killed(spawn(die_peeked, NULL));
+	t_wait_killed(t_spawn(die_peeked, NULL), 10);
 	get_id(1, 0);
 	T_EQ(shmp_queue_get(q, tmp, sizeof tmp, &len, 0.1), -ETIMEDOUT);
 	T_EQ(lost(q), 1);
-	T_EQ(live_blocks(), qbase);
+	T_EQ(t_live_blocks(shmp_segment_default()), qbase);
 	put_id(2);
 	put_id(3);
 	get_id(2, 0);
 	get_id(3, 0);
 	shmp_queue_destroy(q);
-	T_EQ(live_blocks(), base);
+	T_EQ(t_live_blocks(shmp_segment_default()), base);
 
 	/* A producer killed while blocked in put() on a full queue. */
 	q = mkq(1, &qbase);
 	put_id(0);
-	pid_t c = spawn(blocked_producer, NULL);
-	sig_wait();
+	pid_t c = t_spawn(blocked_producer, NULL);
+	T_EQ(t_await(up[0], 10), 1);
 	t_sleep_ms(100); /* let it block; if not yet, it is killed before */
 	T_CHECK(kill(c, SIGKILL) == 0);
-	expect_killed(c);
+	t_wait_killed(c, 10);
 	get_id(0, 0);
 	put_id(1);
 	get_id(1, 0);
@@ -282,14 +230,14 @@ static void deterministic(size_t size)
 	T_EQ(lost(q), 0);
 	/* The block put() set aside for its message must not outlive it.
 	 * Checked softly, so that the rest of the test still runs. */
-	uint64_t leaked = live_blocks() - qbase;
+	uint64_t leaked = t_live_blocks(shmp_segment_default()) - qbase;
 	if (leaked != 0) {
 		fprintf(stderr, "%s:%d: size %zu: a producer killed while waiting in put() "
 			"leaked %llu block(s)\n", __FILE__, __LINE__, size, (unsigned long long)leaked);
 		failures++;
 	}
 	shmp_queue_destroy(q);
-	T_EQ(live_blocks(), base + leaked);
+	T_EQ(t_live_blocks(shmp_segment_default()), base + leaked);
 }
 
 /* ---- random kills ----------------------------------------------------------- */
@@ -318,7 +266,7 @@ static int producer(void *arg)
 	int p = (int)(intptr_t)arg;
 	unsigned n = p == NPROD ? MAXPER : per;
 	if (p == NPROD)
-		sig_send();
+		t_signal(up[1]);
 	for (unsigned i = 0; i < n; i++) {
 		uint32_t id = (uint32_t)p * MAXPER + i;
 		size_t len = len_of(id);
@@ -341,7 +289,7 @@ static int consumer(void *arg)
 {
 	int c = (int)(intptr_t)arg;
 	if (c == NCONS)
-		sig_send();
+		t_signal(up[1]);
 	for (;;) {
 		size_t len = 0;
 		int r = shmp_queue_get(q, buf, BUFCAP, &len, 10.0);
@@ -363,15 +311,6 @@ static int consumer(void *arg)
 	}
 }
 
-static uint64_t rng;
-static unsigned rnd(unsigned n)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (unsigned)(rng % n);
-}
-
 struct tally {
 	int trials[2];     /* by victim: 0 producer, 1 consumer */
 	uint64_t lost, missing, leaked[2];
@@ -379,28 +318,28 @@ struct tally {
 
 static void trial(struct tally *ty)
 {
-	int victim_consumer = (int)rnd(2);
+	int victim_consumer = (int)t_rnd(2);
 	memset(sh, 0, sizeof *sh);
-	uint64_t base = live_blocks();
+	uint64_t base = t_live_blocks(shmp_segment_default());
 	q = shmp_queue_create(&SHMP_OPTS(shmp_queue_opts, .maxsize = 8));
 	T_CHECK(q);
 
 	/* The victim first: it is at work (a consumer waiting for messages,
 	 * a producer filling the queue) while the others start. */
-	pid_t victim = victim_consumer ? spawn(consumer, (void *)(intptr_t)NCONS)
-				       : spawn(producer, (void *)(intptr_t)NPROD);
-	sig_wait();
+	pid_t victim = victim_consumer ? t_spawn(consumer, (void *)(intptr_t)NCONS)
+				       : t_spawn(producer, (void *)(intptr_t)NPROD);
+	T_EQ(t_await(up[0], 10), 1);
 	pid_t cons[NCONS], prod[NPROD];
 	for (int c = 0; c < NCONS; c++)
-		cons[c] = spawn(consumer, (void *)(intptr_t)c);
+		cons[c] = t_spawn(consumer, (void *)(intptr_t)c);
 	for (int p = 0; p < NPROD; p++)
-		prod[p] = spawn(producer, (void *)(intptr_t)p);
-	unsigned us = rnd(large ? 20000 : 8000);
+		prod[p] = t_spawn(producer, (void *)(intptr_t)p);
+	unsigned us = t_rnd(large ? 20000 : 8000);
 	struct timespec d = { 0, (long)us * 1000 };
 	while (nanosleep(&d, &d) != 0 && errno == EINTR)
 		;
 	T_CHECK(kill(victim, SIGKILL) == 0);
-	expect_killed(victim);
+	t_wait_killed(victim, 10);
 
 	/* Survivors finish: the producers put everything, the consumers get
 	 * the rest and see closed. */
@@ -434,7 +373,7 @@ static void trial(struct tally *ty)
 	T_CHECK(l <= 1);
 	T_EQ(shmp_queue_empty(q), 1);
 	shmp_queue_destroy(q);
-	uint64_t now = live_blocks();
+	uint64_t now = t_live_blocks(shmp_segment_default());
 	T_CHECK(now >= base && now - base <= 1);
 	ty->trials[victim_consumer]++;
 	ty->lost += l;
@@ -470,11 +409,8 @@ int main(void)
 	T_CHECK(buf);
 	sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	T_CHECK(sh != MAP_FAILED);
-	const char *s = getenv("T_SEED");
-	rng = s && *s ? strtoull(s, NULL, 0) : ((uint64_t)getpid() << 32) ^ (uint64_t)(t_now() * 1e9);
-	if (!rng)
-		rng = 1;
-	printf("T_SEED=%llu\n", (unsigned long long)rng);
+	uint64_t seed = t_seed();
+	printf("T_SEED=%llu\n", (unsigned long long)seed);
 
 	deterministic(40);
 	deterministic(LARGE);

@@ -65,20 +65,6 @@ static shmp_ring_t *ring_new(shmp_segment_t *seg, unsigned cap, unsigned inl, si
 	return r;
 }
 
-static uint64_t live_blocks(shmp_segment_t *seg)
-{
-	struct shmp_segment_stats st;
-	T_EQ(shmp_segment_stats(seg, &st), 0);
-	return st.live_blocks;
-}
-
-static uint64_t used_bytes(shmp_segment_t *seg)
-{
-	struct shmp_segment_stats st;
-	T_EQ(shmp_segment_stats(seg, &st), 0);
-	return st.used_bytes;
-}
-
 /* put a filled message of n bytes; get one and check it is (n, seed). */
 static void put_msg(shmp_ring_t *r, size_t n, unsigned seed, double timeout)
 {
@@ -94,30 +80,6 @@ static void get_msg(shmp_ring_t *r, size_t n, unsigned seed, double timeout)
 	T_EQ(len, n);
 	T_CHECK(check_fill(dst, n, seed));
 }
-
-static double elapsed_since(double t0)
-{
-	return t_now() - t0;
-}
-
-/* A call with timeout 0 must fail at once. */
-#define T_FAST(call, want)                                    \
-	do {                                                  \
-		double t0_ = t_now();                         \
-		T_EQ((call), (want));                         \
-		T_CHECK(elapsed_since(t0_) < 0.5);            \
-	} while (0)
-
-/* A call with timeout 0.2 must fail after about 0.2 s. */
-#define T_ABOUT(call, want)                                   \
-	do {                                                  \
-		double t0_ = t_now();                         \
-		T_EQ((call), (want));                         \
-		double dt_ = elapsed_since(t0_);              \
-		if (dt_ < 0.19 || dt_ > 2.0)                  \
-			fprintf(stderr, "took %.3f s\n", dt_); \
-		T_CHECK(dt_ >= 0.19 && dt_ < 2.0);            \
-	} while (0)
 
 /* ---- child helpers ------------------------------------------------------- */
 
@@ -165,9 +127,9 @@ static void consume_in_order(shmp_ring_t *r, unsigned n, size_t (*size_of)(unsig
 static void basic(unsigned flags)
 {
 	shmp_segment_t *seg = seg_new(64u << 20);
-	uint64_t b0 = live_blocks(seg), u0 = used_bytes(seg);
+	uint64_t b0 = t_live_blocks(seg), u0 = t_seg_stats(seg).used_bytes;
 	shmp_ring_t *r = ring_new(seg, 8, 0, 0, flags);
-	uint64_t b1 = live_blocks(seg), u1 = used_bytes(seg);
+	uint64_t b1 = t_live_blocks(seg), u1 = t_seg_stats(seg).used_bytes;
 	T_CHECK(b1 > b0);
 
 	struct shmp_ring_stats st;
@@ -182,14 +144,14 @@ static void basic(unsigned flags)
 
 	/* Inline, exactly inline_size, one more (a block), large, empty. */
 	put_msg(r, 5, 1, 0);
-	T_EQ(live_blocks(seg), b1);
+	T_EQ(t_live_blocks(seg), b1);
 	put_msg(r, 104, 2, 0);
-	T_EQ(live_blocks(seg), b1);
+	T_EQ(t_live_blocks(seg), b1);
 	put_msg(r, 105, 3, 0);
-	T_EQ(live_blocks(seg), b1 + 1);
+	T_EQ(t_live_blocks(seg), b1 + 1);
 	put_msg(r, 5000, 4, 0);
 	put_msg(r, BIG, 5, 0);
-	T_EQ(live_blocks(seg), b1 + 3);
+	T_EQ(t_live_blocks(seg), b1 + 3);
 	T_EQ(shmp_ring_put(r, NULL, 0, 0), 0);
 	T_EQ(shmp_ring_put(r, "ignored", 0, 0), 0);
 	T_EQ(shmp_ring_count(r), 7);
@@ -198,10 +160,10 @@ static void basic(unsigned flags)
 	get_msg(r, 5, 1, 0);
 	get_msg(r, 104, 2, 0);
 	get_msg(r, 105, 3, 0);
-	T_EQ(live_blocks(seg), b1 + 2);
+	T_EQ(t_live_blocks(seg), b1 + 2);
 	get_msg(r, 5000, 4, 0);
 	get_msg(r, BIG, 5, 0);
-	T_EQ(live_blocks(seg), b1);
+	T_EQ(t_live_blocks(seg), b1);
 	size_t len = 99;
 	T_EQ(shmp_ring_get(r, dst, 16, &len, 0), 0);
 	T_EQ(len, 0);
@@ -225,9 +187,9 @@ static void basic(unsigned flags)
 	len = 0;
 	T_EQ(shmp_ring_get(r, dst, 4999, &len, 0), -EMSGSIZE);
 	T_EQ(len, 5000);
-	T_EQ(live_blocks(seg), b1 + 1);
+	T_EQ(t_live_blocks(seg), b1 + 1);
 	get_msg(r, 5000, 7, 0);
-	T_EQ(live_blocks(seg), b1);
+	T_EQ(t_live_blocks(seg), b1);
 
 	/* Full: exactly capacity messages, then put/reserve time out at once
 	 * and a large put's block goes back. */
@@ -237,14 +199,14 @@ static void basic(unsigned flags)
 	T_FAST(shmp_ring_put(r, "x", 1, 0), -ETIMEDOUT);
 	fill(src, 5000, 0);
 	T_FAST(shmp_ring_put(r, src, 5000, 0), -ETIMEDOUT);
-	T_EQ(live_blocks(seg), b1);
+	T_EQ(t_live_blocks(seg), b1);
 	struct shmp_ring_ticket t;
 	memset(&t, 0, sizeof t);
 	T_FAST(shmp_ring_reserve(r, 10, &t, 0), -ETIMEDOUT);
 	T_FAST(shmp_ring_reserve(r, 5000, &t, 0), -ETIMEDOUT);
 	struct iovec iv[2] = { { src, 10 }, { src, 5000 } };
 	T_FAST(shmp_ring_put_batch(r, iv, 2, 0), -ETIMEDOUT);
-	T_EQ(live_blocks(seg), b1);
+	T_EQ(t_live_blocks(seg), b1);
 	T_EQ(shmp_ring_poll(r, 0), 0);
 	for (unsigned i = 0; i < 8; i++)
 		get_msg(r, i * 3, 100 + i, 0);
@@ -277,7 +239,7 @@ static void basic(unsigned flags)
 		T_EQ(olens[i], bsz[i]);
 		T_CHECK(check_fill(out[i].iov_base, bsz[i], 200 + i));
 	}
-	T_EQ(live_blocks(seg), b1);
+	T_EQ(t_live_blocks(seg), b1);
 	/* n larger than what is there: what there is. */
 	T_EQ(shmp_ring_put_batch(r, in, 2, 0), 2);
 	T_EQ(shmp_ring_get_batch(r, out, olens, 6, 0), 2);
@@ -310,12 +272,12 @@ static void basic(unsigned flags)
 		put_msg(r, 1, 300 + i, 0);
 	T_EQ(shmp_ring_put_batch(r, in, 5, 0), 2);
 	T_EQ(shmp_ring_count(r), 8);
-	T_EQ(live_blocks(seg), b1 + 1);
+	T_EQ(t_live_blocks(seg), b1 + 1);
 	for (unsigned i = 0; i < 6; i++)
 		get_msg(r, 1, 300 + i, 0);
 	get_msg(r, 10, 200, 0);
 	get_msg(r, 5000, 201, 0);
-	T_EQ(live_blocks(seg), b1);
+	T_EQ(t_live_blocks(seg), b1);
 	free(bsrc);
 
 	/* reserve/commit, with a shorter final length, inline and block. */
@@ -326,7 +288,7 @@ static void basic(unsigned flags)
 	T_EQ(shmp_ring_commit(r, &t, 40), 0);
 	T_EQ(shmp_ring_reserve(r, 5000, &t, 0), 0);
 	T_EQ(t.len, 5000);
-	T_EQ(live_blocks(seg), b1 + 1);
+	T_EQ(t_live_blocks(seg), b1 + 1);
 	fill(t.data, 3000, 401);
 	T_EQ(shmp_ring_commit(r, &t, 3000), 0);
 	T_EQ(shmp_ring_commit(r, &t, 3000), -EINVAL); /* used twice */
@@ -336,7 +298,7 @@ static void basic(unsigned flags)
 	get_msg(r, 40, 400, 0);
 	get_msg(r, 3000, 401, 0);
 	get_msg(r, 0, 0, 0);
-	T_EQ(live_blocks(seg), b1);
+	T_EQ(t_live_blocks(seg), b1);
 
 	/* cancel: consumers skip the slot, in the middle of others; a
 	 * cancelled block goes back. */
@@ -354,7 +316,7 @@ static void basic(unsigned flags)
 	get_msg(r, 20, 500, 0);
 	get_msg(r, 21, 501, 0);
 	T_FAST(shmp_ring_get(r, dst, BIG, &len, 0), -ETIMEDOUT);
-	T_EQ(live_blocks(seg), b1);
+	T_EQ(t_live_blocks(seg), b1);
 
 	/* peek/release: in place, inline and block; the block lives until
 	 * release. */
@@ -373,9 +335,9 @@ static void basic(unsigned flags)
 	T_EQ(shmp_ring_peek(r, &t, 0), 0);
 	T_EQ(t.len, BIG);
 	T_CHECK(check_fill(t.data, BIG, 601));
-	T_EQ(live_blocks(seg), b1 + 1);
+	T_EQ(t_live_blocks(seg), b1 + 1);
 	T_EQ(shmp_ring_release(r, &t), 0);
-	T_EQ(live_blocks(seg), b1);
+	T_EQ(t_live_blocks(seg), b1);
 	T_FAST(shmp_ring_peek(r, &t, 0), -ETIMEDOUT);
 	/* A reserve ticket cannot be released. */
 	T_EQ(shmp_ring_reserve(r, 5, &t, 0), 0);
@@ -388,8 +350,8 @@ static void basic(unsigned flags)
 	pid_t c = t_fork(producer, &pa);
 	consume_in_order(r, pa.n, size_mixed);
 	t_wait_ok(c, 10);
-	T_EQ(live_blocks(seg), b1);
-	T_EQ(used_bytes(seg), u1);
+	T_EQ(t_live_blocks(seg), b1);
+	T_EQ(t_seg_stats(seg).used_bytes, u1);
 
 	/* Close: puts fail, gets drain then fail, twice is fine. */
 	put_msg(r, 10, 700, 0);
@@ -401,7 +363,7 @@ static void basic(unsigned flags)
 	T_EQ(shmp_ring_put(r, src, 6000, 0), SHMP_ECLOSED);
 	T_EQ(shmp_ring_reserve(r, 6000, &t, 0), SHMP_ECLOSED);
 	T_EQ(shmp_ring_put_batch(r, iv, 2, 0), SHMP_ECLOSED);
-	T_EQ(live_blocks(seg), b1 + 1);
+	T_EQ(t_live_blocks(seg), b1 + 1);
 	T_EQ(shmp_ring_stats(r, &st), 0);
 	T_EQ(st.closed, 1);
 	T_EQ(shmp_ring_close(r), 0);
@@ -411,7 +373,7 @@ static void basic(unsigned flags)
 	T_EQ(olens[0], 6000);
 	T_EQ(olens[1], 11);
 	T_CHECK(check_fill(out[0].iov_base, 6000, 701));
-	T_EQ(live_blocks(seg), b1);
+	T_EQ(t_live_blocks(seg), b1);
 	T_FAST(shmp_ring_get(r, dst, BIG, &len, 0), SHMP_ECLOSED);
 	T_FAST(shmp_ring_get(r, dst, BIG, &len, 5.0), SHMP_ECLOSED);
 	T_FAST(shmp_ring_get_batch(r, out, olens, 2, 5.0), SHMP_ECLOSED);
@@ -423,8 +385,8 @@ static void basic(unsigned flags)
 	T_EQ(st.lost, 0);
 	T_EQ(st.lost_blocks, 0);
 	shmp_ring_destroy(r);
-	T_EQ(live_blocks(seg), b0);
-	T_EQ(used_bytes(seg), u0);
+	T_EQ(t_live_blocks(seg), b0);
+	T_EQ(t_seg_stats(seg).used_bytes, u0);
 	shmp_segment_destroy(seg);
 }
 
@@ -587,9 +549,9 @@ static int peek_child(void *arg)
 static void poll_and_peek(void)
 {
 	shmp_segment_t *seg = seg_new(8u << 20);
-	uint64_t b0 = live_blocks(seg);
+	uint64_t b0 = t_live_blocks(seg);
 	shmp_ring_t *r = ring_new(seg, 4, 0, 0, 0);
-	uint64_t b1 = live_blocks(seg);
+	uint64_t b1 = t_live_blocks(seg);
 	/* poll takes nothing. */
 	T_EQ(shmp_ring_put(r, "m", 1, 0), 0);
 	T_EQ(shmp_ring_poll(r, 0), 0);
@@ -610,7 +572,7 @@ static void poll_and_peek(void)
 	put_msg(r, BIG, 900, 0);
 	c = t_fork(peek_child, r);
 	t_wait_ok(c, 10);
-	T_EQ(live_blocks(seg), b1);
+	T_EQ(t_live_blocks(seg), b1);
 	T_EQ(shmp_ring_count(r), 0);
 	/* With one message held by peek another consumer gets the next. */
 	put_msg(r, 10, 901, 0);
@@ -632,7 +594,7 @@ static void poll_and_peek(void)
 	T_CHECK(memcmp(dst, "end", 3) == 0);
 	T_EQ(shmp_ring_get(r, dst, 8, &len, 0), SHMP_ECLOSED);
 	shmp_ring_destroy(r);
-	T_EQ(live_blocks(seg), b0);
+	T_EQ(t_live_blocks(seg), b0);
 	shmp_segment_destroy(seg);
 }
 
@@ -749,7 +711,7 @@ static void bad_args(void)
 	shmp_ring_destroy(r);
 
 	/* Options. */
-	uint64_t b0 = live_blocks(seg);
+	uint64_t b0 = t_live_blocks(seg);
 	struct shmp_ring_opts o;
 	o = SHMP_OPTS(shmp_ring_opts, .segment = seg);
 	o.sz = 0;
@@ -774,7 +736,7 @@ static void bad_args(void)
 	errno = 0;
 	o = SHMP_OPTS(shmp_ring_opts, .segment = seg, .capacity = 1u << 20);
 	T_CHECK(shmp_ring_create(&o) == NULL && errno == ENOMEM);
-	T_EQ(live_blocks(seg), b0);
+	T_EQ(t_live_blocks(seg), b0);
 	/* The largest max_message is accepted. */
 	o = SHMP_OPTS(shmp_ring_opts, .segment = seg, .capacity = 4,
 		      .max_message = SHMP_RING_MAX_MESSAGE);
@@ -785,12 +747,12 @@ static void bad_args(void)
 	 * nothing delivered or counted lost, and the ring still works. */
 	unsigned char *huge = mmap(NULL, 2u << 20, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	T_CHECK(huge != MAP_FAILED);
-	uint64_t b1 = live_blocks(seg);
+	uint64_t b1 = t_live_blocks(seg);
 	T_EQ(shmp_ring_put(r, huge, 2u << 20, 0), -ENOMEM);
 	T_EQ(shmp_ring_reserve(r, 2u << 20, &t, 0), -ENOMEM);
 	struct iovec hv[2] = { { huge, 2u << 20 }, { huge, 1 } };
 	T_EQ(shmp_ring_put_batch(r, hv, 2, 0), -ENOMEM);
-	T_EQ(live_blocks(seg), b1);
+	T_EQ(t_live_blocks(seg), b1);
 	T_EQ(shmp_ring_count(r), 0);
 	/* ... also with messages before it in a batch: those go in. */
 	struct iovec hv2[3] = { { src, 10 }, { huge, 2u << 20 }, { src, 10 } };
@@ -811,7 +773,7 @@ static void bad_args(void)
 	for (unsigned i = 0; i < 4; i++)
 		get_msg(r, 10, 1001 + i, 0);
 	shmp_ring_destroy(r);
-	T_EQ(live_blocks(seg), b0);
+	T_EQ(t_live_blocks(seg), b0);
 	/* An older caller's smaller struct: the fields it has, defaults for
 	 * the rest. */
 	o = SHMP_OPTS(shmp_ring_opts, .segment = seg, .capacity = 3, .inline_size = 500);
@@ -827,15 +789,15 @@ static void bad_args(void)
 	r = ring_new(seg, 2, 105, 0, 0);
 	T_EQ(shmp_ring_stats(r, &st2), 0);
 	T_EQ(st2.inline_size, 168);
-	uint64_t b2 = live_blocks(seg);
+	uint64_t b2 = t_live_blocks(seg);
 	put_msg(r, 168, 1, 0);
-	T_EQ(live_blocks(seg), b2);
+	T_EQ(t_live_blocks(seg), b2);
 	put_msg(r, 169, 2, 0);
-	T_EQ(live_blocks(seg), b2 + 1);
+	T_EQ(t_live_blocks(seg), b2 + 1);
 	get_msg(r, 168, 1, 0);
 	get_msg(r, 169, 2, 0);
 	shmp_ring_destroy(r);
-	T_EQ(live_blocks(seg), b0);
+	T_EQ(t_live_blocks(seg), b0);
 	shmp_segment_destroy(seg);
 
 	/* NULL opts: defaults, in the default segment. */
@@ -854,10 +816,10 @@ static void bad_args(void)
 static void destroy_frees(void)
 {
 	shmp_segment_t *seg = seg_new(16u << 20);
-	uint64_t b0 = live_blocks(seg), u0 = used_bytes(seg);
+	uint64_t b0 = t_live_blocks(seg), u0 = t_seg_stats(seg).used_bytes;
 	for (unsigned flags = 0; flags < 4; flags++) {
 		shmp_ring_t *r = ring_new(seg, 16, 0, 0, flags);
-		uint64_t b1 = live_blocks(seg);
+		uint64_t b1 = t_live_blocks(seg);
 		/* Laps first, so the messages left sit in reused slots. */
 		for (unsigned i = 0; i < 40; i++) {
 			put_msg(r, i % 2 ? 5000 : 10, i, 0);
@@ -865,13 +827,13 @@ static void destroy_frees(void)
 		}
 		for (unsigned i = 0; i < 10; i++)
 			put_msg(r, i % 3 ? 5000 : 10, i, 0);
-		T_EQ(live_blocks(seg), b1 + 6);
+		T_EQ(t_live_blocks(seg), b1 + 6);
 		for (unsigned i = 0; i < 4; i++)
 			get_msg(r, i % 3 ? 5000 : 10, i, 0);
-		T_EQ(live_blocks(seg), b1 + 4);
+		T_EQ(t_live_blocks(seg), b1 + 4);
 		shmp_ring_destroy(r);
-		T_EQ(live_blocks(seg), b0);
-		T_EQ(used_bytes(seg), u0);
+		T_EQ(t_live_blocks(seg), b0);
+		T_EQ(t_seg_stats(seg).used_bytes, u0);
 	}
 	shmp_segment_destroy(seg);
 }

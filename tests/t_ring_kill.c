@@ -39,7 +39,6 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <sys/prctl.h>
 
 #define WAIT 3.0      /* timeout of every blocking call in a trial */
 #define MAX_WALL 11.0 /* seconds for the random trials */
@@ -56,57 +55,6 @@ static void burn(bool slow)
 	if (slow)
 		for (volatile int k = 0; k < 30000; k++)
 			;
-}
-
-static uint64_t rng;
-static unsigned rnd(unsigned n)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (unsigned)(rng % n);
-}
-
-/* Fork a child that dies with us (no orphan if the test fails). */
-static pid_t spawn(int (*fn)(void *), void *arg)
-{
-	pid_t parent = getpid();
-	fflush(NULL);
-	pid_t p = fork();
-	T_CHECK(p >= 0);
-	if (p == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(1);
-		_exit(fn(arg));
-	}
-	return p;
-}
-
-static void kill_reap(pid_t p)
-{
-	T_CHECK(kill(p, SIGKILL) == 0);
-	int st = t_wait(p, 10);
-	T_CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
-}
-
-static void signal_parent(int fd)
-{
-	char c = 'k';
-	T_CHECK(write(fd, &c, 1) == 1);
-}
-
-static void wait_child(int fd)
-{
-	char c;
-	T_CHECK(read(fd, &c, 1) == 1);
-}
-
-static uint64_t live_blocks(shmp_segment_t *seg)
-{
-	struct shmp_segment_stats st;
-	T_EQ(shmp_segment_stats(seg, &st), 0);
-	return st.live_blocks;
 }
 
 static uint64_t lost_of(shmp_ring_t *r)
@@ -215,7 +163,7 @@ static int peek_and_hang(void *arg)
 	struct shmp_ring_ticket t;
 	if (shmp_ring_peek(d->r, &t, WAIT) != 0 || t.len != d->len)
 		return 2;
-	signal_parent(d->fd);
+	t_signal(d->fd);
 	for (;;)
 		pause();
 }
@@ -225,16 +173,16 @@ static void consumer_dies_holding(size_t len)
 {
 	shmp_segment_t *seg = shmp_segment_create(NULL, 4u << 20, NULL);
 	T_CHECK(seg);
-	uint64_t b0 = live_blocks(seg);
+	uint64_t b0 = t_live_blocks(seg);
 	shmp_ring_t *r = ring_new(seg, 4, 0);
-	uint64_t b1 = live_blocks(seg);
+	uint64_t b1 = t_live_blocks(seg);
 	int fd[2];
 	T_CHECK(pipe(fd) == 0);
 	put_n(r, 0, 4, len);
 	struct det d = { r, fd[1], len, 0 };
-	pid_t c = spawn(peek_and_hang, &d);
-	wait_child(fd[0]);
-	kill_reap(c);
+	pid_t c = t_spawn(peek_and_hang, &d);
+	T_EQ(t_await(fd[0], -1), 1);
+	t_kill_reap(c, 10);
 	/* Messages after the held one still come. */
 	get_expect(r, 1, len);
 	get_expect(r, 2, len);
@@ -253,9 +201,9 @@ static void consumer_dies_holding(size_t len)
 	}
 	T_EQ(lost_of(r), 1);
 	T_EQ(shmp_ring_count(r), 0);
-	T_EQ(live_blocks(seg), b1);
+	T_EQ(t_live_blocks(seg), b1);
 	shmp_ring_destroy(r);
-	T_EQ(live_blocks(seg), b0);
+	T_EQ(t_live_blocks(seg), b0);
 	shmp_segment_destroy(seg);
 	close(fd[0]);
 	close(fd[1]);
@@ -270,7 +218,7 @@ static int reserve_and_hang(void *arg)
 		return 2;
 	memset(t.data, 0x5a, d->len); /* half-written garbage */
 	put_n(d->r, 2, 1, d->len);    /* a message after the reserved slot */
-	signal_parent(d->fd);
+	t_signal(d->fd);
 	for (;;)
 		pause();
 }
@@ -280,28 +228,28 @@ static void producer_dies_reserved(size_t len)
 {
 	shmp_segment_t *seg = shmp_segment_create(NULL, 4u << 20, NULL);
 	T_CHECK(seg);
-	uint64_t b0 = live_blocks(seg);
+	uint64_t b0 = t_live_blocks(seg);
 	shmp_ring_t *r = ring_new(seg, 4, 0);
-	uint64_t b1 = live_blocks(seg);
+	uint64_t b1 = t_live_blocks(seg);
 	int fd[2];
 	T_CHECK(pipe(fd) == 0);
 	struct det d = { r, fd[1], len, 0 };
-	pid_t c = spawn(reserve_and_hang, &d);
-	wait_child(fd[0]);
-	kill_reap(c);
+	pid_t c = t_spawn(reserve_and_hang, &d);
+	T_EQ(t_await(fd[0], -1), 1);
+	t_kill_reap(c, 10);
 	get_expect(r, 0, len);
 	get_expect(r, 2, len); /* message 1 was never committed: skipped */
 	T_EQ(lost_of(r), 1);
 	size_t n;
 	T_EQ(shmp_ring_get(r, mbuf, sizeof mbuf, &n, 0), -ETIMEDOUT);
-	T_EQ(live_blocks(seg), b1);
+	T_EQ(t_live_blocks(seg), b1);
 	for (uint32_t i = 3; i < 20; i++) {
 		put_n(r, i, 1, len);
 		get_expect(r, i, len);
 	}
 	T_EQ(lost_of(r), 1);
 	shmp_ring_destroy(r);
-	T_EQ(live_blocks(seg), b0);
+	T_EQ(t_live_blocks(seg), b0);
 	shmp_segment_destroy(seg);
 	close(fd[0]);
 	close(fd[1]);
@@ -311,7 +259,7 @@ static int block_in_call(void *arg)
 {
 	struct det *d = arg;
 	size_t n;
-	signal_parent(d->fd);
+	t_signal(d->fd);
 	if (d->what == 0)
 		shmp_ring_get(d->r, mbuf, sizeof mbuf, &n, 30.0);
 	else
@@ -325,16 +273,16 @@ static void killed_while_blocked(size_t len)
 {
 	shmp_segment_t *seg = shmp_segment_create(NULL, 4u << 20, NULL);
 	T_CHECK(seg);
-	uint64_t b0 = live_blocks(seg);
+	uint64_t b0 = t_live_blocks(seg);
 	shmp_ring_t *r = ring_new(seg, 2, 0);
-	uint64_t b1 = live_blocks(seg);
+	uint64_t b1 = t_live_blocks(seg);
 	int fd[2];
 	T_CHECK(pipe(fd) == 0);
 	struct det d = { r, fd[1], len, 0 };
-	pid_t c = spawn(block_in_call, &d);
-	wait_child(fd[0]);
+	pid_t c = t_spawn(block_in_call, &d);
+	T_EQ(t_await(fd[0], -1), 1);
 	t_sleep_ms(100); /* into its wait; a kill before that is the same case */
-	kill_reap(c);
+	t_kill_reap(c, 10);
 	put_n(r, 0, 2, len);
 	get_expect(r, 0, len);
 	get_expect(r, 1, len);
@@ -342,10 +290,10 @@ static void killed_while_blocked(size_t len)
 
 	put_n(r, 2, 2, len); /* full */
 	d.what = 1;
-	c = spawn(block_in_call, &d);
-	wait_child(fd[0]);
+	c = t_spawn(block_in_call, &d);
+	T_EQ(t_await(fd[0], -1), 1);
 	t_sleep_ms(100);
-	kill_reap(c);
+	t_kill_reap(c, 10);
 	get_expect(r, 2, len);
 	get_expect(r, 3, len);
 	put_n(r, 4, 2, len);
@@ -359,10 +307,10 @@ static void killed_while_blocked(size_t len)
 	 * it holds none. Only a kill landing inside one of those short
 	 * attempts (a few microseconds every few milliseconds) could leave
 	 * that one block allocated, nothing in shared memory referring to it. */
-	uint64_t leaked = live_blocks(seg) - b1;
+	uint64_t leaked = t_live_blocks(seg) - b1;
 	T_CHECK(leaked <= (len > 104 ? 1u : 0u));
 	shmp_ring_destroy(r);
-	T_EQ(live_blocks(seg), b0 + leaked);
+	T_EQ(t_live_blocks(seg), b0 + leaked);
 	shmp_segment_destroy(seg);
 	close(fd[0]);
 	close(fd[1]);
@@ -376,7 +324,7 @@ static int get_one_forever(void *arg)
 	struct det *d = arg;
 	static unsigned char in[1u << 16];
 	size_t n;
-	signal_parent(d->fd);
+	t_signal(d->fd);
 	if (shmp_ring_get(d->r, in, sizeof in, &n, SHMP_FOREVER) != 0 || n != d->len)
 		return 10;
 	uint32_t got;
@@ -387,7 +335,7 @@ static int get_one_forever(void *arg)
 static int put_one_forever(void *arg)
 {
 	struct det *d = arg;
-	signal_parent(d->fd);
+	t_signal(d->fd);
 	uint32_t i = 9;
 	memset(mbuf, 9, d->len);
 	memcpy(mbuf, &i, sizeof i);
@@ -401,19 +349,19 @@ static void holder_dies_while_waited_on(size_t len)
 {
 	shmp_segment_t *seg = shmp_segment_create(NULL, 4u << 20, NULL);
 	T_CHECK(seg);
-	uint64_t b0 = live_blocks(seg);
+	uint64_t b0 = t_live_blocks(seg);
 	shmp_ring_t *r = ring_new(seg, 4, 0);
 	int fd[2];
 	T_CHECK(pipe(fd) == 0);
 	struct det d = { r, fd[1], len, 0 };
 	/* Writer holds slot 1 (message 0 before it, 2 after it). */
-	pid_t w = spawn(reserve_and_hang, &d);
-	wait_child(fd[0]);
+	pid_t w = t_spawn(reserve_and_hang, &d);
+	T_EQ(t_await(fd[0], -1), 1);
 	get_expect(r, 0, len);
-	pid_t c = spawn(get_one_forever, &d);
-	wait_child(fd[0]);
+	pid_t c = t_spawn(get_one_forever, &d);
+	T_EQ(t_await(fd[0], -1), 1);
 	t_sleep_ms(150); /* let it wait on slot 1 (if not yet, same result) */
-	kill_reap(w);
+	t_kill_reap(w, 10);
 	double t0 = t_now();
 	t_wait_ok(c, 5); /* it got message 2 */
 	T_CHECK(t_now() - t0 < 3.0);
@@ -421,12 +369,12 @@ static void holder_dies_while_waited_on(size_t len)
 
 	/* Full ring, slot 3 held by a reader; a producer waits for room. */
 	put_n(r, 3, 4, len); /* positions 3..6: full */
-	pid_t rd = spawn(peek_and_hang, &d);
-	wait_child(fd[0]);
-	c = spawn(put_one_forever, &d);
-	wait_child(fd[0]);
+	pid_t rd = t_spawn(peek_and_hang, &d);
+	T_EQ(t_await(fd[0], -1), 1);
+	c = t_spawn(put_one_forever, &d);
+	T_EQ(t_await(fd[0], -1), 1);
 	t_sleep_ms(150);
-	kill_reap(rd);
+	t_kill_reap(rd, 10);
 	t0 = t_now();
 	t_wait_ok(c, 5);
 	T_CHECK(t_now() - t0 < 3.0);
@@ -437,7 +385,7 @@ static void holder_dies_while_waited_on(size_t len)
 	get_expect(r, 9, len);
 	T_EQ(shmp_ring_count(r), 0);
 	shmp_ring_destroy(r);
-	T_EQ(live_blocks(seg), b0);
+	T_EQ(t_live_blocks(seg), b0);
 	shmp_segment_destroy(seg);
 	close(fd[0]);
 	close(fd[1]);
@@ -447,7 +395,7 @@ static int consumer_forever(void *arg)
 {
 	struct det *d = arg;
 	size_t n;
-	signal_parent(d->fd);
+	t_signal(d->fd);
 	int e = shmp_ring_get(d->r, mbuf, sizeof mbuf, &n, SHMP_FOREVER);
 	return e == SHMP_ECLOSED ? 0 : 10;
 }
@@ -458,7 +406,7 @@ static int reserve_hang_only(void *arg)
 	struct shmp_ring_ticket t;
 	if (shmp_ring_reserve(d->r, d->len, &t, WAIT) != 0)
 		return 2;
-	signal_parent(d->fd);
+	t_signal(d->fd);
 	for (;;)
 		pause();
 }
@@ -474,14 +422,14 @@ static void closed_then_writer_dies(void)
 	int fd[2];
 	T_CHECK(pipe(fd) == 0);
 	struct det d = { r, fd[1], 8, 0 };
-	pid_t w = spawn(reserve_hang_only, &d);
-	wait_child(fd[0]);
-	pid_t c = spawn(consumer_forever, &d);
-	wait_child(fd[0]);
+	pid_t w = t_spawn(reserve_hang_only, &d);
+	T_EQ(t_await(fd[0], -1), 1);
+	pid_t c = t_spawn(consumer_forever, &d);
+	T_EQ(t_await(fd[0], -1), 1);
 	t_sleep_ms(100); /* let it wait on the reserved slot */
 	T_EQ(shmp_ring_close(r), 0);
 	t_sleep_ms(100); /* ... and see the close while the writer lives */
-	kill_reap(w);
+	t_kill_reap(w, 10);
 	double t0 = t_now();
 	t_wait_ok(c, 5);
 	T_CHECK(t_now() - t0 < 3.0);
@@ -499,15 +447,15 @@ static void sc_consumer_dies(size_t len)
 {
 	shmp_segment_t *seg = shmp_segment_create(NULL, 4u << 20, NULL);
 	T_CHECK(seg);
-	uint64_t b0 = live_blocks(seg);
+	uint64_t b0 = t_live_blocks(seg);
 	shmp_ring_t *r = ring_new(seg, 4, SHMP_RING_SINGLE_CONSUMER);
 	int fd[2];
 	T_CHECK(pipe(fd) == 0);
 	put_n(r, 0, 3, len);
 	struct det d = { r, fd[1], len, 0 };
-	pid_t c = spawn(peek_and_hang, &d);
-	wait_child(fd[0]);
-	kill_reap(c);
+	pid_t c = t_spawn(peek_and_hang, &d);
+	T_EQ(t_await(fd[0], -1), 1);
+	t_kill_reap(c, 10);
 	get_expect(r, 1, len); /* message 0 died with its reader */
 	get_expect(r, 2, len);
 	/* Laps over the dead reader's slot: a producer recovers it. */
@@ -517,7 +465,7 @@ static void sc_consumer_dies(size_t len)
 	}
 	T_EQ(lost_of(r), 1);
 	shmp_ring_destroy(r);
-	T_EQ(live_blocks(seg), b0);
+	T_EQ(t_live_blocks(seg), b0);
 	shmp_segment_destroy(seg);
 	close(fd[0]);
 	close(fd[1]);
@@ -533,9 +481,9 @@ static void sp_producer_dies(size_t len)
 	int fd[2];
 	T_CHECK(pipe(fd) == 0);
 	struct det d = { r, fd[1], len, 0 };
-	pid_t c = spawn(reserve_and_hang, &d);
-	wait_child(fd[0]);
-	kill_reap(c);
+	pid_t c = t_spawn(reserve_and_hang, &d);
+	T_EQ(t_await(fd[0], -1), 1);
+	t_kill_reap(c, 10);
 	get_expect(r, 0, len);
 	get_expect(r, 2, len);
 	/* The parent is now the single producer. */
@@ -817,9 +765,8 @@ static bool may_leak(bool vprod, uint64_t vstate)
 
 static void random_trials(void)
 {
-	shmp_array_t *arr = shmp_array_create('B', 2 * PER_PROD, NULL, &SHMP_OPTS(shmp_value_opts, .raw = 1));
-	shmp_array_t *sarr = shmp_array_create('Q', 4, NULL, &SHMP_OPTS(shmp_value_opts, .raw = 1));
-	T_CHECK(arr && sarr);
+	shmp_array_t *arr = t_raw_array('B', 2 * PER_PROD);
+	shmp_array_t *sarr = t_raw_array('Q', 4);
 	uint8_t *counts = shmp_array_ptr(arr);
 	_Atomic uint64_t *states = shmp_array_ptr(sarr);
 	int trial = 0;
@@ -830,9 +777,9 @@ static void random_trials(void)
 		struct shmp_segment_stats ss;
 		T_EQ(shmp_segment_stats(seg, &ss), 0);
 		uint64_t b0 = ss.live_blocks, u0 = ss.used_bytes;
-		unsigned cap = 2 + rnd(4);
-		bool aim = rnd(2);
-		struct trial t = { ring_new(seg, cap, 0), rnd(2) == 0, rnd(3) != 0, aim, 0, counts,
+		unsigned cap = 2 + t_rnd(4);
+		bool aim = t_rnd(2);
+		struct trial t = { ring_new(seg, cap, 0), t_rnd(2) == 0, t_rnd(3) != 0, aim, 0, counts,
 				   states, states + 2 };
 		memset(counts, 0, 2 * PER_PROD);
 		for (int i = 0; i < 4; i++)
@@ -840,14 +787,14 @@ static void random_trials(void)
 		pid_t pp[2], cp[2];
 		for (unsigned i = 0; i < 2; i++) {
 			t.idx = i;
-			cp[i] = spawn(trial_consumer, &t);
+			cp[i] = t_spawn(trial_consumer, &t);
 		}
 		for (unsigned i = 0; i < 2; i++) {
 			t.idx = i;
-			pp[i] = spawn(trial_producer, &t);
+			pp[i] = t_spawn(trial_producer, &t);
 		}
-		bool vprod = rnd(2);
-		unsigned vidx = rnd(2);
+		bool vprod = t_rnd(2);
+		unsigned vidx = t_rnd(2);
 		_Atomic uint64_t *side = vprod ? states : states + 2;
 		if (aim) {
 			/* Aimed: kill the first of the two producers (consumers)
@@ -864,7 +811,7 @@ static void random_trials(void)
 					}
 			n_aimed++;
 		} else {
-			double until = t_now() + rnd(MAX_DELAY_US) * 1e-6;
+			double until = t_now() + t_rnd(MAX_DELAY_US) * 1e-6;
 			while (t_now() < until)
 				;
 		}
@@ -949,11 +896,8 @@ static void random_trials(void)
 int main(void)
 {
 	t_watchdog(90);
-	const char *s = getenv("T_SEED");
-	rng = s && *s ? strtoull(s, NULL, 0) : ((uint64_t)getpid() << 32) ^ (uint64_t)(t_now() * 1e9);
-	if (!rng)
-		rng = 1;
-	printf("seed %#llx\n", (unsigned long long)rng);
+	uint64_t seed = t_seed();
+	printf("seed %#llx\n", (unsigned long long)seed);
 	double t0 = t_now();
 	consumer_dies_holding(40);
 	consumer_dies_holding(5000);

@@ -225,9 +225,7 @@ static void run_one(unsigned nprod, unsigned ncons, unsigned cap, unsigned flags
 	T_CHECK(run.r);
 	/* The counters live in the default segment: the ring's segment
 	 * holds only the ring, so its block count is the ring's. */
-	shmp_array_t *arr = shmp_array_create('I', (size_t)nprod * run.per_prod, NULL,
-					      &SHMP_OPTS(shmp_value_opts, .raw = 1));
-	T_CHECK(arr);
+	shmp_array_t *arr = t_raw_array('I', (size_t)nprod * run.per_prod);
 	run.counts = shmp_array_ptr(arr);
 
 	pid_t pp[8], cp[8];

@@ -6,52 +6,7 @@
  * not the owner. */
 #include "t.h"
 
-#include <poll.h>
 #include <pthread.h>
-#include <sys/prctl.h>
-
-/* Like t_fork, but the child dies with the parent. */
-static pid_t spawn(int (*fn)(void *), void *arg)
-{
-	pid_t parent = getpid();
-	fflush(NULL);
-	pid_t p = fork();
-	T_CHECK(p >= 0);
-	if (p == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(1);
-		_exit(fn(arg));
-	}
-	return p;
-}
-
-static void put(int fd)
-{
-	char c = 'x';
-	T_CHECK(write(fd, &c, 1) == 1);
-}
-
-/* 1 if a byte arrived within timeout, 0 if not, -1 on end of file. */
-static int get(int fd, double timeout)
-{
-	struct pollfd p = { .fd = fd, .events = POLLIN };
-	double until = t_now() + timeout;
-	for (;;) {
-		int ms = (int)((until - t_now()) * 1000);
-		int r = poll(&p, 1, ms < 0 ? 0 : ms);
-		if (r < 0 && errno == EINTR)
-			continue;
-		T_CHECK(r >= 0);
-		if (r == 0)
-			return 0;
-		char c;
-		ssize_t n = read(fd, &c, 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		return n == 1 ? 1 : -1;
-	}
-}
 
 static shmp_lock_t *rl;
 static pid_t parent_pid, parent_tid;
@@ -99,10 +54,10 @@ static int child_nested(void *arg)
 static int child_waiter(void *arg)
 {
 	(void)arg;
-	put(pfd[1]);
+	t_signal(pfd[1]);
 	T_EQ(shmp_lock_acquire(rl, 10.0), 0);
 	times[1] = t_now();
-	put(pfd[1]);
+	t_signal(pfd[1]);
 	T_EQ(shmp_lock_count(rl), 1);
 	T_EQ(shmp_lock_release(rl), 0);
 	return 0;
@@ -127,8 +82,7 @@ int main(void)
 
 	rl = shmp_rlock_create(NULL);
 	T_CHECK(rl);
-	shmp_array_t *arr = shmp_array_create('d', 2, NULL, &SHMP_OPTS(shmp_value_opts, .raw = 1));
-	T_CHECK(arr);
+	shmp_array_t *arr = t_raw_array('d', 2);
 	times = shmp_array_ptr(arr);
 
 	T_EQ(shmp_lock_is_recursive(rl), 1);
@@ -143,7 +97,7 @@ int main(void)
 		T_EQ(shmp_lock_acquire(rl, tmo[d - 1]), 0);
 		T_EQ(shmp_lock_count(rl), d);
 		T_EQ(shmp_lock_locked(rl), 1);
-		t_wait_ok(spawn(child_sees_held, NULL), 10);
+		t_wait_ok(t_spawn(child_sees_held, NULL), 10);
 	}
 	pthread_t th;
 	T_EQ(pthread_create(&th, NULL, thread_not_owner, NULL), 0);
@@ -157,7 +111,7 @@ int main(void)
 		T_EQ(shmp_lock_release(rl), 0);
 		T_EQ(shmp_lock_count(rl), d);
 		T_EQ(shmp_lock_locked(rl), 1);
-		t_wait_ok(spawn(child_sees_held, NULL), 10);
+		t_wait_ok(t_spawn(child_sees_held, NULL), 10);
 	}
 	T_EQ(shmp_lock_release(rl), 0);
 	T_EQ(shmp_lock_count(rl), 0);
@@ -168,24 +122,24 @@ int main(void)
 	T_EQ(shmp_lock_locked(rl), 0);
 
 	/* Another process nests on its own once it is free. */
-	t_wait_ok(spawn(child_nested, NULL), 10);
+	t_wait_ok(t_spawn(child_nested, NULL), 10);
 
 	/* A waiter blocked in another process gets the lock only after the
 	 * last of three releases. */
 	for (int d = 1; d <= 3; d++)
 		T_EQ(shmp_lock_acquire(rl, -1), 0);
-	pid_t w = spawn(child_waiter, NULL);
-	T_EQ(get(pfd[0], 10.0), 1);
+	pid_t w = t_spawn(child_waiter, NULL);
+	T_EQ(t_await(pfd[0], 10.0), 1);
 	for (int d = 3; d >= 2; d--) {
 		/* 100 ms to reach its sleep; it must not get through. */
-		T_EQ(get(pfd[0], 0.1), 0);
+		T_EQ(t_await(pfd[0], 0.1), 0);
 		T_EQ(shmp_lock_release(rl), 0);
 		T_EQ(shmp_lock_count(rl), d - 1);
 	}
-	T_EQ(get(pfd[0], 0.1), 0);
+	T_EQ(t_await(pfd[0], 0.1), 0);
 	times[0] = t_now();
 	T_EQ(shmp_lock_release(rl), 0);
-	T_EQ(get(pfd[0], 5.0), 1);
+	T_EQ(t_await(pfd[0], 5.0), 1);
 	t_wait_ok(w, 10);
 	T_CHECK(times[1] >= times[0]);
 	T_CHECK(times[1] - times[0] < 1.0);

@@ -10,13 +10,6 @@
 
 static shmp_segment_t *seg;
 
-static struct shmp_segment_stats stats(void)
-{
-	struct shmp_segment_stats st;
-	T_EQ(shmp_segment_stats(seg, &st), 0);
-	return st;
-}
-
 static uint64_t *u64_at(uint64_t off)
 {
 	uint64_t *p = shmp_segment_ptr(seg, off, sizeof(uint64_t));
@@ -107,8 +100,8 @@ int main(void)
 	T_CHECK(seg);
 	T_CHECK(shmp_segment_name(seg) == NULL);
 	T_EQ(our_files(), files_before); /* nothing in /dev/shm */
-	T_EQ(stats().attach_count, 1);
-	T_EQ(stats().creator_pid, getpid());
+	T_EQ(t_seg_stats(seg).attach_count, 1);
+	T_EQ(t_seg_stats(seg).creator_pid, getpid());
 
 	/* Child reads what the parent wrote before the fork, writes back. */
 	*u64_at(OFF_A) = 0x0123456789abcdefull;
@@ -120,12 +113,12 @@ int main(void)
 	 * stats, with the child's bytes, and frees it. */
 	int fds[2];
 	T_EQ(pipe(fds), 0);
-	struct shmp_segment_stats st0 = stats();
+	struct shmp_segment_stats st0 = t_seg_stats(seg);
 	T_EQ(st0.live_blocks, 0);
 	pid_t pid = t_fork(child_alloc, &fds[1]);
 	uint64_t off = pipe_get(fds[0]);
 	t_wait_ok(pid, 10);
-	struct shmp_segment_stats st1 = stats();
+	struct shmp_segment_stats st1 = t_seg_stats(seg);
 	T_EQ(st1.live_blocks, 1);
 	T_CHECK(st1.used_bytes >= 3000 + 16);
 	unsigned char *p = shmp_segment_ptr(seg, off, 3000);
@@ -137,19 +130,19 @@ int main(void)
 	uint64_t mine;
 	T_EQ(shmp_segment_alloc(seg, 3000, 64, &mine), 0);
 	T_CHECK(mine >= off + 3000 || off >= mine + 3000);
-	T_EQ(stats().live_blocks, 2);
+	T_EQ(t_seg_stats(seg).live_blocks, 2);
 	T_EQ(shmp_segment_free(seg, off), 0); /* a block the child allocated */
 	T_EQ(shmp_segment_free(seg, off), -EINVAL);
 	T_EQ(shmp_segment_free(seg, mine), 0);
-	T_EQ(stats().live_blocks, 0);
-	T_EQ(stats().used_bytes, 0);
+	T_EQ(t_seg_stats(seg).live_blocks, 0);
+	T_EQ(t_seg_stats(seg).used_bytes, 0);
 	/* Forks do not count as attaches. */
-	T_EQ(stats().attach_count, 1);
+	T_EQ(t_seg_stats(seg).attach_count, 1);
 
 	/* A grandchild (forked by the child) shares it as well. */
 	t_wait_ok(t_fork(child_spawns, NULL), 10);
 	T_EQ(*u64_at(OFF_A + 64), 0x6a6a6a6a6a6a6a6aull);
-	T_EQ(stats().live_blocks, 1);
+	T_EQ(t_seg_stats(seg).live_blocks, 1);
 
 	/* The parent destroys its handle; a child forked before keeps a
 	 * working mapping (the memory lives until its last unmap). */

@@ -46,13 +46,6 @@ static int file_exists(const char *name)
 	return lstat(p, &st) == 0;
 }
 
-static uint32_t attach_count(shmp_segment_t *s)
-{
-	struct shmp_segment_stats st;
-	T_EQ(shmp_segment_stats(s, &st), 0);
-	return st.attach_count;
-}
-
 static void put_u64(shmp_segment_t *s, uint64_t off, uint64_t v)
 {
 	uint64_t *p = shmp_segment_ptr(s, off, sizeof v);
@@ -194,17 +187,17 @@ static void test_attach_counts(void)
 
 	shmp_segment_t *a = shmp_segment_create(name, 65536, NULL);
 	T_CHECK(a);
-	T_EQ(attach_count(a), 1);
+	T_EQ(t_seg_stats(a).attach_count, 1);
 	shmp_segment_t *b = shmp_segment_attach(name);
 	T_CHECK(b);
 	T_CHECK(strcmp(shmp_segment_name(b), name) == 0);
 	T_EQ(shmp_segment_size(b), shmp_segment_size(a));
 	/* A second, distinct mapping of the same memory. */
 	T_CHECK(shmp_segment_base(b) != shmp_segment_base(a));
-	T_EQ(attach_count(a), 2);
+	T_EQ(t_seg_stats(a).attach_count, 2);
 	shmp_segment_t *c = shmp_segment_attach(name);
 	T_CHECK(c);
-	T_EQ(attach_count(b), 3);
+	T_EQ(t_seg_stats(b).attach_count, 3);
 
 	/* Offsets mean the same bytes in every mapping. */
 	uint64_t off;
@@ -220,10 +213,10 @@ static void test_attach_counts(void)
 	T_EQ(st.live_blocks, 0);
 
 	shmp_segment_detach(c);
-	T_EQ(attach_count(a), 2);
+	T_EQ(t_seg_stats(a).attach_count, 2);
 	/* destroy by a handle that did not create it only detaches */
 	shmp_segment_destroy(b);
-	T_EQ(attach_count(a), 1);
+	T_EQ(t_seg_stats(a).attach_count, 1);
 	T_CHECK(file_exists(name));
 
 	/* detach by the creator does not unlink either */
@@ -231,7 +224,7 @@ static void test_attach_counts(void)
 	T_CHECK(file_exists(name));
 	a = shmp_segment_attach(name);
 	T_CHECK(a);
-	T_EQ(attach_count(a), 1);
+	T_EQ(t_seg_stats(a).attach_count, 1);
 	shmp_segment_detach(a);
 	T_EQ(shmp_segment_unlink(name), 0);
 	T_CHECK(!file_exists(name));
@@ -285,7 +278,7 @@ static void test_unlink_while_mapped(void)
 	/* A second handle of our own, attached before the unlink. */
 	shmp_segment_t *s2 = shmp_segment_attach(name);
 	T_CHECK(s2);
-	T_EQ(attach_count(s), 3);
+	T_EQ(t_seg_stats(s).attach_count, 3);
 	shmp_segment_destroy(s);
 	T_CHECK(!file_exists(name));
 	errno = 0;
@@ -298,7 +291,7 @@ static void test_unlink_while_mapped(void)
 	put_u64(s2, OFF_MAGIC, 0x1111222233334444ull);
 	pipe_put(to_child[1], 'q');
 	t_wait_ok(pid, 10);
-	T_EQ(attach_count(s2), 1);
+	T_EQ(t_seg_stats(s2).attach_count, 1);
 	shmp_segment_detach(s2);
 	T_CHECK(!file_exists(name));
 	close(to_child[0]);
@@ -324,7 +317,7 @@ static void test_unlink_on_last_detach(void)
 	T_CHECK(b);
 	shmp_segment_detach(a);
 	T_CHECK(file_exists(name)); /* b still attached */
-	T_EQ(attach_count(b), 1);
+	T_EQ(t_seg_stats(b).attach_count, 1);
 	shmp_segment_detach(b);
 	T_CHECK(!file_exists(name)); /* last detach unlinked it */
 
@@ -341,10 +334,10 @@ static void test_unlink_on_last_detach(void)
 	a = shmp_segment_create(name, 65536, &o);
 	T_CHECK(a);
 	t_wait_ok(t_fork(child_detach_inherited, a), 10);
-	if (!file_exists(name) || attach_count(a) != 1) {
+	if (!file_exists(name) || t_seg_stats(a).attach_count != 1) {
 		fprintf(stderr, "child's detach of an inherited handle changed the "
 			"parent's segment: exists=%d attach_count=%u (want 1, 1)\n",
-			file_exists(name), attach_count(a));
+			file_exists(name), t_seg_stats(a).attach_count);
 		shmp_segment_detach(a);
 		exit(1);
 	}
@@ -489,13 +482,13 @@ static void test_symlinks(void)
 		exit(1);
 	}
 	T_CHECK(errno != 0);
-	T_EQ(attach_count(s), 1); /* nobody attached through the link */
+	T_EQ(t_seg_stats(s).attach_count, 1); /* nobody attached through the link */
 
 	/* create on the symlink's name: taken (O_EXCL), target untouched */
 	errno = 0;
 	T_CHECK(shmp_segment_create(link, 65536, NULL) == NULL);
 	T_EQ(errno, EEXIST);
-	T_EQ(attach_count(s), 1);
+	T_EQ(t_seg_stats(s).attach_count, 1);
 
 	/* a dangling symlink: create must not make the file it points at */
 	T_EQ(symlink(np, dp), 0);

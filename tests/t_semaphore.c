@@ -13,72 +13,6 @@
 #include "t.h"
 
 #include <sched.h>
-#include <sys/prctl.h>
-
-/* ---- child bookkeeping: every child dies with us and is reaped on exit -- */
-static pid_t main_pid;
-static pid_t kids[256];
-static int nkids;
-
-static void reap_all(void)
-{
-	if (getpid() != main_pid)
-		return;
-	for (int i = 0; i < nkids; i++) {
-		int st;
-		/* 0: still our unreaped child. -1 (ECHILD): reaped already. */
-		if (waitpid(kids[i], &st, WNOHANG) == 0) {
-			kill(kids[i], SIGKILL);
-			waitpid(kids[i], &st, 0);
-		}
-	}
-	nkids = 0;
-}
-
-static pid_t spawn(int (*fn)(void *), void *arg)
-{
-	T_CHECK(nkids < 256);
-	fflush(NULL);
-	pid_t p = fork();
-	T_CHECK(p >= 0);
-	if (p == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != main_pid)
-			_exit(99);
-		_exit(fn(arg));
-	}
-	kids[nkids++] = p;
-	return p;
-}
-
-static shmp_array_t *new_array(size_t n)
-{
-	struct shmp_value_opts o = SHMP_OPTS(shmp_value_opts, .raw = 1);
-	shmp_array_t *a = shmp_array_create('q', n, NULL, &o);
-	T_CHECK(a);
-	return a;
-}
-
-static int64_t aload(shmp_array_t *a, size_t i)
-{
-	int64_t x = 0;
-	T_EQ(shmp_array_load(a, i, &x), 0);
-	return x;
-}
-
-/* Poll until a[i] == want, for at most `timeout` seconds. */
-static void wait_eq(shmp_array_t *a, size_t i, int64_t want, double timeout)
-{
-	double until = t_now() + timeout;
-	while (aload(a, i) != want) {
-		if (t_now() > until) {
-			fprintf(stderr, "a[%zu] = %lld, waited for %lld\n", i,
-				(long long)aload(a, i), (long long)want);
-			exit(1);
-		}
-		t_sleep_ms(1);
-	}
-}
 
 /* ---- single process ----------------------------------------------------- */
 static void test_counting(void)
@@ -90,9 +24,7 @@ static void test_counting(void)
 	T_EQ(shmp_sem_value(s), 1);
 	T_EQ(shmp_sem_acquire(s, SHMP_FOREVER), 0); /* available: no wait */
 	T_EQ(shmp_sem_value(s), 0);
-	double t0 = t_now();
-	T_EQ(shmp_sem_acquire(s, 0), -ETIMEDOUT);
-	T_CHECK(t_now() - t0 < 0.5); /* "at once": generous for a noisy box */
+	T_FAST(shmp_sem_acquire(s, 0), -ETIMEDOUT); /* "at once": generous for a noisy box */
 	T_EQ(shmp_sem_value(s), 0);
 	T_EQ(shmp_sem_release(s), 0);
 	T_EQ(shmp_sem_value(s), 1);
@@ -177,11 +109,7 @@ static void test_timeout(void)
 {
 	shmp_sem_t *s = shmp_sem_create(0, NULL);
 	T_CHECK(s);
-	double t0 = t_now();
-	T_EQ(shmp_sem_acquire(s, 0.2), -ETIMEDOUT);
-	double dt = t_now() - t0;
-	T_CHECK(dt >= 0.19);
-	T_CHECK(dt < 2.0);
+	T_ABOUT(shmp_sem_acquire(s, 0.2), -ETIMEDOUT);
 	T_EQ(shmp_sem_value(s), 0);
 	shmp_sem_destroy(s);
 }
@@ -204,20 +132,20 @@ static int wake_child(void *p)
 
 static void test_cross_process_wake(void)
 {
-	struct wake_arg a = { shmp_sem_create(0, NULL), new_array(3) };
+	struct wake_arg a = { shmp_sem_create(0, NULL), t_counters(3) };
 	T_CHECK(a.s);
-	pid_t p = spawn(wake_child, &a);
-	wait_eq(a.st, 0, 1, 5);
+	pid_t p = t_spawn(wake_child, &a);
+	t_wait_eq(a.st, 0, 1, 5);
 	/* Give the child time to go to sleep in acquire (200 ms is plenty; if
 	 * it were not asleep yet the release still finds it, just earlier). */
 	t_sleep_ms(200);
-	T_EQ(aload(a.st, 1), 0); /* still blocked: nothing to take */
+	T_EQ(t_load(a.st, 1), 0); /* still blocked: nothing to take */
 	double t0 = t_now();
 	T_EQ(shmp_sem_release(a.s), 0);
-	wait_eq(a.st, 1, 1, 5);
+	t_wait_eq(a.st, 1, 1, 5);
 	T_CHECK(t_now() - t0 < 3.0);
 	t_wait_ok(p, 5);
-	T_EQ(aload(a.st, 2), 0);
+	T_EQ(t_load(a.st, 2), 0);
 	T_EQ(shmp_sem_value(a.s), 0); /* the child took the permit */
 	shmp_sem_destroy(a.s);
 	shmp_array_destroy(a.st);
@@ -242,7 +170,7 @@ static int crit_child(void *p)
 			return 2;
 		int64_t prev;
 		T_EQ(shmp_array_add(a->st, 1, 1, &prev), 0);
-		int64_t cur = prev + 1, mx = aload(a->st, 2);
+		int64_t cur = prev + 1, mx = t_load(a->st, 2);
 		while (cur > mx && !shmp_array_cas(a->st, 2, &mx, cur))
 			;
 		/* A read-modify-write that only the semaphore protects: a lost
@@ -261,19 +189,19 @@ static int crit_child(void *p)
 
 static int64_t run_crit(unsigned permits)
 {
-	struct crit_arg a = { shmp_sem_create(permits, NULL), new_array(3), NULL };
+	struct crit_arg a = { shmp_sem_create(permits, NULL), t_counters(3), NULL };
 	T_CHECK(a.s);
 	a.plain = shmp_array_ptr(a.st);
 	pid_t p[NPROC];
 	for (int i = 0; i < NPROC; i++)
-		p[i] = spawn(crit_child, &a);
+		p[i] = t_spawn(crit_child, &a);
 	for (int i = 0; i < NPROC; i++)
 		t_wait_ok(p[i], 60);
-	int64_t mx = aload(a.st, 2);
-	T_EQ(aload(a.st, 1), 0);
+	int64_t mx = t_load(a.st, 2);
+	T_EQ(t_load(a.st, 1), 0);
 	T_EQ(shmp_sem_value(a.s), (int)permits);
 	if (permits == 1)
-		T_EQ(aload(a.st, 0), (int64_t)NPROC * NITER);
+		T_EQ(t_load(a.st, 0), (int64_t)NPROC * NITER);
 	shmp_sem_destroy(a.s);
 	shmp_array_destroy(a.st);
 	return mx;
@@ -311,10 +239,10 @@ static int hold_child(void *p)
 
 static void test_two_holders(void)
 {
-	struct hold_arg a = { shmp_sem_create(2, NULL), new_array(2) };
+	struct hold_arg a = { shmp_sem_create(2, NULL), t_counters(2) };
 	T_CHECK(a.s);
-	pid_t p = spawn(hold_child, &a);
-	wait_eq(a.st, 0, 1, 5);
+	pid_t p = t_spawn(hold_child, &a);
+	t_wait_eq(a.st, 0, 1, 5);
 	T_EQ(shmp_sem_value(a.s), 1);
 	T_EQ(shmp_sem_acquire(a.s, 0), 0);      /* second holder: the parent */
 	T_EQ(shmp_sem_acquire(a.s, 0), -ETIMEDOUT); /* no third */
@@ -330,8 +258,7 @@ static void test_two_holders(void)
 int main(void)
 {
 	t_watchdog(90);
-	main_pid = getpid();
-	atexit(reap_all);
+	atexit(t_reap_all);
 	test_counting();
 	test_bounded();
 	test_limits();

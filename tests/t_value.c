@@ -300,60 +300,19 @@ static void test_raw(void)
 	shmp_value_destroy(v);
 }
 
-struct holder {
-	shmp_lock_t *l;
-	shmp_value_t *held;   /* raw 'i': child owns the lock */
-	shmp_value_t *rel_at; /* raw 'd': CLOCK_MONOTONIC just before release */
-};
-
-static int child_hold(void *arg)
-{
-	struct holder *h = arg;
-	if (shmp_lock_acquire(h->l, 5.0) != 0)
-		return 1;
-	shmp_value_store(h->held, 1);
-	t_sleep_ms(300);
-	shmp_value_set_f64(h->rel_at, t_now());
-	return shmp_lock_release(h->l) == 0 ? 0 : 2;
-}
-
 /* A parent's set must wait for a child's hold of the given lock to end. */
 static void check_set_blocks(shmp_value_t *v, shmp_lock_t *l)
 {
-	struct holder h = {
-		l,
-		shmp_value_create('i', NULL, &SHMP_OPTS(shmp_value_opts, .raw = 1)),
-		shmp_value_create('d', NULL, &SHMP_OPTS(shmp_value_opts, .raw = 1)),
-	};
-	T_CHECK(h.held && h.rel_at);
-	pid_t pid = t_fork(child_hold, &h);
-	int64_t held = 0;
-	double until = t_now() + 10;
-	while (shmp_value_load(h.held, &held) == 0 && !held) {
-		if (t_now() > until) {
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-			T_CHECK(!"child never took the lock");
-		}
-		t_sleep_ms(1);
-	}
+	struct t_holder h;
+	pid_t pid = t_holder_start(&h, l);
 	double t0 = t_now();
 	T_EQ(shmp_value_set_i64(v, 7), 0);
-	double t1 = t_now();
-	double rel = 0;
-	T_EQ(shmp_value_get_f64(h.rel_at, &rel), 0);
-	/* The child wrote its release time before releasing: set finishing
-	 * after that proves it waited for the lock. */
-	if (!(rel > 0 && t1 >= rel)) {
-		fprintf(stderr, "set returned at %.3f, child released at %.3f (t0 %.3f)\n", t1, rel, t0);
-		T_CHECK(!"set did not wait for the lock");
-	}
-	t_wait_ok(pid, 10);
+	/* Set finishing after the release proves it waited for the lock. */
+	t_holder_waited(&h, t0, t_now());
+	t_holder_end(&h, pid);
 	int64_t x = 0;
 	T_EQ(shmp_value_get_i64(v, &x), 0);
 	T_EQ(x, 7);
-	shmp_value_destroy(h.held);
-	shmp_value_destroy(h.rel_at);
 }
 
 static void test_given_lock(void)
