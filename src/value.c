@@ -277,7 +277,18 @@ int shmp_value_get_f64(shmp_value_t *v, double *out) { V_CHECK(v); V_CHECK(out);
 int shmp_value_set_f64(shmp_value_t *v, double x) { V_CHECK(v); return typed_set_num(&v->t, 0, 0, x, true); }
 int shmp_value_load(shmp_value_t *v, int64_t *out) { V_CHECK(v); V_CHECK(out); return typed_atomic(&v->t, 0, A_LOAD, 0, out, 0); }
 int shmp_value_store(shmp_value_t *v, int64_t x) { V_CHECK(v); return typed_atomic(&v->t, 0, A_STORE, x, NULL, 0); }
-int shmp_value_add(shmp_value_t *v, int64_t d, int64_t *prev) { V_CHECK(v); return typed_atomic(&v->t, 0, A_ADD, d, prev, 0); }
+int shmp_value_add(shmp_value_t *v, int64_t d, int64_t *prev)
+{
+	/* The counter case ('q', 'l', 'Q', 'L'): straight to the instruction. */
+	if (shmp__likely(v && v->t.itemsize == 8 && v->t.is_int)) {
+		int64_t old = __atomic_fetch_add((int64_t *)(void *)v->t.data, d, __ATOMIC_SEQ_CST);
+		if (prev)
+			*prev = old;
+		return 0;
+	}
+	V_CHECK(v);
+	return typed_atomic(&v->t, 0, A_ADD, d, prev, 0);
+}
 int shmp_value_cas(shmp_value_t *v, int64_t *exp, int64_t des) { V_CHECK(v); V_CHECK(exp); return typed_atomic(&v->t, 0, A_CAS, 0, exp, des); }
 
 void *shmp_value_ptr(shmp_value_t *v)

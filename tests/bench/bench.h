@@ -69,6 +69,21 @@ static inline int bench_reps(void)
 		bench_median(v_, n_);                             \
 	})
 
+/* Medians of two measurements taken in turns (a, b, a, b, ...): on a
+ * shared machine the load drifts, and two blocks of runs one after the
+ * other would measure the drift as well. */
+#define BENCH_PAIR(a_expr, b_expr, a_out, b_out)                  \
+	do {                                                      \
+		double av_[100], bv_[100];                        \
+		int n_ = bench_reps();                            \
+		for (int i_ = 0; i_ < n_; i_++) {                 \
+			av_[i_] = (a_expr);                       \
+			bv_[i_] = (b_expr);                       \
+		}                                                 \
+		*(a_out) = bench_median(av_, n_);                 \
+		*(b_out) = bench_median(bv_, n_);                 \
+	} while (0)
+
 /* One line: the figure, its peer from the same run, and shmp/peer. `goal`
  * says which way is better, e.g. "<= 1.0" or ">= 50". */
 static inline void bench_report(const char *name, double shmp, const char *peer_name, double peer,

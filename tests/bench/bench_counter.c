@@ -78,10 +78,9 @@ int main(void)
 	double py = bench_python("value_locked_incr_per_s");
 	printf("# 2 processes incrementing one shared counter; ops/s, median of %d runs\n", bench_reps());
 	long *shared = shmp_value_ptr(val);
-	double locked = BENCH_MEDIAN(run(shmp_locked, N_LOCKED, shared));
-	double glibc = BENCH_MEDIAN(run(glibc_locked, N_LOCKED, &peer->counter));
-	double atom = BENCH_MEDIAN(run(shmp_atomic, N_ATOMIC, shared));
-	double raw = BENCH_MEDIAN(run(raw_atomic, N_ATOMIC, &peer->acounter));
+	double locked, glibc, atom, raw;
+	BENCH_PAIR(run(shmp_locked, N_LOCKED, shared), run(glibc_locked, N_LOCKED, &peer->counter), &locked, &glibc);
+	BENCH_PAIR(run(shmp_atomic, N_ATOMIC, shared), run(raw_atomic, N_ATOMIC, &peer->acounter), &atom, &raw);
 	bench_report("value_locked_incr", locked, "glibc pshared mutex", glibc, "ops/s", ">= 1.0");
 	bench_report("value_locked_incr", locked, "python Value+get_lock", py, "ops/s", ">= 50");
 	bench_report("value_atomic_add", atom, "raw atomic fetch_add", raw, "ops/s", ">= 0.9");

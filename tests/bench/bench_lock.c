@@ -193,19 +193,15 @@ int main(void)
 	if (!L || !E1 || !E2 || !C)
 		return 1;
 	printf("# medians of %d runs; shmp/peer below 1 is faster for ns/us, above 1 for ops/s\n", bench_reps());
-	double u = BENCH_MEDIAN(uncontended_shmp());
-	double ug = BENCH_MEDIAN(uncontended_glibc(&P->m));
-	double ur = BENCH_MEDIAN(uncontended_glibc(&P->robust));
+	double u, ug, ur, u2, c, cg, fut, ev, cv, spin;
+	BENCH_PAIR(uncontended_shmp(), uncontended_glibc(&P->m), &u, &ug);
+	BENCH_PAIR(uncontended_shmp(), uncontended_glibc(&P->robust), &u2, &ur);
 	bench_report("lock_uncontended", u, "glibc pshared mutex", ug, "ns", "<= 1.0");
-	bench_report("lock_uncontended", u, "glibc robust pshared mutex", ur, "ns", "< 1.0");
-	double c = BENCH_MEDIAN(contended(cont_shmp));
-	double cg = BENCH_MEDIAN(contended(cont_glibc));
+	bench_report("lock_uncontended", u2, "glibc robust pshared mutex", ur, "ns", "< 1.0");
+	BENCH_PAIR(contended(cont_shmp), contended(cont_glibc), &c, &cg);
 	bench_report("lock_contended_2proc", c, "glibc pshared mutex", cg, "ops/s", ">= 1.0");
-	double fut = BENCH_MEDIAN(pingpong(futex_parent, futex_child));
-	double spin = BENCH_MEDIAN(pingpong(spin_parent, spin_child));
-	double ev = BENCH_MEDIAN(pingpong(event_parent, event_child));
-	P->turn = 0;
-	double cv = BENCH_MEDIAN((P->turn = 0, pingpong(cond_parent, cond_child)));
+	BENCH_PAIR(pingpong(event_parent, event_child), pingpong(futex_parent, futex_child), &ev, &fut);
+	BENCH_PAIR((P->turn = 0, pingpong(cond_parent, cond_child)), pingpong(spin_parent, spin_child), &cv, &spin);
 	bench_report("event_wake_rtt", ev, "raw futex ping-pong", fut, "us", "<= 1.2");
 	bench_report("event_wake_rtt", ev, "spin ping-pong (floor)", spin, "us", "info");
 	bench_report("condition_notify_rtt", cv, "raw futex ping-pong", fut, "us", "<= 1.2");
