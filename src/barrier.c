@@ -32,21 +32,23 @@ struct shmp__barrier_sh {
 struct shmp_barrier {
 	shmp_segment_t *seg;
 	struct shmp__barrier_sh *sh;
+	uint32_t parties; /* trusted copy: sh->parties sizes the tables but is shared */
 	int (*action)(void *);
 	void *action_arg;
 	double timeout;
 };
 
 static uint32_t *arrived(struct shmp__barrier_sh *sh) { return sh->tids; }
-static uint32_t *members(struct shmp__barrier_sh *sh) { return sh->tids + sh->parties; }
+static uint32_t *members(struct shmp__barrier_sh *sh, uint32_t parties) { return sh->tids + parties; }
 
 shmp_barrier_t *shmp_barrier_create(unsigned parties, const struct shmp_barrier_opts *opts)
 {
-	if (parties == 0 || parties > SHMP_BARRIER_PARTIES_MAX || (opts && opts->sz < sizeof(size_t))) {
+	struct shmp_barrier_opts o;
+	if (parties == 0 || parties > SHMP_BARRIER_PARTIES_MAX || SHMP__OPTS(o, opts) < 0) {
 		errno = EINVAL;
 		return NULL;
 	}
-	shmp_segment_t *seg = shmp__segment_or_default(opts ? opts->segment : NULL);
+	shmp_segment_t *seg = shmp__segment_or_default(o.segment);
 	if (!seg)
 		return NULL;
 	shmp_barrier_t *b = calloc(1, sizeof *b);
@@ -59,13 +61,10 @@ shmp_barrier_t *shmp_barrier_create(unsigned parties, const struct shmp_barrier_
 		return NULL;
 	}
 	b->seg = seg;
-	if (opts) {
-		b->action = opts->action;
-		b->action_arg = opts->action_arg;
-		b->timeout = opts->timeout > 0 ? opts->timeout : SHMP_FOREVER;
-	} else {
-		b->timeout = SHMP_FOREVER;
-	}
+	b->action = o.action;
+	b->action_arg = o.action_arg;
+	b->timeout = o.timeout > 0 ? o.timeout : SHMP_FOREVER;
+	b->parties = parties;
 	b->sh->parties = parties;
 	b->sh->magic = BARRIER_MAGIC;
 	shmp__lock_init(&b->sh->lock, SHMP__KIND_LOCK);
@@ -104,16 +103,16 @@ static void break_round(struct shmp__barrier_sh *sh)
 }
 
 /* Under the lock, round unchanged: is a party this round depends on dead? */
-static bool party_died(struct shmp__barrier_sh *sh, bool first)
+static bool party_died(struct shmp__barrier_sh *sh, uint32_t parties, bool first)
 {
 	uint32_t me = (uint32_t)shmp__tid();
 	if (!first)
 		return sh->count > 0 && arrived(sh)[0] != me && shmp__tid_dead((pid_t)arrived(sh)[0]);
-	for (uint32_t i = 0; i < sh->count && i < sh->parties; i++)
+	for (uint32_t i = 0; i < sh->count && i < parties; i++)
 		if (arrived(sh)[i] != me && shmp__tid_dead((pid_t)arrived(sh)[i]))
 			return true;
-	for (uint32_t i = 0; i < sh->parties; i++) {
-		uint32_t m = members(sh)[i];
+	for (uint32_t i = 0; i < parties; i++) {
+		uint32_t m = members(sh, parties)[i];
 		if (m != 0 && m != me && shmp__tid_dead((pid_t)m))
 			return true;
 	}
@@ -133,20 +132,20 @@ int shmp_barrier_wait(shmp_barrier_t *b, double timeout)
 		return lr;
 	if (lr == 1 && !atomic_load_explicit(&sh->broken, memory_order_relaxed))
 		break_round(sh);
-	if (atomic_load_explicit(&sh->broken, memory_order_relaxed) || sh->count >= sh->parties) {
+	if (atomic_load_explicit(&sh->broken, memory_order_relaxed) || sh->count >= b->parties) {
 		shmp__lock_release_sh(&sh->lock);
 		return SHMP_EBROKEN;
 	}
 	uint32_t round = atomic_load_explicit(&sh->gen, memory_order_relaxed);
 	uint32_t idx = sh->count++;
 	arrived(sh)[idx] = (uint32_t)shmp__tid();
-	if (sh->count == sh->parties) {
+	if (sh->count == b->parties) {
 		if (b->action && b->action(b->action_arg) != 0) {
 			break_round(sh);
 			shmp__lock_release_sh(&sh->lock);
 			return SHMP_EBROKEN;
 		}
-		memcpy(members(sh), arrived(sh), sizeof(uint32_t) * sh->parties);
+		memcpy(members(sh, b->parties), arrived(sh), sizeof(uint32_t) * b->parties);
 		sh->count = 0;
 		atomic_fetch_and_explicit(&sh->broken_mask, ~(1ull << ((round + 1) & 63)), memory_order_relaxed);
 		atomic_store_explicit(&sh->gen, round + 1, memory_order_release);
@@ -174,7 +173,7 @@ int shmp_barrier_wait(shmp_barrier_t *b, double timeout)
 		if ((lr = lock_barrier(sh)) < 0)
 			return lr;
 		bool same = atomic_load_explicit(&sh->gen, memory_order_relaxed) == round;
-		if (same && (expired || lr == 1 || party_died(sh, idx == 0))) {
+		if (same && (expired || lr == 1 || party_died(sh, b->parties, idx == 0))) {
 			break_round(sh);
 			shmp__lock_release_sh(&sh->lock);
 			return expired ? -ETIMEDOUT : SHMP_EBROKEN;
@@ -213,7 +212,7 @@ int shmp_barrier_reset(shmp_barrier_t *b)
 	uint32_t g = atomic_load_explicit(&sh->gen, memory_order_relaxed);
 	atomic_fetch_and_explicit(&sh->broken_mask, ~(1ull << (g & 63)), memory_order_relaxed);
 	sh->count = 0;
-	memset(members(sh), 0, sizeof(uint32_t) * sh->parties);
+	memset(members(sh, b->parties), 0, sizeof(uint32_t) * b->parties);
 	atomic_store_explicit(&sh->broken, 0, memory_order_release);
 	shmp__lock_release_sh(&sh->lock);
 	return 0;
@@ -221,7 +220,7 @@ int shmp_barrier_reset(shmp_barrier_t *b)
 
 int shmp_barrier_parties(const shmp_barrier_t *b)
 {
-	return b ? (int)b->sh->parties : -EINVAL;
+	return b ? (int)b->parties : -EINVAL;
 }
 
 int shmp_barrier_n_waiting(const shmp_barrier_t *b)
@@ -230,7 +229,8 @@ int shmp_barrier_n_waiting(const shmp_barrier_t *b)
 		return -EINVAL;
 	if (atomic_load_explicit(&b->sh->broken, memory_order_relaxed))
 		return 0;
-	return (int)__atomic_load_n(&b->sh->count, __ATOMIC_RELAXED);
+	uint32_t n = __atomic_load_n(&b->sh->count, __ATOMIC_RELAXED);
+	return (int)(n < b->parties ? n : b->parties);
 }
 
 int shmp_barrier_broken(const shmp_barrier_t *b)

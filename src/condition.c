@@ -39,17 +39,19 @@ struct shmp_cond {
 	shmp_segment_t *seg;
 	struct shmp__cond_sh *sh;
 	shmp_lock_t *lock;
+	uint32_t max; /* the table's size, trusted (sh->max_waiters is shared) */
 	bool owns_lock;
 };
 
 shmp_cond_t *shmp_cond_create(const struct shmp_cond_opts *opts)
 {
-	if (opts && (opts->sz < sizeof(size_t) || opts->max_waiters > SHMP_COND_WAITERS_MAX)) {
+	struct shmp_cond_opts o;
+	if (SHMP__OPTS(o, opts) < 0 || o.max_waiters > SHMP_COND_WAITERS_MAX) {
 		errno = EINVAL;
 		return NULL;
 	}
-	shmp_lock_t *lock = opts ? opts->lock : NULL;
-	shmp_segment_t *seg = opts ? opts->segment : NULL;
+	shmp_lock_t *lock = o.lock;
+	shmp_segment_t *seg = o.segment;
 	if (!seg && lock)
 		seg = lock->seg;
 	seg = shmp__segment_or_default(seg);
@@ -59,7 +61,7 @@ shmp_cond_t *shmp_cond_create(const struct shmp_cond_opts *opts)
 		errno = EXDEV;
 		return NULL;
 	}
-	uint32_t max = opts && opts->max_waiters ? opts->max_waiters : DEFAULT_MAX_WAITERS;
+	uint32_t max = o.max_waiters ? o.max_waiters : DEFAULT_MAX_WAITERS;
 	shmp_cond_t *c = calloc(1, sizeof *c);
 	if (!c)
 		return NULL;
@@ -84,6 +86,7 @@ shmp_cond_t *shmp_cond_create(const struct shmp_cond_opts *opts)
 	}
 	shmp_segment_offset(seg, lock->sh, &c->sh->lock_off);
 	c->sh->max_waiters = max;
+	c->max = max;
 	c->sh->magic = COND_MAGIC;
 	return c;
 }
@@ -103,11 +106,17 @@ shmp_lock_t *shmp_cond_lock(shmp_cond_t *c)
 	return c ? c->lock : NULL;
 }
 
+/* Entries that may be in use: sh->used, clamped to the trusted size. */
+static uint32_t used_of(const struct shmp__cond_sh *sh, uint32_t max)
+{
+	return sh->used < max ? sh->used : max;
+}
+
 /* Under the lock: signal the oldest waiting entry. False if none waits. */
-static bool signal_oldest(struct shmp__cond_sh *sh)
+static bool signal_oldest(struct shmp__cond_sh *sh, uint32_t max)
 {
 	struct cond_waiter *best = NULL;
-	for (uint32_t i = 0; i < sh->used; i++) {
+	for (uint32_t i = 0; i < used_of(sh, max); i++) {
 		uint32_t s = atomic_load_explicit(&sh->w[i].state, memory_order_relaxed);
 		if ((s == W_WAITING || s == W_SLEEPING) && (!best || sh->w[i].ticket < best->ticket))
 			best = &sh->w[i];
@@ -120,24 +129,42 @@ static bool signal_oldest(struct shmp__cond_sh *sh)
 }
 
 /* Under the lock: drop dead waiters; hand on wake-ups they were given. */
-static void drop_dead(struct shmp__cond_sh *sh, const struct cond_waiter *me)
+static void drop_dead(struct shmp__cond_sh *sh, uint32_t max, const struct cond_waiter *me)
 {
-	for (uint32_t i = 0; i < sh->used; i++) {
+	for (uint32_t i = 0; i < used_of(sh, max); i++) {
 		struct cond_waiter *e = &sh->w[i];
 		uint32_t s = atomic_load_explicit(&e->state, memory_order_relaxed);
 		if (s == W_EMPTY || e == me || !shmp__tid_dead((pid_t)e->tid))
 			continue;
 		atomic_store_explicit(&e->state, W_EMPTY, memory_order_relaxed);
 		if (s == W_SIGNALLED)
-			signal_oldest(sh);
+			signal_oldest(sh, max);
 	}
 }
 
-static void entry_free(struct shmp__cond_sh *sh, struct cond_waiter *e)
+static void entry_free(struct shmp__cond_sh *sh, uint32_t max, struct cond_waiter *e)
 {
 	atomic_store_explicit(&e->state, W_EMPTY, memory_order_relaxed);
-	while (sh->used > 0 && atomic_load_explicit(&sh->w[sh->used - 1].state, memory_order_relaxed) == W_EMPTY)
-		sh->used--;
+	uint32_t used = used_of(sh, max);
+	while (used > 0 && atomic_load_explicit(&sh->w[used - 1].state, memory_order_relaxed) == W_EMPTY)
+		used--;
+	sh->used = used;
+}
+
+/* Under the lock: a free entry, dropping dead waiters' entries if the table
+ * is full of them. NULL if max waiters are alive and waiting. */
+static struct cond_waiter *entry_take(struct shmp__cond_sh *sh, uint32_t max)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint32_t i = 0; i < max; i++)
+			if (atomic_load_explicit(&sh->w[i].state, memory_order_relaxed) == W_EMPTY) {
+				if (i >= used_of(sh, max))
+					sh->used = i + 1;
+				return &sh->w[i];
+			}
+		drop_dead(sh, max, NULL);
+	}
+	return NULL;
 }
 
 int shmp_cond_wait(shmp_cond_t *c, double timeout)
@@ -148,18 +175,13 @@ int shmp_cond_wait(shmp_cond_t *c, double timeout)
 	struct shmp__lock_sh *l = c->lock->sh;
 	if (!shmp__lock_owned(l))
 		return -EPERM;
-	uint32_t max = sh->max_waiters, i;
-	for (i = 0; i < max; i++)
-		if (atomic_load_explicit(&sh->w[i].state, memory_order_relaxed) == W_EMPTY)
-			break;
-	if (i == max)
-		return -EAGAIN; /* more waiters than opts.max_waiters */
-	struct cond_waiter *e = &sh->w[i];
+	uint32_t max = c->max;
+	struct cond_waiter *e = entry_take(sh, max);
+	if (!e)
+		return -EAGAIN; /* more live waiters than opts.max_waiters */
 	e->tid = (uint32_t)shmp__tid();
 	e->ticket = sh->next_ticket++;
 	atomic_store_explicit(&e->state, W_WAITING, memory_order_relaxed);
-	if (i >= sh->used)
-		sh->used = i + 1;
 
 	struct shmp__deadline d, forever = { .kind = 0 };
 	shmp__deadline_init(&d, timeout);
@@ -189,10 +211,10 @@ int shmp_cond_wait(shmp_cond_t *c, double timeout)
 			int r = shmp__lock_reacquire(l, saved, &forever);
 			if (r < 0 && r != -EOWNERDEAD)
 				return r;
-			drop_dead(sh, e);
+			drop_dead(sh, max, e);
 			if (r == -EOWNERDEAD ||
 			    atomic_load_explicit(&e->state, memory_order_acquire) == W_SIGNALLED) {
-				entry_free(sh, e);
+				entry_free(sh, max, e);
 				return r;
 			}
 			shmp__lock_release_all(l, &saved);
@@ -204,21 +226,10 @@ int shmp_cond_wait(shmp_cond_t *c, double timeout)
 	/* Read under the lock: a notify racing with our timeout either
 	 * signalled us before we got here (we count as woken) or sees us gone. */
 	bool signalled = atomic_load_explicit(&e->state, memory_order_acquire) == W_SIGNALLED;
-	entry_free(sh, e);
+	entry_free(sh, max, e);
 	if (r == -EOWNERDEAD)
 		return r;
 	return signalled ? 0 : -ETIMEDOUT;
-}
-
-static double remaining(const struct shmp__deadline *d)
-{
-	if (d->kind == 0)
-		return SHMP_FOREVER;
-	if (d->kind == 2 || shmp__deadline_passed(d))
-		return 0;
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)(d->at.tv_sec - t.tv_sec) + (double)(d->at.tv_nsec - t.tv_nsec) * 1e-9;
 }
 
 int shmp_cond_wait_for(shmp_cond_t *c, int (*pred)(void *arg), void *arg, double timeout)
@@ -230,7 +241,7 @@ int shmp_cond_wait_for(shmp_cond_t *c, int (*pred)(void *arg), void *arg, double
 	struct shmp__deadline d;
 	shmp__deadline_init(&d, timeout);
 	while (!pred(arg)) {
-		double left = remaining(&d);
+		double left = shmp__deadline_left(&d);
 		if (left == 0)
 			return -ETIMEDOUT;
 		int r = shmp_cond_wait(c, left);
@@ -249,7 +260,7 @@ int shmp_cond_notify(shmp_cond_t *c, unsigned n)
 	if (!shmp__lock_owned(c->lock->sh))
 		return -EPERM;
 	int k = 0;
-	while ((unsigned)k < n && k < INT_MAX && signal_oldest(c->sh))
+	while ((unsigned)k < n && k < INT_MAX && signal_oldest(c->sh, c->max))
 		k++;
 	return k;
 }

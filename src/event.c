@@ -1,13 +1,16 @@
-/* private: Event — a flag word that waiters sleep on. */
+/* private: Event — a flag, and a generation word that waiters sleep on.
+ * set() bumps the generation, so a waiter returns once any set() happened
+ * during its wait, even if a clear() came right after (a pulse), as
+ * Python's threading.Event.wait() does. */
 #include "internal.h"
 
 #include <stdlib.h>
 
 struct shmp__event_sh {
 	_Atomic uint32_t flag;
+	_Atomic uint32_t gen;     /* futex word: bumped by every set() */
 	_Atomic uint32_t waiters;
 	uint32_t magic;
-	uint32_t reserved;
 };
 #define EVENT_MAGIC 0x45564e54u
 
@@ -18,11 +21,12 @@ struct shmp_event {
 
 shmp_event_t *shmp_event_create(const struct shmp_event_opts *opts)
 {
-	if (opts && opts->sz < sizeof(size_t)) {
+	struct shmp_event_opts o;
+	if (SHMP__OPTS(o, opts) < 0) {
 		errno = EINVAL;
 		return NULL;
 	}
-	shmp_segment_t *seg = shmp__segment_or_default(opts ? opts->segment : NULL);
+	shmp_segment_t *seg = shmp__segment_or_default(o.segment);
 	if (!seg)
 		return NULL;
 	shmp_event_t *e = calloc(1, sizeof *e);
@@ -51,8 +55,9 @@ int shmp_event_set(shmp_event_t *e)
 	if (!e)
 		return -EINVAL;
 	atomic_store_explicit(&e->sh->flag, 1, memory_order_seq_cst);
+	atomic_fetch_add_explicit(&e->sh->gen, 1, memory_order_seq_cst);
 	if (atomic_load_explicit(&e->sh->waiters, memory_order_seq_cst))
-		shmp__futex_wake(&e->sh->flag, INT_MAX);
+		shmp__futex_wake(&e->sh->gen, INT_MAX);
 	return 0;
 }
 
@@ -76,6 +81,9 @@ int shmp_event_wait(shmp_event_t *e, double timeout)
 	if (!e)
 		return -EINVAL;
 	struct shmp__event_sh *sh = e->sh;
+	/* The generation first: a set() after this load either shows in the
+	 * flag below or moves the generation we sleep on. */
+	uint32_t g = atomic_load_explicit(&sh->gen, memory_order_acquire);
 	if (atomic_load_explicit(&sh->flag, memory_order_acquire))
 		return 0;
 	struct shmp__deadline d;
@@ -84,16 +92,16 @@ int shmp_event_wait(shmp_event_t *e, double timeout)
 		return -ETIMEDOUT;
 	for (unsigned i = 0; i < shmp__spin_limit; i++) {
 		shmp__cpu_relax();
-		if (atomic_load_explicit(&sh->flag, memory_order_acquire))
+		if (atomic_load_explicit(&sh->gen, memory_order_acquire) != g)
 			return 0;
 	}
 	atomic_fetch_add_explicit(&sh->waiters, 1, memory_order_seq_cst);
 	int r = 0;
-	while (!atomic_load_explicit(&sh->flag, memory_order_seq_cst)) {
+	while (atomic_load_explicit(&sh->gen, memory_order_seq_cst) == g) {
 		struct timespec until = shmp__deadline_cap(&d, 1000000000L);
-		int w = shmp__futex_wait(&sh->flag, 0, &until);
+		int w = shmp__futex_wait(&sh->gen, g, &until);
 		if (w == -ETIMEDOUT && shmp__deadline_passed(&d)) {
-			r = atomic_load_explicit(&sh->flag, memory_order_acquire) ? 0 : -ETIMEDOUT;
+			r = atomic_load_explicit(&sh->gen, memory_order_acquire) != g ? 0 : -ETIMEDOUT;
 			break;
 		}
 	}

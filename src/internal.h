@@ -76,6 +76,25 @@ bool shmp__checker_due(struct shmp__checker *c);
 extern unsigned shmp__spin_limit;
 extern unsigned shmp__lock_spin_limit;
 
+/* ---- options structs ------------------------------------------------- */
+/* Copy a caller's options into a zeroed local of this library's size: the
+ * fields an older caller's smaller struct lacks stay zero, and nothing past
+ * its sz is read. NULL gives all defaults. -EINVAL if sz cannot even hold
+ * itself. */
+static inline int shmp__opts_load(void *dst, size_t dsz, const void *src)
+{
+	memset(dst, 0, dsz);
+	if (!src)
+		return 0;
+	size_t ssz;
+	memcpy(&ssz, src, sizeof ssz);
+	if (ssz < sizeof(size_t))
+		return -EINVAL;
+	memcpy(dst, src, ssz < dsz ? ssz : dsz);
+	return 0;
+}
+#define SHMP__OPTS(local, opts) shmp__opts_load(&(local), sizeof(local), (opts))
+
 /* ---- deadlines -------------------------------------------------------- */
 struct shmp__deadline {
 	int kind; /* 0 forever, 1 at `at`, 2 already expired (poll) */
@@ -83,6 +102,8 @@ struct shmp__deadline {
 };
 void shmp__deadline_init(struct shmp__deadline *d, double timeout);
 bool shmp__deadline_passed(const struct shmp__deadline *d);
+/* Seconds left, as a timeout argument: SHMP_FOREVER, 0 once passed. */
+double shmp__deadline_left(const struct shmp__deadline *d);
 /* Sooner of the deadline and now + slice_ns, as an absolute time. */
 struct timespec shmp__deadline_cap(const struct shmp__deadline *d, long slice_ns);
 uint64_t shmp__now_ns(void);

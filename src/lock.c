@@ -186,11 +186,12 @@ int shmp__lock_reacquire(struct shmp__lock_sh *l, uint32_t saved, const struct s
 
 static shmp_lock_t *lock_new(uint32_t kind, const struct shmp_lock_opts *opts)
 {
-	if (opts && opts->sz < sizeof(size_t)) {
+	struct shmp_lock_opts o;
+	if (SHMP__OPTS(o, opts) < 0) {
 		errno = EINVAL;
 		return NULL;
 	}
-	shmp_segment_t *seg = shmp__segment_or_default(opts ? opts->segment : NULL);
+	shmp_segment_t *seg = shmp__segment_or_default(o.segment);
 	if (!seg)
 		return NULL;
 	shmp_lock_t *l = calloc(1, sizeof *l);

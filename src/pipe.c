@@ -52,11 +52,9 @@ static void pipe_free(struct pipe_local *p, bool shared_too)
 
 int shmp_pipe_create(shmp_conn_t **a, shmp_conn_t **b, const struct shmp_pipe_opts *opts)
 {
-	if (!a || !b || (opts && opts->sz < sizeof(size_t)))
+	struct shmp_pipe_opts o;
+	if (!a || !b || SHMP__OPTS(o, opts) < 0)
 		return -EINVAL;
-	struct shmp_pipe_opts o = { .sz = sizeof o };
-	if (opts)
-		memcpy(&o, opts, opts->sz < sizeof o ? opts->sz : sizeof o);
 	shmp_segment_t *seg = shmp__segment_or_default(o.segment);
 	if (!seg)
 		return -errno;
@@ -212,16 +210,15 @@ int shmp_conn_recv(shmp_conn_t *c, void *buf, size_t cap, size_t *len, double ti
 		return r;
 	if (!len || (!buf && cap))
 		return -EINVAL;
+	/* One deadline for the call: another reader of this end may take the
+	 * message we were woken for, and then we wait out what is left. */
+	struct shmp__deadline d;
+	shmp__deadline_init(&d, timeout);
 	for (;;) {
 		r = shmp_ring_get(ring_in(c), buf, cap, len, 0);
 		if (r != -ETIMEDOUT)
 			return r;
-		if ((r = wait_readable(c, timeout)) < 0)
-			return r;
-		/* Another reader of this end may have taken it: look again, and
-		 * do not wait a second full timeout. */
-		timeout = timeout < 0 ? timeout : 0;
-		if ((r = shmp_ring_get(ring_in(c), buf, cap, len, 0)) != -ETIMEDOUT)
+		if ((r = wait_readable(c, shmp__deadline_left(&d))) < 0)
 			return r;
 	}
 }

@@ -75,7 +75,8 @@ static void install_hooks(void)
 
 shmp_process_t *shmp_process_create(shmp_process_fn fn, void *arg, const struct shmp_process_opts *opts)
 {
-	if (!fn || (opts && opts->sz < sizeof(size_t))) {
+	struct shmp_process_opts o;
+	if (!fn || SHMP__OPTS(o, opts) < 0) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -87,10 +88,7 @@ shmp_process_t *shmp_process_create(shmp_process_fn fn, void *arg, const struct 
 	p->fn = fn;
 	p->arg = arg;
 	p->pidfd = -1;
-	if (opts) {
-		size_t n = opts->sz < sizeof p->opts ? opts->sz : sizeof p->opts;
-		memcpy(&p->opts, opts, n);
-	}
+	p->opts = o;
 	return p;
 }
 

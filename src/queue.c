@@ -21,13 +21,10 @@ struct shmp_queue {
 
 static shmp_queue_t *queue_new(const struct shmp_queue_opts *opts, bool joinable)
 {
-	struct shmp_queue_opts o = { .sz = sizeof o };
-	if (opts) {
-		if (opts->sz < sizeof(size_t)) {
-			errno = EINVAL;
-			return NULL;
-		}
-		memcpy(&o, opts, opts->sz < sizeof o ? opts->sz : sizeof o);
+	struct shmp_queue_opts o;
+	if (SHMP__OPTS(o, opts) < 0) {
+		errno = EINVAL;
+		return NULL;
 	}
 	shmp_segment_t *seg = shmp__segment_or_default(o.segment);
 	if (!seg)
@@ -72,14 +69,31 @@ int shmp_queue_put(shmp_queue_t *q, const void *msg, size_t len, double timeout)
 {
 	if (!q)
 		return -EINVAL;
-	/* Counted before the put so that a consumer's task_done can never see
-	 * the count go below zero. */
-	if (q->sh->joinable)
-		atomic_fetch_add_explicit(&q->sh->unfinished, 1, memory_order_relaxed);
-	int r = shmp_ring_put(q->ring, msg, len, timeout);
-	if (r < 0 && q->sh->joinable)
-		shmp_queue_task_done(q);
-	return r;
+	if (!q->sh->joinable)
+		return shmp_ring_put(q->ring, msg, len, timeout);
+	if (!msg && len)
+		return -EINVAL;
+	/* Counted once the slot is ours and before the message is visible (so
+	 * task_done never sees it uncounted): a producer killed while it waits
+	 * for room holds no count, and one killed from here to the commit
+	 * leaves a slot the ring recovers as lost, which join() subtracts. */
+	struct shmp_ring_ticket t;
+	int r = shmp_ring_reserve(q->ring, len, &t, timeout);
+	if (r < 0)
+		return r;
+	atomic_fetch_add_explicit(&q->sh->unfinished, 1, memory_order_seq_cst);
+	if (len)
+		memcpy(t.data, msg, len);
+	return shmp_ring_commit(q->ring, &t, len);
+}
+
+/* Items put and not yet done: the count, less the messages the ring lost
+ * to dead producers or consumers (nobody will ever mark those done). */
+static uint32_t outstanding(shmp_queue_t *q, uint32_t count)
+{
+	struct shmp_ring_stats st;
+	shmp_ring_stats(q->ring, &st);
+	return count > st.lost ? count - (uint32_t)st.lost : 0;
 }
 
 int shmp_queue_get(shmp_queue_t *q, void *buf, size_t cap, size_t *len, double timeout)
@@ -120,11 +134,11 @@ int shmp_queue_task_done(shmp_queue_t *q)
 		return -ENOTSUP;
 	uint32_t v = atomic_load_explicit(&q->sh->unfinished, memory_order_relaxed);
 	do {
-		if (v == 0)
+		if (outstanding(q, v) == 0)
 			return -EOVERFLOW;
 	} while (!atomic_compare_exchange_weak_explicit(&q->sh->unfinished, &v, v - 1,
 			memory_order_seq_cst, memory_order_relaxed));
-	if (v == 1 && atomic_load_explicit(&q->sh->join_waiters, memory_order_seq_cst))
+	if (outstanding(q, v - 1) == 0 && atomic_load_explicit(&q->sh->join_waiters, memory_order_seq_cst))
 		shmp__futex_wake(&q->sh->unfinished, INT_MAX);
 	return 0;
 }
@@ -141,13 +155,14 @@ int shmp_queue_join(shmp_queue_t *q, double timeout)
 	int r = 0;
 	for (;;) {
 		uint32_t v = atomic_load_explicit(&q->sh->unfinished, memory_order_seq_cst);
-		if (v == 0)
+		if (outstanding(q, v) == 0)
 			break;
 		if (shmp__deadline_passed(&d)) {
 			r = -ETIMEDOUT;
 			break;
 		}
-		struct timespec until = shmp__deadline_cap(&d, 1000000000L);
+		/* Short slices: a loss recovered by the ring does not wake us. */
+		struct timespec until = shmp__deadline_cap(&d, 100000000L);
 		shmp__futex_wait(&q->sh->unfinished, v, &until);
 	}
 	atomic_fetch_sub_explicit(&q->sh->join_waiters, 1, memory_order_relaxed);

@@ -106,13 +106,10 @@ static inline struct slot *slot_at(const shmp_ring_t *r, uint64_t pos)
 
 shmp_ring_t *shmp_ring_create(const struct shmp_ring_opts *opts)
 {
-	struct shmp_ring_opts o = { .sz = sizeof o };
-	if (opts) {
-		if (opts->sz < sizeof(size_t)) {
-			errno = EINVAL;
-			return NULL;
-		}
-		memcpy(&o, opts, opts->sz < sizeof o ? opts->sz : sizeof o);
+	struct shmp_ring_opts o;
+	if (SHMP__OPTS(o, opts) < 0) {
+		errno = EINVAL;
+		return NULL;
 	}
 	if (!o.capacity)
 		o.capacity = 1024;

@@ -104,17 +104,13 @@ static shmp_segment_t *handle_new(void *base, size_t size, const char *name, boo
 shmp_segment_t *shmp_segment_create(const char *name, size_t size, const struct shmp_segment_opts *opts)
 {
 	char path[sizeof NAME_PREFIX + SHMP_SEGMENT_NAME_MAX + 1];
-	unsigned mode = 0600, flags = 0;
-	if (opts) {
-		if (opts->sz < sizeof(size_t) || (opts->mode & ~0777u) ||
-		    (opts->flags & ~(unsigned)SHMP_SEGMENT_UNLINK_ON_LAST_DETACH)) {
-			errno = EINVAL;
-			return NULL;
-		}
-		if (opts->mode)
-			mode = opts->mode;
-		flags = opts->flags;
+	struct shmp_segment_opts o;
+	if (SHMP__OPTS(o, opts) < 0 || (o.mode & ~0777u) ||
+	    (o.flags & ~(unsigned)SHMP_SEGMENT_UNLINK_ON_LAST_DETACH)) {
+		errno = EINVAL;
+		return NULL;
 	}
+	unsigned mode = o.mode ? o.mode : 0600, flags = o.flags;
 	size_t ps = page_size();
 	if (size < SHMP_SEGMENT_MIN_SIZE)
 		size = SHMP_SEGMENT_MIN_SIZE;

@@ -19,11 +19,12 @@ struct shmp_sem {
 
 static shmp_sem_t *sem_new(unsigned value, bool bounded, const struct shmp_sem_opts *opts)
 {
-	if (value > SHMP_SEM_VALUE_MAX || (opts && opts->sz < sizeof(size_t))) {
+	struct shmp_sem_opts o;
+	if (value > SHMP_SEM_VALUE_MAX || SHMP__OPTS(o, opts) < 0) {
 		errno = EINVAL;
 		return NULL;
 	}
-	shmp_segment_t *seg = shmp__segment_or_default(opts ? opts->segment : NULL);
+	shmp_segment_t *seg = shmp__segment_or_default(o.segment);
 	if (!seg)
 		return NULL;
 	shmp_sem_t *s = calloc(1, sizeof *s);
@@ -87,7 +88,9 @@ int shmp_sem_acquire(shmp_sem_t *s, double timeout)
 	}
 	atomic_fetch_add_explicit(&sh->waiters, 1, memory_order_seq_cst);
 	int r = 0;
+	bool slept = false;
 	while (!try_take(sh)) {
+		slept = true;
 		/* A long but bounded slice: EINTR and timeouts re-check the value. */
 		struct timespec until = shmp__deadline_cap(&d, 1000000000L);
 		int w = shmp__futex_wait(&sh->value, 0, &until);
@@ -97,6 +100,12 @@ int shmp_sem_acquire(shmp_sem_t *s, double timeout)
 		}
 	}
 	atomic_fetch_sub_explicit(&sh->waiters, 1, memory_order_relaxed);
+	/* Chain the wake-up: if permits are left and others sleep, one of them
+	 * goes on. Without it, a woken waiter that died before taking its
+	 * permit would leave the rest asleep until their next slice. */
+	if (slept && atomic_load_explicit(&sh->value, memory_order_seq_cst) &&
+	    atomic_load_explicit(&sh->waiters, memory_order_seq_cst))
+		shmp__futex_wake(&sh->value, 1);
 	return r;
 }
 

@@ -120,6 +120,17 @@ void shmp__deadline_init(struct shmp__deadline *d, double timeout)
 	d->kind = 1;
 }
 
+double shmp__deadline_left(const struct shmp__deadline *d)
+{
+	if (d->kind == 0)
+		return SHMP_FOREVER;
+	if (d->kind == 2 || shmp__deadline_passed(d))
+		return 0;
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(d->at.tv_sec - t.tv_sec) + (double)(d->at.tv_nsec - t.tv_nsec) * 1e-9;
+}
+
 bool shmp__deadline_passed(const struct shmp__deadline *d)
 {
 	if (d->kind == 0)

@@ -51,15 +51,16 @@ static int typed_init(struct typed *t, char tc, size_t length, const void *init,
 		      const struct shmp_value_opts *opts, bool is_array)
 {
 	int isz = shmp_typecode_size(tc);
-	if (isz < 0 || length == 0 || (opts && opts->sz < sizeof(size_t)))
+	struct shmp_value_opts o;
+	if (isz < 0 || length == 0 || SHMP__OPTS(o, opts) < 0)
 		return -EINVAL;
 	if (length > (SIZE_MAX / 2) / (size_t)isz)
 		return -ENOMEM;
-	shmp_lock_t *given = opts ? opts->lock : NULL;
-	bool raw = opts && opts->raw;
+	shmp_lock_t *given = o.lock;
+	bool raw = o.raw;
 	if (raw && given)
 		return -EINVAL; /* raw means no lock: a lock too is a contradiction */
-	shmp_segment_t *seg = opts ? opts->segment : NULL;
+	shmp_segment_t *seg = o.segment;
 	if (!seg && given)
 		seg = given->seg;
 	if (!(seg = shmp__segment_or_default(seg)))

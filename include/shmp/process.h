@@ -23,7 +23,10 @@ typedef int (*shmp_process_fn)(void *arg);
 struct shmp_process_opts {
 	size_t sz;
 	int daemon;          /* kill the child when the handle is destroyed */
-	int die_with_parent; /* child gets SIGKILL when this process dies */
+	/* The child gets SIGKILL when its parent dies. Linux ties this
+	 * (PR_SET_PDEATHSIG) to the thread that forked: start() from the main
+	 * thread, or from a thread that lives as long as the process. */
+	int die_with_parent;
 };
 
 /* public */

@@ -49,8 +49,11 @@ SHMP_API int shmp_queue_close(shmp_queue_t *q);
 /* JoinableQueue: one task_done() per item got; -EOVERFLOW if called more
  * often than items were put; -ENOTSUP on a plain Queue. */
 SHMP_API int shmp_queue_task_done(shmp_queue_t *q);
-/* JoinableQueue: wait until every item put has been task_done(). 0,
- * -ETIMEDOUT, -ENOTSUP. */
+/* JoinableQueue: wait until every item put has been task_done(). Items the
+ * ring lost to a producer or consumer killed mid-message (ring stats' lost)
+ * count as done: nobody can finish them. An item a consumer got and then
+ * died with is not: use a timeout if consumers may die. 0, -ETIMEDOUT,
+ * -ENOTSUP. */
 SHMP_API int shmp_queue_join(shmp_queue_t *q, double timeout);
 /* The ring underneath, for batch and zero-copy calls. */
 SHMP_API shmp_ring_t *shmp_queue_ring(shmp_queue_t *q);

@@ -143,7 +143,8 @@ SHMP_API int shmp_event_set(shmp_event_t *e);
 SHMP_API int shmp_event_clear(shmp_event_t *e);
 /* 1 if set, 0 if not. */
 SHMP_API int shmp_event_is_set(const shmp_event_t *e);
-/* 0 once the flag is set, -ETIMEDOUT if it is not by then. */
+/* 0 once the flag is set, or a set() happened while waiting (even if a
+ * clear() followed it); -ETIMEDOUT if neither by then. */
 SHMP_API int shmp_event_wait(shmp_event_t *e, double timeout);
 
 /* ---- Barrier ----------------------------------------------------------- */
