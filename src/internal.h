@@ -145,9 +145,6 @@ struct shmp__lock_sh {
 #define SHMP__LOCK_MAGIC 0x4c4f434bu /* "LOCK" */
 
 void shmp__lock_init(struct shmp__lock_sh *l, uint32_t kind);
-int shmp__lock_acquire_slow(struct shmp__lock_sh *l, pid_t tid, const struct shmp__deadline *d,
-			    unsigned spin);
-int shmp__lock_release_slow(struct shmp__lock_sh *l);
 
 /* Acquire for internal use (allocator, barrier state...): owner death is
  * absorbed (the caller's state is written to survive it), so this returns 0,

@@ -40,8 +40,8 @@ static bool steal_from_dead(struct shmp__lock_sh *l, uint32_t tid)
 						       memory_order_acquire, memory_order_relaxed);
 }
 
-int shmp__lock_acquire_slow(struct shmp__lock_sh *l, pid_t stid, const struct shmp__deadline *d,
-			    unsigned spin)
+static int shmp__lock_acquire_slow(struct shmp__lock_sh *l, pid_t stid, const struct shmp__deadline *d,
+				   unsigned spin)
 {
 	uint32_t tid = (uint32_t)stid, w;
 
@@ -137,7 +137,7 @@ int shmp__lock_acquire_internal(struct shmp__lock_sh *l, const struct shmp__dead
 }
 
 /* Release with count != 1: an RLock level, or a lock still inconsistent. */
-int shmp__lock_release_slow(struct shmp__lock_sh *l)
+static int shmp__lock_release_slow(struct shmp__lock_sh *l)
 {
 	if ((l->count & ~SHMP__INCONSISTENT) > 1) {
 		l->count--;
