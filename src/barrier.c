@@ -48,18 +48,14 @@ shmp_barrier_t *shmp_barrier_create(unsigned parties, const struct shmp_barrier_
 		errno = EINVAL;
 		return NULL;
 	}
-	shmp_segment_t *seg = shmp__segment_or_default(o.segment);
-	if (!seg)
-		return NULL;
-	shmp_barrier_t *b = calloc(1, sizeof *b);
+	shmp_segment_t *seg = o.segment;
+	void *sh;
+	/* Arrived and member tables follow the header: 2 x parties tids. */
+	size_t bytes = sizeof(struct shmp__barrier_sh) + 2 * sizeof(uint32_t) * parties;
+	shmp_barrier_t *b = shmp__object_new(&seg, sizeof *b, bytes, &sh);
 	if (!b)
 		return NULL;
-	size_t bytes = sizeof *b->sh + 2 * sizeof(uint32_t) * parties;
-	b->sh = shmp__alloc_ptr(seg, bytes, SHMP__CACHELINE, NULL);
-	if (!b->sh) {
-		free(b);
-		return NULL;
-	}
+	b->sh = sh;
 	b->seg = seg;
 	b->action = o.action;
 	b->action_arg = o.action_arg;

@@ -26,17 +26,12 @@ shmp_event_t *shmp_event_create(const struct shmp_event_opts *opts)
 		errno = EINVAL;
 		return NULL;
 	}
-	shmp_segment_t *seg = shmp__segment_or_default(o.segment);
-	if (!seg)
-		return NULL;
-	shmp_event_t *e = calloc(1, sizeof *e);
+	shmp_segment_t *seg = o.segment;
+	void *sh;
+	shmp_event_t *e = shmp__object_new(&seg, sizeof *e, sizeof *e->sh, &sh);
 	if (!e)
 		return NULL;
-	e->sh = shmp__alloc_ptr(seg, sizeof *e->sh, SHMP__CACHELINE, NULL);
-	if (!e->sh) {
-		free(e);
-		return NULL;
-	}
+	e->sh = sh;
 	e->seg = seg;
 	e->sh->magic = EVENT_MAGIC;
 	return e;

@@ -206,6 +206,11 @@ shmp_segment_t *shmp__segment_or_default(shmp_segment_t *seg);
 int shmp__segment_alloc(shmp_segment_t *seg, size_t size, size_t align, uint64_t *off, bool zero);
 /* Allocate and return the address; NULL + errno. */
 void *shmp__alloc_ptr(shmp_segment_t *seg, size_t size, size_t align, uint64_t *off);
+/* The common start of a create: a zeroed process-local handle of hsize
+ * bytes, and in *seg (NULL: the default segment, stored back) a zeroed
+ * shared block of shsize bytes on a cache line of its own, in *sh. The
+ * handle, or NULL + errno with nothing left allocated. */
+void *shmp__object_new(shmp_segment_t **seg, size_t hsize, size_t shsize, void **sh);
 /* Free by address (ignores NULL). */
 void shmp__free_ptr(shmp_segment_t *seg, void *p);
 /* Does the segment contain [p, p+len)? */

@@ -191,19 +191,12 @@ static shmp_lock_t *lock_new(uint32_t kind, const struct shmp_lock_opts *opts)
 		errno = EINVAL;
 		return NULL;
 	}
-	shmp_segment_t *seg = shmp__segment_or_default(o.segment);
-	if (!seg)
-		return NULL;
-	shmp_lock_t *l = calloc(1, sizeof *l);
+	shmp_segment_t *seg = o.segment;
+	void *sh;
+	shmp_lock_t *l = shmp__object_new(&seg, sizeof *l, sizeof *l->sh, &sh);
 	if (!l)
 		return NULL;
-	uint64_t off;
-	/* A cache line of its own: no false sharing with neighbours. */
-	l->sh = shmp__alloc_ptr(seg, sizeof *l->sh, SHMP__CACHELINE, &off);
-	if (!l->sh) {
-		free(l);
-		return NULL;
-	}
+	l->sh = sh;
 	l->seg = seg;
 	l->owns_memory = true;
 	shmp__lock_init(l->sh, kind);

@@ -24,17 +24,12 @@ static shmp_sem_t *sem_new(unsigned value, bool bounded, const struct shmp_sem_o
 		errno = EINVAL;
 		return NULL;
 	}
-	shmp_segment_t *seg = shmp__segment_or_default(o.segment);
-	if (!seg)
-		return NULL;
-	shmp_sem_t *s = calloc(1, sizeof *s);
+	shmp_segment_t *seg = o.segment;
+	void *sh;
+	shmp_sem_t *s = shmp__object_new(&seg, sizeof *s, sizeof *s->sh, &sh);
 	if (!s)
 		return NULL;
-	s->sh = shmp__alloc_ptr(seg, sizeof *s->sh, SHMP__CACHELINE, NULL);
-	if (!s->sh) {
-		free(s);
-		return NULL;
-	}
+	s->sh = sh;
 	s->seg = seg;
 	s->sh->max = bounded ? value : SHMP_SEM_VALUE_MAX;
 	s->sh->magic = SEM_MAGIC;
