@@ -9,5 +9,6 @@
 #include "shmp/process.h"
 #include "shmp/ring.h"
 #include "shmp/queue.h"
+#include "shmp/pool.h"
 
 #endif

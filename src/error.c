@@ -21,6 +21,7 @@ const char *shmp_strerror(int err)
 	case SHMP_EWORKERDIED: return "the worker running the task died";
 	case SHMP_ETASK: return "the task failed";
 	case SHMP_ETYPE: return "object has another type";
+	case SHMP_EINIT: return "a pool worker's initializer failed";
 	case 0: return "success";
 	default: break;
 	}

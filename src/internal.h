@@ -219,6 +219,12 @@ static inline bool shmp__seg_contains(const shmp_segment_t *seg, const void *p, 
 	uintptr_t a = (uintptr_t)p, b = (uintptr_t)seg->base;
 	return a >= b && len <= seg->size && a - b <= seg->size - len;
 }
+/* This process's segment mappings (see segment.c): the serial of the
+ * newest; the mapping (serial <= max_serial) holding [p, p+len); the address
+ * of (serial, off) here, NULL if unmapped or out of bounds. */
+uint64_t shmp__maps_serial(void);
+bool shmp__maps_find(const void *p, size_t len, uint64_t max_serial, uint64_t *serial, uint64_t *off);
+void *shmp__maps_resolve(uint64_t serial, uint64_t off, size_t len);
 int shmp__header_validate(const struct shmp__seg_hdr *h, uint64_t file_size);
 
 /* Lock handle, shared with Value/Condition which embed or borrow one. */

@@ -84,6 +84,100 @@ static void header_init(struct shmp__seg_hdr *h, uint64_t size, unsigned flags)
 	__atomic_store_n(&h->header_size, (uint32_t)sizeof *h, __ATOMIC_RELEASE);
 }
 
+/* ---- this process's mappings ----------------------------------------
+ * Every segment mapped in this process, with a serial number that grows
+ * with each mapping. A fork child inherits both the mappings and this list,
+ * so memory in a mapping older than a fork exists at the same address in the
+ * child: the process Pool passes such memory by (serial, offset) instead of
+ * copying it, and a worker resolves the pair in its own list. */
+struct mapping {
+	char *base;
+	size_t size;
+	uint64_t serial;
+};
+static pthread_mutex_t maps_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct mapping *maps;
+static size_t n_maps, cap_maps;
+static uint64_t maps_next = 1;
+
+static void maps_lock(void) { pthread_mutex_lock(&maps_mu); }
+static void maps_unlock(void) { pthread_mutex_unlock(&maps_mu); }
+static pthread_once_t maps_once = PTHREAD_ONCE_INIT;
+static void maps_hooks(void)
+{
+	/* The list must not be copied mid-update into a fork child. */
+	pthread_atfork(maps_lock, maps_unlock, maps_unlock);
+}
+
+static void maps_add(char *base, size_t size)
+{
+	pthread_once(&maps_once, maps_hooks);
+	maps_lock();
+	if (n_maps == cap_maps) {
+		size_t nc = cap_maps ? cap_maps * 2 : 16;
+		struct mapping *m = realloc(maps, nc * sizeof *m);
+		if (!m) {
+			maps_unlock();
+			return; /* not listed: such memory is copied, never shared by reference */
+		}
+		maps = m;
+		cap_maps = nc;
+	}
+	maps[n_maps++] = (struct mapping){ base, size, maps_next++ };
+	maps_unlock();
+}
+
+static void maps_remove(char *base)
+{
+	maps_lock();
+	for (size_t i = 0; i < n_maps; i++)
+		if (maps[i].base == base) {
+			maps[i] = maps[--n_maps];
+			break;
+		}
+	maps_unlock();
+}
+
+uint64_t shmp__maps_serial(void)
+{
+	maps_lock();
+	uint64_t s = maps_next - 1;
+	maps_unlock();
+	return s;
+}
+
+bool shmp__maps_find(const void *p, size_t len, uint64_t max_serial, uint64_t *serial, uint64_t *off)
+{
+	bool found = false;
+	uintptr_t a = (uintptr_t)p;
+	maps_lock();
+	for (size_t i = 0; i < n_maps && !found; i++) {
+		uintptr_t b = (uintptr_t)maps[i].base;
+		if (maps[i].serial <= max_serial && a >= b && len <= maps[i].size &&
+		    a - b <= maps[i].size - len) {
+			*serial = maps[i].serial;
+			*off = a - b;
+			found = true;
+		}
+	}
+	maps_unlock();
+	return found;
+}
+
+void *shmp__maps_resolve(uint64_t serial, uint64_t off, size_t len)
+{
+	void *p = NULL;
+	maps_lock();
+	for (size_t i = 0; i < n_maps; i++)
+		if (maps[i].serial == serial) {
+			if (off <= maps[i].size && len <= maps[i].size - off)
+				p = maps[i].base + off;
+			break;
+		}
+	maps_unlock();
+	return p;
+}
+
 static shmp_segment_t *handle_new(void *base, size_t size, const char *name, bool owner)
 {
 	shmp_segment_t *s = calloc(1, sizeof *s);
@@ -98,6 +192,7 @@ static shmp_segment_t *handle_new(void *base, size_t size, const char *name, boo
 		free(s);
 		return NULL;
 	}
+	maps_add(base, size);
 	return s;
 }
 
@@ -221,6 +316,7 @@ static void segment_close(shmp_segment_t *seg, bool unlink_it)
 	if (seg->pid != getpid()) {
 		/* A copy inherited through fork: it was never counted as an
 		 * attach, and only the creating process unlinks. */
+		maps_remove(seg->base);
 		munmap(seg->base, seg->size);
 		free(seg->name);
 		free(seg);
@@ -229,6 +325,7 @@ static void segment_close(shmp_segment_t *seg, bool unlink_it)
 	uint32_t left = atomic_fetch_sub_explicit(&seg->hdr->attach_count, 1, memory_order_acq_rel) - 1;
 	if (seg->name && (unlink_it || (left == 0 && (seg->hdr->flags & SHMP_SEGMENT_UNLINK_ON_LAST_DETACH))))
 		shmp_segment_unlink(seg->name);
+	maps_remove(seg->base);
 	munmap(seg->base, seg->size);
 	free(seg->name);
 	free(seg);

@@ -45,7 +45,8 @@ enum {
 	SHMP_EWORKERDIED = -(SHMP_EBASE + 5), /* the worker running the task died */
 	SHMP_ETASK = -(SHMP_EBASE + 6),       /* the task function reported failure */
 	SHMP_ETYPE = -(SHMP_EBASE + 7),       /* object has another type or typecode */
-	SHMP_ELAST = -(SHMP_EBASE + 7)
+	SHMP_EINIT = -(SHMP_EBASE + 8),       /* a pool worker's initializer failed */
+	SHMP_ELAST = -(SHMP_EBASE + 8)
 };
 
 /* 1 if io_uring can be used here, 0 if shmp falls back to poll/pread
