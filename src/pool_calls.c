@@ -85,6 +85,8 @@ void shmp__call_free_memory(struct shmp_async *c)
 		for (unsigned i = 0; i < it->window; i++)
 			if (it->slots[i].buf_off)
 				shmp_segment_free(c->pool->seg, it->slots[i].buf_off);
+		if (it->notify_off)
+			shmp_segment_free(c->pool->seg, it->notify_off);
 		free(it->slots);
 		free(it);
 	}
@@ -122,13 +124,17 @@ void shmp__call_finish(struct shmp_async *c)
 		r = c->callback(c, c->out, c->kind == CALL_APPLY ? 1 : c->n, c->cb_arg);
 	if (r)
 		atomic_fetch_add_explicit(&p->sh->cb_errors, 1, memory_order_relaxed);
+	if (c->user_out && !c->failed) {
+		pthread_mutex_lock(&p->calls_mu);
+		if (c->user_out)
+			memcpy(c->user_out, c->out, c->out_size);
+		pthread_mutex_unlock(&p->calls_mu);
+	}
 	atomic_store_explicit(&c->done, 1, memory_order_seq_cst);
 	if (atomic_load_explicit(&c->waiters, memory_order_seq_cst))
 		shmp__futex_wake(&c->done, INT32_MAX);
-	if (c->it) {
-		atomic_fetch_add_explicit(&c->it->ready_futex, 1, memory_order_release);
-		shmp__futex_wake(&c->it->ready_futex, INT32_MAX);
-	}
+	if (atomic_load_explicit(&c->abandoned, memory_order_relaxed))
+		atomic_fetch_sub_explicit(&p->abandoned, 1, memory_order_relaxed);
 	shmp__call_unref(c);
 }
 

@@ -60,6 +60,12 @@ static shmp_imap_t *imap_start(shmp_pool_t *h, shmp_task_fn fn, const void *in, 
 	c->out_size = out_size;
 	c->n = n;
 	c->chunksize = cs;
+	if (!(it->notify = shmp__alloc_ptr(p->seg, sizeof *it->notify, 64, &it->notify_off))) {
+		shmp__call_unref(c);
+		shmp__call_unref(c);
+		errno = ENOMEM;
+		return NULL;
+	}
 	for (unsigned i = 0; i < window; i++) {
 		if (!out_size)
 			continue;
@@ -177,17 +183,50 @@ static struct shmp__imap_slot *ready_slot(struct shmp_imap *it)
 	return NULL;
 }
 
+/* Collect our finished chunks (we, not the supervisor, collect them):
+ * true if one became ready. */
+static bool collect_own(struct shmp_imap *it)
+{
+	struct shmp__pool *p = it->call->pool;
+	bool any = false;
+	for (unsigned i = 0; i < it->window; i++) {
+		struct shmp__imap_slot *s = &it->slots[i];
+		if (atomic_load_explicit(&s->state, memory_order_relaxed) == SLOT_BUSY &&
+		    shmp__task_collect(p, s->seq, false))
+			any = true;
+	}
+	return any;
+}
+
+static bool own_done(struct shmp_imap *it)
+{
+	struct shmp__pool *p = it->call->pool;
+	for (unsigned i = 0; i < it->window; i++) {
+		struct shmp__imap_slot *s = &it->slots[i];
+		if (atomic_load_explicit(&s->state, memory_order_relaxed) != SLOT_BUSY)
+			continue;
+		uint64_t w = atomic_load_explicit(&pool_rec(p, s->seq)->word, memory_order_seq_cst);
+		if (rec_state(w) != REC_QUEUED && rec_state(w) != REC_RUNNING)
+			return true;
+	}
+	return false;
+}
+
 int shmp_imap_next(shmp_imap_t *it, void *out, uint64_t *index, double timeout, struct shmp_task_error *err)
 {
-	if (!it || (!out && it->call->out_size))
+	if (!it)
 		return -EINVAL;
 	struct shmp_async *c = it->call;
 	struct shmp__deadline d;
 	shmp__deadline_init(&d, timeout);
+	uint64_t spin_start = 0;
 	for (;;) {
 		fill(it);
-		uint32_t f = atomic_load_explicit(&it->ready_futex, memory_order_acquire);
 		struct shmp__imap_slot *s = ready_slot(it);
+		if (!s && collect_own(it))
+			s = ready_slot(it);
+		if (s && !out && c->out_size && !(s->err.error && s->first + s->taken >= s->err.index))
+			return -EINVAL; /* a result to copy and nowhere to put it */
 		if (s) {
 			uint32_t k = s->taken++;
 			uint64_t idx = s->first + k;
@@ -225,12 +264,24 @@ int shmp_imap_next(shmp_imap_t *it, void *out, uint64_t *index, double timeout, 
 		}
 		if (shmp__deadline_passed(&d))
 			return -ETIMEDOUT;
-		atomic_fetch_add_explicit(&it->ready_waiters, 1, memory_order_seq_cst);
-		if (atomic_load_explicit(&it->ready_futex, memory_order_seq_cst) == f) {
-			struct timespec until = shmp__deadline_cap(&d, 200 * 1000000L);
-			shmp__futex_wait(&it->ready_futex, f, &until);
+		/* Poll for a round trip's time, then sleep on our notify word. */
+		uint64_t now = shmp__now_ns();
+		if (!spin_start)
+			spin_start = now;
+		if (now - spin_start < 30000) {
+			for (int i = 0; i < 64; i++)
+				shmp__cpu_relax();
+			continue;
 		}
-		atomic_fetch_sub_explicit(&it->ready_waiters, 1, memory_order_relaxed);
+		struct shmp__notify *n = it->notify;
+		uint32_t f = atomic_load_explicit(&n->seq, memory_order_acquire);
+		atomic_fetch_add_explicit(&n->waiters, 1, memory_order_seq_cst);
+		if (!own_done(it)) {
+			struct timespec until = shmp__deadline_cap(&d, 100 * 1000000L);
+			shmp__futex_wait(&n->seq, f, &until);
+		}
+		atomic_fetch_sub_explicit(&n->waiters, 1, memory_order_relaxed);
+		spin_start = 0;
 	}
 }
 
@@ -239,8 +290,18 @@ void shmp_imap_destroy(shmp_imap_t *it)
 	if (!it)
 		return;
 	struct shmp_async *c = it->call;
-	end_input(it);
+	struct shmp__pool *p = c->pool;
+	collect_own(it);
 	/* Chunks still running write into buffers that live until the pool's
-	 * reference goes, when the last of them is collected. */
+	 * reference goes, when the last of them is collected — by the
+	 * supervisor now that we leave. */
+	if (!atomic_load(&c->done)) {
+		atomic_fetch_add(&p->abandoned, 1);
+		atomic_store(&c->abandoned, true);
+	}
+	end_input(it);
+	uint64_t one = 1;
+	ssize_t w = write(p->efd, &one, sizeof one);
+	(void)w;
 	shmp__call_unref(c);
 }

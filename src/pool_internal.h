@@ -48,7 +48,16 @@ struct shmp__desc {
 	uint64_t b; /* REF: offset in the mapping; LOCAL: byte offset from the call's array */
 };
 
-enum { REC_F_CALLER = 1u << 0 }; /* the caller collects (apply), not the supervisor */
+enum {
+	REC_F_CALLER = 1u << 0, /* the caller collects (apply, imap), not the supervisor */
+	REC_F_NOTIFY = 1u << 1, /* ... and sleeps on the notify word at notify_off */
+};
+
+/* A caller's wake-up word in the pool's segment (imap). */
+struct shmp__notify {
+	_Atomic uint32_t seq;
+	_Atomic uint32_t waiters;
+};
 
 struct shmp__rec {
 	_Atomic uint64_t word;
@@ -64,7 +73,8 @@ struct shmp__rec {
 	uint64_t fail_index;
 	int32_t worker_pid;
 	_Atomic uint32_t wake; /* REC_F_CALLER: the caller sleeps on it */
-	uint64_t reserved[2];
+	uint64_t notify_off;   /* REC_F_NOTIFY: pool-segment offset of a shmp__notify */
+	uint64_t reserved[1];
 	/* inline payload follows */
 };
 
@@ -99,6 +109,10 @@ struct shmp__pool_sh {
 	SHMP__ALIGNED _Atomic uint64_t tail; /* next seq to fill (parent only) */
 	SHMP__ALIGNED _Atomic uint32_t task_futex;
 	_Atomic uint32_t task_waiters;
+	/* When a worker last polled for a task (0: none polls). A hint: a
+	 * submitter skips the wake while it is fresh; it goes stale by itself
+	 * if the poller is killed or descheduled. */
+	_Atomic uint64_t poll_stamp;
 	SHMP__ALIGNED _Atomic uint32_t sup_armed; /* supervisor asleep: write the eventfd */
 	_Atomic uint32_t scan_needed;             /* done ring overflowed: scan records */
 	SHMP__ALIGNED _Atomic uint32_t free_futex;
@@ -116,6 +130,7 @@ struct shmp__imap_slot {
 	uint64_t chunk;         /* chunk number */
 	uint64_t first;         /* first item index */
 	uint32_t taken;         /* items handed out */
+	uint64_t seq;           /* its task's record */
 	struct shmp_task_error err; /* err.error != 0: the chunk failed */
 	char *buf;              /* results, in the pool segment */
 	uint64_t buf_off;
@@ -136,7 +151,9 @@ struct shmp_async {
 	size_t in_size, out_size, n, chunksize;
 	const char *in;
 	char *out;
+	char *user_out; /* apply_async: the caller's buffer, filled at finish */
 	bool own_out, own_in;
+	_Atomic bool abandoned; /* imap destroyed early: the supervisor collects */
 	bool failed;
 	struct shmp_task_error err; /* the failure with the smallest item index */
 	shmp_callback_fn callback;
@@ -156,8 +173,8 @@ struct shmp_imap {
 	uint64_t chunks_submitted, chunks_taken;
 	uint64_t items_submitted; /* next input index */
 	uint64_t cursor;          /* ordered: next chunk to hand out */
-	_Atomic uint32_t ready_futex;
-	_Atomic uint32_t ready_waiters;
+	struct shmp__notify *notify; /* in the pool's segment: workers wake us here */
+	uint64_t notify_off;
 	shmp_input_fn input;
 	void *input_ctx;
 };
@@ -195,6 +212,7 @@ struct shmp__pool {
 	struct shmp_async **pages[1024];
 	uint32_t *free_slots;
 	uint32_t n_free, cap_free, n_slots;
+	_Atomic uint32_t abandoned; /* abandoned calls with tasks in flight */
 	/* calls finished by a submitter but owed callbacks on the supervisor */
 	struct shmp_async *finish_q;
 	bool closed_local;
@@ -217,6 +235,16 @@ struct shmp__pool *shmp__pool_get(const shmp_pool_t *h);
 int shmp__imap_submit(struct shmp__pool *p, struct shmp_async *c, uint64_t first, size_t count,
 		      struct shmp__imap_slot *slot, const char *gen);
 
+#define SHMP__POLL_FRESH_NS 50000
+/* Should a task just published wake a sleeping worker? */
+static inline bool shmp__need_wake(struct shmp__pool_sh *sh)
+{
+	if (!atomic_load_explicit(&sh->task_waiters, memory_order_relaxed))
+		return false;
+	uint64_t st = atomic_load_explicit(&sh->poll_stamp, memory_order_relaxed);
+	return st == 0 || shmp__now_ns() - st > SHMP__POLL_FRESH_NS;
+}
+
 /* pool_calls.c */
 struct shmp_async *shmp__call_new(struct shmp__pool *p, int kind);
 struct shmp_async *shmp__call_lookup(struct shmp__pool *p, uint32_t slot, uint32_t gen);
@@ -234,6 +262,7 @@ bool shmp__task_collect(struct shmp__pool *p, uint64_t seq, bool supervisor);
 void shmp__task_fail(struct shmp__pool *p, struct shmp__rec *r, uint64_t word, int error, int sig,
 		     int exit_status);
 void shmp__notify_supervisor(struct shmp__pool *p);
+void shmp__wake_caller(struct shmp__pool *p, struct shmp__rec *r, uint32_t flags);
 uint64_t shmp__fn_offset(shmp_task_fn fn);
 
 /* pool_worker.c */

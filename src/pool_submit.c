@@ -126,6 +126,7 @@ static int submit_task(struct shmp__pool *p, struct shmp_async *c, const struct 
 	rec->in = in;
 	rec->out = out;
 	rec->block = block;
+	rec->notify_off = slot ? c->it->notify_off : 0;
 	if (in_copy)
 		memcpy(in.kind == DESC_INLINE ? rec_payload(rec) : p->seg->base + in.a, in_src, in_copy);
 	atomic_fetch_add_explicit(&c->pending, 1, memory_order_relaxed);
@@ -215,11 +216,18 @@ int shmp_async_successful(shmp_async_t *a)
 
 void *shmp_async_results(shmp_async_t *a)
 {
-	return a ? a->out : NULL;
+	if (!a)
+		return NULL;
+	return a->user_out ? a->user_out : a->out;
 }
 
 void shmp_async_release(shmp_async_t *a)
 {
+	if (!a)
+		return;
+	pthread_mutex_lock(&a->pool->calls_mu);
+	a->user_out = NULL; /* a late finish must not write it */
+	pthread_mutex_unlock(&a->pool->calls_mu);
 	shmp__call_unref(a);
 }
 
@@ -267,16 +275,20 @@ int shmp_pool_apply(shmp_pool_t *h, shmp_task_fn fn, const void *arg, size_t arg
 		    size_t result_size, struct shmp_task_error *err)
 {
 	struct shmp__pool *p = shmp__pool_get(h);
-	if (!p)
-		return pool_error(h);
-	if ((!arg && arg_size) || (!result && result_size))
-		return -EINVAL;
-	int r = check_call(p, fn, arg_size, result_size);
-	if (r < 0)
+	if (!p || (!arg && arg_size) || (!result && result_size)) {
+		int r = !p ? pool_error(h) : -EINVAL;
+		if (err)
+			*err = (struct shmp_task_error){ .error = r, .exit_status = -1 };
 		return r;
-	struct shmp_async *c = shmp__call_new(p, CALL_APPLY);
-	if (!c)
-		return -errno;
+	}
+	int r = check_call(p, fn, arg_size, result_size);
+	struct shmp_async *c = r < 0 ? NULL : shmp__call_new(p, CALL_APPLY);
+	if (!c) {
+		r = r < 0 ? r : -errno;
+		if (err)
+			*err = (struct shmp_task_error){ .error = r, .exit_status = -1 };
+		return r;
+	}
 	c->fn = fn;
 	c->in = arg;
 	c->in_size = arg_size;
@@ -326,8 +338,11 @@ shmp_async_t *shmp_pool_apply_async(shmp_pool_t *h, shmp_task_fn fn, const void 
 	c->callback = o.callback;
 	c->error_callback = o.error_callback;
 	c->cb_arg = o.cb_arg;
-	c->out = result;
-	if (!result && result_size) {
+	/* The result lands in a buffer of the call's own and is copied to the
+	 * caller's when the call finishes — unless the handle was released
+	 * first: then the caller's buffer is never written. */
+	c->user_out = result;
+	if (result_size) {
 		if (!(c->out = calloc(1, result_size))) {
 			shmp__call_unref(c);
 			shmp__call_unref(c);
@@ -441,8 +456,12 @@ int shmp_pool_map(shmp_pool_t *h, shmp_task_fn fn, const void *in, size_t in_siz
 		  size_t out_size, const struct shmp_call_opts *opts, struct shmp_task_error *err)
 {
 	struct shmp_async *c = map_start(h, fn, in, in_size, n, out, out_size, opts);
-	if (!c)
-		return -errno;
+	if (!c) {
+		int r = -errno;
+		if (err)
+			*err = (struct shmp_task_error){ .error = r, .exit_status = -1 };
+		return r;
+	}
 	shmp_async_wait(c, SHMP_FOREVER);
 	int r = call_result(c, err);
 	shmp__call_unref(c);
@@ -462,5 +481,6 @@ int shmp__imap_submit(struct shmp__pool *p, struct shmp_async *c, uint64_t first
 	find_refs(p, c, &rf);
 	struct shmp__deadline d;
 	shmp__deadline_init(&d, SHMP_FOREVER);
-	return submit_task(p, c, &rf, first, count, 0, slot, gen, &d, NULL);
+	/* The iterator collects its own chunks: no supervisor hop. */
+	return submit_task(p, c, &rf, first, count, REC_F_CALLER | REC_F_NOTIFY, slot, gen, &d, &slot->seq);
 }

@@ -53,8 +53,11 @@ static void drain_done(struct shmp__pool *p)
 	while (shmp_ring_get(p->done, &seq, sizeof seq, &len, 0) == 0)
 		if (len == sizeof seq)
 			shmp__task_collect(p, seq, true);
-	if (atomic_load_explicit(&p->sh->scan_needed, memory_order_relaxed) &&
-	    atomic_exchange_explicit(&p->sh->scan_needed, 0, memory_order_acquire)) {
+	/* A full scan when the done ring overflowed, and while an abandoned
+	 * imap has tasks out (they wake their caller, not us). */
+	if ((atomic_load_explicit(&p->sh->scan_needed, memory_order_relaxed) &&
+	     atomic_exchange_explicit(&p->sh->scan_needed, 0, memory_order_acquire)) ||
+	    atomic_load_explicit(&p->abandoned, memory_order_relaxed)) {
 		for (uint32_t i = 0; i < p->sh->capacity; i++) {
 			struct shmp__rec *r = pool_rec(p, i);
 			uint64_t w = atomic_load_explicit(&r->word, memory_order_acquire);

@@ -30,11 +30,32 @@ void shmp__tasks_wake(struct shmp__pool *p)
 {
 	struct shmp__pool_sh *sh = p->sh;
 	atomic_thread_fence(memory_order_seq_cst);
-	uint32_t n = atomic_load_explicit(&sh->task_waiters, memory_order_relaxed);
-	if (n) {
+	/* A polling worker will see the task: no syscall on the submit path.
+	 * Sleepers are woken one at a time, and a worker that claims a task
+	 * with more queued behind it wakes the next (pool_worker.c). */
+	if (shmp__need_wake(sh)) {
 		atomic_fetch_add_explicit(&sh->task_futex, 1, memory_order_relaxed);
-		shmp__futex_wake(&sh->task_futex, (int)n);
+		shmp__futex_wake(&sh->task_futex, 1);
 	}
+}
+
+/* A task the caller collects is finished (or failed): wake the caller. */
+void shmp__wake_caller(struct shmp__pool *p, struct shmp__rec *r, uint32_t flags)
+{
+	if (flags & REC_F_NOTIFY) {
+		uint64_t off = r->notify_off;
+		if (off > p->seg->size || sizeof(struct shmp__notify) > p->seg->size - off)
+			return; /* corrupted: the caller's sleeps are bounded anyway */
+		struct shmp__notify *n = (struct shmp__notify *)(p->seg->base + off);
+		atomic_fetch_add_explicit(&n->seq, 1, memory_order_seq_cst);
+		if (atomic_load_explicit(&n->waiters, memory_order_seq_cst))
+			shmp__futex_wake(&n->seq, INT32_MAX);
+		return;
+	}
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&r->wake, memory_order_relaxed) &&
+	    atomic_exchange_explicit(&r->wake, 0, memory_order_relaxed))
+		shmp__futex_wake(&r->wake, INT32_MAX);
 }
 
 static void wake_free_waiters(struct shmp__pool *p)
@@ -131,9 +152,6 @@ static void deliver(struct shmp__pool *p, struct shmp_async *c, struct shmp__rec
 		if (s->chunk == chunk && atomic_load_explicit(&s->state, memory_order_relaxed) == SLOT_BUSY) {
 			s->err = r->status ? e : (struct shmp_task_error){ 0 };
 			atomic_store_explicit(&s->state, SLOT_READY, memory_order_release);
-			atomic_fetch_add_explicit(&it->ready_futex, 1, memory_order_release);
-			if (atomic_load_explicit(&it->ready_waiters, memory_order_seq_cst))
-				shmp__futex_wake(&it->ready_futex, INT32_MAX);
 		}
 		return;
 	}
@@ -159,8 +177,12 @@ bool shmp__task_collect(struct shmp__pool *p, uint64_t seq, bool supervisor)
 	uint64_t w = atomic_load_explicit(&r->word, memory_order_acquire);
 	if (rec_state(w) != REC_DONE || rec_seq(w) != (seq & REC_SEQ_MASK))
 		return false;
-	if (supervisor && (r->flags & REC_F_CALLER))
-		return false;
+	if (supervisor && (r->flags & REC_F_CALLER)) {
+		/* Only for a caller that left (an imap destroyed early). */
+		struct shmp_async *c = shmp__call_lookup(p, r->call, r->call_gen);
+		if (c && !atomic_load_explicit(&c->abandoned, memory_order_acquire))
+			return false;
+	}
 	if (!atomic_compare_exchange_strong_explicit(&r->word, &w, rec_word(seq, REC_COLLECTING, 0),
 						     memory_order_acquire, memory_order_relaxed))
 		return false;
@@ -197,13 +219,10 @@ void shmp__task_fail(struct shmp__pool *p, struct shmp__rec *r, uint64_t word, i
 	if (!atomic_compare_exchange_strong_explicit(&r->word, &word, rec_word(seq, REC_DONE, 0),
 						     memory_order_release, memory_order_relaxed))
 		return; /* it finished after all */
-	if (r->flags & REC_F_CALLER) {
-		atomic_store_explicit(&r->wake, 0, memory_order_seq_cst);
-		shmp__futex_wake(&r->wake, INT32_MAX);
-	} else {
-		/* seq here is 40 bits: find the full one by the table position. */
-		uint64_t tail = atomic_load_explicit(&p->sh->tail, memory_order_relaxed);
-		uint64_t full = tail - ((tail - seq) & REC_SEQ_MASK);
-		shmp__task_collect(p, full, true);
+	if (r->flags & REC_F_CALLER)
+		shmp__wake_caller(p, r, r->flags);
+	if (!shmp__task_collect(p, seq, true) && (r->flags & REC_F_NOTIFY)) {
+		/* The caller may be gone (an abandoned imap): the supervisor's
+		 * sweep collects it then. */
 	}
 }

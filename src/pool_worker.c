@@ -85,6 +85,7 @@ static void run_task(struct shmp__pool *p, unsigned w, uint64_t seq, struct shmp
 	atomic_store_explicit(&wk->cur_index, r->first, memory_order_relaxed);
 	atomic_store_explicit(&wk->state, SHMP_WORKER_BUSY, memory_order_relaxed);
 	size_t in_size = r->in_size, out_size = r->out_size, count = r->count;
+	uint32_t flags = r->flags; /* read before DONE: then the record may be reused */
 	shmp_task_fn fn = fn_at(r->fn);
 	char *in = resolve(p, r, &r->in, count * in_size, true);
 	char *out = resolve(p, r, &r->out, count * out_size, false);
@@ -106,19 +107,33 @@ static void run_task(struct shmp__pool *p, unsigned w, uint64_t seq, struct shmp
 			}
 		}
 	}
+	/* Idle before DONE: whoever sees the task finished sees the worker
+	 * free (the progress counters add up). */
+	atomic_fetch_add_explicit(&wk->tasks_done, 1, memory_order_relaxed);
+	atomic_store_explicit(&wk->state, SHMP_WORKER_IDLE, memory_order_relaxed);
 	atomic_store_explicit(&r->word, rec_word(seq, REC_DONE, w), memory_order_release);
-	if (r->flags & REC_F_CALLER) {
-		atomic_thread_fence(memory_order_seq_cst);
-		if (atomic_load_explicit(&r->wake, memory_order_relaxed) &&
-		    atomic_exchange_explicit(&r->wake, 0, memory_order_relaxed))
-			shmp__futex_wake(&r->wake, INT32_MAX);
+	if (flags & REC_F_CALLER) {
+		shmp__wake_caller(p, r, flags);
 	} else {
 		if (shmp_ring_put(p->done, &seq, sizeof seq, 0) != 0)
 			atomic_store_explicit(&p->sh->scan_needed, 1, memory_order_relaxed);
 		shmp__notify_supervisor(p);
 	}
-	atomic_fetch_add_explicit(&wk->tasks_done, 1, memory_order_relaxed);
-	atomic_store_explicit(&wk->state, SHMP_WORKER_IDLE, memory_order_relaxed);
+}
+
+/* After a claim: if more tasks are queued and nobody polls, wake one
+ * sleeper, so a burst spreads over the workers without the submitter
+ * paying a wake per task. */
+static void wake_next(struct shmp__pool *p, uint64_t h)
+{
+	struct shmp__pool_sh *sh = p->sh;
+	if (!shmp__need_wake(sh))
+		return;
+	uint64_t wd = atomic_load_explicit(&pool_rec(p, h + 1)->word, memory_order_relaxed);
+	if (rec_state(wd) == REC_QUEUED && rec_seq(wd) == ((h + 1) & REC_SEQ_MASK)) {
+		atomic_fetch_add_explicit(&sh->task_futex, 1, memory_order_relaxed);
+		shmp__futex_wake(&sh->task_futex, 1);
+	}
 }
 
 /* Claim the next queued task: 1 (with *seq), or 0 when the worker should
@@ -128,7 +143,12 @@ static int claim(struct shmp__pool *p, unsigned w, uint64_t *seq)
 	struct shmp__pool_sh *sh = p->sh;
 	uint64_t spin_start = 0;
 	unsigned spins = 0;
+	int ret;
 	for (;;) {
+		if (atomic_load_explicit(&sh->stop, memory_order_relaxed) == STOP_NOW) {
+			ret = 0;
+			break;
+		}
 		uint64_t h = atomic_load_explicit(&sh->head, memory_order_acquire);
 		struct shmp__rec *r = pool_rec(p, h);
 		uint64_t wd = atomic_load_explicit(&r->word, memory_order_acquire);
@@ -137,10 +157,11 @@ static int claim(struct shmp__pool *p, unsigned w, uint64_t *seq)
 			if (atomic_compare_exchange_weak_explicit(&r->word, &wd, rec_word(h, REC_RUNNING, w),
 								  memory_order_acquire, memory_order_relaxed)) {
 				*seq = h;
-				/* (the CAS rewrites h when it fails: seq is set first) */
-				atomic_compare_exchange_strong_explicit(&sh->head, &h, h + 1, memory_order_release,
+				uint64_t hh = h; /* the CAS rewrites its expected value on failure */
+				atomic_compare_exchange_strong_explicit(&sh->head, &hh, h + 1, memory_order_release,
 									memory_order_relaxed);
-				return 1;
+				ret = 1;
+				break;
 			}
 			continue;
 		}
@@ -151,21 +172,29 @@ static int claim(struct shmp__pool *p, unsigned w, uint64_t *seq)
 			continue;
 		}
 		/* Empty. */
-		if (atomic_load_explicit(&sh->stop, memory_order_acquire) != STOP_NONE)
-			return 0;
-		/* Spin a little (a task submitted right after the last one
-		 * finished is picked up in a cache-line round trip), then sleep. */
+		if (atomic_load_explicit(&sh->stop, memory_order_acquire) != STOP_NONE) {
+			ret = 0;
+			break;
+		}
+		/* Poll a little (a task submitted right after the last one
+		 * finished is picked up in a cache-line round trip, and the
+		 * submitter skips the wake), then sleep. */
 		if (spins++ < 64) {
 			shmp__cpu_relax();
 			continue;
 		}
 		uint64_t now = shmp__now_ns();
+		atomic_store_explicit(&sh->poll_stamp, now, memory_order_relaxed);
 		if (!spin_start)
 			spin_start = now;
 		if (now - spin_start < 30000) {
 			spins = 0;
 			continue;
 		}
+		/* Sleep: stop saying we poll, join the sleepers, look once
+		 * more. A submitter that saw us polling (and skipped the wake)
+		 * published before this look. */
+		atomic_store_explicit(&sh->poll_stamp, 0, memory_order_seq_cst);
 		uint32_t f = atomic_load_explicit(&sh->task_futex, memory_order_relaxed);
 		atomic_fetch_add_explicit(&sh->task_waiters, 1, memory_order_seq_cst);
 		uint64_t wd2 = atomic_load_explicit(&r->word, memory_order_seq_cst);
@@ -180,6 +209,9 @@ static int claim(struct shmp__pool *p, unsigned w, uint64_t *seq)
 		spin_start = 0;
 		spins = 0;
 	}
+	if (ret)
+		wake_next(p, *seq);
+	return ret;
 }
 
 /* The loop every worker runs: 0 on a planned exit. */
@@ -244,8 +276,11 @@ void *shmp__thread_worker(void *arg)
 static void spawn(struct shmp__pool *p, unsigned w, int sfd, int ppfd, const sigset_t *old)
 {
 	struct shmp__wk *wk = &p->wk[w];
+	/* Counted before the slot shows STARTING: whoever sees the new state
+	 * sees the count. */
+	atomic_fetch_add_explicit(&p->sh->started, 1, memory_order_relaxed);
 	atomic_store_explicit(&wk->pid, 0, memory_order_relaxed);
-	atomic_store_explicit(&wk->state, SHMP_WORKER_STARTING, memory_order_relaxed);
+	atomic_store_explicit(&wk->state, SHMP_WORKER_STARTING, memory_order_release);
 	atomic_store_explicit(&wk->init_failed, 0, memory_order_relaxed);
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -261,12 +296,12 @@ static void spawn(struct shmp__pool *p, unsigned w, int sfd, int ppfd, const sig
 	}
 	if (pid < 0) {
 		/* No process: leave the request for the next turn. */
+		atomic_fetch_sub_explicit(&p->sh->started, 1, memory_order_relaxed);
 		atomic_store_explicit(&wk->spawn, 1, memory_order_relaxed);
 		return;
 	}
 	atomic_store_explicit(&wk->pid, pid, memory_order_relaxed);
 	atomic_fetch_add_explicit(&wk->gen, 1, memory_order_release);
-	atomic_fetch_add_explicit(&p->sh->started, 1, memory_order_relaxed);
 	kick(p->efd);
 }
 
