@@ -24,7 +24,7 @@ struct shmp__pool *shmp__pool_get(const shmp_pool_t *h)
 	return h ? atomic_load_explicit(&((shmp_pool_t *)h)->impl, memory_order_acquire) : NULL;
 }
 
-#define DEFAULT_CAPACITY 4096u
+#define DEFAULT_CAPACITY 16384u
 #define DEFAULT_TASK_BYTES ((size_t)64 << 20)
 #define DEFAULT_SEGMENT ((size_t)256 << 20)
 #define INLINE_SIZE 128u

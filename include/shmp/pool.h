@@ -104,7 +104,7 @@ struct shmp_pool_opts {
 	/* A worker exits after this many tasks (chunks) and is replaced. 0 means
 	 * unlimited (Python's None); negative is -EINVAL. */
 	int max_tasks_per_child;
-	/* Tasks queued or running at once (the task table); default 4096.
+	/* Tasks queued or running at once (the task table); default 16384.
 	 * Submitting more waits (backpressure). */
 	unsigned queue_capacity;
 	/* Bytes of arguments + results one task may carry; default 64 MiB. A
@@ -143,7 +143,8 @@ SHMP_API shmp_pool_t *shmp_pool_create(int workers, const struct shmp_pool_opts 
 SHMP_API shmp_pool_t *shmp_threadpool_create(int workers, const struct shmp_pool_opts *opts);
 /* Without close: terminate. Then join and free. Accepts NULL. A destroyed
  * handle stays recognizable: using it returns SHMP_ECLOSED, never crashes
- * (the pool keeps 64 bytes per handle for this). */
+ * (the pool keeps 64 bytes per handle for this). Release async handles and
+ * destroy imap iterators first: destroy frees those left. */
 SHMP_API void shmp_pool_destroy(shmp_pool_t *p);
 
 /* No new tasks (SHMP_ECLOSED); queued ones finish; workers then exit. */
@@ -173,7 +174,7 @@ SHMP_API shmp_async_t *shmp_pool_apply_async(shmp_pool_t *p, shmp_task_fn fn, co
 SHMP_API int shmp_pool_map(shmp_pool_t *p, shmp_task_fn fn, const void *in, size_t in_size, size_t n,
 			   void *out, size_t out_size, const struct shmp_call_opts *opts,
 			   struct shmp_task_error *err);
-/* map without waiting. out must stay valid until ready (or release). The
+/* map without waiting. in and out must stay valid until ready. The
  * callback gets (out, n) once, on success; error_callback once, on failure. */
 SHMP_API shmp_async_t *shmp_pool_map_async(shmp_pool_t *p, shmp_task_fn fn, const void *in,
 					   size_t in_size, size_t n, void *out, size_t out_size,
