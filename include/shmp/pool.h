@@ -174,7 +174,9 @@ SHMP_API shmp_async_t *shmp_pool_apply_async(shmp_pool_t *p, shmp_task_fn fn, co
 SHMP_API int shmp_pool_map(shmp_pool_t *p, shmp_task_fn fn, const void *in, size_t in_size, size_t n,
 			   void *out, size_t out_size, const struct shmp_call_opts *opts,
 			   struct shmp_task_error *err);
-/* map without waiting. in and out must stay valid until ready. The
+/* map without waiting. in and out must stay valid until ready; a handle
+ * released before that does not stop the call, so then they must stay
+ * valid until the pool is joined or destroyed. The
  * callback gets (out, n) once, on success; error_callback once, on failure. */
 SHMP_API shmp_async_t *shmp_pool_map_async(shmp_pool_t *p, shmp_task_fn fn, const void *in,
 					   size_t in_size, size_t n, void *out, size_t out_size,
