@@ -188,6 +188,9 @@ static void worker_exited(struct sup *s, int w)
 	}
 	int err = state == SHMP_POOL_TERMINATED ? SHMP_ECLOSED : SHMP_EWORKERDIED;
 	fail_tasks(p, 1u << REC_RUNNING, w, err, sig, exit_status);
+	/* Killed after marking a task DONE but before (or while) posting it
+	 * to the done ring: only a scan finds that record. */
+	atomic_store_explicit(&p->sh->scan_needed, 1, memory_order_relaxed);
 	if (!planned && state != SHMP_POOL_TERMINATED)
 		atomic_fetch_add_explicit(&p->sh->deaths, 1, memory_order_relaxed);
 	state = atomic_load_explicit(&p->sh->state, memory_order_acquire);
