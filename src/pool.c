@@ -370,7 +370,8 @@ int shmp_pool_stats(shmp_pool_t *h, struct shmp_pool_stats *st)
 		uint32_t s = atomic_load(&p->wk[w].state);
 		if (s == SHMP_WORKER_BUSY)
 			st->running++;
-		if (s != SHMP_WORKER_EXITED && atomic_load(&p->wk[w].gen) != 0)
+		/* Alive: has a pid (a starting one has none yet) and has not exited. */
+		if (s != SHMP_WORKER_EXITED && atomic_load(&p->wk[w].pid) > 0)
 			st->alive++;
 	}
 	st->supervision = p->supervision;
