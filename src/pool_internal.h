@@ -107,8 +107,8 @@ struct shmp__pool_sh {
 	uint64_t reserved[4];
 	SHMP__ALIGNED _Atomic uint64_t head; /* next seq to claim (hint) */
 	SHMP__ALIGNED _Atomic uint64_t tail; /* next seq to fill (parent only) */
-	SHMP__ALIGNED _Atomic uint32_t task_futex;
-	_Atomic uint32_t task_waiters;
+	SHMP__ALIGNED _Atomic uint32_t task_futex; /* seq | SHMP__TASK_ARMED */
+	_Atomic uint32_t poll_owner;               /* worker + 1 that set poll_stamp */
 	/* When a worker last polled for a task (0: none polls). A hint: a
 	 * submitter skips the wake while it is fresh; it goes stale by itself
 	 * if the poller is killed or descheduled. */
@@ -236,13 +236,28 @@ int shmp__imap_submit(struct shmp__pool *p, struct shmp_async *c, uint64_t first
 		      struct shmp__imap_slot *slot, const char *gen);
 
 #define SHMP__POLL_FRESH_NS 50000
-/* Should a task just published wake a sleeping worker? */
-static inline bool shmp__need_wake(struct shmp__pool_sh *sh)
+#define SHMP__TASK_ARMED 0x80000000u /* in task_futex: a worker sleeps on it */
+
+static inline bool shmp__poll_fresh(struct shmp__pool_sh *sh)
 {
-	if (!atomic_load_explicit(&sh->task_waiters, memory_order_relaxed))
-		return false;
 	uint64_t st = atomic_load_explicit(&sh->poll_stamp, memory_order_relaxed);
-	return st == 0 || shmp__now_ns() - st > SHMP__POLL_FRESH_NS;
+	return st && shmp__now_ns() - st <= SHMP__POLL_FRESH_NS;
+}
+
+/* After publishing a task: wake the sleeping workers, unless one polls (it
+ * will see the task) or none sleeps. A sleeper sets ARMED before it sleeps;
+ * the waker clears it and bumps the word in one CAS, so of many submits
+ * only the first after a sleep makes the syscall, and a worker about to
+ * sleep on the old value does not. */
+static inline void shmp__wake_workers(struct shmp__pool_sh *sh)
+{
+	atomic_thread_fence(memory_order_seq_cst);
+	uint32_t v = atomic_load_explicit(&sh->task_futex, memory_order_relaxed);
+	if (!(v & SHMP__TASK_ARMED) || shmp__poll_fresh(sh))
+		return;
+	if (atomic_compare_exchange_strong_explicit(&sh->task_futex, &v, (v + 1) & ~SHMP__TASK_ARMED,
+						    memory_order_seq_cst, memory_order_relaxed))
+		shmp__futex_wake(&sh->task_futex, INT32_MAX);
 }
 
 /* pool_calls.c */

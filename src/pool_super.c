@@ -46,6 +46,18 @@ int shmp__spawn_request(struct shmp__pool *p, unsigned w)
 	return write(p->zfd, &one, sizeof one) < 0 && errno != EAGAIN ? -errno : 0;
 }
 
+/* Scans look only at records that can hold a task: the last `capacity`
+ * sequence numbers (untouched pages of a young pool stay untouched). */
+static uint64_t live_end(struct shmp__pool *p)
+{
+	return atomic_load_explicit(&p->sh->tail, memory_order_acquire);
+}
+
+static uint64_t live_start(struct shmp__pool *p, uint64_t end)
+{
+	return end > p->sh->capacity ? end - p->sh->capacity : 0;
+}
+
 static void drain_done(struct shmp__pool *p)
 {
 	uint64_t seq;
@@ -58,8 +70,9 @@ static void drain_done(struct shmp__pool *p)
 	if ((atomic_load_explicit(&p->sh->scan_needed, memory_order_relaxed) &&
 	     atomic_exchange_explicit(&p->sh->scan_needed, 0, memory_order_acquire)) ||
 	    atomic_load_explicit(&p->abandoned, memory_order_relaxed)) {
-		for (uint32_t i = 0; i < p->sh->capacity; i++) {
-			struct shmp__rec *r = pool_rec(p, i);
+		uint64_t end = live_end(p);
+		for (uint64_t q = live_start(p, end); q < end; q++) {
+			struct shmp__rec *r = pool_rec(p, q);
 			uint64_t w = atomic_load_explicit(&r->word, memory_order_acquire);
 			if (rec_state(w) == REC_DONE)
 				shmp__task_collect(p, rec_seq(w), true);
@@ -84,8 +97,9 @@ static void run_finish_queue(struct shmp__pool *p)
  * RUNNING ones only if run by worker `w` (or any if w < 0). */
 static void fail_tasks(struct shmp__pool *p, unsigned states, int w, int error, int sig, int exit_status)
 {
-	for (uint32_t i = 0; i < p->sh->capacity; i++) {
-		struct shmp__rec *r = pool_rec(p, i);
+	uint64_t end = live_end(p);
+	for (uint64_t q = live_start(p, end); q < end; q++) {
+		struct shmp__rec *r = pool_rec(p, q);
 		uint64_t wd = atomic_load_explicit(&r->word, memory_order_acquire);
 		unsigned st = rec_state(wd);
 		if (!(states & (1u << st)))

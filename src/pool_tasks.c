@@ -28,15 +28,7 @@ void shmp__notify_supervisor(struct shmp__pool *p)
 
 void shmp__tasks_wake(struct shmp__pool *p)
 {
-	struct shmp__pool_sh *sh = p->sh;
-	atomic_thread_fence(memory_order_seq_cst);
-	/* A polling worker will see the task: no syscall on the submit path.
-	 * Sleepers are woken one at a time, and a worker that claims a task
-	 * with more queued behind it wakes the next (pool_worker.c). */
-	if (shmp__need_wake(sh)) {
-		atomic_fetch_add_explicit(&sh->task_futex, 1, memory_order_relaxed);
-		shmp__futex_wake(&sh->task_futex, 1);
-	}
+	shmp__wake_workers(p->sh);
 }
 
 /* A task the caller collects is finished (or failed): wake the caller. */
@@ -86,12 +78,16 @@ int shmp__task_reserve(struct shmp__pool *p, const struct shmp__deadline *d, uin
 	uint64_t t = atomic_load_explicit(&sh->tail, memory_order_relaxed);
 	struct shmp__rec *r = pool_rec(p, t);
 	uint64_t want = rec_word(t, REC_FREE, 0);
+	/* Records are not initialized at create (no page is touched before
+	 * use): a zero word is FREE for the first lap. */
+	uint64_t want0 = t < sh->capacity ? 0 : want;
 	bool on_sup = p->sup_started && pthread_equal(pthread_self(), p->sup);
 	for (;;) {
 		int e = stopped_error(p);
 		if (e && atomic_load_explicit(&sh->state, memory_order_relaxed) != SHMP_POOL_CLOSED)
 			return e;
-		if (atomic_load_explicit(&r->word, memory_order_acquire) == want)
+		uint64_t cur = atomic_load_explicit(&r->word, memory_order_acquire);
+		if (cur == want || cur == want0)
 			break;
 		if (on_sup) {
 			uint64_t s;
@@ -102,7 +98,8 @@ int shmp__task_reserve(struct shmp__pool *p, const struct shmp__deadline *d, uin
 		}
 		uint32_t f = atomic_load_explicit(&sh->free_futex, memory_order_relaxed);
 		atomic_fetch_add_explicit(&sh->free_waiters, 1, memory_order_seq_cst);
-		if (atomic_load_explicit(&r->word, memory_order_seq_cst) != want) {
+		uint64_t cur2 = atomic_load_explicit(&r->word, memory_order_seq_cst);
+		if (cur2 != want && cur2 != want0) {
 			if (shmp__deadline_passed(d)) {
 				atomic_fetch_sub_explicit(&sh->free_waiters, 1, memory_order_relaxed);
 				return -ETIMEDOUT;

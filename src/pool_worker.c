@@ -126,14 +126,9 @@ static void run_task(struct shmp__pool *p, unsigned w, uint64_t seq, struct shmp
  * paying a wake per task. */
 static void wake_next(struct shmp__pool *p, uint64_t h)
 {
-	struct shmp__pool_sh *sh = p->sh;
-	if (!shmp__need_wake(sh))
-		return;
 	uint64_t wd = atomic_load_explicit(&pool_rec(p, h + 1)->word, memory_order_relaxed);
-	if (rec_state(wd) == REC_QUEUED && rec_seq(wd) == ((h + 1) & REC_SEQ_MASK)) {
-		atomic_fetch_add_explicit(&sh->task_futex, 1, memory_order_relaxed);
-		shmp__futex_wake(&sh->task_futex, 1);
-	}
+	if (rec_state(wd) == REC_QUEUED && rec_seq(wd) == ((h + 1) & REC_SEQ_MASK))
+		shmp__wake_workers(p->sh);
 }
 
 /* Claim the next queued task: 1 (with *seq), or 0 when the worker should
@@ -178,25 +173,34 @@ static int claim(struct shmp__pool *p, unsigned w, uint64_t *seq)
 		}
 		/* Poll a little (a task submitted right after the last one
 		 * finished is picked up in a cache-line round trip, and the
-		 * submitter skips the wake), then sleep. */
-		if (spins++ < 64) {
+		 * submitter skips the wake), then sleep. One worker polls at a
+		 * time: on shared cores more pollers only starve the producer. */
+		if (!spin_start && shmp__poll_fresh(sh) &&
+		    atomic_load_explicit(&sh->poll_owner, memory_order_relaxed) != w + 1)
+			spin_start = 1; /* someone else polls: straight to sleep */
+		if (spin_start != 1 && spins++ < 64) {
 			shmp__cpu_relax();
 			continue;
 		}
 		uint64_t now = shmp__now_ns();
-		atomic_store_explicit(&sh->poll_stamp, now, memory_order_relaxed);
-		if (!spin_start)
-			spin_start = now;
-		if (now - spin_start < 30000) {
-			spins = 0;
-			continue;
+		if (spin_start != 1) {
+			atomic_store_explicit(&sh->poll_owner, w + 1, memory_order_relaxed);
+			atomic_store_explicit(&sh->poll_stamp, now, memory_order_relaxed);
+			if (!spin_start)
+				spin_start = now;
+			if (now - spin_start < 30000) {
+				spins = 0;
+				continue;
+			}
 		}
-		/* Sleep: stop saying we poll, join the sleepers, look once
-		 * more. A submitter that saw us polling (and skipped the wake)
-		 * published before this look. */
-		atomic_store_explicit(&sh->poll_stamp, 0, memory_order_seq_cst);
-		uint32_t f = atomic_load_explicit(&sh->task_futex, memory_order_relaxed);
-		atomic_fetch_add_explicit(&sh->task_waiters, 1, memory_order_seq_cst);
+		/* Sleep: stop saying we poll, arm the word, look once more. A
+		 * submitter that saw us polling (and skipped the wake)
+		 * published before this look; one that publishes after sees
+		 * ARMED. */
+		if (atomic_load_explicit(&sh->poll_owner, memory_order_relaxed) == w + 1)
+			atomic_store_explicit(&sh->poll_stamp, 0, memory_order_seq_cst);
+		uint32_t f = atomic_fetch_or_explicit(&sh->task_futex, SHMP__TASK_ARMED, memory_order_seq_cst) |
+			     SHMP__TASK_ARMED;
 		uint64_t wd2 = atomic_load_explicit(&r->word, memory_order_seq_cst);
 		if (wd2 == wd && atomic_load_explicit(&sh->head, memory_order_relaxed) == h &&
 		    atomic_load_explicit(&sh->stop, memory_order_relaxed) == STOP_NONE) {
@@ -205,10 +209,13 @@ static int claim(struct shmp__pool *p, unsigned w, uint64_t *seq)
 			until.tv_sec += 1;
 			shmp__futex_wait(&sh->task_futex, f, &until);
 		}
-		atomic_fetch_sub_explicit(&sh->task_waiters, 1, memory_order_relaxed);
 		spin_start = 0;
 		spins = 0;
 	}
+	/* No longer polling: a wake for the next task must not be skipped
+	 * on our account. */
+	if (atomic_load_explicit(&sh->poll_owner, memory_order_relaxed) == w + 1)
+		atomic_store_explicit(&sh->poll_stamp, 0, memory_order_relaxed);
 	if (ret)
 		wake_next(p, *seq);
 	return ret;
