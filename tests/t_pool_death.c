@@ -16,9 +16,12 @@
  * - A worker killed while idle (also while the other worker runs a task) is
  *   replaced silently: no call fails, later calls run.
  * - The zygote killed: the pool becomes broken (state SHMP_POOL_BROKEN),
- *   later calls fail with SHMP_EBROKEN, a task in flight ends with an error
- *   (no hang), destroy returns promptly and no process is left. What was
- *   observed is printed. */
+ *   later calls fail at once with SHMP_EBROKEN (err.error says so too), a
+ *   task in flight ends (0, SHMP_EWORKERDIED or SHMP_EBROKEN: never a
+ *   hang), destroy returns promptly and no process is left. What was
+ *   observed is printed (with this implementation the workers die with
+ *   the zygote, are counted as deaths, and the task in flight gets
+ *   SHMP_EWORKERDIED with signal 0 / exit_status -1 or SHMP_EBROKEN). */
 #include "t.h"
 
 #include <dirent.h>
