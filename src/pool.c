@@ -37,7 +37,7 @@ static unsigned pow2_at_least(unsigned v)
 	return c;
 }
 
-static void pool_free(struct shmp__pool *p)
+void shmp__pool_free(struct shmp__pool *p)
 {
 	if (!p)
 		return;
@@ -248,7 +248,7 @@ static shmp_pool_t *pool_new(int workers, const struct shmp_pool_opts *opts, boo
 	pthread_mutex_unlock(&handles_mu);
 	return h;
 fail:
-	pool_free(p);
+	shmp__pool_free(p);
 	free(h);
 	errno = e;
 	return NULL;
@@ -314,11 +314,18 @@ int shmp_pool_terminate(shmp_pool_t *h)
 	return 0;
 }
 
+static int pool_join(struct shmp__pool *p, double timeout);
+
 int shmp_pool_join(shmp_pool_t *h, double timeout)
 {
 	struct shmp__pool *p = shmp__pool_get(h);
 	if (!p)
 		return h ? SHMP_ECLOSED : -EINVAL;
+	return pool_join(p, timeout);
+}
+
+static int pool_join(struct shmp__pool *p, double timeout)
+{
 	if (atomic_load(&p->sh->state) == SHMP_POOL_RUNNING)
 		return -EINVAL; /* Python: close() or terminate() first */
 	if (pthread_equal(pthread_self(), p->sup))
@@ -342,13 +349,18 @@ void shmp_pool_destroy(shmp_pool_t *h)
 	struct shmp__pool *p = shmp__pool_get(h);
 	if (!p)
 		return;
-	if (atomic_load(&p->sh->state) == SHMP_POOL_RUNNING)
-		shmp_pool_terminate(h);
-	else if (atomic_load(&p->sh->state) == SHMP_POOL_BROKEN)
-		shmp_pool_terminate(h); /* kills what is left */
-	shmp_pool_join(h, SHMP_FOREVER);
+	uint32_t st = atomic_load(&p->sh->state);
+	if (st == SHMP_POOL_RUNNING || st == SHMP_POOL_BROKEN)
+		shmp_pool_terminate(h); /* a broken one: kills what is left */
 	atomic_store_explicit(&h->impl, NULL, memory_order_release);
-	pool_free(p);
+	if (pthread_equal(pthread_self(), p->sup)) {
+		/* From a callback: the supervisor cannot wait for itself. It
+		 * finishes terminating and frees the pool when it returns. */
+		p->free_on_exit = true;
+		return;
+	}
+	pool_join(p, SHMP_FOREVER);
+	shmp__pool_free(p);
 }
 
 int shmp_pool_workers(const shmp_pool_t *h)

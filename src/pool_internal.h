@@ -217,6 +217,7 @@ struct shmp__pool {
 	struct shmp_async *finish_q;
 	bool closed_local;
 	_Atomic int joined;
+	bool free_on_exit; /* destroyed from its own callback: the supervisor frees it */
 };
 
 #define SHMP__CALLS_PER_PAGE 1024u
@@ -231,6 +232,7 @@ static inline char *rec_payload(struct shmp__rec *r)
 }
 
 /* pool.c, pool_submit.c */
+void shmp__pool_free(struct shmp__pool *p);
 struct shmp__pool *shmp__pool_get(const shmp_pool_t *h);
 int shmp__imap_submit(struct shmp__pool *p, struct shmp_async *c, uint64_t first, size_t count,
 		      struct shmp__imap_slot *slot, const char *gen);

@@ -365,5 +365,9 @@ out:
 	free(s.wanted);
 	free(s.exited);
 	shmp__futex_wake(&p->sup_done, INT32_MAX);
+	if (p->free_on_exit) {
+		pthread_detach(pthread_self());
+		shmp__pool_free(p);
+	}
 	return NULL;
 }
