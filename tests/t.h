@@ -8,9 +8,11 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -478,5 +480,60 @@ static inline void t_holder_end(struct t_holder *h, pid_t pid)
 	shmp_value_destroy(h->held);
 	shmp_value_destroy(h->rel_at);
 }
+
+
+/* ---- pool tests ---------------------------------------------------------- */
+
+static inline struct shmp_pool_stats t_pool_stats(shmp_pool_t *p)
+{
+	struct shmp_pool_stats st;
+	memset(&st, 0, sizeof st);
+	T_EQ(shmp_pool_stats(p, &st), 0);
+	return st;
+}
+
+/* 1 if pid is gone or a zombie. */
+static inline int t_dead_or_zombie(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 1;
+	size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[len] = 0;
+	char *rp = strrchr(buf, ')');
+	return !rp || rp[2] == 'Z' || rp[2] == 'X';
+}
+
+/* The names in /dev/shm (strdup'ed), at most max. */
+static inline int t_shm_list(char **names, int max)
+{
+	DIR *d = opendir("/dev/shm");
+	if (!d)
+		return 0;
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) && n < max)
+		if (de->d_name[0] != '.')
+			names[n++] = strdup(de->d_name);
+	closedir(d);
+	return n;
+}
+
+/* Poll until *v == want (5 s at most). */
+static inline void t_wait_atomic_at(atomic_int *v, int want, int line)
+{
+	double until = t_now() + 5;
+	while (atomic_load(v) != want) {
+		if (t_now() > until) {
+			fprintf(stderr, "line %d: counter %d, waited for %d\n", line, atomic_load(v), want);
+			exit(1);
+		}
+		t_sleep_ms(1);
+	}
+}
+#define wait_atomic(v, want) t_wait_atomic_at(v, want, __LINE__)
 
 #endif

@@ -137,32 +137,12 @@ static int on_err(shmp_async_t *a, const struct shmp_task_error *e, void *arg)
 }
 
 /* Poll until *v == want (5 s at most). */
-static void wait_atomic_at(atomic_int *v, int want, int line)
-{
-	double until = t_now() + 5;
-	while (atomic_load(v) != want) {
-		if (t_now() > until) {
-			fprintf(stderr, "line %d: counter %d, waited for %d\n", line, atomic_load(v), want);
-			exit(1);
-		}
-		t_sleep_ms(1);
-	}
-}
-#define wait_atomic(v, want) wait_atomic_at(v, want, __LINE__)
-
-static struct shmp_pool_stats stats(shmp_pool_t *p)
-{
-	struct shmp_pool_stats st;
-	memset(&st, 0, sizeof st);
-	T_EQ(shmp_pool_stats(p, &st), 0);
-	return st;
-}
 
 /* Poll until stats.completed reaches want (5 s at most). */
 static void wait_completed(shmp_pool_t *p, uint64_t want)
 {
 	double until = t_now() + 5;
-	while (stats(p).completed < want) {
+	while (t_pool_stats(p).completed < want) {
 		T_CHECK(t_now() < until);
 		t_sleep_ms(1);
 	}
@@ -289,7 +269,7 @@ static void test_release(shmp_pool_t *p)
 	memcpy(want, buf, sizeof buf);
 	T_EQ(shmp_event_clear(g_go), 0);
 	int64_t runs = t_load(g_cnt, CNT_RUNS);
-	uint64_t done = stats(p).completed;
+	uint64_t done = t_pool_stats(p).completed;
 
 	struct targ a = { .x = 9, .block = 1 };
 	shmp_async_t *h = shmp_pool_apply_async(p, task, &a, sizeof a, buf, sizeof buf, NULL);
@@ -348,7 +328,7 @@ static void test_callbacks(const struct kind *k, shmp_pool_t *p)
 
 	/* A failing callback is counted, nothing else: the call succeeded and
 	 * later results and callbacks still arrive. */
-	uint64_t cberr = stats(p).callback_errors;
+	uint64_t cberr = t_pool_stats(p).callback_errors;
 	memset(&rec, 0, sizeof rec);
 	rec.ret = -1;
 	a.x = 13;
@@ -358,7 +338,7 @@ static void test_callbacks(const struct kind *k, shmp_pool_t *p)
 	T_EQ(((struct tres *)shmp_async_results(h))->y, 169);
 	wait_atomic(&rec.ok, 1);
 	double until = t_now() + 5;
-	while (stats(p).callback_errors != cberr + 1) {
+	while (t_pool_stats(p).callback_errors != cberr + 1) {
 		T_CHECK(t_now() < until);
 		t_sleep_ms(1);
 	}
@@ -392,18 +372,18 @@ static void test_callbacks(const struct kind *k, shmp_pool_t *p)
 	T_EQ(shmp_async_get(h, 5, NULL), SHMP_ETASK);
 	wait_atomic(&rec.bad, 1);
 	until = t_now() + 5;
-	while (stats(p).callback_errors != cberr + 2) {
+	while (t_pool_stats(p).callback_errors != cberr + 2) {
 		T_CHECK(t_now() < until);
 		t_sleep_ms(1);
 	}
 	T_EQ(atomic_load(&rec.ok), 0);
 	shmp_async_release(h);
-	T_EQ(stats(p).callback_errors, cberr + 2);
+	T_EQ(t_pool_stats(p).callback_errors, cberr + 2);
 }
 
 static void test_task_failure(const struct kind *k, shmp_pool_t *p)
 {
-	uint64_t failed = stats(p).failed;
+	uint64_t failed = t_pool_stats(p).failed;
 	struct targ a = { .x = 3, .fail = 7 };
 	struct tres r;
 	struct shmp_task_error err;
@@ -453,7 +433,7 @@ static void test_task_failure(const struct kind *k, shmp_pool_t *p)
 	shmp_async_release(h);
 
 	/* Counted as failed tasks (4 above). */
-	T_EQ(stats(p).failed, failed + 4);
+	T_EQ(t_pool_stats(p).failed, failed + 4);
 
 	/* The pool stays usable. */
 	a = (struct targ){ .x = 4 };
@@ -583,7 +563,7 @@ static void run(const struct kind *k)
 
 	T_EQ(shmp_pool_close(p), 0);
 	T_EQ(shmp_pool_join(p, 10), 0);
-	struct shmp_pool_stats st = stats(p);
+	struct shmp_pool_stats st = t_pool_stats(p);
 	T_EQ(st.submitted, st.completed);
 	T_EQ(st.queued, 0);
 	T_EQ(st.running, 0);

@@ -247,26 +247,12 @@ static void in_worker(int outer, int inner)
 static char *shm_before[MAXE];
 static int n_before;
 
-static int shm_list(char **names, int max)
-{
-	DIR *d = opendir("/dev/shm");
-	if (!d)
-		return 0;
-	int n = 0;
-	struct dirent *de;
-	while ((de = readdir(d)) && n < max)
-		if (de->d_name[0] != '.')
-			names[n++] = strdup(de->d_name);
-	closedir(d);
-	return n;
-}
-
 /* New /dev/shm entries since the snapshot that could be ours: anything but
  * other tests' "shmp.t..." segments (the suite may run in parallel). */
 static int shm_new_entries(void)
 {
 	char *now[MAXE];
-	int n = shm_list(now, MAXE), bad = 0;
+	int n = t_shm_list(now, MAXE), bad = 0;
 	char own[160];
 	snprintf(own, sizeof(own), "shmp.%s", t_segname(""));
 	own[strlen(own) - 1] = 0; /* drop the trailing '-' of the empty tag */
@@ -291,7 +277,7 @@ int main(void)
 	/* Orphans of any pool we start come to us: "nothing left behind" is
 	 * then simply "no child of ours". */
 	T_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
-	n_before = shm_list(shm_before, MAXE);
+	n_before = t_shm_list(shm_before, MAXE);
 	fflush(NULL);
 
 	/* GCC 12's ASan allocator has no fork handler: a child forked while

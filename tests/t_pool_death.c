@@ -138,13 +138,6 @@ static int on_err(shmp_async_t *a, const struct shmp_task_error *e, void *cb_arg
 	return 0;
 }
 
-static struct shmp_pool_stats stats(shmp_pool_t *p)
-{
-	struct shmp_pool_stats st;
-	T_EQ(shmp_pool_stats(p, &st), 0);
-	return st;
-}
-
 static int worker_pids(shmp_pool_t *p, pid_t *pids, struct shmp_worker_info *wi)
 {
 	struct shmp_worker_info w[16];
@@ -174,7 +167,7 @@ static void wait_replaced(shmp_pool_t *p, pid_t dead, uint64_t deaths)
 			if ((w[i].state == SHMP_WORKER_IDLE || w[i].state == SHMP_WORKER_BUSY) &&
 			    w[i].pid > 0 && w[i].pid != dead && kill(w[i].pid, 0) == 0)
 				up++;
-		struct shmp_pool_stats st = stats(p);
+		struct shmp_pool_stats st = t_pool_stats(p);
 		if (up == WORKERS && st.alive == WORKERS && st.worker_deaths == deaths)
 			break;
 		if (t_now() > until) {
@@ -202,7 +195,7 @@ static void settle(shmp_pool_t *p)
 		int idle = 0;
 		for (int i = 0; i < WORKERS; i++)
 			idle += w[i].state == SHMP_WORKER_IDLE && w[i].pid > 0;
-		struct shmp_pool_stats st = stats(p);
+		struct shmp_pool_stats st = t_pool_stats(p);
 		if (idle == WORKERS && st.alive == WORKERS &&
 		    st.workers_started == WORKERS + st.worker_deaths && st.queued == 0 &&
 		    st.running == 0 && st.completed == st.submitted)
@@ -307,7 +300,7 @@ static void death_in_map(shmp_pool_t *p, int how)
 	memset(out, 0xff, sizeof(out));
 	settle(p);
 	reset_shared();
-	struct shmp_pool_stats st0 = stats(p);
+	struct shmp_pool_stats st0 = t_pool_stats(p);
 	pid_t before[WORKERS];
 	worker_pids(p, before, NULL);
 
@@ -363,7 +356,7 @@ static void death_in_map(shmp_pool_t *p, int how)
 		T_CHECK(t_now() < until);
 		t_sleep_ms(1);
 	}
-	struct shmp_pool_stats st = stats(p);
+	struct shmp_pool_stats st = t_pool_stats(p);
 	T_EQ(st.submitted - st0.submitted, N);
 	T_EQ(st.completed, st.submitted);
 	T_EQ(st.failed - st0.failed, 1);
@@ -385,7 +378,7 @@ static void death_in_apply_batch(shmp_pool_t *p, int how)
 	shmp_async_t *a[N];
 	settle(p);
 	reset_shared();
-	struct shmp_pool_stats st0 = stats(p);
+	struct shmp_pool_stats st0 = t_pool_stats(p);
 	struct shmp_call_opts o = SHMP_OPTS(shmp_call_opts, .callback = on_ok, .error_callback = on_err);
 	for (int i = 0; i < N; i++) {
 		in[i] = (struct item){ .x = 100 + i, .how = i == K ? how : LIVE };
@@ -418,7 +411,7 @@ static void death_in_apply_batch(shmp_pool_t *p, int how)
 	for (int i = 0; i < N; i++)
 		shmp_async_release(a[i]);
 	wait_replaced(p, dead, st0.worker_deaths + 1);
-	struct shmp_pool_stats st = stats(p);
+	struct shmp_pool_stats st = t_pool_stats(p);
 	T_EQ(st.submitted - st0.submitted, N);
 	T_EQ(st.completed, st.submitted);
 	T_EQ(st.failed - st0.failed, 1);
@@ -432,7 +425,7 @@ static void death_in_apply(shmp_pool_t *p, int how)
 		return;
 	settle(p);
 	reset_shared();
-	struct shmp_pool_stats st0 = stats(p);
+	struct shmp_pool_stats st0 = t_pool_stats(p);
 	struct item it = { .x = 7, .how = how };
 	long out = -1;
 	struct shmp_task_error e;
@@ -454,7 +447,7 @@ static void death_in_imap(shmp_pool_t *p, int how)
 		in[i] = (struct item){ .x = i, .how = i == K ? how : LIVE };
 	settle(p);
 	reset_shared();
-	struct shmp_pool_stats st0 = stats(p);
+	struct shmp_pool_stats st0 = t_pool_stats(p);
 	struct shmp_call_opts o = SHMP_OPTS(shmp_call_opts, .chunksize = 1);
 	shmp_imap_t *it = shmp_pool_imap(p, task, in, sizeof(in[0]), N, sizeof(long), NULL, NULL, &o);
 	T_CHECK(it);
@@ -479,7 +472,7 @@ static void death_in_imap(shmp_pool_t *p, int how)
 	T_EQ(shmp_imap_next(it, &end, NULL, 5, NULL), 0);
 	shmp_imap_destroy(it);
 	wait_replaced(p, atomic_load(&sh->dying_pid), st0.worker_deaths + 1);
-	struct shmp_pool_stats st = stats(p);
+	struct shmp_pool_stats st = t_pool_stats(p);
 	T_EQ(st.completed, st.submitted);
 	T_EQ(st.failed - st0.failed, 1);
 	still_works(p);
@@ -494,12 +487,12 @@ static void death_idle(void)
 	still_works(p);
 	settle(p);
 	reset_shared();
-	struct shmp_pool_stats st0 = stats(p);
+	struct shmp_pool_stats st0 = t_pool_stats(p);
 	pid_t pids[WORKERS];
 	worker_pids(p, pids, NULL);
 	T_EQ(kill(pids[0], SIGKILL), 0);
 	wait_replaced(p, pids[0], st0.worker_deaths + 1);
-	struct shmp_pool_stats st = stats(p);
+	struct shmp_pool_stats st = t_pool_stats(p);
 	T_EQ(st.failed, st0.failed);
 	T_EQ(st.workers_started - st0.workers_started, 1);
 	still_works(p);
@@ -507,7 +500,7 @@ static void death_idle(void)
 	/* Now a task parks in one worker and the other, idle, is killed. */
 	settle(p);
 	reset_shared();
-	st0 = stats(p);
+	st0 = t_pool_stats(p);
 	struct item it = { .x = 5, .how = BLOCK_OK };
 	long out = -1;
 	shmp_async_t *a = shmp_pool_apply_async(p, task, &it, sizeof(it), &out, sizeof(out), NULL);
@@ -534,7 +527,7 @@ static void death_idle(void)
 		for (int i = 0; i < WORKERS; i++)
 			up += w2[i].pid != w[idle].pid && (w2[i].state == SHMP_WORKER_IDLE ||
 							   w2[i].state == SHMP_WORKER_BUSY);
-		if (up == WORKERS && stats(p).worker_deaths == st0.worker_deaths + 1)
+		if (up == WORKERS && t_pool_stats(p).worker_deaths == st0.worker_deaths + 1)
 			break;
 		T_CHECK(t_now() < until);
 		t_sleep_ms(2);
@@ -544,7 +537,7 @@ static void death_idle(void)
 	T_EQ(shmp_async_get(a, 10, NULL), 0);
 	T_EQ(out, 26);
 	shmp_async_release(a);
-	st = stats(p);
+	st = t_pool_stats(p);
 	T_EQ(st.failed, st0.failed);
 	T_EQ(st.completed, st.submitted);
 	still_works(p);
@@ -584,21 +577,6 @@ static int children_of(pid_t parent, pid_t *out, int max)
 	return n;
 }
 
-/* 1 if pid is gone or a zombie. */
-static int dead_or_zombie(pid_t pid)
-{
-	char path[64], buf[512];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return 1;
-	size_t len = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[len] = 0;
-	char *rp = strrchr(buf, ')');
-	return !rp || rp[2] == 'Z' || rp[2] == 'X';
-}
-
 static void zygote_killed(void)
 {
 	shmp_pool_t *p = shmp_pool_create(WORKERS, NULL);
@@ -636,7 +614,7 @@ static void zygote_killed(void)
 
 	/* The pool notices and becomes broken. */
 	double t0 = t_now();
-	while (stats(p).state != SHMP_POOL_BROKEN) {
+	while (t_pool_stats(p).state != SHMP_POOL_BROKEN) {
 		T_CHECK(t_now() - t0 < 5);
 		t_sleep_ms(1);
 	}
@@ -662,7 +640,7 @@ static void zygote_killed(void)
 	while (t_now() - t1 < 2 && gone < WORKERS) {
 		gone = 0;
 		for (int j = 0; j < WORKERS; j++)
-			gone += dead_or_zombie(pids[j]);
+			gone += t_dead_or_zombie(pids[j]);
 		t_sleep_ms(1);
 	}
 	printf("zygote: %d of %d workers gone before destroy\n", gone, WORKERS);
@@ -700,7 +678,7 @@ static void zygote_killed(void)
 	} else {
 		T_EQ(errno, -SHMP_EBROKEN);
 	}
-	struct shmp_pool_stats st = stats(p);
+	struct shmp_pool_stats st = t_pool_stats(p);
 	printf("zygote: stats: deaths %llu alive %u started %llu failed %llu\n",
 	       (unsigned long long)st.worker_deaths, st.alive, (unsigned long long)st.workers_started,
 	       (unsigned long long)st.failed);
@@ -713,7 +691,7 @@ static void zygote_killed(void)
 	T_NO_CHILDREN();
 	double until = t_now() + 2;
 	for (int j = 0; j < WORKERS; j++)
-		while (!dead_or_zombie(pids[j])) {
+		while (!t_dead_or_zombie(pids[j])) {
 			T_CHECK(t_now() < until);
 			t_sleep_ms(1);
 		}
@@ -745,7 +723,7 @@ int main(void)
 	}
 	/* 15 deaths on this pool (4 kinds x map, batch, imap; 3 x apply),
 	 * each counted and replaced. */
-	struct shmp_pool_stats st = stats(p);
+	struct shmp_pool_stats st = t_pool_stats(p);
 	T_EQ(st.worker_deaths, 15);
 	T_EQ(st.workers_started, WORKERS + 15);
 	T_EQ(st.failed, 15);

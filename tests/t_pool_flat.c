@@ -131,13 +131,6 @@ static void flat(const struct mem *early, const struct mem *later, int kind, con
 	}
 }
 
-static struct shmp_pool_stats stats(shmp_pool_t *p)
-{
-	struct shmp_pool_stats st;
-	T_EQ(shmp_pool_stats(p, &st), 0);
-	return st;
-}
-
 static unsigned char *seen;
 
 /* Once no call runs, the pool comes to rest: no task queued or running,
@@ -149,7 +142,7 @@ static struct mem at_rest(shmp_pool_t *p, shmp_segment_t *seg, int kind, const s
 {
 	double until = t_now() + 5;
 	for (;;) {
-		struct shmp_pool_stats st = stats(p);
+		struct shmp_pool_stats st = t_pool_stats(p);
 		struct mem m = measure(p, seg, kind);
 		if ((st.queued == 0 && st.running == 0 && st.completed == st.submitted &&
 		     m.blocks == base->blocks && m.used == base->used) ||
@@ -176,7 +169,7 @@ static void run(int kind)
 	T_CHECK(p);
 	/* Before any call (workers may still be starting: wait for them). */
 	double until = t_now() + 5;
-	while (stats(p).alive != (unsigned)workers) {
+	while (t_pool_stats(p).alive != (unsigned)workers) {
 		T_CHECK(t_now() < until);
 		t_sleep_ms(1);
 	}
@@ -209,7 +202,7 @@ static void run(int kind)
 		T_EQ(v, (long)idx * 5 + 3);
 		got++;
 		if (got % 10000 == 0) {
-			struct shmp_pool_stats st = stats(p);
+			struct shmp_pool_stats st = t_pool_stats(p);
 			/* (A worker still counts as running for a moment
 			 * after its task completed; the supervisor counts a
 			 * chunk completed just after handing it over, so one
@@ -235,7 +228,7 @@ static void run(int kind)
 	}
 	shmp_imap_destroy(it);
 	T_EQ(got, n_items);
-	struct shmp_pool_stats st = stats(p);
+	struct shmp_pool_stats st = t_pool_stats(p);
 	T_EQ(st.submitted, (uint64_t)n_items);
 	T_EQ(st.completed, st.submitted);
 	T_EQ(st.failed, 0);
@@ -259,7 +252,7 @@ static void run(int kind)
 			shmp_async_release(h[i]);
 		}
 	}
-	st = stats(p);
+	st = t_pool_stats(p);
 	T_EQ(st.submitted, (uint64_t)(n_items + APPLIES));
 	T_EQ(st.completed, st.submitted);
 	struct mem end = at_rest(p, seg, kind, &base);
@@ -288,7 +281,7 @@ static void run(int kind)
 	}
 	free(in);
 	free(out);
-	st = stats(p);
+	st = t_pool_stats(p);
 	T_EQ(st.completed, st.submitted);
 	T_EQ(st.failed, 0);
 	T_EQ(st.worker_deaths, 0);

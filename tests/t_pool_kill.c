@@ -114,13 +114,6 @@ static void killer_wait(void)
 	T_EQ(r, 0);
 }
 
-static struct shmp_pool_stats stats(shmp_pool_t *p)
-{
-	struct shmp_pool_stats st;
-	T_EQ(shmp_pool_stats(p, &st), 0);
-	return st;
-}
-
 static shmp_pool_t *cur; /* the pool of the trial, for dump() */
 
 /* What the pool looked like when a call hung. */
@@ -227,7 +220,7 @@ static int tally_hit, tally_failed, tally_idle;
 /* One trial on pool p of `workers` workers, `kind` 0 imap_unordered, 1 map_async. */
 static void trial(shmp_pool_t *p, int workers, int kind)
 {
-	struct shmp_pool_stats st0 = stats(p);
+	struct shmp_pool_stats st0 = t_pool_stats(p);
 	k.p = p;
 	cur = p;
 	k.delay = usual[kind] * 1.3 * t_rnd(1000) / 1000.0;
@@ -252,7 +245,7 @@ static void trial(shmp_pool_t *p, int workers, int kind)
 	double until = t_now() + 5;
 	struct shmp_pool_stats st;
 	for (;;) {
-		st = stats(p);
+		st = t_pool_stats(p);
 		if (st.worker_deaths == st0.worker_deaths + (uint64_t)k.hit &&
 		    st.alive == (unsigned)workers &&
 		    st.workers_started == (uint64_t)workers + st.worker_deaths && st.running == 0 &&
@@ -302,7 +295,7 @@ int main(void)
 	for (t = 0; t < REUSED; t++)
 		trial(p, 3, t & 1);
 	/* After all those deaths the pool is intact and its counts exact. */
-	struct shmp_pool_stats st = stats(p);
+	struct shmp_pool_stats st = t_pool_stats(p);
 	T_EQ(st.worker_deaths, (uint64_t)tally_hit);
 	T_EQ(st.workers_started, 3 + (uint64_t)tally_hit);
 	T_EQ(st.failed, (uint64_t)tally_failed);

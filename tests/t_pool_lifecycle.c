@@ -127,14 +127,6 @@ static int check_init(const void *arg, void *res, const struct shmp_task_ctx *c)
 }
 
 /* ---- helpers --------------------------------------------------------------- */
-static struct shmp_pool_stats stats(shmp_pool_t *p)
-{
-	struct shmp_pool_stats st;
-	memset(&st, 0, sizeof st);
-	T_EQ(shmp_pool_stats(p, &st), 0);
-	return st;
-}
-
 static int64_t *iota(size_t n)
 {
 	int64_t *in = malloc(n * sizeof *in);
@@ -224,7 +216,7 @@ static void test_create(const struct kind *k)
 	shmp_pool_t *p = k->create(SHMP_CPUS, NULL);
 	T_CHECK(p);
 	T_EQ(shmp_pool_workers(p), sysconf(_SC_NPROCESSORS_ONLN));
-	T_EQ(stats(p).workers, sysconf(_SC_NPROCESSORS_ONLN));
+	T_EQ(t_pool_stats(p).workers, sysconf(_SC_NPROCESSORS_ONLN));
 	int64_t x = 21;
 	struct res r;
 	T_EQ(shmp_pool_apply(p, twice, &x, sizeof x, &r, sizeof r, NULL), 0);
@@ -252,8 +244,8 @@ static void test_200(const struct kind *k)
 	 * map, so that the map can spread. */
 	static struct shmp_worker_info wi[W + 1];
 	wait_up(p, wi, W);
-	T_EQ(stats(p).alive, W);
-	T_EQ(stats(p).workers_started, W);
+	T_EQ(t_pool_stats(p).alive, W);
+	T_EQ(t_pool_stats(p).workers_started, W);
 	for (int i = 0; i < W; i++) {
 		T_CHECK(wi[i].pid > 0);
 		if (!k->threads)
@@ -278,7 +270,7 @@ static void test_200(const struct kind *k)
 		else
 			T_CHECK(out[i].pid != getpid());
 	close_join(p);
-	T_EQ(stats(p).workers_started, W);
+	T_EQ(t_pool_stats(p).workers_started, W);
 	shmp_pool_destroy(p);
 	free(in);
 	free(out);
@@ -305,7 +297,7 @@ static void test_initializer(const struct kind *k)
 	T_EQ(shmp_pool_map(p, check_init, in, sizeof *in, N, out, sizeof *out, &o, &err), 0);
 	check_twice(in, out, N);
 	close_join(p);
-	struct shmp_pool_stats st = stats(p);
+	struct shmp_pool_stats st = t_pool_stats(p);
 	T_EQ(st.workers_started, 3);
 	T_EQ(t_load(g_cnt, CNT_INITS), 3);
 	shmp_pool_destroy(p);
@@ -320,7 +312,7 @@ static void test_initializer(const struct kind *k)
 	T_EQ(shmp_pool_map(p, check_init, in, sizeof *in, 60, out, sizeof *out, &o, &err), 0);
 	check_twice(in, out, 60);
 	close_join(p);
-	st = stats(p);
+	st = t_pool_stats(p);
 	T_CHECK(st.workers_started >= 20);
 	T_EQ(t_load(g_cnt, CNT_INITS), (int64_t)st.workers_started);
 	shmp_pool_destroy(p);
@@ -374,17 +366,17 @@ static void test_init_failure(const struct kind *k)
 	}
 	T_CHECK(t_now() - t0 < 10);
 
-	T_EQ(stats(p).state, SHMP_POOL_BROKEN);
+	T_EQ(t_pool_stats(p).state, SHMP_POOL_BROKEN);
 	/* No respawn loop: at most one start and one initializer run per
 	 * worker, and nothing more later (300 ms: time for a loop to show). */
 	t_sleep_ms(300);
-	struct shmp_pool_stats st = stats(p);
+	struct shmp_pool_stats st = t_pool_stats(p);
 	T_EQ(st.state, SHMP_POOL_BROKEN);
 	T_CHECK(st.workers_started >= 1 && st.workers_started <= 2);
 	int64_t inits = t_load(g_cnt, CNT_INITS);
 	T_CHECK(inits >= 1 && inits <= 2);
 	t_sleep_ms(300);
-	T_EQ(stats(p).workers_started, st.workers_started);
+	T_EQ(t_pool_stats(p).workers_started, st.workers_started);
 	T_EQ(t_load(g_cnt, CNT_INITS), inits);
 	close_join(p);
 	shmp_pool_destroy(p);
@@ -423,7 +415,7 @@ static void test_maxtasks(const struct kind *k)
 		T_EQ(out[i].tid, out[i - i % 5].tid);
 	T_CHECK(distinct(out, N, 1) >= 4);
 	close_join(p);
-	struct shmp_pool_stats st = stats(p);
+	struct shmp_pool_stats st = t_pool_stats(p);
 	/* 40 + 8 tasks, 2 per worker. */
 	T_CHECK(st.workers_started >= 24);
 	T_EQ(st.worker_deaths, 0);
@@ -446,7 +438,7 @@ static void test_maxtasks(const struct kind *k)
 	check_twice(in2, out2, M);
 	T_EQ(distinct(out2, M, 1), M);
 	shmp_async_release(h);
-	T_CHECK(stats(p).workers_started >= M);
+	T_CHECK(t_pool_stats(p).workers_started >= M);
 	shmp_pool_destroy(p);
 	free(in);
 	free(out);
@@ -469,7 +461,7 @@ static void test_close(const struct kind *k)
 	shmp_async_t *h = shmp_pool_map_async(p, slowish, in, sizeof *in, N, out, sizeof *out, &o);
 	T_CHECK(h);
 	T_EQ(shmp_pool_close(p), 0);
-	T_EQ(stats(p).state, SHMP_POOL_CLOSED);
+	T_EQ(t_pool_stats(p).state, SHMP_POOL_CLOSED);
 
 	/* No new calls. */
 	int64_t x = 1;
@@ -533,7 +525,7 @@ static void test_terminate(const struct kind *k)
 	T_CHECK(h);
 	/* Some are running. */
 	double until = t_now() + 5;
-	while (stats(p).running == 0) {
+	while (t_pool_stats(p).running == 0) {
 		T_CHECK(t_now() < until);
 		t_sleep_ms(1);
 	}
@@ -542,7 +534,7 @@ static void test_terminate(const struct kind *k)
 	T_CHECK(t_now() - t0 < 2);
 	T_EQ(shmp_pool_join(p, 5), 0);
 	T_CHECK(t_now() - t0 < 2);
-	T_EQ(stats(p).state, SHMP_POOL_TERMINATED);
+	T_EQ(t_pool_stats(p).state, SHMP_POOL_TERMINATED);
 	/* Pending calls fail with SHMP_ECLOSED (the first may have finished
 	 * before terminate). */
 	struct shmp_task_error err;
@@ -620,7 +612,7 @@ static void test_stats(const struct kind *k)
 {
 	shmp_pool_t *p = k->create(2, NULL);
 	T_CHECK(p);
-	struct shmp_pool_stats st = stats(p);
+	struct shmp_pool_stats st = t_pool_stats(p);
 	T_EQ(st.submitted, 0);
 	T_EQ(st.completed, 0);
 	T_EQ(st.failed, 0);
@@ -654,7 +646,7 @@ static void test_stats(const struct kind *k)
 	/* Everything is done: the failed map's other chunks too. (A worker
 	 * marks itself idle just after handing its last result over.) */
 	double until = t_now() + 5;
-	while (st = stats(p), st.completed != 30 || st.running != 0 || st.queued != 0) {
+	while (st = t_pool_stats(p), st.completed != 30 || st.running != 0 || st.queued != 0) {
 		T_CHECK(t_now() < until);
 		t_sleep_ms(1);
 	}
@@ -690,7 +682,7 @@ static void test_stats(const struct kind *k)
 	T_EQ(shmp_pool_worker_info(p, wi, 1), 2);
 
 	close_join(p);
-	st = stats(p);
+	st = t_pool_stats(p);
 	T_EQ(st.submitted, 30);
 	T_EQ(st.completed, 30);
 	T_EQ(st.failed, 4);

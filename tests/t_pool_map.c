@@ -145,26 +145,6 @@ static int on_err(shmp_async_t *a, const struct shmp_task_error *e, void *arg)
 	return 0;
 }
 
-static void wait_atomic_at(atomic_int *v, int want, int line)
-{
-	double until = t_now() + 5;
-	while (atomic_load(v) != want) {
-		if (t_now() > until) {
-			fprintf(stderr, "line %d: counter %d, waited for %d\n", line, atomic_load(v), want);
-			exit(1);
-		}
-		t_sleep_ms(1);
-	}
-}
-#define wait_atomic(v, want) wait_atomic_at(v, want, __LINE__)
-
-static struct shmp_pool_stats stats(shmp_pool_t *p)
-{
-	struct shmp_pool_stats st;
-	memset(&st, 0, sizeof st);
-	T_EQ(shmp_pool_stats(p, &st), 0);
-	return st;
-}
 
 struct kind {
 	const char *name;
@@ -207,17 +187,17 @@ static void test_map(shmp_pool_t *p)
 		memset(out, 0xee, N * sizeof *out);
 		struct shmp_call_opts o = SHMP_OPTS(shmp_call_opts, .chunksize = cs[k]);
 		struct shmp_task_error err;
-		uint64_t sub = stats(p).submitted;
+		uint64_t sub = t_pool_stats(p).submitted;
 		T_EQ(shmp_pool_map(p, f, in, sizeof *in, N, out, sizeof *out, &o, &err), 0);
 		check_out(in, out, N);
-		T_EQ(stats(p).submitted - sub, chunks[k]);
+		T_EQ(t_pool_stats(p).submitted - sub, chunks[k]);
 	}
 	/* opts NULL is the default chunksize. */
 	memset(out, 0xee, N * sizeof *out);
-	uint64_t sub = stats(p).submitted;
+	uint64_t sub = t_pool_stats(p).submitted;
 	T_EQ(shmp_pool_map(p, f, in, sizeof *in, N, out, sizeof *out, NULL, NULL), 0);
 	check_out(in, out, N);
-	T_EQ(stats(p).submitted - sub, 8);
+	T_EQ(t_pool_stats(p).submitted - sub, 8);
 	/* One item. */
 	T_EQ(shmp_pool_map(p, f, in, sizeof *in, 1, out, sizeof *out, NULL, NULL), 0);
 	check_out(in, out, 1);
@@ -229,7 +209,7 @@ static void test_empty(shmp_pool_t *p)
 {
 	int64_t in[1] = { 1 };
 	struct out out[1] = { { -5, -5, -5 } };
-	uint64_t sub = stats(p).submitted;
+	uint64_t sub = t_pool_stats(p).submitted;
 	T_FAST(shmp_pool_map(p, f, in, sizeof in[0], 0, out, sizeof out[0], NULL, NULL), 0);
 	T_FAST(shmp_pool_starmap(p, f, in, sizeof in[0], 0, out, sizeof out[0], NULL, NULL), 0);
 	T_EQ(out[0].v, -5);
@@ -257,7 +237,7 @@ static void test_empty(shmp_pool_t *p)
 	T_FAST(shmp_imap_next(it, out, NULL, 1, NULL), 0);
 	shmp_imap_destroy(it);
 	T_EQ(out[0].v, -5);
-	T_EQ(stats(p).submitted, sub);
+	T_EQ(t_pool_stats(p).submitted, sub);
 }
 
 static void test_map_async(shmp_pool_t *p)
@@ -337,7 +317,7 @@ static void test_map_async_release(shmp_pool_t *p)
 	T_CHECK(out);
 	T_EQ(shmp_event_clear(g_go), 0);
 	int64_t runs = t_load(g_cnt, CNT_RUNS);
-	uint64_t done = stats(p).completed;
+	uint64_t done = t_pool_stats(p).completed;
 	struct shmp_call_opts o = SHMP_OPTS(shmp_call_opts, .chunksize = 4);
 	shmp_async_t *h = shmp_pool_map_async(p, f, in, sizeof *in, N, out, sizeof *out, &o);
 	T_CHECK(h);
@@ -345,11 +325,11 @@ static void test_map_async_release(shmp_pool_t *p)
 	T_EQ(shmp_event_set(g_go), 0);
 	t_wait_eq(g_cnt, CNT_RUNS, runs + N, 5);
 	double until = t_now() + 5;
-	while (stats(p).completed < done + N / 4) {
+	while (t_pool_stats(p).completed < done + N / 4) {
 		T_CHECK(t_now() < until);
 		t_sleep_ms(1);
 	}
-	T_EQ(stats(p).completed, done + N / 4);
+	T_EQ(t_pool_stats(p).completed, done + N / 4);
 	/* The pool goes on. */
 	int64_t one = 1;
 	struct out r;
@@ -717,7 +697,7 @@ static void test_map_failure_close(shmp_pool_t *p)
 	in[705] = -8;    /* fails at once, code 8; 706..709 not run */
 	struct shmp_call_opts o = SHMP_OPTS(shmp_call_opts, .chunksize = 10);
 	int64_t runs = t_load(g_cnt, CNT_RUNS);
-	uint64_t failed = stats(p).failed;
+	uint64_t failed = t_pool_stats(p).failed;
 	struct shmp_task_error err;
 	memset(&err, 0x55, sizeof err);
 	T_EQ(shmp_pool_map(p, f, in, sizeof *in, N, out, sizeof *out, &o, &err), SHMP_ETASK);
@@ -727,7 +707,7 @@ static void test_map_failure_close(shmp_pool_t *p)
 	T_EQ(shmp_pool_close(p), 0);
 	T_EQ(shmp_pool_join(p, 10), 0);
 	T_EQ(t_load(g_cnt, CNT_RUNS) - runs, N - 9 - 4);
-	struct shmp_pool_stats st = stats(p);
+	struct shmp_pool_stats st = t_pool_stats(p);
 	T_EQ(st.failed - failed, 2);
 	T_EQ(st.submitted, st.completed);
 	free(in);

@@ -85,21 +85,6 @@ static int descendants(pid_t root, pid_t *out, int max)
 	return n - 1;
 }
 
-/* 1 if pid is gone or a zombie. */
-static int dead_or_zombie(pid_t pid)
-{
-	char path[64], buf[512];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return 1;
-	size_t len = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[len] = 0;
-	char *rp = strrchr(buf, ')');
-	return !rp || rp[2] == 'Z' || rp[2] == 'X';
-}
-
 /* ---- SIGINT while tasks run ------------------------------------------------ */
 
 static _Atomic int n_sigint;
@@ -250,7 +235,7 @@ static void sigint_while_running(int kind)
 
 	if (kind == 0) {
 		/* The zygote lived through it: a killed worker is replaced. */
-		T_CHECK(!dead_or_zombie(zyg));
+		T_CHECK(!t_dead_or_zombie(zyg));
 		T_EQ(kill(pids[1], SIGKILL), 0);
 		until = t_now() + 5;
 		for (;;) {
@@ -322,25 +307,11 @@ static int pool_owner(void *arg)
 }
 
 #define MAXE 4096
-static int shm_list(char **names, int max)
-{
-	DIR *d = opendir("/dev/shm");
-	if (!d)
-		return 0;
-	int n = 0;
-	struct dirent *de;
-	while ((de = readdir(d)) && n < max)
-		if (de->d_name[0] != '.')
-			names[n++] = strdup(de->d_name);
-	closedir(d);
-	return n;
-}
-
 /* SIGKILL what is left of `pids`, reap everything, fail. */
 static void fail_cleanup(const pid_t *pids, int n)
 {
 	for (int i = 0; i < n; i++)
-		if (!dead_or_zombie(pids[i])) {
+		if (!t_dead_or_zombie(pids[i])) {
 			fprintf(stderr, "pid %d still alive\n", (int)pids[i]);
 			kill(pids[i], SIGKILL);
 		}
@@ -353,7 +324,7 @@ static void fail_cleanup(const pid_t *pids, int n)
 static void parent_killed(int kind)
 {
 	char *before[MAXE];
-	int nb = shm_list(before, MAXE);
+	int nb = t_shm_list(before, MAXE);
 	atomic_store(started, 0);
 	T_EQ(pipe(rep), 0);
 	pid_t child = t_spawn(pool_owner, &kind);
@@ -407,7 +378,7 @@ static void parent_killed(int kind)
 			;
 		int alive = 0;
 		for (int i = 0; i < na; i++)
-			alive += !dead_or_zombie(all[i]);
+			alive += !t_dead_or_zombie(all[i]);
 		if (!alive)
 			break;
 		if (t_now() - t0 > 2)
@@ -433,7 +404,7 @@ static void parent_killed(int kind)
 
 	/* No /dev/shm entry appeared that could be the pool's. */
 	char *after[MAXE];
-	int na2 = shm_list(after, MAXE);
+	int na2 = t_shm_list(after, MAXE);
 	char tag[32];
 	snprintf(tag, sizeof(tag), "%d", (int)child);
 	for (int i = 0; i < na2; i++) {
