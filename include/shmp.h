@@ -9,6 +9,7 @@
 #include "shmp/process.h"
 #include "shmp/ring.h"
 #include "shmp/queue.h"
+#include "shmp/registry.h"
 #include "shmp/pool.h"
 
 #endif

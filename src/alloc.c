@@ -75,6 +75,8 @@ int shmp__segment_alloc(shmp_segment_t *seg, size_t size, size_t align, uint64_t
 {
 	if (!seg || !off || size == 0 || (align & (align - 1)) || align > MAX_ALIGN)
 		return -EINVAL;
+	if (seg->readonly)
+		return -EROFS;
 	if (align < PREFIX)
 		align = PREFIX;
 	if (size > ((uint64_t)1 << 50))
@@ -135,6 +137,8 @@ int shmp_segment_free(shmp_segment_t *seg, uint64_t off)
 {
 	if (!seg)
 		return -EINVAL;
+	if (seg->readonly)
+		return -EROFS;
 	struct shmp__seg_hdr *h = seg->hdr;
 	if (off < h->heap_start + PREFIX || off >= h->heap_end || off % PREFIX != 0)
 		return -EINVAL;

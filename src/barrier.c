@@ -32,6 +32,7 @@ struct shmp__barrier_sh {
 struct shmp_barrier {
 	shmp_segment_t *seg;
 	struct shmp__barrier_sh *sh;
+	_Atomic uint32_t *ref;
 	uint32_t parties; /* trusted copy: sh->parties sizes the tables but is shared */
 	int (*action)(void *);
 	void *action_arg;
@@ -71,8 +72,48 @@ void shmp_barrier_destroy(shmp_barrier_t *b)
 {
 	if (!b)
 		return;
-	shmp__free_ptr(b->seg, b->sh);
+	if (shmp__ref_drop(b->ref))
+		shmp__free_ptr(b->seg, b->sh);
 	free(b);
+}
+
+SHMP__HEAD_CHECK(struct shmp_barrier);
+
+static struct shmp__barrier_sh *barrier_at(const shmp_segment_t *seg, uint64_t off)
+{
+	struct shmp__barrier_sh *sh = shmp__sh_at(seg, off, sizeof *sh);
+	if (!sh || sh->magic != BARRIER_MAGIC || sh->parties == 0 || sh->parties > SHMP_BARRIER_PARTIES_MAX ||
+	    sh->lock.magic != SHMP__LOCK_MAGIC ||
+	    !shmp__sh_at(seg, off, sizeof *sh + 2 * sizeof(uint32_t) * sh->parties))
+		return NULL;
+	return sh;
+}
+
+shmp_barrier_t *shmp__barrier_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref)
+{
+	struct shmp__barrier_sh *sh = barrier_at(seg, off);
+	if (!sh) {
+		errno = -SHMP_ECORRUPT;
+		return NULL;
+	}
+	shmp_barrier_t *b = calloc(1, sizeof *b);
+	if (b)
+		*b = (struct shmp_barrier){ .seg = seg, .sh = sh, .ref = ref, .parties = sh->parties,
+					    .timeout = SHMP_FOREVER };
+	return b;
+}
+
+int shmp__barrier_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info)
+{
+	struct shmp__barrier_sh *sh = barrier_at(seg, off);
+	if (!sh)
+		return SHMP_ECORRUPT;
+	info->parties = sh->parties;
+	info->broken = atomic_load_explicit(&sh->broken, memory_order_relaxed) != 0;
+	uint32_t n = __atomic_load_n(&sh->count, __ATOMIC_RELAXED);
+	info->waiters = info->broken ? 0 : (n < sh->parties ? n : sh->parties);
+	info->valid = 1;
+	return 0;
 }
 
 /* Under the lock. A holder of the lock that died may have left the round

@@ -38,6 +38,7 @@ struct shmp__cond_sh {
 struct shmp_cond {
 	shmp_segment_t *seg;
 	struct shmp__cond_sh *sh;
+	_Atomic uint32_t *ref;
 	shmp_lock_t *lock;
 	uint32_t max; /* the table's size, trusted (sh->max_waiters is shared) */
 	bool owns_lock;
@@ -95,10 +96,61 @@ void shmp_cond_destroy(shmp_cond_t *c)
 {
 	if (!c)
 		return;
+	if (!shmp__ref_drop(c->ref)) {
+		/* Others still use it: let go of the handles only. */
+		if (c->owns_lock)
+			free(c->lock);
+		free(c);
+		return;
+	}
 	shmp__free_ptr(c->seg, c->sh);
 	if (c->owns_lock)
 		shmp_lock_destroy(c->lock);
 	free(c);
+}
+
+SHMP__HEAD_CHECK(struct shmp_cond);
+static uint32_t used_of(const struct shmp__cond_sh *sh, uint32_t max);
+
+static struct shmp__cond_sh *cond_at(const shmp_segment_t *seg, uint64_t off)
+{
+	struct shmp__cond_sh *sh = shmp__sh_at(seg, off, sizeof *sh);
+	if (!sh || sh->magic != COND_MAGIC || sh->max_waiters == 0 || sh->max_waiters > SHMP_COND_WAITERS_MAX ||
+	    !shmp__sh_at(seg, off, sizeof *sh + sh->max_waiters * sizeof(struct cond_waiter)))
+		return NULL;
+	return sh;
+}
+
+/* A registry Condition always has a lock of its own, freed with it. */
+shmp_cond_t *shmp__cond_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref)
+{
+	struct shmp__cond_sh *sh = cond_at(seg, off);
+	shmp_lock_t *lock = sh ? shmp__lock_open(seg, sh->lock_off, 0, NULL) : NULL;
+	shmp_cond_t *c = lock ? calloc(1, sizeof *c) : NULL;
+	if (!c) {
+		free(lock);
+		if (!sh || !lock)
+			errno = -SHMP_ECORRUPT;
+		return NULL;
+	}
+	*c = (struct shmp_cond){ .seg = seg, .sh = sh, .ref = ref, .lock = lock,
+				 .max = sh->max_waiters, .owns_lock = true };
+	return c;
+}
+
+int shmp__cond_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info)
+{
+	struct shmp__cond_sh *sh = cond_at(seg, off);
+	if (!sh || shmp__lock_inspect(seg, sh->lock_off, info) < 0)
+		return SHMP_ECORRUPT;
+	unsigned n = 0;
+	for (uint32_t i = 0; i < used_of(sh, sh->max_waiters); i++) {
+		uint32_t s = atomic_load_explicit(&sh->w[i].state, memory_order_relaxed);
+		n += s == W_WAITING || s == W_SLEEPING;
+	}
+	info->waiters = n;
+	info->valid = 1;
+	return 0;
 }
 
 shmp_lock_t *shmp_cond_lock(shmp_cond_t *c)

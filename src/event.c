@@ -17,7 +17,9 @@ struct shmp__event_sh {
 struct shmp_event {
 	shmp_segment_t *seg;
 	struct shmp__event_sh *sh;
+	_Atomic uint32_t *ref;
 };
+SHMP__HEAD_CHECK(struct shmp_event);
 
 shmp_event_t *shmp_event_create(const struct shmp_event_opts *opts)
 {
@@ -41,8 +43,39 @@ void shmp_event_destroy(shmp_event_t *e)
 {
 	if (!e)
 		return;
-	shmp__free_ptr(e->seg, e->sh);
+	if (shmp__ref_drop(e->ref))
+		shmp__free_ptr(e->seg, e->sh);
 	free(e);
+}
+
+static struct shmp__event_sh *event_at(const shmp_segment_t *seg, uint64_t off)
+{
+	struct shmp__event_sh *sh = shmp__sh_at(seg, off, sizeof *sh);
+	return sh && sh->magic == EVENT_MAGIC ? sh : NULL;
+}
+
+shmp_event_t *shmp__event_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref)
+{
+	struct shmp__event_sh *sh = event_at(seg, off);
+	if (!sh) {
+		errno = -SHMP_ECORRUPT;
+		return NULL;
+	}
+	shmp_event_t *e = calloc(1, sizeof *e);
+	if (e)
+		*e = (struct shmp_event){ .seg = seg, .sh = sh, .ref = ref };
+	return e;
+}
+
+int shmp__event_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info)
+{
+	struct shmp__event_sh *sh = event_at(seg, off);
+	if (!sh)
+		return SHMP_ECORRUPT;
+	info->is_set = atomic_load_explicit(&sh->flag, memory_order_relaxed) != 0;
+	info->waiters = atomic_load_explicit(&sh->waiters, memory_order_relaxed);
+	info->valid = 1;
+	return 0;
 }
 
 int shmp_event_set(shmp_event_t *e)

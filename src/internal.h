@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -196,9 +197,12 @@ struct shmp_segment {
 	bool owner;   /* this handle created it (destroy unlinks) */
 	pid_t pid;    /* process that made the handle; a forked copy only unmaps */
 	bool is_default;
+	bool readonly; /* mapped PROT_READ for inspection: no allocation, no attach counted */
 	char *name;   /* NULL if anonymous */
 };
 
+/* Attach; readonly maps PROT_READ and counts no attach (for inspection). */
+shmp_segment_t *shmp__segment_attach(const char *name, bool readonly);
 /* Segment to use for an object: opts' or the default. NULL + errno. */
 shmp_segment_t *shmp__segment_or_default(shmp_segment_t *seg);
 /* shmp_segment_alloc, with the zeroing of reused memory optional (for
@@ -227,11 +231,69 @@ bool shmp__maps_find(const void *p, size_t len, uint64_t max_serial, uint64_t *s
 void *shmp__maps_resolve(uint64_t serial, uint64_t off, size_t len);
 int shmp__header_validate(const struct shmp__seg_hdr *h, uint64_t file_size);
 
+/* ---- handles and the registry ----------------------------------------
+ * Every object handle starts with these three fields (each type checks
+ * with a static assert), so the registry can reach any handle's segment
+ * and shared state. ref is NULL for an ordinary handle, which owns its
+ * object; a handle the registry lent points it at its directory entry's
+ * reference word. */
+struct shmp__head {
+	shmp_segment_t *seg;
+	void *sh;
+	_Atomic uint32_t *ref;
+};
+#define SHMP__HEAD_CHECK(type) \
+	_Static_assert(offsetof(type, seg) == offsetof(struct shmp__head, seg) && \
+		       offsetof(type, sh) == offsetof(struct shmp__head, sh) && \
+		       offsetof(type, ref) == offsetof(struct shmp__head, ref), #type " head")
+/* The entry was removed from the directory: its object goes with the last
+ * reference. */
+#define SHMP__REF_REMOVED 0x80000000u
+/* Drop a handle's reference. True if the caller must free the shared
+ * object: an ordinary handle (ref NULL), or the last reference to a removed
+ * entry. Exactly one dropper (or the remover) sees the last one. */
+bool shmp__ref_drop(_Atomic uint32_t *ref);
+
 /* Lock handle, shared with Value/Condition which embed or borrow one. */
 struct shmp_lock {
 	shmp_segment_t *seg;
 	struct shmp__lock_sh *sh;
+	_Atomic uint32_t *ref;
 	bool owns_memory; /* destroy frees sh */
 };
+
+/* Open a handle on the object whose shared state is at `off` in seg,
+ * validating it first (NULL + errno = -SHMP_ECORRUPT if it fails; EINVAL for
+ * a kind that does not match). The handle holds `ref` (may be NULL). Used
+ * by the registry; never writes to shared memory. */
+shmp_lock_t *shmp__lock_open(shmp_segment_t *seg, uint64_t off, uint32_t kind, _Atomic uint32_t *ref);
+shmp_value_t *shmp__value_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref);
+shmp_array_t *shmp__array_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref);
+shmp_sem_t *shmp__sem_open(shmp_segment_t *seg, uint64_t off, bool bounded, _Atomic uint32_t *ref);
+shmp_event_t *shmp__event_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref);
+shmp_cond_t *shmp__cond_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref);
+shmp_barrier_t *shmp__barrier_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref);
+shmp_ring_t *shmp__ring_open(shmp_segment_t *seg, uint64_t off);
+uint64_t shmp__ring_offset(const shmp_ring_t *r);
+shmp_queue_t *shmp__queue_open(shmp_segment_t *seg, uint64_t off, bool joinable, _Atomic uint32_t *ref);
+
+/* Read-only snapshots for shmp_registry_info: validate, then fill the
+ * type's fields of info and set info->valid. 0 or SHMP_ECORRUPT. Never
+ * write to shared memory and take no lock. */
+struct shmp_object_info;
+int shmp__lock_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info);
+int shmp__typed_inspect(const shmp_segment_t *seg, uint64_t off, bool is_array, struct shmp_object_info *info);
+int shmp__sem_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info);
+int shmp__event_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info);
+int shmp__cond_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info);
+int shmp__barrier_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info);
+int shmp__queue_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info);
+/* The shared block at off, if [off, off+len) is inside seg and 16-aligned. */
+static inline void *shmp__sh_at(const shmp_segment_t *seg, uint64_t off, size_t len)
+{
+	if (off == 0 || off % 16 || off >= seg->size || len > seg->size - off)
+		return NULL;
+	return seg->base + off;
+}
 
 #endif

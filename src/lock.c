@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+static pid_t tgid_of(pid_t tid);
+
 #define SLICE_FIRST_NS 2000000L /* first liveness check after 2 ms asleep */
 #define SLICE_MAX_NS 50000000L  /* then at least every 50 ms */
 
@@ -217,9 +219,50 @@ void shmp_lock_destroy(shmp_lock_t *l)
 {
 	if (!l)
 		return;
-	if (l->owns_memory)
+	if (shmp__ref_drop(l->ref) && l->owns_memory)
 		shmp__free_ptr(l->seg, l->sh);
 	free(l);
+}
+
+SHMP__HEAD_CHECK(struct shmp_lock);
+
+static struct shmp__lock_sh *lock_at(const shmp_segment_t *seg, uint64_t off, uint32_t kind)
+{
+	struct shmp__lock_sh *sh = shmp__sh_at(seg, off, sizeof *sh);
+	if (!sh || sh->magic != SHMP__LOCK_MAGIC || (sh->kind != SHMP__KIND_LOCK && sh->kind != SHMP__KIND_RLOCK) ||
+	    (kind && sh->kind != kind))
+		return NULL;
+	return sh;
+}
+
+shmp_lock_t *shmp__lock_open(shmp_segment_t *seg, uint64_t off, uint32_t kind, _Atomic uint32_t *ref)
+{
+	struct shmp__lock_sh *sh = lock_at(seg, off, kind);
+	if (!sh) {
+		errno = -SHMP_ECORRUPT;
+		return NULL;
+	}
+	shmp_lock_t *l = calloc(1, sizeof *l);
+	if (!l)
+		return NULL;
+	*l = (struct shmp_lock){ .seg = seg, .sh = sh, .ref = ref, .owns_memory = true };
+	return l;
+}
+
+int shmp__lock_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info)
+{
+	const struct shmp__lock_sh *sh = lock_at(seg, off, 0);
+	if (!sh)
+		return SHMP_ECORRUPT;
+	uint32_t owner = atomic_load_explicit(&((struct shmp__lock_sh *)sh)->word, memory_order_acquire) &
+			 SHMP__TID_MASK;
+	info->locked = owner != 0;
+	info->owner_tid = owner && owner != SHMP__NOTREC ? (pid_t)owner : 0;
+	info->owner_pid = info->owner_tid ? tgid_of(info->owner_tid) : 0;
+	info->owner_dead = info->owner_tid ? shmp__tid_dead(info->owner_tid) : 0;
+	info->lock_depth = owner ? sh->count & ~SHMP__INCONSISTENT : 0;
+	info->valid = 1;
+	return 0;
 }
 
 int shmp_lock_acquire(shmp_lock_t *l, double timeout)

@@ -9,12 +9,16 @@ struct shmp__queue_sh {
 	uint32_t joinable;
 	_Atomic uint32_t unfinished; /* futex for join(): items put, not yet task_done */
 	_Atomic uint32_t join_waiters;
+	uint64_t ring_off;           /* so that another process can open it */
+	uint32_t maxsize;
+	uint32_t reserved;
 };
 #define QUEUE_MAGIC 0x51554555u
 
 struct shmp_queue {
 	shmp_segment_t *seg;
 	struct shmp__queue_sh *sh;
+	_Atomic uint32_t *ref;
 	shmp_ring_t *ring;
 	unsigned maxsize;
 };
@@ -47,6 +51,8 @@ static shmp_queue_t *queue_new(const struct shmp_queue_opts *opts, bool joinable
 	}
 	q->seg = seg;
 	q->maxsize = ro.capacity;
+	q->sh->maxsize = ro.capacity;
+	q->sh->ring_off = shmp__ring_offset(q->ring);
 	q->sh->joinable = joinable;
 	q->sh->magic = QUEUE_MAGIC;
 	return q;
@@ -60,9 +66,60 @@ void shmp_queue_destroy(shmp_queue_t *q)
 {
 	if (!q)
 		return;
+	if (!shmp__ref_drop(q->ref)) {
+		free(q->ring); /* the handle only: others still use the ring */
+		free(q);
+		return;
+	}
 	shmp_ring_destroy(q->ring);
 	shmp__free_ptr(q->seg, q->sh);
 	free(q);
+}
+
+SHMP__HEAD_CHECK(struct shmp_queue);
+
+static struct shmp__queue_sh *queue_at(const shmp_segment_t *seg, uint64_t off, shmp_ring_t **ring)
+{
+	struct shmp__queue_sh *sh = shmp__sh_at(seg, off, sizeof *sh);
+	if (!sh || sh->magic != QUEUE_MAGIC || sh->joinable > 1 ||
+	    !(*ring = shmp__ring_open((shmp_segment_t *)seg, sh->ring_off)))
+		return NULL;
+	return sh;
+}
+
+shmp_queue_t *shmp__queue_open(shmp_segment_t *seg, uint64_t off, bool joinable, _Atomic uint32_t *ref)
+{
+	shmp_ring_t *ring = NULL;
+	struct shmp__queue_sh *sh = queue_at(seg, off, &ring);
+	shmp_queue_t *q = sh && sh->joinable == joinable ? calloc(1, sizeof *q) : NULL;
+	if (!q) {
+		free(ring);
+		if (!sh || sh->joinable != joinable)
+			errno = -SHMP_ECORRUPT;
+		return NULL;
+	}
+	struct shmp_ring_stats st;
+	shmp_ring_stats(ring, &st);
+	*q = (struct shmp_queue){ .seg = seg, .sh = sh, .ref = ref, .ring = ring, .maxsize = st.capacity };
+	return q;
+}
+
+int shmp__queue_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info)
+{
+	shmp_ring_t *ring = NULL;
+	struct shmp__queue_sh *sh = queue_at(seg, off, &ring);
+	if (!sh)
+		return SHMP_ECORRUPT;
+	struct shmp_ring_stats st;
+	shmp_ring_stats(ring, &st);
+	free(ring); /* a handle of our own: nothing shared to let go */
+	info->depth = st.count;
+	info->capacity = st.capacity;
+	info->closed = st.closed;
+	uint32_t n = atomic_load_explicit(&sh->unfinished, memory_order_relaxed);
+	info->unfinished = sh->joinable ? (n > st.lost ? n - st.lost : 0) : 0;
+	info->valid = 1;
+	return 0;
 }
 
 int shmp_queue_put(shmp_queue_t *q, const void *msg, size_t len, double timeout)

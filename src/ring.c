@@ -166,6 +166,43 @@ shmp_ring_t *shmp_ring_create(const struct shmp_ring_opts *opts)
 	return r;
 }
 
+uint64_t shmp__ring_offset(const shmp_ring_t *r)
+{
+	return (uint64_t)((char *)r->sh - r->seg->base);
+}
+
+/* A handle on an existing ring, after checking everything the handle
+ * trusts from then on. */
+shmp_ring_t *shmp__ring_open(shmp_segment_t *seg, uint64_t off)
+{
+	struct shmp__ring_sh *sh = shmp__sh_at(seg, off, sizeof *sh);
+	if (!sh || __atomic_load_n(&sh->magic, __ATOMIC_ACQUIRE) != RING_MAGIC || sh->capacity == 0 ||
+	    sh->capacity > (1u << 30) || sh->slot_size % SHMP__CACHELINE || sh->slot_size <= SLOT_HEADER ||
+	    sh->slot_size > (1u << 21) || sh->max_message > SHMP_RING_MAX_MESSAGE ||
+	    (sh->flags & ~(uint32_t)(SHMP_RING_SINGLE_PRODUCER | SHMP_RING_SINGLE_CONSUMER)) ||
+	    !shmp_segment_ptr(seg, sh->slots_off, (size_t)sh->capacity * sh->slot_size)) {
+		errno = -SHMP_ECORRUPT;
+		return NULL;
+	}
+	shmp_ring_t *r = calloc(1, sizeof *r);
+	if (!r)
+		return NULL;
+	r->seg = seg;
+	r->sh = sh;
+	r->slots = seg->base + sh->slots_off;
+	r->cap = sh->capacity;
+	r->pow2 = (r->cap & (r->cap - 1)) == 0;
+	r->mask = r->cap - 1;
+	r->slot_size = sh->slot_size;
+	r->inline_max = sh->slot_size - SLOT_HEADER;
+	r->max_message = sh->max_message;
+	r->block_tag = BLOCK_MAGIC ^ off;
+	atomic_init(&r->spin_budget, shmp__spin_limit);
+	r->sp = sh->flags & SHMP_RING_SINGLE_PRODUCER;
+	r->sc = sh->flags & SHMP_RING_SINGLE_CONSUMER;
+	return r;
+}
+
 /* The block at blk, if it is this ring's block for message seq, of *len
  * bytes (len NULL: any length); NULL if not. */
 static struct block_hdr *block_at(const shmp_ring_t *r, uint64_t blk, uint32_t seq, const uint32_t *len)

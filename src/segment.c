@@ -258,7 +258,7 @@ shmp_segment_t *shmp_segment_create(const char *name, size_t size, const struct 
 	return s;
 }
 
-shmp_segment_t *shmp_segment_attach(const char *name)
+shmp_segment_t *shmp__segment_attach(const char *name, bool readonly)
 {
 	char path[sizeof NAME_PREFIX + SHMP_SEGMENT_NAME_MAX + 1];
 	int r = shm_path(name, path, sizeof path);
@@ -266,7 +266,7 @@ shmp_segment_t *shmp_segment_attach(const char *name)
 		errno = -r;
 		return NULL;
 	}
-	int fd = shm_open(path, O_RDWR, 0);
+	int fd = shm_open(path, readonly ? O_RDONLY : O_RDWR, 0);
 	if (fd < 0)
 		return NULL;
 	struct stat st;
@@ -282,7 +282,7 @@ shmp_segment_t *shmp_segment_attach(const char *name)
 		return NULL;
 	}
 	size_t size = (size_t)st.st_size;
-	void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	void *base = mmap(NULL, size, readonly ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	int e = errno;
 	close(fd);
 	if (base == MAP_FAILED) {
@@ -305,17 +305,24 @@ shmp_segment_t *shmp_segment_attach(const char *name)
 		errno = ENOMEM;
 		return NULL;
 	}
-	atomic_fetch_add_explicit(&h->attach_count, 1, memory_order_relaxed);
+	s->readonly = readonly;
+	if (!readonly)
+		atomic_fetch_add_explicit(&h->attach_count, 1, memory_order_relaxed);
 	return s;
+}
+
+shmp_segment_t *shmp_segment_attach(const char *name)
+{
+	return shmp__segment_attach(name, false);
 }
 
 static void segment_close(shmp_segment_t *seg, bool unlink_it)
 {
 	if (!seg || seg->is_default)
 		return; /* the default segment lives as long as the process */
-	if (seg->pid != getpid()) {
-		/* A copy inherited through fork: it was never counted as an
-		 * attach, and only the creating process unlinks. */
+	if (seg->pid != getpid() || seg->readonly) {
+		/* A copy inherited through fork or a read-only look: never
+		 * counted as an attach, and only the creating process unlinks. */
 		maps_remove(seg->base);
 		munmap(seg->base, seg->size);
 		free(seg->name);

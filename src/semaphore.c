@@ -15,7 +15,9 @@ struct shmp__sem_sh {
 struct shmp_sem {
 	shmp_segment_t *seg;
 	struct shmp__sem_sh *sh;
+	_Atomic uint32_t *ref;
 };
+SHMP__HEAD_CHECK(struct shmp_sem);
 
 static shmp_sem_t *sem_new(unsigned value, bool bounded, const struct shmp_sem_opts *opts)
 {
@@ -51,8 +53,42 @@ void shmp_sem_destroy(shmp_sem_t *s)
 {
 	if (!s)
 		return;
-	shmp__free_ptr(s->seg, s->sh);
+	if (shmp__ref_drop(s->ref))
+		shmp__free_ptr(s->seg, s->sh);
 	free(s);
+}
+
+static struct shmp__sem_sh *sem_at(const shmp_segment_t *seg, uint64_t off)
+{
+	struct shmp__sem_sh *sh = shmp__sh_at(seg, off, sizeof *sh);
+	if (!sh || sh->magic != SEM_MAGIC || sh->max > SHMP_SEM_VALUE_MAX)
+		return NULL;
+	return sh;
+}
+
+shmp_sem_t *shmp__sem_open(shmp_segment_t *seg, uint64_t off, bool bounded, _Atomic uint32_t *ref)
+{
+	struct shmp__sem_sh *sh = sem_at(seg, off);
+	if (!sh || bounded != (sh->max != SHMP_SEM_VALUE_MAX)) {
+		errno = -SHMP_ECORRUPT;
+		return NULL;
+	}
+	shmp_sem_t *s = calloc(1, sizeof *s);
+	if (s)
+		*s = (struct shmp_sem){ .seg = seg, .sh = sh, .ref = ref };
+	return s;
+}
+
+int shmp__sem_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info)
+{
+	struct shmp__sem_sh *sh = sem_at(seg, off);
+	if (!sh)
+		return SHMP_ECORRUPT;
+	info->value = (int)(atomic_load_explicit(&sh->value, memory_order_relaxed) & SHMP_SEM_VALUE_MAX);
+	info->max = sh->max;
+	info->waiters = atomic_load_explicit(&sh->waiters, memory_order_relaxed);
+	info->valid = 1;
+	return 0;
 }
 
 static bool try_take(struct shmp__sem_sh *sh)

@@ -159,3 +159,10 @@ struct timespec shmp__deadline_cap(const struct shmp__deadline *d, long slice_ns
 		clock_gettime(CLOCK_MONOTONIC, &t);
 	return t;
 }
+
+bool shmp__ref_drop(_Atomic uint32_t *ref)
+{
+	if (!ref)
+		return true;
+	return atomic_fetch_sub_explicit(ref, 1, memory_order_acq_rel) == (SHMP__REF_REMOVED | 1);
+}

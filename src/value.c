@@ -19,6 +19,7 @@ struct shmp__typed_sh {       /* shared header, then the lock (if own), then dat
 struct typed {
 	shmp_segment_t *seg;
 	struct shmp__typed_sh *sh;
+	_Atomic uint32_t *ref;  /* lent by the registry, or NULL */
 	char *data;
 	size_t length;
 	unsigned itemsize;
@@ -106,7 +107,66 @@ static int typed_init(struct typed *t, char tc, size_t length, const void *init,
 
 static void typed_fini(struct typed *t)
 {
-	shmp__free_ptr(t->seg, t->sh);
+	if (shmp__ref_drop(t->ref))
+		shmp__free_ptr(t->seg, t->sh);
+}
+
+SHMP__HEAD_CHECK(struct typed);
+
+/* The object at off if it is a whole, valid Value (is_array 0) or Array. */
+static struct shmp__typed_sh *typed_at(const shmp_segment_t *seg, uint64_t off, bool is_array)
+{
+	struct shmp__typed_sh *sh = shmp__sh_at(seg, off, sizeof *sh);
+	if (!sh || __atomic_load_n(&sh->magic, __ATOMIC_ACQUIRE) != TYPED_MAGIC || sh->is_array != is_array)
+		return NULL;
+	int isz = shmp_typecode_size(sh->typecode);
+	if (isz < 0 || sh->itemsize != isz || sh->length == 0 || (!is_array && sh->length != 1) ||
+	    sh->length > seg->size / (uint64_t)isz ||
+	    !shmp_segment_ptr(seg, sh->data_off, sh->length * (uint64_t)isz))
+		return NULL;
+	if (sh->lock_off) {
+		const struct shmp__lock_sh *l = shmp__sh_at(seg, sh->lock_off, sizeof *l);
+		if (!l || l->magic != SHMP__LOCK_MAGIC)
+			return NULL;
+	}
+	return sh;
+}
+
+static int typed_open(struct typed *t, shmp_segment_t *seg, uint64_t off, bool is_array, _Atomic uint32_t *ref)
+{
+	struct shmp__typed_sh *sh = typed_at(seg, off, is_array);
+	if (!sh)
+		return SHMP_ECORRUPT;
+	t->seg = seg;
+	t->sh = sh;
+	t->ref = ref;
+	t->data = seg->base + sh->data_off;
+	t->length = sh->length;
+	t->itemsize = sh->itemsize;
+	t->typecode = sh->typecode;
+	t->is_int = typecode_is_int(sh->typecode);
+	if (sh->lock_off) {
+		t->own_lock = (struct shmp_lock){ .seg = seg, .sh = (void *)(seg->base + sh->lock_off) };
+		t->lock = &t->own_lock;
+	}
+	return 0;
+}
+
+int shmp__typed_inspect(const shmp_segment_t *seg, uint64_t off, bool is_array, struct shmp_object_info *info)
+{
+	const struct shmp__typed_sh *sh = typed_at(seg, off, is_array);
+	if (!sh)
+		return SHMP_ECORRUPT;
+	info->typecode = sh->typecode;
+	info->length = sh->length;
+	uint64_t bytes = sh->length * sh->itemsize;
+	info->preview_bytes = bytes < sizeof info->preview ? (uint32_t)bytes : sizeof info->preview;
+	/* Racy on purpose: a snapshot for people, never worth a lock. */
+	memcpy(info->preview, seg->base + sh->data_off, info->preview_bytes);
+	if (sh->lock_off)
+		shmp__lock_inspect(seg, sh->lock_off, info);
+	info->valid = 1;
+	return 0;
 }
 
 /* get/set under the lock. A dead previous holder is absorbed: a Value's
@@ -261,6 +321,17 @@ shmp_value_t *shmp_value_create(char tc, const void *init, const struct shmp_val
 	return v;
 }
 
+shmp_value_t *shmp__value_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref)
+{
+	shmp_value_t *v = calloc(1, sizeof *v);
+	if (v && typed_open(&v->t, seg, off, false, ref) < 0) {
+		free(v);
+		errno = -SHMP_ECORRUPT;
+		return NULL;
+	}
+	return v;
+}
+
 void shmp_value_destroy(shmp_value_t *v)
 {
 	if (!v)
@@ -326,6 +397,17 @@ shmp_array_t *shmp_array_create(char tc, size_t length, const void *init, const 
 	if (r < 0) {
 		free(a);
 		errno = r <= -SHMP_EBASE ? EIO : -r;
+		return NULL;
+	}
+	return a;
+}
+
+shmp_array_t *shmp__array_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref)
+{
+	shmp_array_t *a = calloc(1, sizeof *a);
+	if (a && typed_open(&a->t, seg, off, true, ref) < 0) {
+		free(a);
+		errno = -SHMP_ECORRUPT;
 		return NULL;
 	}
 	return a;
