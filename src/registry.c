@@ -1,0 +1,758 @@
+/* private: the registry — a directory of named, typed objects in a segment.
+ *
+ * The directory is a fixed table of entries after a header, at the offset
+ * the segment header's registry_root holds. An entry's word is
+ * generation << 2 | state: FREE, BUSY (being filled), LIVE, DYING (removed,
+ * handles still out). Every change happens under the directory's robust
+ * lock, and each step leaves the table consistent, so a holder killed
+ * anywhere leaves at worst a BUSY entry, which the next holder frees (its
+ * object's memory is lost, nothing else). Readers for tools (info, lookup)
+ * take no lock: they read an entry between two loads of its word.
+ *
+ * Handles the registry lends hold a reference in their entry (refs), so
+ * remove() can take the name out at once and leave the object to the last
+ * handle (see shmp__ref_drop). */
+#include "internal.h"
+#include "registry_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define DIR_MAGIC 0x52454744u /* "REGD" */
+#define DIR_VERSION 1u
+#define DEFAULT_CAPACITY 1024u
+#define MAX_CAPACITY (1u << 20)
+#define DEFAULT_SIZE (64ull << 20)
+
+enum { E_FREE = 0, E_BUSY = 1, E_LIVE = 2, E_DYING = 3 };
+#define E_STATE(w) ((w) & 3u)
+#define E_NEXT(w, st) ((((w) >> 2) + 1) << 2 | (st))
+
+struct entry {
+	_Atomic uint32_t word;  /* generation << 2 | state */
+	uint32_t type;          /* SHMP_TYPE_* */
+	_Atomic uint32_t refs;  /* handles lent | SHMP__REF_REMOVED */
+	int32_t creator_pid;
+	uint64_t off;           /* the object's shared state */
+	uint64_t reserved[5];
+	char name[SHMP_REGISTRY_NAME_MAX + 1];
+};
+_Static_assert(sizeof(struct entry) == 128, "entry layout");
+
+struct shmp__reg_dir {
+	uint32_t magic;
+	uint32_t version;
+	uint32_t capacity;
+	uint32_t entry_size;
+	_Atomic uint32_t count;  /* LIVE entries */
+	uint32_t reserved0;
+	_Atomic uint64_t gen;    /* bumped by every change, for watchers */
+	uint64_t reserved[4];
+	SHMP__ALIGNED struct shmp__lock_sh lock;
+	SHMP__ALIGNED struct entry e[];
+};
+
+struct shmp_registry {
+	shmp_segment_t *seg;
+	struct shmp__reg_dir *dir;
+	uint32_t cap;   /* trusted copy of dir->capacity */
+	bool owns_seg;  /* detach/destroy unmap the segment too */
+};
+
+const char *shmp_type_name(int type)
+{
+	static const char *const names[SHMP_TYPE_MAX] = {
+		[SHMP_TYPE_VALUE] = "value", [SHMP_TYPE_ARRAY] = "array", [SHMP_TYPE_LOCK] = "lock",
+		[SHMP_TYPE_RLOCK] = "rlock", [SHMP_TYPE_SEMAPHORE] = "semaphore",
+		[SHMP_TYPE_BOUNDED_SEMAPHORE] = "bounded_semaphore", [SHMP_TYPE_CONDITION] = "condition",
+		[SHMP_TYPE_EVENT] = "event", [SHMP_TYPE_BARRIER] = "barrier", [SHMP_TYPE_QUEUE] = "queue",
+		[SHMP_TYPE_JOINABLE_QUEUE] = "joinable_queue", [SHMP_TYPE_DICT] = "dict",
+		[SHMP_TYPE_POOL] = "pool", [SHMP_TYPE_PIPELINE] = "pipeline",
+	};
+	return type > 0 && type < SHMP_TYPE_MAX && names[type] ? names[type] : "unknown";
+}
+
+static int name_check(const char *name)
+{
+	if (!name || !*name)
+		return -EINVAL;
+	size_t n = 0;
+	for (const char *p = name; *p; p++, n++) {
+		char c = *p;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+		      c == '.' || c == ':' || c == '-'))
+			return -EINVAL;
+		if (n >= SHMP_REGISTRY_NAME_MAX)
+			return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
+/* ---- the directory ------------------------------------------------------ */
+
+static size_t dir_bytes(uint32_t cap)
+{
+	return sizeof(struct shmp__reg_dir) + (size_t)cap * sizeof(struct entry);
+}
+
+/* The segment's directory after validation: 0, -ENODATA if it has none,
+ * SHMP_ECORRUPT, SHMP_EVERSION. */
+static int dir_at(const shmp_segment_t *seg, struct shmp__reg_dir **out)
+{
+	uint64_t off = __atomic_load_n(&seg->hdr->registry_root, __ATOMIC_ACQUIRE);
+	if (off == 0)
+		return -ENODATA;
+	struct shmp__reg_dir *d = shmp__sh_at(seg, off, sizeof *d);
+	if (!d || d->magic != DIR_MAGIC)
+		return SHMP_ECORRUPT;
+	if (d->version != DIR_VERSION)
+		return SHMP_EVERSION;
+	if (d->capacity == 0 || d->capacity > MAX_CAPACITY || d->entry_size != sizeof(struct entry) ||
+	    !shmp__sh_at(seg, off, dir_bytes(d->capacity)) || d->lock.magic != SHMP__LOCK_MAGIC)
+		return SHMP_ECORRUPT;
+	*out = d;
+	return 0;
+}
+
+/* Find or make the directory. Two processes making one at once: both build
+ * a table, one compare-and-swap publishes, the loser frees its own. */
+static int dir_make(shmp_segment_t *seg, uint32_t cap, struct shmp__reg_dir **out)
+{
+	int r = dir_at(seg, out);
+	if (r != -ENODATA)
+		return r;
+	if (seg->readonly)
+		return -ENODATA;
+	uint64_t off;
+	struct shmp__reg_dir *d = shmp__alloc_ptr(seg, dir_bytes(cap), SHMP__CACHELINE, &off);
+	if (!d)
+		return -errno;
+	d->version = DIR_VERSION;
+	d->capacity = cap;
+	d->entry_size = sizeof(struct entry);
+	shmp__lock_init(&d->lock, SHMP__KIND_LOCK);
+	d->magic = DIR_MAGIC;
+	uint64_t zero = 0;
+	if (!__atomic_compare_exchange_n(&seg->hdr->registry_root, &zero, off, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE))
+		shmp_segment_free(seg, off);
+	return dir_at(seg, out);
+}
+
+static shmp_registry_t *reg_new(shmp_segment_t *seg, uint32_t cap, bool owns_seg, bool make)
+{
+	struct shmp__reg_dir *d = NULL;
+	int r = make ? dir_make(seg, cap, &d) : dir_at(seg, &d);
+	shmp_registry_t *reg = r == 0 ? calloc(1, sizeof *reg) : NULL;
+	if (!reg) {
+		if (r == 0)
+			r = -ENOMEM;
+		if (owns_seg)
+			shmp_segment_detach(seg);
+		errno = -r;
+		return NULL;
+	}
+	*reg = (struct shmp_registry){ .seg = seg, .dir = d, .cap = d->capacity, .owns_seg = owns_seg };
+	return reg;
+}
+
+static int opts_of(const struct shmp_registry_opts *opts, struct shmp_registry_opts *o)
+{
+	if (SHMP__OPTS(*o, opts) < 0 || o->capacity > MAX_CAPACITY || (o->flags & ~(unsigned)SHMP_REGISTRY_READ_ONLY))
+		return -EINVAL;
+	if (!o->capacity)
+		o->capacity = DEFAULT_CAPACITY;
+	if (!o->size)
+		o->size = DEFAULT_SIZE;
+	return 0;
+}
+
+shmp_registry_t *shmp_registry_create(const char *name, const struct shmp_registry_opts *opts)
+{
+	struct shmp_registry_opts o;
+	if (!name || opts_of(opts, &o) < 0 || (o.flags & SHMP_REGISTRY_READ_ONLY)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (o.size < dir_bytes(o.capacity) + SHMP_SEGMENT_MIN_SIZE)
+		o.size = dir_bytes(o.capacity) + SHMP_SEGMENT_MIN_SIZE;
+	struct shmp_segment_opts so = { .sz = sizeof so, .mode = o.mode };
+	shmp_segment_t *seg = shmp_segment_create(name, o.size, &so);
+	if (!seg)
+		return NULL;
+	shmp_registry_t *r = reg_new(seg, o.capacity, false, true);
+	if (!r) {
+		int e = errno;
+		shmp_segment_destroy(seg);
+		errno = e;
+		return NULL;
+	}
+	r->owns_seg = true;
+	return r;
+}
+
+shmp_registry_t *shmp_registry_attach(const char *name, const struct shmp_registry_opts *opts)
+{
+	struct shmp_registry_opts o;
+	if (opts_of(opts, &o) < 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	shmp_segment_t *seg = shmp__segment_attach(name, o.flags & SHMP_REGISTRY_READ_ONLY);
+	if (!seg)
+		return NULL;
+	/* A creator between its segment and its directory: give it a moment. */
+	for (int i = 0; i < 100 && !__atomic_load_n(&seg->hdr->registry_root, __ATOMIC_ACQUIRE); i++)
+		usleep(1000);
+	return reg_new(seg, 0, true, false);
+}
+
+shmp_registry_t *shmp_registry_open(const char *name, const struct shmp_registry_opts *opts)
+{
+	for (int i = 0; i < 100; i++) {
+		shmp_registry_t *r = shmp_registry_create(name, opts);
+		if (r || errno != EEXIST)
+			return r;
+		if ((r = shmp_registry_attach(name, opts)) || errno != ENOENT)
+			return r;
+		/* Unlinked between the two: try again. */
+	}
+	errno = EAGAIN;
+	return NULL;
+}
+
+shmp_registry_t *shmp_registry_of(shmp_segment_t *seg)
+{
+	if (!seg) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return reg_new(seg, DEFAULT_CAPACITY, false, true);
+}
+
+static void reg_close(shmp_registry_t *r, bool destroy)
+{
+	if (!r)
+		return;
+	if (r->owns_seg) {
+		if (destroy)
+			shmp_segment_destroy(r->seg);
+		else
+			shmp_segment_detach(r->seg);
+	}
+	free(r);
+}
+
+void shmp_registry_detach(shmp_registry_t *r) { reg_close(r, false); }
+void shmp_registry_destroy(shmp_registry_t *r) { reg_close(r, true); }
+
+shmp_segment_t *shmp_registry_segment(const shmp_registry_t *r)
+{
+	if (!r)
+		errno = EINVAL;
+	return r ? r->seg : NULL;
+}
+
+/* ---- entries under the lock --------------------------------------------- */
+
+static int dir_lock(shmp_registry_t *r)
+{
+	struct shmp__deadline forever = { .kind = 0 };
+	int e = shmp__lock_acquire_internal(&r->dir->lock, &forever);
+	if (e < 0)
+		return e;
+	/* BUSY entries exist only inside a holder; one seen now was left by a
+	 * holder that died. DYING ones whose last handle went are done. */
+	for (uint32_t i = 0; i < r->cap; i++) {
+		struct entry *en = &r->dir->e[i];
+		uint32_t w = atomic_load_explicit(&en->word, memory_order_acquire);
+		uint32_t refs = atomic_load_explicit(&en->refs, memory_order_acquire);
+		if (E_STATE(w) == E_BUSY || (E_STATE(w) == E_DYING && refs == SHMP__REF_REMOVED))
+			atomic_store_explicit(&en->word, E_NEXT(w, E_FREE), memory_order_release);
+	}
+	return 0;
+}
+
+static void dir_unlock(shmp_registry_t *r)
+{
+	atomic_fetch_add_explicit(&r->dir->gen, 1, memory_order_release);
+	shmp__lock_release_sh(&r->dir->lock);
+}
+
+static struct entry *find_live(shmp_registry_t *r, const char *name)
+{
+	for (uint32_t i = 0; i < r->cap; i++) {
+		struct entry *en = &r->dir->e[i];
+		if (E_STATE(atomic_load_explicit(&en->word, memory_order_acquire)) == E_LIVE &&
+		    strncmp(en->name, name, sizeof en->name) == 0)
+			return en;
+	}
+	return NULL;
+}
+
+/* ---- making, opening and freeing objects by type ------------------------ */
+
+struct params {
+	char tc;
+	size_t length;
+	const void *init;
+	unsigned n; /* semaphore value, barrier parties, queue maxsize */
+	const struct shmp_dict_opts *dict;
+};
+
+static void *obj_create(shmp_segment_t *seg, int type, const struct params *p)
+{
+	switch (type) {
+	case SHMP_TYPE_VALUE:
+	case SHMP_TYPE_ARRAY: {
+		struct shmp_value_opts o = { .sz = sizeof o, .segment = seg };
+		if (type == SHMP_TYPE_VALUE)
+			return shmp_value_create(p->tc, p->init, &o);
+		return shmp_array_create(p->tc, p->length, p->init, &o);
+	}
+	case SHMP_TYPE_LOCK:
+	case SHMP_TYPE_RLOCK: {
+		struct shmp_lock_opts o = { .sz = sizeof o, .segment = seg };
+		return type == SHMP_TYPE_LOCK ? shmp_lock_create(&o) : shmp_rlock_create(&o);
+	}
+	case SHMP_TYPE_SEMAPHORE:
+	case SHMP_TYPE_BOUNDED_SEMAPHORE: {
+		struct shmp_sem_opts o = { .sz = sizeof o, .segment = seg };
+		if (type == SHMP_TYPE_SEMAPHORE)
+			return shmp_sem_create(p->n, &o);
+		/* A bounded semaphore of SHMP_SEM_VALUE_MAX could not be told
+		 * from a plain one when opened. */
+		if (p->n >= SHMP_SEM_VALUE_MAX) {
+			errno = EINVAL;
+			return NULL;
+		}
+		return shmp_bounded_sem_create(p->n, &o);
+	}
+	case SHMP_TYPE_CONDITION: {
+		struct shmp_cond_opts o = { .sz = sizeof o, .segment = seg };
+		return shmp_cond_create(&o);
+	}
+	case SHMP_TYPE_EVENT: {
+		struct shmp_event_opts o = { .sz = sizeof o, .segment = seg };
+		return shmp_event_create(&o);
+	}
+	case SHMP_TYPE_BARRIER: {
+		struct shmp_barrier_opts o = { .sz = sizeof o, .segment = seg };
+		return shmp_barrier_create(p->n, &o);
+	}
+	case SHMP_TYPE_QUEUE:
+	case SHMP_TYPE_JOINABLE_QUEUE: {
+		struct shmp_queue_opts o = { .sz = sizeof o, .segment = seg, .maxsize = p->n };
+		return type == SHMP_TYPE_QUEUE ? shmp_queue_create(&o) : shmp_joinablequeue_create(&o);
+	}
+	case SHMP_TYPE_DICT: {
+		struct shmp_dict_opts o = { .sz = sizeof o };
+		if (p->dict && SHMP__OPTS(o, p->dict) < 0) {
+			errno = EINVAL;
+			return NULL;
+		}
+		o.segment = seg;
+		return shmp_dict_create(&o);
+	}
+	}
+	errno = EINVAL;
+	return NULL;
+}
+
+static void *obj_open(shmp_segment_t *seg, int type, uint64_t off, _Atomic uint32_t *ref)
+{
+	switch (type) {
+	case SHMP_TYPE_VALUE: return shmp__value_open(seg, off, ref);
+	case SHMP_TYPE_ARRAY: return shmp__array_open(seg, off, ref);
+	case SHMP_TYPE_LOCK: return shmp__lock_open(seg, off, SHMP__KIND_LOCK, ref);
+	case SHMP_TYPE_RLOCK: return shmp__lock_open(seg, off, SHMP__KIND_RLOCK, ref);
+	case SHMP_TYPE_SEMAPHORE: return shmp__sem_open(seg, off, false, ref);
+	case SHMP_TYPE_BOUNDED_SEMAPHORE: return shmp__sem_open(seg, off, true, ref);
+	case SHMP_TYPE_CONDITION: return shmp__cond_open(seg, off, ref);
+	case SHMP_TYPE_EVENT: return shmp__event_open(seg, off, ref);
+	case SHMP_TYPE_BARRIER: return shmp__barrier_open(seg, off, ref);
+	case SHMP_TYPE_QUEUE: return shmp__queue_open(seg, off, false, ref);
+	case SHMP_TYPE_JOINABLE_QUEUE: return shmp__queue_open(seg, off, true, ref);
+	case SHMP_TYPE_DICT: return shmp__dict_open(seg, off, ref);
+	}
+	errno = -SHMP_ECORRUPT;
+	return NULL;
+}
+
+static void obj_destroy(int type, void *h)
+{
+	switch (type) {
+	case SHMP_TYPE_VALUE: shmp_value_destroy(h); break;
+	case SHMP_TYPE_ARRAY: shmp_array_destroy(h); break;
+	case SHMP_TYPE_LOCK:
+	case SHMP_TYPE_RLOCK: shmp_lock_destroy(h); break;
+	case SHMP_TYPE_SEMAPHORE:
+	case SHMP_TYPE_BOUNDED_SEMAPHORE: shmp_sem_destroy(h); break;
+	case SHMP_TYPE_CONDITION: shmp_cond_destroy(h); break;
+	case SHMP_TYPE_EVENT: shmp_event_destroy(h); break;
+	case SHMP_TYPE_BARRIER: shmp_barrier_destroy(h); break;
+	case SHMP_TYPE_QUEUE:
+	case SHMP_TYPE_JOINABLE_QUEUE: shmp_queue_destroy(h); break;
+	case SHMP_TYPE_DICT: shmp_dict_destroy(h); break;
+	}
+}
+
+static int obj_inspect(const shmp_segment_t *seg, int type, uint64_t off, struct shmp_object_info *info)
+{
+	switch (type) {
+	case SHMP_TYPE_VALUE: return shmp__typed_inspect(seg, off, false, info);
+	case SHMP_TYPE_ARRAY: return shmp__typed_inspect(seg, off, true, info);
+	case SHMP_TYPE_LOCK:
+	case SHMP_TYPE_RLOCK: return shmp__lock_inspect(seg, off, info);
+	case SHMP_TYPE_SEMAPHORE:
+	case SHMP_TYPE_BOUNDED_SEMAPHORE: return shmp__sem_inspect(seg, off, info);
+	case SHMP_TYPE_CONDITION: return shmp__cond_inspect(seg, off, info);
+	case SHMP_TYPE_EVENT: return shmp__event_inspect(seg, off, info);
+	case SHMP_TYPE_BARRIER: return shmp__barrier_inspect(seg, off, info);
+	case SHMP_TYPE_QUEUE:
+	case SHMP_TYPE_JOINABLE_QUEUE: return shmp__queue_inspect(seg, off, info);
+	case SHMP_TYPE_DICT: return shmp__dict_inspect(seg, off, info);
+	}
+	return 0; /* pools and pipelines: their own layers read them */
+}
+
+/* Free a removed entry's object now that no handle is left. */
+static void obj_free(shmp_registry_t *r, struct entry *en)
+{
+	if (en->type == SHMP_TYPE_POOL || en->type == SHMP_TYPE_PIPELINE)
+		return; /* owned by the pool or pipeline, not by the registry */
+	void *h = obj_open(r->seg, (int)en->type, en->off, NULL);
+	if (h)
+		obj_destroy((int)en->type, h);
+}
+
+/* The getters' common body: find `name` or make it, and lend a handle. */
+static void *get_or_create(shmp_registry_t *r, const char *name, int type, unsigned flags,
+			   const struct params *p)
+{
+	int e = name_check(name);
+	if (!r || (flags & ~(unsigned)(SHMP_REG_CREATE_ONLY | SHMP_REG_GET_ONLY)) ||
+	    (flags & SHMP_REG_CREATE_ONLY && flags & SHMP_REG_GET_ONLY))
+		e = -EINVAL;
+	else if (e == 0 && r->seg->readonly)
+		e = -EROFS;
+	if (e == 0)
+		e = dir_lock(r);
+	if (e < 0) {
+		errno = -e;
+		return NULL;
+	}
+	void *h = NULL;
+	struct entry *en = find_live(r, name);
+	if (en) {
+		if (flags & SHMP_REG_CREATE_ONLY)
+			e = -EEXIST;
+		else if (en->type != (uint32_t)type)
+			e = SHMP_ETYPE;
+		else if ((h = obj_open(r->seg, type, en->off, &en->refs)))
+			atomic_fetch_add_explicit(&en->refs, 1, memory_order_acq_rel);
+		else
+			e = -errno;
+		goto out;
+	}
+	if (flags & SHMP_REG_GET_ONLY) {
+		e = -ENOENT;
+		goto out;
+	}
+	for (uint32_t i = 0; i < r->cap && !en; i++)
+		if (E_STATE(atomic_load_explicit(&r->dir->e[i].word, memory_order_relaxed)) == E_FREE)
+			en = &r->dir->e[i];
+	if (!en) {
+		e = -ENOSPC;
+		goto out;
+	}
+	uint32_t w = atomic_load_explicit(&en->word, memory_order_relaxed);
+	atomic_store_explicit(&en->word, E_NEXT(w, E_BUSY), memory_order_relaxed);
+	if (!(h = obj_create(r->seg, type, p))) {
+		e = -errno;
+		atomic_store_explicit(&en->word, E_NEXT(w, E_FREE) + 4, memory_order_release);
+		goto out;
+	}
+	struct shmp__head *head = h;
+	memset(en->name, 0, sizeof en->name);
+	strcpy(en->name, name);
+	en->type = (uint32_t)type;
+	en->creator_pid = getpid();
+	en->off = (uint64_t)((char *)head->sh - r->seg->base);
+	atomic_store_explicit(&en->refs, 1, memory_order_relaxed);
+	head->ref = &en->refs;
+	atomic_store_explicit(&en->word, E_NEXT(w, E_LIVE) + 4, memory_order_release);
+	atomic_fetch_add_explicit(&r->dir->count, 1, memory_order_relaxed);
+out:
+	dir_unlock(r);
+	if (!h)
+		errno = -e;
+	return h;
+}
+
+/* Record an object some other layer owns (a pool, a pipeline). */
+int shmp__registry_add(shmp_segment_t *seg, const char *name, int type, uint64_t off)
+{
+	shmp_registry_t *r = shmp_registry_of(seg);
+	if (!r)
+		return -errno;
+	int e = name_check(name);
+	if (e == 0)
+		e = dir_lock(r);
+	if (e < 0) {
+		free(r);
+		return e;
+	}
+	struct entry *en = find_live(r, name);
+	if (en) {
+		e = -EEXIST;
+		goto out;
+	}
+	for (uint32_t i = 0; i < r->cap && !en; i++)
+		if (E_STATE(atomic_load_explicit(&r->dir->e[i].word, memory_order_relaxed)) == E_FREE)
+			en = &r->dir->e[i];
+	if (!en) {
+		e = -ENOSPC;
+		goto out;
+	}
+	uint32_t w = atomic_load_explicit(&en->word, memory_order_relaxed);
+	memset(en->name, 0, sizeof en->name);
+	strcpy(en->name, name);
+	en->type = (uint32_t)type;
+	en->creator_pid = getpid();
+	en->off = off;
+	atomic_store_explicit(&en->refs, 0, memory_order_relaxed);
+	atomic_store_explicit(&en->word, E_NEXT(w, E_LIVE), memory_order_release);
+	atomic_fetch_add_explicit(&r->dir->count, 1, memory_order_relaxed);
+out:
+	dir_unlock(r);
+	free(r);
+	return e;
+}
+
+static int remove_entry(shmp_registry_t *r, struct entry *en)
+{
+	uint32_t old = atomic_fetch_or_explicit(&en->refs, SHMP__REF_REMOVED, memory_order_acq_rel);
+	uint32_t w = atomic_load_explicit(&en->word, memory_order_relaxed);
+	atomic_store_explicit(&en->word, E_NEXT(w, E_DYING), memory_order_release);
+	atomic_fetch_sub_explicit(&r->dir->count, 1, memory_order_relaxed);
+	if ((old & ~SHMP__REF_REMOVED) == 0) {
+		obj_free(r, en);
+		atomic_store_explicit(&en->word, E_NEXT(w, E_FREE) + 4, memory_order_release);
+	}
+	return 0;
+}
+
+/* Take out the entry of an object some other layer owns, by offset. */
+void shmp__registry_forget(shmp_segment_t *seg, uint64_t off)
+{
+	struct shmp__reg_dir *d;
+	if (!seg || seg->readonly || dir_at(seg, &d) < 0)
+		return;
+	shmp_registry_t r = { .seg = seg, .dir = d, .cap = d->capacity };
+	if (dir_lock(&r) < 0)
+		return;
+	for (uint32_t i = 0; i < r.cap; i++) {
+		struct entry *en = &d->e[i];
+		if (E_STATE(atomic_load_explicit(&en->word, memory_order_acquire)) == E_LIVE && en->off == off &&
+		    (en->type == SHMP_TYPE_POOL || en->type == SHMP_TYPE_PIPELINE))
+			remove_entry(&r, en);
+	}
+	dir_unlock(&r);
+}
+
+int shmp_registry_remove(shmp_registry_t *r, const char *name)
+{
+	int e = name_check(name);
+	if (!r)
+		return -EINVAL;
+	if (e < 0)
+		return e;
+	if (r->seg->readonly)
+		return -EROFS;
+	if ((e = dir_lock(r)) < 0)
+		return e;
+	struct entry *en = find_live(r, name);
+	e = en ? remove_entry(r, en) : -ENOENT;
+	dir_unlock(r);
+	return e;
+}
+
+int shmp_registry_count(shmp_registry_t *r)
+{
+	if (!r)
+		return -EINVAL;
+	int n = 0;
+	for (uint32_t i = 0; i < r->cap; i++)
+		n += E_STATE(atomic_load_explicit(&r->dir->e[i].word, memory_order_acquire)) == E_LIVE;
+	return n;
+}
+
+/* ---- the getters -------------------------------------------------------- */
+
+/* A Value or Array asked for by typecode: one of another typecode is ETYPE. */
+static void *typed_checked(void *h, int type, char tc)
+{
+	if (!h || !tc)
+		return h;
+	char have = type == SHMP_TYPE_VALUE ? shmp_value_typecode(h) : shmp_array_typecode(h);
+	if (have == tc)
+		return h;
+	obj_destroy(type, h);
+	errno = -SHMP_ETYPE;
+	return NULL;
+}
+
+shmp_value_t *shmp_registry_value(shmp_registry_t *r, const char *name, char tc, const void *init, unsigned flags)
+{
+	if (shmp_typecode_size(tc) < 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	struct params p = { .tc = tc, .length = 1, .init = init };
+	return typed_checked(get_or_create(r, name, SHMP_TYPE_VALUE, flags, &p), SHMP_TYPE_VALUE, tc);
+}
+
+shmp_array_t *shmp_registry_array(shmp_registry_t *r, const char *name, char tc, size_t length,
+				  const void *init, unsigned flags)
+{
+	if (tc && shmp_typecode_size(tc) < 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	struct params p = { .tc = tc, .length = length, .init = init };
+	return typed_checked(get_or_create(r, name, SHMP_TYPE_ARRAY, flags, &p), SHMP_TYPE_ARRAY, tc);
+}
+
+static const struct params no_params;
+
+shmp_lock_t *shmp_registry_lock(shmp_registry_t *r, const char *name, unsigned flags)
+{
+	return get_or_create(r, name, SHMP_TYPE_LOCK, flags, &no_params);
+}
+shmp_lock_t *shmp_registry_rlock(shmp_registry_t *r, const char *name, unsigned flags)
+{
+	return get_or_create(r, name, SHMP_TYPE_RLOCK, flags, &no_params);
+}
+shmp_sem_t *shmp_registry_semaphore(shmp_registry_t *r, const char *name, unsigned value, unsigned flags)
+{
+	struct params p = { .n = value };
+	return get_or_create(r, name, SHMP_TYPE_SEMAPHORE, flags, &p);
+}
+shmp_sem_t *shmp_registry_bounded_semaphore(shmp_registry_t *r, const char *name, unsigned value, unsigned flags)
+{
+	struct params p = { .n = value };
+	return get_or_create(r, name, SHMP_TYPE_BOUNDED_SEMAPHORE, flags, &p);
+}
+shmp_cond_t *shmp_registry_condition(shmp_registry_t *r, const char *name, unsigned flags)
+{
+	return get_or_create(r, name, SHMP_TYPE_CONDITION, flags, &no_params);
+}
+shmp_event_t *shmp_registry_event(shmp_registry_t *r, const char *name, unsigned flags)
+{
+	return get_or_create(r, name, SHMP_TYPE_EVENT, flags, &no_params);
+}
+shmp_barrier_t *shmp_registry_barrier(shmp_registry_t *r, const char *name, unsigned parties, unsigned flags)
+{
+	struct params p = { .n = parties };
+	return get_or_create(r, name, SHMP_TYPE_BARRIER, flags, &p);
+}
+shmp_queue_t *shmp_registry_queue(shmp_registry_t *r, const char *name, unsigned maxsize, unsigned flags)
+{
+	struct params p = { .n = maxsize };
+	return get_or_create(r, name, SHMP_TYPE_QUEUE, flags, &p);
+}
+shmp_queue_t *shmp_registry_joinable_queue(shmp_registry_t *r, const char *name, unsigned maxsize, unsigned flags)
+{
+	struct params p = { .n = maxsize };
+	return get_or_create(r, name, SHMP_TYPE_JOINABLE_QUEUE, flags, &p);
+}
+shmp_dict_t *shmp_registry_dict(shmp_registry_t *r, const char *name, const struct shmp_dict_opts *opts, unsigned flags)
+{
+	struct params p = { .dict = opts };
+	return get_or_create(r, name, SHMP_TYPE_DICT, flags, &p);
+}
+
+/* ---- Namespace ---------------------------------------------------------- */
+
+static int ns_set(shmp_registry_t *r, const char *attr, char tc, int64_t i, double d)
+{
+	shmp_value_t *v = get_or_create(r, attr, SHMP_TYPE_VALUE, 0, &(struct params){ .tc = tc, .length = 1 });
+	if (!v)
+		return -errno;
+	int e = tc == 'd' ? shmp_value_set_f64(v, d) : shmp_value_set_i64(v, i);
+	shmp_value_destroy(v);
+	return e;
+}
+
+static int ns_get(shmp_registry_t *r, const char *attr, int64_t *i, double *d)
+{
+	if (!i && !d)
+		return -EINVAL;
+	shmp_value_t *v = get_or_create(r, attr, SHMP_TYPE_VALUE, SHMP_REG_GET_ONLY, &no_params);
+	if (!v)
+		return -errno;
+	int e = i ? shmp_value_get_i64(v, i) : shmp_value_get_f64(v, d);
+	shmp_value_destroy(v);
+	return e;
+}
+
+int shmp_namespace_set_i64(shmp_registry_t *r, const char *attr, int64_t x) { return ns_set(r, attr, 'q', x, 0); }
+int shmp_namespace_set_f64(shmp_registry_t *r, const char *attr, double x) { return ns_set(r, attr, 'd', 0, x); }
+int shmp_namespace_get_i64(shmp_registry_t *r, const char *attr, int64_t *out) { return ns_get(r, attr, out, NULL); }
+int shmp_namespace_get_f64(shmp_registry_t *r, const char *attr, double *out) { return out ? ns_get(r, attr, NULL, out) : -EINVAL; }
+
+/* ---- inspection --------------------------------------------------------- */
+
+/* Copy entry i between two loads of its word; 1 if it held a LIVE object. */
+static int entry_snapshot(shmp_registry_t *r, uint32_t i, struct shmp_object_info *info)
+{
+	struct entry *en = &r->dir->e[i];
+	for (int tries = 0; tries < 100; tries++) {
+		uint32_t w = atomic_load_explicit(&en->word, memory_order_acquire);
+		if (E_STATE(w) != E_LIVE)
+			return 0;
+		memset(info, 0, sizeof *info);
+		memcpy(info->name, en->name, sizeof info->name - 1);
+		info->type = (int)en->type;
+		info->offset = en->off;
+		info->creator_pid = en->creator_pid;
+		info->handles = atomic_load_explicit(&en->refs, memory_order_relaxed) & ~SHMP__REF_REMOVED;
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&en->word, memory_order_relaxed) == w)
+			return 1;
+	}
+	return 0;
+}
+
+int shmp_registry_info(shmp_registry_t *r, unsigned index, struct shmp_object_info *info)
+{
+	if (!r || !info)
+		return -EINVAL;
+	if (index >= r->cap)
+		return -ERANGE;
+	if (!entry_snapshot(r, index, info))
+		return 0;
+	obj_inspect(r->seg, info->type, info->offset, info);
+	return 1;
+}
+
+int shmp_registry_lookup(shmp_registry_t *r, const char *name, struct shmp_object_info *info)
+{
+	int e = name_check(name);
+	if (!r || !info)
+		return -EINVAL;
+	if (e < 0)
+		return e;
+	for (uint32_t i = 0; i < r->cap; i++)
+		if (entry_snapshot(r, i, info) && strcmp(info->name, name) == 0) {
+			obj_inspect(r->seg, info->type, info->offset, info);
+			return 0;
+		}
+	return -ENOENT;
+}
+
+uint64_t shmp__registry_gen(shmp_registry_t *r)
+{
+	return r ? atomic_load_explicit(&r->dir->gen, memory_order_acquire) : 0;
+}
