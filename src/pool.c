@@ -2,6 +2,9 @@
  * stats. Task submission is in pool_submit.c. */
 #include "pool_internal.h"
 #include "waitset.h"
+#include "registry_internal.h"
+
+#include <stdio.h>
 
 #include <signal.h>
 #include <stdlib.h>
@@ -37,10 +40,31 @@ static unsigned pow2_at_least(unsigned v)
 	return c;
 }
 
+/* A pool in a named segment names itself in the segment's directory, so
+ * `shmp show` finds it: opts.name, else "pool", "pool.2"... Best effort:
+ * a pool that cannot be named (directory full) still works. */
+static void register_pool(struct shmp__pool *p, const char *name, uint64_t off)
+{
+	char buf[32];
+	for (int i = 1; i <= 64; i++) {
+		if (!name)
+			snprintf(buf, sizeof buf, i == 1 ? "pool" : "pool.%d", i);
+		int r = shmp__registry_add(p->seg, name ? name : buf, SHMP_TYPE_POOL, off);
+		if (r == 0) {
+			p->registered = true;
+			return;
+		}
+		if (r != -EEXIST || name)
+			return;
+	}
+}
+
 void shmp__pool_free(struct shmp__pool *p)
 {
 	if (!p)
 		return;
+	if (p->registered)
+		shmp__registry_forget(p->seg, (uint64_t)((char *)p->sh - p->seg->base));
 	if (p->efd >= 0)
 		close(p->efd);
 	if (p->zfd >= 0)
@@ -190,6 +214,7 @@ static shmp_pool_t *pool_new(int workers, const struct shmp_pool_opts *opts, boo
 	if (!threads) {
 		for (int w = 0; w < workers; w++)
 			atomic_store_explicit(&p->wk[w].spawn, 1, memory_order_relaxed);
+		fflush(NULL); /* or each worker would print our pending output again */
 		pid_t z = fork();
 		if (z < 0) {
 			e = errno;
@@ -241,6 +266,9 @@ static shmp_pool_t *pool_new(int workers, const struct shmp_pool_opts *opts, boo
 		goto fail;
 	}
 	p->sup_started = true;
+	sh->supervision = (uint32_t)p->supervision;
+	if (shmp_segment_name(p->seg))
+		register_pool(p, o.name, off);
 	atomic_store(&h->impl, p);
 	pthread_mutex_lock(&handles_mu);
 	h->next = handles;
@@ -375,12 +403,10 @@ int shmp_pool_is_threads(const shmp_pool_t *h)
 	return p ? p->threads : (h ? SHMP_ECLOSED : -EINVAL);
 }
 
-int shmp_pool_stats(shmp_pool_t *h, struct shmp_pool_stats *st)
+/* Stats from the shared state alone, so that another process can read
+ * them (shmp_pool_inspect) as the owner does. */
+static void stats_of(struct shmp__pool_sh *sh, struct shmp__wk *wk, int nworkers, struct shmp_pool_stats *st)
 {
-	struct shmp__pool *p = shmp__pool_get(h);
-	if (!p || !st)
-		return h && st ? SHMP_ECLOSED : -EINVAL;
-	struct shmp__pool_sh *sh = p->sh;
 	memset(st, 0, sizeof *st);
 	st->submitted = atomic_load(&sh->submitted);
 	st->completed = atomic_load(&sh->completed);
@@ -388,19 +414,38 @@ int shmp_pool_stats(shmp_pool_t *h, struct shmp_pool_stats *st)
 	st->worker_deaths = atomic_load(&sh->deaths);
 	st->workers_started = atomic_load(&sh->started);
 	st->callback_errors = atomic_load(&sh->cb_errors);
-	st->workers = (unsigned)p->nworkers;
+	st->workers = (unsigned)nworkers;
 	uint64_t head = atomic_load(&sh->head), tail = atomic_load(&sh->tail);
 	st->queued = tail > head ? tail - head : 0;
-	for (int w = 0; w < p->nworkers; w++) {
-		uint32_t s = atomic_load(&p->wk[w].state);
+	for (int w = 0; w < nworkers; w++) {
+		uint32_t s = atomic_load(&wk[w].state);
 		if (s == SHMP_WORKER_BUSY)
 			st->running++;
 		/* Alive: has a pid (a starting one has none yet) and has not exited. */
-		if (s != SHMP_WORKER_EXITED && atomic_load(&p->wk[w].pid) > 0)
+		if (s != SHMP_WORKER_EXITED && atomic_load(&wk[w].pid) > 0)
 			st->alive++;
 	}
-	st->supervision = p->supervision;
+	st->supervision = (int)sh->supervision;
 	st->state = (int)atomic_load(&sh->state);
+}
+
+static int workers_of(struct shmp__wk *wk, int nworkers, struct shmp_worker_info *wi, unsigned n)
+{
+	for (unsigned w = 0; w < n && w < (unsigned)nworkers; w++)
+		wi[w] = (struct shmp_worker_info){ .pid = atomic_load(&wk[w].pid),
+						   .state = (int)atomic_load(&wk[w].state),
+						   .tasks_done = atomic_load(&wk[w].tasks_done),
+						   .task_index = atomic_load(&wk[w].cur_index) };
+	return nworkers;
+}
+
+int shmp_pool_stats(shmp_pool_t *h, struct shmp_pool_stats *st)
+{
+	struct shmp__pool *p = shmp__pool_get(h);
+	if (!p || !st)
+		return h && st ? SHMP_ECLOSED : -EINVAL;
+	stats_of(p->sh, p->wk, p->nworkers, st);
+	st->supervision = p->supervision;
 	return 0;
 }
 
@@ -409,12 +454,26 @@ int shmp_pool_worker_info(shmp_pool_t *h, struct shmp_worker_info *wi, unsigned 
 	struct shmp__pool *p = shmp__pool_get(h);
 	if (!p || (!wi && n))
 		return h ? (p ? -EINVAL : SHMP_ECLOSED) : -EINVAL;
-	for (unsigned w = 0; w < n && w < (unsigned)p->nworkers; w++) {
-		struct shmp__wk *wk = &p->wk[w];
-		wi[w] = (struct shmp_worker_info){ .pid = atomic_load(&wk->pid),
-						   .state = (int)atomic_load(&wk->state),
-						   .tasks_done = atomic_load(&wk->tasks_done),
-						   .task_index = atomic_load(&wk->cur_index) };
-	}
-	return p->nworkers;
+	return workers_of(p->wk, p->nworkers, wi, n);
+}
+
+int shmp_pool_inspect(shmp_registry_t *r, const char *name, struct shmp_pool_stats *st,
+		      struct shmp_worker_info *wi, unsigned n)
+{
+	struct shmp_object_info info;
+	shmp_segment_t *seg = shmp_registry_segment(r);
+	if (!seg || !st || (!wi && n))
+		return -EINVAL;
+	int e = shmp_registry_lookup(r, name, &info);
+	if (e < 0)
+		return e;
+	if (info.type != SHMP_TYPE_POOL)
+		return SHMP_ETYPE;
+	struct shmp__pool_sh *sh = shmp__sh_at(seg, info.offset, sizeof *sh);
+	if (!sh || sh->magic != SHMP__POOL_MAGIC || sh->version != SHMP__POOL_VERSION || sh->nworkers == 0 ||
+	    sh->nworkers > 65536 || !shmp__sh_at(seg, sh->wk_off, (size_t)sh->nworkers * sizeof(struct shmp__wk)))
+		return SHMP_ECORRUPT;
+	struct shmp__wk *wk = (struct shmp__wk *)(seg->base + sh->wk_off);
+	stats_of(sh, wk, (int)sh->nworkers, st);
+	return workers_of(wk, (int)sh->nworkers, wi, n);
 }

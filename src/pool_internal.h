@@ -103,7 +103,7 @@ struct shmp__pool_sh {
 	_Atomic uint32_t state; /* SHMP_POOL_* */
 	_Atomic uint32_t stop;  /* 0 run; STOP_DRAIN: exit when empty; STOP_NOW */
 	_Atomic uint32_t zygote_exit;
-	uint32_t reserved0;
+	uint32_t supervision;   /* 1 io_uring, 0 poll: for inspection */
 	uint64_t reserved[4];
 	SHMP__ALIGNED _Atomic uint64_t head; /* next seq to claim (hint) */
 	SHMP__ALIGNED _Atomic uint64_t tail; /* next seq to fill (parent only) */
@@ -184,6 +184,7 @@ struct shmp__pool {
 	int nworkers;
 	shmp_segment_t *seg;
 	bool own_seg;
+	bool registered; /* named in its segment's directory (shmp__registry_add) */
 	struct shmp__pool_sh *sh;
 	char *recs;
 	struct shmp__wk *wk;

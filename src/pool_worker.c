@@ -262,6 +262,9 @@ void shmp__worker_main(struct shmp__pool *p, unsigned w)
 	if (init_worker(p, w, &user))
 		work(p, w, user);
 	kick(p->efd);
+	/* What tasks printed goes out, as Python's workers flush at exit;
+	 * _exit alone would drop it whenever stdout is a pipe or a file. */
+	fflush(NULL);
 	_exit(0);
 }
 

@@ -3,7 +3,7 @@
 #ifndef SHMP_POOL_H
 #define SHMP_POOL_H
 
-#include "segment.h"
+#include "registry.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -117,6 +117,9 @@ struct shmp_pool_opts {
 	/* Bytes of the pool's own segment for task data (default 256 MiB,
 	 * reserved lazily). */
 	size_t segment_size;
+	/* In a named segment, the pool's name in its directory (default
+	 * "pool", then "pool.2"...), for `shmp show` and shmp_pool_inspect. */
+	const char *name;
 };
 
 /* Per-call options for the map family and apply_async. */
@@ -250,6 +253,11 @@ struct shmp_worker_info {
 SHMP_API int shmp_pool_stats(shmp_pool_t *p, struct shmp_pool_stats *st);
 /* Fill up to n entries; returns the number of workers. */
 SHMP_API int shmp_pool_worker_info(shmp_pool_t *p, struct shmp_worker_info *w, unsigned n);
+/* The same two from any process, for a pool registered in a named segment
+ * (opts.segment): a read-only snapshot, as `shmp show` prints it. Returns
+ * the number of workers; -ENOENT, SHMP_ETYPE (not a pool), SHMP_ECORRUPT. */
+SHMP_API int shmp_pool_inspect(shmp_registry_t *r, const char *name, struct shmp_pool_stats *st,
+			       struct shmp_worker_info *w, unsigned n);
 
 #ifdef __cplusplus
 }

@@ -183,7 +183,8 @@ struct shmp_object_info {
 	unsigned max;
 	/* Event */
 	int is_set;
-	/* Condition: waiters; Barrier: parties, waiting, broken */
+	/* waiters: sleepers of a Condition, Event or Semaphore, and parties
+	 * arrived at a Barrier (which also has parties and broken) */
 	unsigned waiters;
 	unsigned parties;
 	int broken;
