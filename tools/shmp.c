@@ -1,0 +1,592 @@
+/* shmp — look at shmp's shared-memory segments from the shell.
+ *
+ *   shmp [--json] ls                 every segment: size, creator, users, objects, state
+ *   shmp [--json] show NAME          the objects inside, with their current values
+ *   shmp [--json] top NAME [-n N] [-i SEC]   show, refreshed (JSON: one line per refresh)
+ *   shmp rm NAME...                  unlink segments (mappings stay valid)
+ *   shmp [--json] gc [--force]       stale segments (creator and all users dead);
+ *                                    --force removes them
+ *
+ * Everything here reads: segments are mapped read-only, no attach is
+ * counted, no lock is taken, so a running program never notices. Exit
+ * status: 0 done, 1 failed (no such segment...), 2 bad usage. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <shmp.h>
+
+#define SHM_DIR "/dev/shm"
+#define PREFIX "shmp."
+#define MAX_WORKERS 256
+
+static bool json;
+
+/* ---- output: the same walk prints for people or as JSON ----------------- */
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+static const char *state_of(const struct shmp_segment_info *si)
+{
+	if (!si->valid)
+		return si->error == SHMP_EVERSION ? "version" : si->error == -EACCES ? "denied" : "corrupt";
+	return si->stale ? "stale" : "ok";
+}
+
+static void human_size(uint64_t b, char *out, size_t n)
+{
+	const char *u[] = { "B", "K", "M", "G", "T" };
+	int i = 0;
+	double v = (double)b;
+	while (v >= 1024 && i < 4) {
+		v /= 1024;
+		i++;
+	}
+	snprintf(out, n, i ? "%.1f%s" : "%.0f%s", v, u[i]);
+}
+
+static void segment_json(const struct shmp_segment_info *si)
+{
+	printf("{\"name\":");
+	json_str(si->name);
+	printf(",\"size\":%" PRIu64 ",\"used\":%" PRIu64 ",\"valid\":%s,\"state\":\"%s\"", si->size,
+	       si->used_bytes, si->valid ? "true" : "false", state_of(si));
+	if (!si->valid)
+		printf(",\"error\":\"%s\"", shmp_strerror(si->error));
+	printf(",\"creator_pid\":%d,\"creator_alive\":%s,\"attach_count\":%u,\"users\":%u,\"objects\":%d,"
+	       "\"stale\":%s}",
+	       (int)si->creator_pid, si->creator_alive ? "true" : "false", si->attach_count, si->users,
+	       si->objects, si->stale ? "true" : "false");
+}
+
+/* Names of every shmp segment, sorted. */
+static int list_names(char ***out)
+{
+	DIR *d = opendir(SHM_DIR);
+	if (!d)
+		return -errno;
+	char **v = NULL;
+	int n = 0, cap = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, PREFIX, strlen(PREFIX)) != 0)
+			continue;
+		const char *name = de->d_name + strlen(PREFIX);
+		if (shmp_segment_name_check(name) < 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			char **nv = realloc(v, (size_t)cap * sizeof *v);
+			if (!nv)
+				break;
+			v = nv;
+		}
+		if (!(v[n] = strdup(name)))
+			break;
+		n++;
+	}
+	closedir(d);
+	for (int i = 1; i < n; i++) /* insertion sort: a handful of names */
+		for (int j = i; j > 0 && strcmp(v[j - 1], v[j]) > 0; j--) {
+			char *t = v[j];
+			v[j] = v[j - 1];
+			v[j - 1] = t;
+		}
+	*out = v;
+	return n;
+}
+
+static void free_names(char **v, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static int cmd_ls(void)
+{
+	char **names;
+	int n = list_names(&names);
+	if (n < 0) {
+		fprintf(stderr, "shmp: %s: %s\n", SHM_DIR, strerror(-n));
+		return 1;
+	}
+	if (json)
+		printf("{\"segments\":[");
+	else
+		printf("%-24s %8s %8s %8s %6s %6s %5s %7s  %s\n", "NAME", "SIZE", "USED", "CREATOR", "ALIVE",
+		       "ATTACH", "USERS", "OBJECTS", "STATE");
+	int shown = 0;
+	for (int i = 0; i < n; i++) {
+		struct shmp_segment_info si;
+		if (shmp_segment_inspect(names[i], &si) < 0)
+			continue; /* gone meanwhile */
+		if (json) {
+			printf(shown ? "," : "");
+			segment_json(&si);
+		} else {
+			char sz[16], used[16], obj[16];
+			human_size(si.size, sz, sizeof sz);
+			human_size(si.used_bytes, used, sizeof used);
+			snprintf(obj, sizeof obj, si.objects < 0 ? "-" : "%d", si.objects);
+			printf("%-24s %8s %8s %8d %6s %6u %5u %7s  %s\n", si.name, si.valid ? sz : "-",
+			       si.valid ? used : "-", (int)si.creator_pid, si.valid ? (si.creator_alive ? "yes" : "no") : "-",
+			       si.attach_count, si.users, obj, state_of(&si));
+		}
+		shown++;
+	}
+	if (json)
+		printf("]}\n");
+	else if (!shown)
+		printf("(no shmp segments in %s)\n", SHM_DIR);
+	free_names(names, n);
+	return 0;
+}
+
+/* ---- show ----------------------------------------------------------------- */
+
+/* One item of a Value/Array preview, as text. */
+static int item_text(char tc, const unsigned char *p, char *out, size_t n)
+{
+	union {
+		int8_t b; uint8_t B; int16_t h; uint16_t H; int32_t i; uint32_t I;
+		int64_t q; uint64_t Q; float f; double d; long l; unsigned long L;
+	} u;
+	int sz = shmp_typecode_size(tc);
+	if (sz <= 0)
+		return -1;
+	memcpy(&u, p, (size_t)sz);
+	switch (tc) {
+	case 'b': return snprintf(out, n, "%d", u.b);
+	case 'B': return snprintf(out, n, "%u", u.B);
+	case 'h': return snprintf(out, n, "%d", u.h);
+	case 'H': return snprintf(out, n, "%u", u.H);
+	case 'i': return snprintf(out, n, "%d", u.i);
+	case 'I': return snprintf(out, n, "%u", u.I);
+	case 'l': return snprintf(out, n, "%ld", u.l);
+	case 'L': return snprintf(out, n, "%lu", u.L);
+	case 'q': return snprintf(out, n, "%" PRId64, u.q);
+	case 'Q': return snprintf(out, n, "%" PRIu64, u.Q);
+	case 'f': return snprintf(out, n, "%.9g", u.f);
+	case 'd': return snprintf(out, n, "%.17g", u.d);
+	case '?': return snprintf(out, n, u.B ? "true" : "false");
+	case 'c':
+		if (json)
+			return snprintf(out, n, "\"\\u%04x\"", u.B);
+		return snprintf(out, n, u.B >= 0x20 && u.B < 0x7f ? "'%c'" : "'\\x%02x'", u.B);
+	}
+	return -1;
+}
+
+/* The items in a preview, comma-separated; "..." when there are more. */
+static void preview_text(const struct shmp_object_info *o, char *out, size_t n)
+{
+	int sz = shmp_typecode_size(o->typecode);
+	size_t pos = 0;
+	out[0] = 0;
+	if (sz <= 0)
+		return;
+	uint64_t shown = 0;
+	for (uint32_t at = 0; at + (uint32_t)sz <= o->preview_bytes && shown < 8 && pos + 40 < n;
+	     at += (uint32_t)sz, shown++) {
+		if (shown)
+			pos += (size_t)snprintf(out + pos, n - pos, ", ");
+		int w = item_text(o->typecode, o->preview + at, out + pos, n - pos);
+		if (w > 0)
+			pos += (size_t)w;
+	}
+	if (shown < o->length && pos + 8 < n)
+		snprintf(out + pos, n - pos, json ? "" : ", ...");
+}
+
+static void lock_text(const struct shmp_object_info *o, char *out, size_t n)
+{
+	if (!o->locked)
+		snprintf(out, n, "free");
+	else if (!o->owner_tid)
+		snprintf(out, n, "not recoverable");
+	else
+		snprintf(out, n, "held by pid %d (tid %d)%s%s", (int)o->owner_pid, (int)o->owner_tid,
+			 o->owner_dead ? ", owner dead" : "", "");
+}
+
+static const char *pool_state(int s)
+{
+	static const char *const n[] = { "running", "closed", "terminated", "broken" };
+	return s >= 0 && s <= 3 ? n[s] : "?";
+}
+
+static const char *worker_state(int s)
+{
+	static const char *const n[] = { "starting", "idle", "busy", "exited" };
+	return s >= 0 && s <= 3 ? n[s] : "?";
+}
+
+static void show_pool_human(shmp_registry_t *r, const char *name)
+{
+	struct shmp_pool_stats st;
+	struct shmp_worker_info w[MAX_WORKERS];
+	int nw = shmp_pool_inspect(r, name, &st, w, MAX_WORKERS);
+	if (nw < 0) {
+		printf("  (%s)\n", shmp_strerror(nw));
+		return;
+	}
+	printf("%s, %u workers (%u alive), %s supervision\n", pool_state(st.state), st.workers, st.alive,
+	       st.supervision ? "io_uring" : "poll");
+	printf("    submitted %" PRIu64 "  completed %" PRIu64 "  failed %" PRIu64 "  queued %" PRIu64
+	       "  running %" PRIu64 "  deaths %" PRIu64 "  started %" PRIu64 "\n",
+	       st.submitted, st.completed, st.failed, st.queued, st.running, st.worker_deaths, st.workers_started);
+	for (int i = 0; i < nw && i < MAX_WORKERS; i++) {
+		printf("    worker %-3d pid %-8d %-8s tasks %" PRIu64, i, (int)w[i].pid, worker_state(w[i].state),
+		       w[i].tasks_done);
+		if (w[i].state == SHMP_WORKER_BUSY)
+			printf("  item %" PRIu64, w[i].task_index);
+		printf("\n");
+	}
+}
+
+static void show_pool_json(shmp_registry_t *r, const char *name)
+{
+	struct shmp_pool_stats st;
+	struct shmp_worker_info w[MAX_WORKERS];
+	int nw = shmp_pool_inspect(r, name, &st, w, MAX_WORKERS);
+	if (nw < 0) {
+		printf(",\"error\":\"%s\"", shmp_strerror(nw));
+		return;
+	}
+	printf(",\"state\":\"%s\",\"workers\":%u,\"alive\":%u,\"supervision\":\"%s\",\"submitted\":%" PRIu64
+	       ",\"completed\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"queued\":%" PRIu64 ",\"running\":%" PRIu64
+	       ",\"worker_deaths\":%" PRIu64 ",\"workers_started\":%" PRIu64 ",\"worker_list\":[",
+	       pool_state(st.state), st.workers, st.alive, st.supervision ? "io_uring" : "poll", st.submitted,
+	       st.completed, st.failed, st.queued, st.running, st.worker_deaths, st.workers_started);
+	for (int i = 0; i < nw && i < MAX_WORKERS; i++)
+		printf("%s{\"pid\":%d,\"state\":\"%s\",\"tasks_done\":%" PRIu64 ",\"task_index\":%" PRIu64 "}",
+		       i ? "," : "", (int)w[i].pid, worker_state(w[i].state), w[i].tasks_done, w[i].task_index);
+	printf("]");
+}
+
+static void object_human(shmp_registry_t *r, const struct shmp_object_info *o)
+{
+	char buf[512], lk[128];
+	printf("  %-20s %-17s ", o->name, shmp_type_name(o->type));
+	if (!o->valid && o->type != SHMP_TYPE_POOL && o->type != SHMP_TYPE_PIPELINE) {
+		printf("(failed validation)\n");
+		return;
+	}
+	lock_text(o, lk, sizeof lk);
+	switch (o->type) {
+	case SHMP_TYPE_VALUE:
+		preview_text(o, buf, sizeof buf);
+		printf("'%c' = %s  [lock %s]\n", o->typecode, buf, lk);
+		break;
+	case SHMP_TYPE_ARRAY:
+		preview_text(o, buf, sizeof buf);
+		printf("'%c' x %" PRIu64 " = [%s]  [lock %s]\n", o->typecode, o->length, buf, lk);
+		break;
+	case SHMP_TYPE_LOCK:
+		printf("%s\n", lk);
+		break;
+	case SHMP_TYPE_RLOCK:
+		printf("%s", lk);
+		if (o->locked)
+			printf(", depth %u", o->lock_depth);
+		printf("\n");
+		break;
+	case SHMP_TYPE_SEMAPHORE:
+		printf("value %d, %u waiting\n", o->value, o->waiters);
+		break;
+	case SHMP_TYPE_BOUNDED_SEMAPHORE:
+		printf("value %d of %u, %u waiting\n", o->value, o->max, o->waiters);
+		break;
+	case SHMP_TYPE_CONDITION:
+		printf("%u waiting, lock %s\n", o->waiters, lk);
+		break;
+	case SHMP_TYPE_EVENT:
+		printf("%s, %u waiting\n", o->is_set ? "set" : "clear", o->waiters);
+		break;
+	case SHMP_TYPE_BARRIER:
+		printf("%u of %u arrived%s\n", o->waiters, o->parties, o->broken ? ", broken" : "");
+		break;
+	case SHMP_TYPE_QUEUE:
+	case SHMP_TYPE_JOINABLE_QUEUE:
+		printf("%" PRIu64 " of %" PRIu64 " queued", o->depth, o->capacity);
+		if (o->type == SHMP_TYPE_JOINABLE_QUEUE)
+			printf(", %" PRIu64 " unfinished", o->unfinished);
+		printf("%s\n", o->closed ? ", closed" : "");
+		break;
+	case SHMP_TYPE_DICT:
+		printf("%" PRIu64 " keys of %" PRIu64 "\n", o->depth, o->capacity);
+		break;
+	case SHMP_TYPE_POOL:
+		show_pool_human(r, o->name);
+		break;
+	default:
+		printf("at offset %" PRIu64 "\n", o->offset);
+	}
+}
+
+static void lock_json(const struct shmp_object_info *o)
+{
+	printf("\"locked\":%s,\"owner_pid\":%d,\"owner_tid\":%d,\"owner_dead\":%s", o->locked ? "true" : "false",
+	       (int)o->owner_pid, (int)o->owner_tid, o->owner_dead ? "true" : "false");
+}
+
+static void object_json(shmp_registry_t *r, const struct shmp_object_info *o)
+{
+	char buf[512];
+	printf("{\"name\":");
+	json_str(o->name);
+	printf(",\"type\":\"%s\",\"offset\":%" PRIu64 ",\"creator_pid\":%d,\"handles\":%u,\"valid\":%s",
+	       shmp_type_name(o->type), o->offset, (int)o->creator_pid, o->handles, o->valid ? "true" : "false");
+	switch (o->valid ? o->type : o->type == SHMP_TYPE_POOL ? SHMP_TYPE_POOL : 0) {
+	case SHMP_TYPE_VALUE:
+	case SHMP_TYPE_ARRAY:
+		printf(",\"typecode\":\"%c\",\"length\":%" PRIu64 ",", o->typecode, o->length);
+		preview_text(o, buf, sizeof buf);
+		printf(o->type == SHMP_TYPE_VALUE ? "\"value\":%s," : "\"preview\":[%s],", buf);
+		lock_json(o);
+		break;
+	case SHMP_TYPE_LOCK:
+	case SHMP_TYPE_RLOCK:
+		printf(",");
+		lock_json(o);
+		printf(",\"depth\":%u", o->lock_depth);
+		break;
+	case SHMP_TYPE_SEMAPHORE:
+	case SHMP_TYPE_BOUNDED_SEMAPHORE:
+		printf(",\"value\":%d,\"max\":%u,\"waiters\":%u", o->value, o->max, o->waiters);
+		break;
+	case SHMP_TYPE_CONDITION:
+		printf(",\"waiters\":%u,", o->waiters);
+		lock_json(o);
+		break;
+	case SHMP_TYPE_EVENT:
+		printf(",\"is_set\":%s,\"waiters\":%u", o->is_set ? "true" : "false", o->waiters);
+		break;
+	case SHMP_TYPE_BARRIER:
+		printf(",\"parties\":%u,\"waiting\":%u,\"broken\":%s", o->parties, o->waiters,
+		       o->broken ? "true" : "false");
+		break;
+	case SHMP_TYPE_QUEUE:
+	case SHMP_TYPE_JOINABLE_QUEUE:
+		printf(",\"depth\":%" PRIu64 ",\"capacity\":%" PRIu64 ",\"closed\":%s,\"unfinished\":%" PRIu64,
+		       o->depth, o->capacity, o->closed ? "true" : "false", o->unfinished);
+		break;
+	case SHMP_TYPE_DICT:
+		printf(",\"len\":%" PRIu64 ",\"capacity\":%" PRIu64, o->depth, o->capacity);
+		break;
+	case SHMP_TYPE_POOL:
+		show_pool_json(r, o->name);
+		break;
+	}
+	printf("}");
+}
+
+/* Print one snapshot of NAME. 0, or 1 if it cannot be read. */
+static int show_once(const char *name)
+{
+	struct shmp_segment_info si;
+	int e = shmp_segment_inspect(name, &si);
+	if (e < 0) {
+		fprintf(stderr, "shmp: %s: %s\n", name, e == -ENOENT ? "no such segment" : shmp_strerror(e));
+		return 1;
+	}
+	struct shmp_registry_opts ro = { .sz = sizeof ro, .flags = SHMP_REGISTRY_READ_ONLY };
+	shmp_registry_t *r = si.valid ? shmp_registry_attach(name, &ro) : NULL;
+	int rerr = r ? 0 : -errno;
+	if (json) {
+		printf("{\"segment\":");
+		segment_json(&si);
+		printf(",\"objects\":[");
+	} else {
+		char sz[16], used[16];
+		human_size(si.size, sz, sizeof sz);
+		human_size(si.used_bytes, used, sizeof used);
+		printf("%s: %s", si.name, state_of(&si));
+		if (si.valid)
+			printf(", %s (%s used), creator pid %d (%s), %u attached, %u users\n", sz, used,
+			       (int)si.creator_pid, si.creator_alive ? "alive" : "dead", si.attach_count, si.users);
+		else
+			printf(" (%s)\n", shmp_strerror(si.error));
+		if (si.valid && !r)
+			printf("  (no objects: %s)\n", rerr == -ENODATA ? "no directory" : shmp_strerror(rerr));
+	}
+	int n = 0;
+	struct shmp_object_info o;
+	for (unsigned i = 0; r; i++) {
+		int k = shmp_registry_info(r, i, &o);
+		if (k < 0)
+			break;
+		if (k != 1)
+			continue;
+		if (json) {
+			printf(n ? "," : "");
+			object_json(r, &o);
+		} else {
+			object_human(r, &o);
+		}
+		n++;
+	}
+	if (json)
+		printf("]}\n");
+	else if (r && !n)
+		printf("  (no objects)\n");
+	shmp_registry_detach(r);
+	return si.valid ? 0 : 1;
+}
+
+static int cmd_top(const char *name, long count, double interval)
+{
+	bool tty = !json && isatty(STDOUT_FILENO);
+	for (long i = 0; count <= 0 || i < count; i++) {
+		if (i) {
+			struct timespec ts = { (time_t)interval, (long)((interval - (double)(time_t)interval) * 1e9) };
+			nanosleep(&ts, NULL);
+		}
+		if (tty)
+			printf("\033[H\033[2J");
+		if (!json) {
+			time_t now = time(NULL);
+			char tb[32];
+			strftime(tb, sizeof tb, "%H:%M:%S", localtime(&now));
+			printf("shmp top %s  %s  (every %.1f s)\n", name, tb, interval);
+		}
+		int e = show_once(name);
+		fflush(stdout);
+		if (e)
+			return e;
+	}
+	return 0;
+}
+
+static int cmd_rm(int argc, char **argv)
+{
+	int rc = 0;
+	for (int i = 0; i < argc; i++) {
+		int e = shmp_segment_unlink(argv[i]);
+		if (e < 0) {
+			fprintf(stderr, "shmp: rm %s: %s\n", argv[i], e == -ENOENT ? "no such segment" : shmp_strerror(e));
+			rc = 1;
+		}
+	}
+	return rc;
+}
+
+static int cmd_gc(bool force)
+{
+	char **names;
+	int n = list_names(&names);
+	if (n < 0) {
+		fprintf(stderr, "shmp: %s: %s\n", SHM_DIR, strerror(-n));
+		return 1;
+	}
+	int rc = 0, found = 0;
+	if (json)
+		printf("{\"dry_run\":%s,\"stale\":[", force ? "false" : "true");
+	for (int i = 0; i < n; i++) {
+		struct shmp_segment_info si;
+		if (shmp_segment_inspect(names[i], &si) < 0 || !si.valid || !si.stale)
+			continue;
+		int e = force ? shmp_segment_unlink(si.name) : 0;
+		if (e < 0)
+			rc = 1;
+		if (json) {
+			printf("%s{\"name\":", found ? "," : "");
+			json_str(si.name);
+			printf(",\"creator_pid\":%d,\"removed\":%s}", (int)si.creator_pid, force && !e ? "true" : "false");
+		} else {
+			char sz[16];
+			human_size(si.size, sz, sizeof sz);
+			printf("%s %s (creator pid %d dead, no users, %s)%s%s\n", force ? (e ? "failed" : "removed") : "stale",
+			       si.name, (int)si.creator_pid, sz, e ? ": " : "", e ? shmp_strerror(e) : "");
+		}
+		found++;
+	}
+	if (json)
+		printf("]}\n");
+	else if (!found)
+		printf("no stale segments\n");
+	else if (!force)
+		printf("(dry run: shmp gc --force removes %s)\n", found == 1 ? "it" : "them");
+	free_names(names, n);
+	return rc;
+}
+
+static int usage(FILE *f, int rc)
+{
+	fprintf(f, "usage: shmp [--json] ls\n"
+		   "       shmp [--json] show NAME\n"
+		   "       shmp [--json] top NAME [-n COUNT] [-i SECONDS]\n"
+		   "       shmp rm NAME...\n"
+		   "       shmp [--json] gc [--force]\n");
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	/* --json may come anywhere; take it out first. */
+	int n = 0;
+	for (int i = 0; i < argc; i++) {
+		if (i && strcmp(argv[i], "--json") == 0)
+			json = true;
+		else
+			argv[n++] = argv[i];
+	}
+	argc = n;
+	if (argc < 2)
+		return usage(stderr, 2);
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help"))
+		return usage(stdout, 0);
+	if (!strcmp(cmd, "ls") && argc == 2)
+		return cmd_ls();
+	if (!strcmp(cmd, "show") && argc == 3)
+		return show_once(argv[2]);
+	if (!strcmp(cmd, "rm") && argc >= 3)
+		return cmd_rm(argc - 2, argv + 2);
+	if (!strcmp(cmd, "gc") && (argc == 2 || (argc == 3 && !strcmp(argv[2], "--force"))))
+		return cmd_gc(argc == 3);
+	if (!strcmp(cmd, "top") && argc >= 3) {
+		long count = 0;
+		double interval = 1.0;
+		int c;
+		optind = 3;
+		while ((c = getopt(argc, argv, "n:i:")) != -1) {
+			char *end;
+			if (c == 'n')
+				count = strtol(optarg, &end, 10);
+			else if (c == 'i')
+				interval = strtod(optarg, &end);
+			else
+				return usage(stderr, 2);
+			if (*end || count < 0 || interval < 0.01 || interval > 3600)
+				return usage(stderr, 2);
+		}
+		if (optind != argc)
+			return usage(stderr, 2);
+		return cmd_top(argv[2], count, interval);
+	}
+	return usage(stderr, 2);
+}
