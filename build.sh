@@ -35,7 +35,7 @@ case "${1:-}" in
 demo)
 	install_deps
 	build build
-	./build/demos/counter
+	./build/demos/tour
 	;;
 test)
 	install_deps
