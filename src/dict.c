@@ -507,7 +507,7 @@ struct wargs {
 /* The one write path for set, setdefault, cas and add: under the stripe
  * lock, find the key, decide, and publish with one store. Returns the op's
  * result (see the public functions). */
-static int write_op(shmp_dict_t *d, const char *key, struct wargs *a)
+static int write_once(shmp_dict_t *d, const char *key, struct wargs *a)
 {
 	size_t klen;
 	int r = key_check(d, key, &klen);
@@ -592,6 +592,55 @@ out:
 	return r;
 }
 
+/* A writer killed between taking an entry (or reserving room) and linking
+ * it, or between unlinking and freeing, leaves capacity nobody can use.
+ * Before saying "full", take every stripe lock - then no writer is inside
+ * - and rebuild the free list and the reservation count from what is
+ * linked. Rare (only on the way to -ENOSPC), so a full sweep is fine. */
+static void repair_pool(shmp_dict_t *d)
+{
+	for (uint32_t st = 0; st < NSTRIPES; st++)
+		if (stripe_lock(d, st) < 0) {
+			while (st--)
+				stripe_unlock(d, st);
+			return;
+		}
+	unsigned char *linked = calloc(d->nentries, 1);
+	if (linked) {
+		uint32_t n = 0;
+		for (uint32_t b = 0; b <= d->bmask; b++) {
+			uint32_t i1 = atomic_load_explicit(&d->buckets[b], memory_order_relaxed);
+			for (uint32_t steps = 0; i1 && i1 <= d->nentries && steps < d->nentries; steps++) {
+				if (!linked[i1 - 1]++)
+					n++;
+				i1 = atomic_load_explicit(&ent(d, i1 - 1)->next, memory_order_relaxed);
+			}
+		}
+		uint32_t head = 0;
+		for (uint32_t i = d->nentries; i-- > 0;)
+			if (!linked[i]) {
+				atomic_store_explicit(&ent(d, i)->next, head, memory_order_relaxed);
+				head = i + 1;
+			}
+		uint64_t top = atomic_load_explicit(&d->sh->free_top, memory_order_relaxed);
+		atomic_store_explicit(&d->sh->free_top, ((top >> 32) + 1) << 32 | head, memory_order_release);
+		atomic_store_explicit(&d->sh->used, n, memory_order_release);
+		free(linked);
+	}
+	for (uint32_t st = NSTRIPES; st-- > 0;)
+		stripe_unlock(d, st);
+}
+
+static int write_op(shmp_dict_t *d, const char *key, struct wargs *a)
+{
+	int r = write_once(d, key, a);
+	if (r == -ENOSPC && d && shmp_dict_len(d) < (long)d->capacity) {
+		repair_pool(d);
+		r = write_once(d, key, a);
+	}
+	return r;
+}
+
 int shmp_dict_set(shmp_dict_t *d, const char *key, const void *val, size_t len)
 {
 	struct wargs a = { .op = OP_SET, .val = val, .len = len };
@@ -644,15 +693,14 @@ static int remove_key(shmp_dict_t *d, const char *key, void *buf, size_t cap, si
 		atomic_store_explicit(link, atomic_load_explicit(&e->next, memory_order_relaxed),
 				      memory_order_release);
 		stripe_of(d, b)->count--;
-	}
-	stripe_unlock(d, b);
-	if (r == 0) {
 		/* Unlinked: no reader can reach it any more without seeing the
-		 * stripe's count move, so it may be reused at once. */
+		 * stripe's count move, so it may be reused at once. Freed under
+		 * the lock, so that a repair holding every lock sees it whole. */
 		value_free(d, e, v);
 		pool_push(d, idx);
 		atomic_fetch_sub_explicit(&d->sh->used, 1, memory_order_relaxed);
 	}
+	stripe_unlock(d, b);
 	return r;
 }
 
@@ -690,13 +738,13 @@ int shmp_dict_clear(shmp_dict_t *d)
 			}
 		}
 		stripe_of(d, st)->count = 0;
-		stripe_unlock(d, st);
 		for (uint32_t steps = 0; list && list <= d->nentries && steps < d->nentries; steps++) {
 			uint32_t next = atomic_load_explicit(&ent(d, list - 1)->next, memory_order_relaxed);
 			pool_push(d, list - 1);
 			list = next;
 		}
 		atomic_fetch_sub_explicit(&d->sh->used, freed, memory_order_relaxed);
+		stripe_unlock(d, st);
 	}
 	return 0;
 }

@@ -228,7 +228,8 @@ SHMP_API int shmp_segment_inspect(const char *name, struct shmp_segment_info *in
  * store), and never wedges the others (robust stripe locks).
  *
  * Capacity is fixed at creation (opts.capacity keys, default 4096): a set of
- * a new key beyond it is -ENOSPC. Keys are 1..key_max bytes (default 63,
+ * a new key beyond it is -ENOSPC (room a killed writer held is found again
+ * before that is said). Keys are 1..key_max bytes (default 63,
  * NUL-terminated strings); values up to opts.max_value bytes (default 1 MiB).
  * Values up to value_inline bytes (default 48) live in the entry itself;
  * bigger ones in a block of the segment.
@@ -242,6 +243,9 @@ struct shmp_dict_opts {
 	size_t max_value;         /* 0 means 1 MiB */
 };
 SHMP_API shmp_dict_t *shmp_dict_create(const struct shmp_dict_opts *opts);
+/* A Dict from shmp_dict_create: frees it for every process (call once, when
+ * nobody uses it any more). A handle from the registry: releases the handle
+ * only. Accepts NULL. */
 SHMP_API void shmp_dict_destroy(shmp_dict_t *d);
 
 /* Insert or replace. -EINVAL (NULL, empty key), -ENAMETOOLONG (key longer
@@ -265,7 +269,8 @@ SHMP_API long shmp_dict_capacity(shmp_dict_t *d);
 SHMP_API int shmp_dict_clear(shmp_dict_t *d);
 /* Get-or-insert (Python's setdefault): if key is missing, insert val and
  * return 1; if present, return 0. Either way the value now stored is copied
- * to buf (NULL: not copied) as shmp_dict_get does. */
+ * to buf (NULL: not copied) as shmp_dict_get does; if buf is too small the
+ * result is -EMSGSIZE, and a missing key has been inserted all the same. */
 SHMP_API int shmp_dict_setdefault(shmp_dict_t *d, const char *key, const void *val, size_t len,
 				  void *buf, size_t cap, size_t *out_len);
 /* Compare-and-set: replace the value with desired only if it is byte-equal to
@@ -278,8 +283,8 @@ SHMP_API int shmp_dict_cas(shmp_dict_t *d, const char *key, const void *expected
 SHMP_API int shmp_dict_add_i64(shmp_dict_t *d, const char *key, int64_t delta, int64_t *out);
 /* Iterate: start with *cursor = 0; each call returns 1 with the next key
  * (into key, keycap bytes with its NUL) and value (into val; NULL skips it),
- * or 0 at the end. -EMSGSIZE if key or value does not fit (*cursor is left,
- * so the call can be repeated with bigger buffers). Keys neither set nor
+ * or 0 at the end. -EMSGSIZE if key or value does not fit: repeating the
+ * call with bigger buffers gets the same key. Keys neither set nor
  * deleted during the iteration are visited exactly once; keys changed
  * meanwhile may be visited once, twice or not at all. */
 SHMP_API int shmp_dict_next(shmp_dict_t *d, uint64_t *cursor, char *key, size_t keycap,
