@@ -11,5 +11,6 @@
 #include "shmp/queue.h"
 #include "shmp/registry.h"
 #include "shmp/pool.h"
+#include "shmp/pipeline.h"
 
 #endif

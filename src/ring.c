@@ -166,6 +166,12 @@ shmp_ring_t *shmp_ring_create(const struct shmp_ring_opts *opts)
 	return r;
 }
 
+void shmp__ring_slots(const shmp_ring_t *r, void **base, size_t *len)
+{
+	*base = r->slots;
+	*len = (size_t)r->cap * r->slot_size;
+}
+
 uint64_t shmp__ring_offset(const shmp_ring_t *r)
 {
 	return (uint64_t)((char *)r->sh - r->seg->base);

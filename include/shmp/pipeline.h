@@ -1,0 +1,191 @@
+/* shmp — low-latency pipelines: stages of worker processes connected by
+ * shared-memory rings. */
+#ifndef SHMP_PIPELINE_H
+#define SHMP_PIPELINE_H
+
+#include "registry.h"
+#include "ring.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * A pipeline is a chain: source -> stage 1 -> ... -> stage N -> sink.
+ * Between two neighbours is a ring in shared memory; a message is written
+ * once into the ring (reserve/commit) and read in place (peek/release) by
+ * the next stage: nothing is copied through the kernel.
+ *
+ * - The source is this process (shmp_pipeline_put / reserve+commit), or a
+ *   file source stage (shmp_pipeline_add_file_source) that reads files with
+ *   io_uring straight into the first ring's slots (registered buffers where
+ *   the kernel allows, plain reads otherwise, pread without io_uring).
+ * - A stage is run by one or more worker processes (threads with
+ *   opts.threads), each calling fn for every message it takes.
+ * - The sink is this process (shmp_pipeline_next / done), or a file sink
+ *   stage (shmp_pipeline_add_file_sink) that writes every message out.
+ *
+ * Backpressure: rings are bounded; a full ring makes its producer wait, up
+ * to the source. Shutdown: shmp_pipeline_close() ends the input; each stage
+ * drains what is queued, and the next ring closes once every worker of the
+ * stage has finished, so the sink sees every message, then SHMP_ECLOSED.
+ *
+ * A worker that dies (crash, kill -9) is reported and, by opts.on_crash,
+ * either stops the pipeline (every ring closes; next() and join() return
+ * SHMP_EWORKERDIED) or is replaced by a new worker for its stage, the
+ * message it held being lost (counted in stats.lost). Nothing ever hangs.
+ *
+ * Latency is measured per message, from the source's commit to the sink's
+ * take (CLOCK_MONOTONIC), into a histogram: stats give p50/p99/p99.9.
+ */
+typedef struct shmp_pipeline shmp_pipeline_t;
+typedef struct shmp_stage_ctx shmp_stage_ctx_t;
+
+/* A message as a stage or the sink sees it: read-only, in shared memory,
+ * valid until the stage function returns (or shmp_pipeline_done). */
+struct shmp_msg {
+	const void *data;
+	size_t len;
+	uint64_t seq;     /* numbered by the source from 0 */
+	uint64_t t0_ns;   /* CLOCK_MONOTONIC at the source's commit */
+	uint64_t offset;  /* file source: the block's offset in its file */
+	uint32_t tag;     /* put's tag; file source: the file's index */
+	uint32_t flags;   /* SHMP_MSG_* */
+};
+enum {
+	SHMP_MSG_EOF = 1u << 0, /* file source: the last block of its file (may be empty) */
+};
+
+/* Called for each message. Emits 0..n messages downstream with
+ * shmp_stage_emit or shmp_stage_reserve/commit (the last stage of a
+ * pipeline whose sink is this process emits to the sink). Return 0, or a
+ * negative code: the message counts as failed (stats) and the stage goes on. */
+typedef int (*shmp_stage_fn)(const struct shmp_msg *in, shmp_stage_ctx_t *ctx, void *arg);
+
+enum { SHMP_PIPELINE_STOP = 0, SHMP_PIPELINE_RESTART = 1 };
+
+struct shmp_pipeline_opts {
+	size_t sz;
+	shmp_segment_t *segment; /* NULL: an anonymous segment of its own. A named
+				  * one makes it visible to `shmp show`/`top` */
+	const char *name;        /* its name in that segment's directory ("pipeline") */
+	unsigned capacity;       /* messages per ring; default 256 */
+	unsigned inline_size;    /* bytes a slot holds (bigger messages use a block);
+				  * default 256 */
+	size_t max_message;      /* default 1 MiB */
+	int on_crash;            /* SHMP_PIPELINE_STOP (default) or _RESTART */
+	int spin;                /* 1: workers poll their input instead of sleeping:
+				  * lowest latency, one busy core per worker */
+	int threads;             /* 1: workers are threads of this process */
+	size_t segment_size;     /* of its own segment; default 256 MiB (lazy) */
+};
+
+/* public */
+SHMP_API shmp_pipeline_t *shmp_pipeline_create(const struct shmp_pipeline_opts *opts);
+/* Add the next stage, run by `workers` workers (>= 1). Before start. The
+ * stage's index (1, 2, ...) or -EINVAL, -EBUSY (started), -ENOSPC (16 max). */
+SHMP_API int shmp_pipeline_add_stage(shmp_pipeline_t *pl, const char *name, shmp_stage_fn fn, void *arg,
+				     unsigned workers);
+
+struct shmp_file_source_opts {
+	size_t sz;
+	size_t block_size; /* bytes per message; default 64 KiB */
+	unsigned depth;    /* reads in flight; default 8 */
+};
+/* Make the source a stage of its own (one worker) that reads the files, in
+ * order, in blocks of block_size, one message per block (tag = the file's
+ * index in paths, offset = the block's offset; the last block of each file
+ * has SHMP_MSG_EOF), then closes the input. The paths are copied. Before
+ * start; at most one, and then put/reserve are -EBUSY. A file that cannot
+ * be opened is skipped and counted in stats.source_errors. */
+SHMP_API int shmp_pipeline_add_file_source(shmp_pipeline_t *pl, const char *const *paths, unsigned n,
+					   const struct shmp_file_source_opts *opts);
+/* Make the sink a stage of its own (one worker) that writes every message's
+ * bytes to fd, in arrival order (io_uring writes where allowed, write(2)
+ * otherwise). Latency is measured there. Before start; then next() is -EBUSY. */
+SHMP_API int shmp_pipeline_add_file_sink(shmp_pipeline_t *pl, int fd);
+
+/* Fork the workers (or start the threads). 0, -EINVAL (no stage), -EBUSY. */
+SHMP_API int shmp_pipeline_start(shmp_pipeline_t *pl);
+
+/* ---- the source, in this process ---- */
+/* Copy a message in. 0, -ETIMEDOUT, -EMSGSIZE, SHMP_ECLOSED (closed, or
+ * stopped by a crash), -EBUSY (file source), -EINVAL. */
+SHMP_API int shmp_pipeline_put(shmp_pipeline_t *pl, const void *data, size_t len, uint32_t tag, double timeout);
+/* Zero-copy: reserve len bytes at t->data, fill, commit (final length <=
+ * len) or cancel. */
+struct shmp_pipeline_ticket {
+	void *data;
+	size_t len;
+	struct shmp_ring_ticket rt_; /* private */
+};
+SHMP_API int shmp_pipeline_reserve(shmp_pipeline_t *pl, size_t len, struct shmp_pipeline_ticket *t, double timeout);
+SHMP_API int shmp_pipeline_commit(shmp_pipeline_t *pl, struct shmp_pipeline_ticket *t, size_t len, uint32_t tag);
+SHMP_API int shmp_pipeline_cancel(shmp_pipeline_t *pl, struct shmp_pipeline_ticket *t);
+/* End of input: the stages drain and stop in order. Twice is fine. */
+SHMP_API int shmp_pipeline_close(shmp_pipeline_t *pl);
+
+/* ---- the sink, in this process ---- */
+/* Take the next output message (zero-copy), and record its latency. Give it
+ * back with shmp_pipeline_done before the next call. 0, -ETIMEDOUT,
+ * SHMP_ECLOSED (everything drained), SHMP_EWORKERDIED (stopped by a crash),
+ * -EBUSY (file sink). */
+SHMP_API int shmp_pipeline_next(shmp_pipeline_t *pl, struct shmp_msg *out, double timeout);
+SHMP_API int shmp_pipeline_done(shmp_pipeline_t *pl);
+
+/* ---- stage functions' side ---- */
+/* Send a message downstream, carrying the input's seq, t0, tag, offset and
+ * flags. 0, SHMP_ECLOSED (pipeline stopped), -EMSGSIZE. Waits for room. */
+SHMP_API int shmp_stage_emit(shmp_stage_ctx_t *ctx, const void *data, size_t len);
+/* Zero-copy: room for len bytes downstream (NULL + errno), then commit. */
+SHMP_API void *shmp_stage_reserve(shmp_stage_ctx_t *ctx, size_t len);
+SHMP_API int shmp_stage_commit(shmp_stage_ctx_t *ctx, size_t len);
+/* Which worker of its stage this is (0..workers-1), and the stage (1..). */
+SHMP_API int shmp_stage_worker(const shmp_stage_ctx_t *ctx);
+SHMP_API int shmp_stage_index(const shmp_stage_ctx_t *ctx);
+
+/* Wait until every stage has finished (after close, or when a file source
+ * ran out). 0, -ETIMEDOUT, SHMP_EWORKERDIED (stopped by a crash). */
+SHMP_API int shmp_pipeline_join(shmp_pipeline_t *pl, double timeout);
+/* Stop now: close every ring, kill the workers, reap them. Then free.
+ * Accepts NULL. */
+SHMP_API void shmp_pipeline_destroy(shmp_pipeline_t *pl);
+
+#define SHMP_PIPELINE_MAX_STAGES 16
+struct shmp_stage_stats {
+	char name[32];
+	unsigned workers;       /* configured */
+	unsigned alive;
+	uint64_t processed;     /* messages taken */
+	uint64_t failed;        /* fn returned < 0 */
+	uint64_t deaths;        /* workers that died */
+	uint64_t restarts;
+	uint64_t queued;        /* messages waiting in its input ring now */
+};
+struct shmp_pipeline_stats {
+	unsigned nstages;       /* including the file source and sink stages */
+	int state;              /* SHMP_PIPELINE_RUNNING, _DRAINING, _DONE, _STOPPED */
+	uint64_t messages_in;   /* committed by the source */
+	uint64_t bytes_in;
+	uint64_t messages_out;  /* taken by the sink */
+	uint64_t bytes_out;
+	uint64_t lost;          /* held by workers that died */
+	uint64_t source_errors; /* file source: files that could not be read */
+	double elapsed;         /* seconds from start to the last message out (or now) */
+	/* latency, source commit -> sink take, in nanoseconds (about 3% resolution) */
+	uint64_t lat_count, lat_p50, lat_p99, lat_p999, lat_max;
+	double lat_mean;
+	struct shmp_stage_stats stage[SHMP_PIPELINE_MAX_STAGES];
+};
+enum { SHMP_PIPELINE_NEW, SHMP_PIPELINE_RUNNING, SHMP_PIPELINE_DRAINING, SHMP_PIPELINE_DONE,
+       SHMP_PIPELINE_STOPPED };
+SHMP_API int shmp_pipeline_stats(shmp_pipeline_t *pl, struct shmp_pipeline_stats *st);
+/* Start a new latency measurement (e.g. after a warm-up). */
+SHMP_API int shmp_pipeline_reset_latency(shmp_pipeline_t *pl);
+/* The same stats from any process, for a pipeline in a named segment. */
+SHMP_API int shmp_pipeline_inspect(shmp_registry_t *r, const char *name, struct shmp_pipeline_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

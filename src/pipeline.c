@@ -1,0 +1,840 @@
+/* private: pipelines — stages of workers joined by rings.
+ *
+ * Stages are numbered in chain order: the file source (if any) first, the
+ * file sink (if any) last. Ring k joins node k and node k+1, where this
+ * process is node 0 when it is the source and the last node when it is the
+ * sink. Every ring message is a pl_hdr followed by the payload.
+ *
+ * Worker processes are supervised by one thread of the creating process,
+ * which waits on their pidfds (io_uring or ppoll, src/waitset.c). When a
+ * worker ends it tells whether it ended on purpose (its `done` flag, set
+ * after its input closed and drained). When every worker of a stage has
+ * ended so, the supervisor closes the stage's output ring: end of input
+ * travels down the chain and each stage drains first. A worker that died
+ * is either replaced (RESTART) or stops everything (STOP). Deciding this in
+ * the supervisor rather than in the workers means a worker killed at any
+ * instruction cannot leave a ring open forever. */
+#include "pipeline_internal.h"
+#include "registry_internal.h"
+#include "waitset.h"
+
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+#define DEFAULT_CAPACITY 256u
+#define DEFAULT_INLINE 256u
+#define DEFAULT_MAX_MESSAGE ((size_t)1 << 20)
+#define DEFAULT_SEGMENT ((size_t)256 << 20)
+#define HDR sizeof(struct pl_hdr)
+
+static int checked(shmp_pipeline_t *pl)
+{
+	return pl && pl->sh && pl->sh->magic == PL_MAGIC ? 0 : -EINVAL;
+}
+
+shmp_pipeline_t *shmp_pipeline_create(const struct shmp_pipeline_opts *opts)
+{
+	struct shmp_pipeline_opts o;
+	if (SHMP__OPTS(o, opts) < 0 || (o.on_crash != SHMP_PIPELINE_STOP && o.on_crash != SHMP_PIPELINE_RESTART) ||
+	    o.max_message > SHMP_RING_MAX_MESSAGE - HDR || o.capacity > (1u << 20) || o.inline_size > (1u << 20)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (!o.capacity)
+		o.capacity = DEFAULT_CAPACITY;
+	if (!o.inline_size)
+		o.inline_size = DEFAULT_INLINE;
+	if (!o.max_message)
+		o.max_message = DEFAULT_MAX_MESSAGE;
+	shmp_pipeline_t *pl = calloc(1, sizeof *pl);
+	if (!pl)
+		return NULL;
+	pl->o = o;
+	pl->o.name = NULL; /* the caller's string is used at create only */
+	pl->efd = -1;
+	pl->sink_fd = -1;
+	pthread_mutex_init(&pl->mu, NULL);
+	if (o.segment) {
+		pl->seg = o.segment;
+	} else if ((pl->seg = shmp_segment_create(NULL, o.segment_size ? o.segment_size : DEFAULT_SEGMENT, NULL))) {
+		pl->own_seg = true;
+	}
+	uint64_t off;
+	if (!pl->seg || !(pl->sh = shmp__alloc_ptr(pl->seg, sizeof *pl->sh, SHMP__CACHELINE, &off))) {
+		int e = errno;
+		if (pl->own_seg)
+			shmp_segment_destroy(pl->seg);
+		free(pl);
+		errno = e;
+		return NULL;
+	}
+	pl->sh->version = PL_VERSION;
+	pl->sh->on_crash = (uint32_t)o.on_crash;
+	pl->sh->threads = o.threads != 0;
+	atomic_store(&pl->sh->state, SHMP_PIPELINE_NEW);
+	__atomic_store_n(&pl->sh->magic, PL_MAGIC, __ATOMIC_RELEASE);
+	if (shmp_segment_name(pl->seg))
+		pl->registered = shmp__registry_add(pl->seg, o.name ? o.name : "pipeline", SHMP_TYPE_PIPELINE, off) == 0;
+	return pl;
+}
+
+static int add(shmp_pipeline_t *pl, const char *name, int kind, shmp_stage_fn fn, void *arg, unsigned workers)
+{
+	if (checked(pl) < 0 || !workers || workers > 1024 || (kind == KIND_FN && !fn))
+		return -EINVAL;
+	if (pl->started)
+		return -EBUSY;
+	if (pl->nst >= PL_MAX)
+		return -ENOSPC;
+	for (int i = 0; i < pl->nst; i++)
+		if (kind != KIND_FN && pl->st[i].kind == kind)
+			return -EBUSY; /* one file source, one file sink */
+	/* Keep chain order: source first, sink last. */
+	int at = pl->nst;
+	if (kind == KIND_FILE_SOURCE)
+		at = 0;
+	else if (kind == KIND_FN && pl->nst && pl->st[pl->nst - 1].kind == KIND_FILE_SINK)
+		at = pl->nst - 1;
+	memmove(&pl->st[at + 1], &pl->st[at], (size_t)(pl->nst - at) * sizeof pl->st[0]);
+	struct pl_stage *s = &pl->st[at];
+	memset(s, 0, sizeof *s);
+	snprintf(s->name, sizeof s->name, "%s", name ? name : kind == KIND_FILE_SOURCE ? "file-source" :
+						      kind == KIND_FILE_SINK ? "file-sink" : "stage");
+	s->kind = kind;
+	s->fn = fn;
+	s->arg = arg;
+	s->workers = workers;
+	pl->nst++;
+	return at + 1;
+}
+
+int shmp_pipeline_add_stage(shmp_pipeline_t *pl, const char *name, shmp_stage_fn fn, void *arg, unsigned workers)
+{
+	return add(pl, name, KIND_FN, fn, arg, workers);
+}
+
+int shmp_pipeline_add_file_source(shmp_pipeline_t *pl, const char *const *paths, unsigned n,
+				  const struct shmp_file_source_opts *opts)
+{
+	struct shmp_file_source_opts o;
+	if (checked(pl) < 0 || (!paths && n) || SHMP__OPTS(o, opts) < 0 || o.block_size > ((size_t)64 << 20) ||
+	    o.depth > 256)
+		return -EINVAL;
+	for (unsigned i = 0; i < n; i++)
+		if (!paths[i])
+			return -EINVAL;
+	if (pl->paths || pl->started)
+		return -EBUSY;
+	char **copy = calloc(n ? n : 1, sizeof *copy);
+	for (unsigned i = 0; copy && i < n; i++)
+		if (!(copy[i] = strdup(paths[i]))) {
+			while (i--)
+				free(copy[i]);
+			free(copy);
+			copy = NULL;
+		}
+	if (!copy)
+		return -ENOMEM;
+	int r = add(pl, NULL, KIND_FILE_SOURCE, NULL, NULL, 1);
+	if (r < 0) {
+		for (unsigned i = 0; i < n; i++)
+			free(copy[i]);
+		free(copy);
+		return r;
+	}
+	pl->paths = copy;
+	pl->npaths = n;
+	pl->block_size = o.block_size ? o.block_size : 65536;
+	pl->depth = o.depth ? o.depth : 8;
+	return r;
+}
+
+int shmp_pipeline_add_file_sink(shmp_pipeline_t *pl, int fd)
+{
+	if (fd < 0)
+		return -EBADF;
+	int r = add(pl, NULL, KIND_FILE_SINK, NULL, NULL, 1);
+	if (r >= 0)
+		pl->sink_fd = fd;
+	return r;
+}
+
+/* ---- latency ------------------------------------------------------------ */
+
+static unsigned hist_bucket(uint64_t v)
+{
+	if (v < 64)
+		return (unsigned)v;
+	unsigned e = 63u - (unsigned)__builtin_clzll(v); /* >= 6 */
+	return 64 + (e - 6) * 32 + (unsigned)((v >> (e - 5)) & 31);
+}
+
+static uint64_t hist_value(unsigned b)
+{
+	if (b < 64)
+		return b;
+	unsigned e = (b - 64) / 32 + 6, sub = (b - 64) % 32;
+	uint64_t lo = (32ull + sub) << (e - 5);
+	return lo + (1ull << (e - 5)) / 2; /* the bucket's middle */
+}
+
+void shmp__pl_record(struct shmp__pl_sh *sh, uint64_t t0)
+{
+	uint64_t now = shmp__now_ns(), v = now > t0 ? now - t0 : 0;
+	atomic_fetch_add_explicit(&sh->hist[hist_bucket(v)], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&sh->lat_count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&sh->lat_sum, v, memory_order_relaxed);
+	uint64_t m = atomic_load_explicit(&sh->lat_max, memory_order_relaxed);
+	while (v > m && !atomic_compare_exchange_weak_explicit(&sh->lat_max, &m, v, memory_order_relaxed,
+							       memory_order_relaxed))
+		;
+	atomic_store_explicit(&sh->t_last_out, now, memory_order_relaxed);
+}
+
+/* ---- workers ------------------------------------------------------------ */
+
+static void set_state(struct shmp__pl_sh *sh, uint32_t s)
+{
+	atomic_store_explicit(&sh->state, s, memory_order_release);
+	shmp__futex_wake(&sh->state, INT_MAX);
+}
+
+static void close_all(shmp_pipeline_t *pl)
+{
+	for (uint32_t i = 0; i < pl->sh->nrings; i++)
+		shmp_ring_close(pl->ring[i]);
+}
+
+/* The loop of a stage function's worker: until its input is closed and
+ * drained. */
+static void fn_loop(shmp_pipeline_t *pl, int stage, int worker)
+{
+	struct pl_stage_sh *ss = &pl->sh->stage[stage];
+	shmp_ring_t *in = pl->ring[ss->in_ring];
+	shmp_stage_ctx_t ctx = { .pl = pl, .stage = stage, .worker = worker,
+				 .out = ss->out_ring >= 0 ? pl->ring[ss->out_ring] : NULL };
+	struct pl_stage *s = &pl->st[stage];
+	for (unsigned idle = 0;;) {
+		struct shmp_ring_ticket t;
+		int r = shmp_ring_peek(in, &t, pl->o.spin ? 0 : SHMP_FOREVER);
+		if (r == -ETIMEDOUT) {
+			/* Spinning stage: poll, and let others run now and then
+			 * (two cores are easily shared by more workers). */
+			if (++idle % 256 == 0)
+				sched_yield();
+			else
+				shmp__cpu_relax();
+			continue;
+		}
+		if (r < 0)
+			break; /* closed and drained, or corrupt */
+		idle = 0;
+		atomic_fetch_add_explicit(&ss->processed, 1, memory_order_relaxed);
+		if (t.len >= HDR) {
+			struct pl_hdr h;
+			memcpy(&h, t.data, sizeof h);
+			struct shmp_msg m = { .data = (char *)t.data + HDR, .len = t.len - HDR, .seq = h.seq,
+					      .t0_ns = h.t0, .offset = h.offset, .tag = h.tag, .flags = h.flags };
+			ctx.in = &h;
+			ctx.reserved = false;
+			if (s->fn(&m, &ctx, s->arg) < 0)
+				atomic_fetch_add_explicit(&ss->failed, 1, memory_order_relaxed);
+			if (ctx.reserved) /* reserved and never committed: give it back */
+				shmp_ring_cancel(ctx.out, &ctx.t);
+			ctx.in = NULL;
+		}
+		shmp_ring_release(in, &t);
+	}
+}
+
+static void worker_body(shmp_pipeline_t *pl, int stage, int worker)
+{
+	switch (pl->sh->stage[stage].kind) {
+	case KIND_FN: fn_loop(pl, stage, worker); break;
+	case KIND_FILE_SOURCE: shmp__pl_file_source(pl, stage); break;
+	case KIND_FILE_SINK: shmp__pl_file_sink(pl, stage); break;
+	}
+}
+
+/* Threads: the last worker of a stage to end closes its output; the last
+ * stage to end ends the pipeline. */
+struct thread_arg {
+	shmp_pipeline_t *pl;
+	int stage, worker;
+};
+
+static void *thread_main(void *p)
+{
+	struct thread_arg a = *(struct thread_arg *)p;
+	free(p);
+	shmp_pipeline_t *pl = a.pl;
+	struct pl_stage_sh *ss = &pl->sh->stage[a.stage];
+	atomic_store(&pl->wsh[ss->first_worker + (uint32_t)a.worker].pid, (int32_t)shmp__tid());
+	worker_body(pl, a.stage, a.worker);
+	if (atomic_fetch_add(&ss->finished, 1) + 1 == ss->workers) {
+		if (ss->out_ring >= 0)
+			shmp_ring_close(pl->ring[ss->out_ring]);
+		if ((uint32_t)a.stage == pl->sh->nstages - 1)
+			set_state(pl->sh, SHMP_PIPELINE_DONE);
+	}
+	return NULL;
+}
+
+/* Start worker w (its slot in the table) of stage s; caller holds mu. */
+static int spawn(shmp_pipeline_t *pl, int s, int w)
+{
+	uint32_t slot = pl->sh->stage[s].first_worker + (uint32_t)w;
+	struct pl_worker *wk = &pl->wk[slot];
+	atomic_store(&pl->wsh[slot].done, 0);
+	if (pl->o.threads) {
+		struct thread_arg *a = malloc(sizeof *a);
+		if (!a)
+			return -ENOMEM;
+		*a = (struct thread_arg){ pl, s, w };
+		int r = pthread_create(&wk->thread, NULL, thread_main, a);
+		if (r) {
+			free(a);
+			return -r;
+		}
+		wk->running = true;
+		return 0;
+	}
+	pid_t parent = getpid();
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(1);
+		signal(SIGINT, SIG_IGN); /* the parent decides */
+		shmp__self_init();
+		atomic_store(&pl->wsh[slot].pid, (int32_t)getpid());
+		worker_body(pl, s, w);
+		atomic_store(&pl->wsh[slot].done, 1);
+		fflush(NULL);
+		_exit(0);
+	}
+	wk->pid = pid;
+	wk->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	wk->running = true;
+	atomic_store(&pl->wsh[slot].pid, (int32_t)pid);
+	return 0;
+}
+
+/* Supervisor: a worker process ended. */
+static void worker_ended(shmp_pipeline_t *pl, uint32_t slot, struct shmp__waitset *ws)
+{
+	pthread_mutex_lock(&pl->mu);
+	struct pl_worker *wk = &pl->wk[slot];
+	shmp__waitset_del(ws, slot);
+	int status = 0;
+	waitpid(wk->pid, &status, 0);
+	close(wk->pidfd);
+	wk->pidfd = -1;
+	wk->running = false;
+	uint32_t s = pl->wsh[slot].stage;
+	struct pl_stage_sh *ss = &pl->sh->stage[s];
+	bool ok = atomic_load(&pl->wsh[slot].done) && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	if (ok) {
+		if (atomic_fetch_add(&ss->finished, 1) + 1 == ss->workers) {
+			if (ss->out_ring >= 0)
+				shmp_ring_close(pl->ring[ss->out_ring]);
+			if (s == pl->sh->nstages - 1 && atomic_load(&pl->sh->state) != SHMP_PIPELINE_STOPPED)
+				set_state(pl->sh, SHMP_PIPELINE_DONE);
+		}
+	} else if (!atomic_load(&pl->quit)) {
+		atomic_fetch_add(&ss->deaths, 1);
+		if (pl->sh->on_crash == SHMP_PIPELINE_RESTART &&
+		    spawn(pl, (int)s, (int)pl->wsh[slot].index) == 0) {
+			atomic_fetch_add(&ss->restarts, 1);
+			shmp__waitset_add(ws, pl->wk[slot].pidfd, slot);
+		} else {
+			set_state(pl->sh, SHMP_PIPELINE_STOPPED);
+			close_all(pl);
+		}
+	}
+	pthread_mutex_unlock(&pl->mu);
+}
+
+#define TAG_KICK UINT64_MAX
+
+static void *supervisor_main(void *p)
+{
+	shmp_pipeline_t *pl = p;
+	struct shmp__waitset *ws = shmp__waitset_new();
+	if (!ws)
+		return NULL;
+	pthread_mutex_lock(&pl->mu);
+	for (int i = 0; i < pl->nwk; i++)
+		if (pl->wk[i].running && pl->wk[i].pidfd >= 0)
+			shmp__waitset_add(ws, pl->wk[i].pidfd, (uint64_t)i);
+	pthread_mutex_unlock(&pl->mu);
+	shmp__waitset_add(ws, pl->efd, TAG_KICK);
+	while (!atomic_load(&pl->quit)) {
+		uint64_t tags[16];
+		int n = shmp__waitset_wait(ws, -1, tags, 16);
+		for (int i = 0; i < n; i++) {
+			if (tags[i] == TAG_KICK) {
+				uint64_t v;
+				ssize_t r = read(pl->efd, &v, sizeof v);
+				(void)r;
+				shmp__waitset_add(ws, pl->efd, TAG_KICK);
+				continue;
+			}
+			worker_ended(pl, (uint32_t)tags[i], ws);
+		}
+		bool any = false;
+		pthread_mutex_lock(&pl->mu);
+		for (int i = 0; i < pl->nwk; i++)
+			any |= pl->wk[i].running;
+		pthread_mutex_unlock(&pl->mu);
+		if (!any)
+			break; /* everyone ended: nothing left to watch */
+	}
+	shmp__waitset_free(ws);
+	return NULL;
+}
+
+/* ---- start -------------------------------------------------------------- */
+
+int shmp_pipeline_start(shmp_pipeline_t *pl)
+{
+	if (checked(pl) < 0)
+		return -EINVAL;
+	if (pl->started)
+		return -EBUSY;
+	if (pl->nst == 0)
+		return -EINVAL;
+	struct shmp__pl_sh *sh = pl->sh;
+	bool src_here = pl->st[0].kind != KIND_FILE_SOURCE;
+	bool sink_here = pl->st[pl->nst - 1].kind != KIND_FILE_SINK;
+	int nrings = pl->nst - 1 + src_here + sink_here;
+	/* Rings. The file source's ring holds whole blocks in its slots, so
+	 * reads land in (registrable) slot memory. */
+	for (int k = 0; k < nrings; k++) {
+		unsigned inl = pl->o.inline_size;
+		if (k == 0 && !src_here && pl->block_size + HDR > inl)
+			inl = (unsigned)(pl->block_size + HDR);
+		size_t maxm = pl->o.max_message + HDR;
+		if (!src_here && k == 0 && maxm < pl->block_size + HDR)
+			maxm = pl->block_size + HDR;
+		struct shmp_ring_opts ro = { .sz = sizeof ro, .segment = pl->seg, .capacity = pl->o.capacity,
+					     .inline_size = inl, .max_message = maxm };
+		if (!(pl->ring[k] = shmp_ring_create(&ro)))
+			return -errno;
+		sh->ring_off[k] = shmp__ring_offset(pl->ring[k]);
+	}
+	sh->nrings = (uint32_t)nrings;
+	pl->src_ring = src_here ? 0 : -1;
+	pl->sink_ring = sink_here ? nrings - 1 : -1;
+	uint32_t nwk = 0;
+	for (int s = 0; s < pl->nst; s++) {
+		struct pl_stage_sh *ss = &sh->stage[s];
+		memcpy(ss->name, pl->st[s].name, sizeof ss->name);
+		ss->kind = (uint32_t)pl->st[s].kind;
+		ss->workers = pl->st[s].workers;
+		ss->in_ring = pl->st[s].kind == KIND_FILE_SOURCE ? -1 : s - 1 + src_here;
+		ss->out_ring = pl->st[s].kind == KIND_FILE_SINK ? -1 : s + src_here;
+		ss->first_worker = nwk;
+		nwk += ss->workers;
+	}
+	sh->nstages = (uint32_t)pl->nst;
+	sh->nworkers = nwk;
+	pl->wsh = shmp__alloc_ptr(pl->seg, nwk * sizeof *pl->wsh, SHMP__CACHELINE, &sh->workers_off);
+	pl->wk = calloc(nwk, sizeof *pl->wk);
+	if (!pl->wsh || !pl->wk)
+		return -ENOMEM;
+	for (int s = 0; s < pl->nst; s++)
+		for (uint32_t w = 0; w < sh->stage[s].workers; w++) {
+			pl->wsh[sh->stage[s].first_worker + w].stage = (uint32_t)s;
+			pl->wsh[sh->stage[s].first_worker + w].index = w;
+		}
+	pl->nwk = (int)nwk;
+	for (uint32_t i = 0; i < nwk; i++)
+		pl->wk[i].pidfd = -1;
+	if (!pl->o.threads && (pl->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+		return -errno;
+	atomic_store(&sh->t_start, shmp__now_ns());
+	set_state(sh, SHMP_PIPELINE_RUNNING);
+	pl->started = true;
+	int r = 0;
+	pthread_mutex_lock(&pl->mu);
+	for (int s = 0; s < pl->nst && r == 0; s++)
+		for (uint32_t w = 0; w < sh->stage[s].workers && r == 0; w++)
+			r = spawn(pl, s, (int)w);
+	pthread_mutex_unlock(&pl->mu);
+	if (r == 0 && !pl->o.threads) {
+		r = -pthread_create(&pl->sup, NULL, supervisor_main, pl);
+		pl->sup_started = r == 0;
+	}
+	if (r < 0) {
+		set_state(sh, SHMP_PIPELINE_STOPPED);
+		close_all(pl);
+	}
+	return r;
+}
+
+/* ---- the source --------------------------------------------------------- */
+
+static int src_check(shmp_pipeline_t *pl)
+{
+	if (checked(pl) < 0)
+		return -EINVAL;
+	if (!pl->started)
+		return -EINVAL;
+	if (pl->src_ring < 0)
+		return -EBUSY;
+	return 0;
+}
+
+int shmp_pipeline_reserve(shmp_pipeline_t *pl, size_t len, struct shmp_pipeline_ticket *t, double timeout)
+{
+	int r = src_check(pl);
+	if (r < 0 || !t)
+		return r < 0 ? r : -EINVAL;
+	if (len > pl->o.max_message)
+		return -EMSGSIZE;
+	if ((r = shmp_ring_reserve(pl->ring[pl->src_ring], len + HDR, &t->rt_, timeout)) < 0)
+		return r;
+	t->data = (char *)t->rt_.data + HDR;
+	t->len = len;
+	return 0;
+}
+
+int shmp_pipeline_commit(shmp_pipeline_t *pl, struct shmp_pipeline_ticket *t, size_t len, uint32_t tag)
+{
+	int r = src_check(pl);
+	if (r < 0 || !t || len > t->len)
+		return r < 0 ? r : -EINVAL;
+	struct pl_hdr h = { .seq = atomic_fetch_add(&pl->sh->seq_next, 1), .tag = tag };
+	atomic_fetch_add_explicit(&pl->sh->msgs_in, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&pl->sh->bytes_in, len, memory_order_relaxed);
+	h.t0 = shmp__now_ns();
+	memcpy(t->rt_.data, &h, sizeof h);
+	return shmp_ring_commit(pl->ring[pl->src_ring], &t->rt_, len + HDR);
+}
+
+int shmp_pipeline_cancel(shmp_pipeline_t *pl, struct shmp_pipeline_ticket *t)
+{
+	int r = src_check(pl);
+	return r < 0 ? r : t ? shmp_ring_cancel(pl->ring[pl->src_ring], &t->rt_) : -EINVAL;
+}
+
+int shmp_pipeline_put(shmp_pipeline_t *pl, const void *data, size_t len, uint32_t tag, double timeout)
+{
+	if (!data && len)
+		return -EINVAL;
+	struct shmp_pipeline_ticket t;
+	int r = shmp_pipeline_reserve(pl, len, &t, timeout);
+	if (r < 0)
+		return r;
+	if (len)
+		memcpy(t.data, data, len);
+	return shmp_pipeline_commit(pl, &t, len, tag);
+}
+
+int shmp_pipeline_close(shmp_pipeline_t *pl)
+{
+	if (checked(pl) < 0 || !pl->started)
+		return -EINVAL;
+	if (pl->src_ring >= 0)
+		shmp_ring_close(pl->ring[pl->src_ring]);
+	uint32_t s = SHMP_PIPELINE_RUNNING;
+	atomic_compare_exchange_strong(&pl->sh->state, &s, SHMP_PIPELINE_DRAINING);
+	pl->closed = true;
+	return 0;
+}
+
+/* ---- the sink ----------------------------------------------------------- */
+
+static int stopped_or(shmp_pipeline_t *pl, int r)
+{
+	if (r == SHMP_ECLOSED && atomic_load(&pl->sh->state) == SHMP_PIPELINE_STOPPED)
+		return SHMP_EWORKERDIED;
+	return r;
+}
+
+int shmp_pipeline_next(shmp_pipeline_t *pl, struct shmp_msg *out, double timeout)
+{
+	if (checked(pl) < 0 || !out || !pl->started)
+		return -EINVAL;
+	if (pl->sink_ring < 0)
+		return -EBUSY;
+	if (pl->holding)
+		return -EINVAL; /* done() first */
+	if (atomic_load(&pl->sh->state) == SHMP_PIPELINE_STOPPED)
+		return SHMP_EWORKERDIED;
+	shmp_ring_t *r = pl->ring[pl->sink_ring];
+	for (;;) {
+		int e = shmp_ring_peek(r, &pl->held, timeout);
+		if (e < 0)
+			return stopped_or(pl, e);
+		if (pl->held.len < HDR) { /* not ours: drop it */
+			shmp_ring_release(r, &pl->held);
+			continue;
+		}
+		struct pl_hdr h;
+		memcpy(&h, pl->held.data, sizeof h);
+		shmp__pl_record(pl->sh, h.t0);
+		atomic_fetch_add_explicit(&pl->sh->msgs_out, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&pl->sh->bytes_out, pl->held.len - HDR, memory_order_relaxed);
+		*out = (struct shmp_msg){ .data = (char *)pl->held.data + HDR, .len = pl->held.len - HDR,
+					  .seq = h.seq, .t0_ns = h.t0, .offset = h.offset, .tag = h.tag,
+					  .flags = h.flags };
+		pl->holding = true;
+		return 0;
+	}
+}
+
+int shmp_pipeline_done(shmp_pipeline_t *pl)
+{
+	if (checked(pl) < 0 || !pl->holding)
+		return -EINVAL;
+	pl->holding = false;
+	return shmp_ring_release(pl->ring[pl->sink_ring], &pl->held);
+}
+
+/* ---- inside stages ------------------------------------------------------ */
+
+void *shmp_stage_reserve(shmp_stage_ctx_t *ctx, size_t len)
+{
+	if (!ctx || !ctx->in || ctx->reserved || !ctx->out) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (len > ctx->pl->o.max_message) {
+		errno = EMSGSIZE;
+		return NULL;
+	}
+	int r = shmp_ring_reserve(ctx->out, len + HDR, &ctx->t, SHMP_FOREVER);
+	if (r < 0) {
+		errno = -r;
+		return NULL;
+	}
+	ctx->reserved = true;
+	return (char *)ctx->t.data + HDR;
+}
+
+int shmp_stage_commit(shmp_stage_ctx_t *ctx, size_t len)
+{
+	if (!ctx || !ctx->reserved || len + HDR > ctx->t.len)
+		return -EINVAL;
+	ctx->reserved = false;
+	memcpy(ctx->t.data, ctx->in, HDR); /* seq, t0, tag, offset, flags travel on */
+	return shmp_ring_commit(ctx->out, &ctx->t, len + HDR);
+}
+
+int shmp_stage_emit(shmp_stage_ctx_t *ctx, const void *data, size_t len)
+{
+	if (!data && len)
+		return -EINVAL;
+	void *p = shmp_stage_reserve(ctx, len);
+	if (!p)
+		return -errno;
+	if (len)
+		memcpy(p, data, len);
+	return shmp_stage_commit(ctx, len);
+}
+
+int shmp_stage_worker(const shmp_stage_ctx_t *ctx) { return ctx ? ctx->worker : -EINVAL; }
+int shmp_stage_index(const shmp_stage_ctx_t *ctx) { return ctx ? ctx->stage + 1 : -EINVAL; }
+
+/* ---- join, destroy ------------------------------------------------------ */
+
+int shmp_pipeline_join(shmp_pipeline_t *pl, double timeout)
+{
+	if (checked(pl) < 0 || !pl->started)
+		return -EINVAL;
+	struct shmp__deadline d;
+	shmp__deadline_init(&d, timeout);
+	for (;;) {
+		uint32_t s = atomic_load_explicit(&pl->sh->state, memory_order_acquire);
+		if (s == SHMP_PIPELINE_DONE)
+			break;
+		if (s == SHMP_PIPELINE_STOPPED)
+			return SHMP_EWORKERDIED;
+		if (shmp__deadline_passed(&d))
+			return -ETIMEDOUT;
+		struct timespec until = shmp__deadline_cap(&d, 100000000L);
+		shmp__futex_wait(&pl->sh->state, s, &until);
+	}
+	if (pl->o.threads) {
+		for (int i = 0; i < pl->nwk; i++)
+			if (pl->wk[i].running) {
+				pthread_join(pl->wk[i].thread, NULL);
+				pl->wk[i].running = false;
+			}
+	}
+	return 0;
+}
+
+void shmp_pipeline_destroy(shmp_pipeline_t *pl)
+{
+	if (!pl)
+		return;
+	if (pl->started) {
+		atomic_store(&pl->quit, true);
+		uint32_t s = atomic_load(&pl->sh->state);
+		if (s != SHMP_PIPELINE_DONE)
+			close_all(pl);
+		if (pl->sup_started) {
+			uint64_t one = 1;
+			ssize_t w = write(pl->efd, &one, sizeof one);
+			(void)w;
+			pthread_join(pl->sup, NULL);
+		}
+		for (int i = 0; i < pl->nwk; i++) {
+			struct pl_worker *wk = &pl->wk[i];
+			if (!wk->running)
+				continue;
+			if (pl->o.threads) {
+				pthread_join(wk->thread, NULL); /* rings are closed: it ends */
+			} else {
+				kill(wk->pid, SIGKILL);
+				waitpid(wk->pid, NULL, 0);
+				close(wk->pidfd);
+			}
+		}
+		if (pl->holding)
+			shmp_ring_release(pl->ring[pl->sink_ring], &pl->held);
+	}
+	if (pl->efd >= 0)
+		close(pl->efd);
+	if (pl->registered)
+		shmp__registry_forget(pl->seg, (uint64_t)((char *)pl->sh - pl->seg->base));
+	if (pl->own_seg) {
+		for (int k = 0; k < PL_MAX + 1; k++)
+			if (pl->ring[k])
+				free(pl->ring[k]), pl->ring[k] = NULL; /* the segment goes whole */
+		shmp_segment_destroy(pl->seg);
+	} else {
+		for (int k = 0; k < PL_MAX + 1; k++)
+			shmp_ring_destroy(pl->ring[k]);
+		shmp__free_ptr(pl->seg, pl->wsh);
+		shmp__free_ptr(pl->seg, pl->sh);
+	}
+	for (unsigned i = 0; i < pl->npaths; i++)
+		free(pl->paths[i]);
+	free(pl->paths);
+	free(pl->wk);
+	pthread_mutex_destroy(&pl->mu);
+	free(pl);
+}
+
+/* ---- stats -------------------------------------------------------------- */
+
+static uint64_t percentile(const struct shmp__pl_sh *sh, uint64_t count, double q)
+{
+	if (!count)
+		return 0;
+	uint64_t want = (uint64_t)(q * (double)count), seen = 0;
+	if (want >= count)
+		want = count - 1;
+	for (unsigned b = 0; b < PL_HIST; b++) {
+		seen += atomic_load_explicit(&((struct shmp__pl_sh *)sh)->hist[b], memory_order_relaxed);
+		if (seen > want)
+			return hist_value(b);
+	}
+	return atomic_load(&((struct shmp__pl_sh *)sh)->lat_max);
+}
+
+/* Stats from shared memory alone (the owner and shmp_pipeline_inspect).
+ * rings[k] may be NULL: queue depths are then 0. */
+static void stats_of(const shmp_segment_t *seg, struct shmp__pl_sh *sh, struct pl_worker_sh *wsh,
+		     shmp_ring_t *const *rings, struct shmp_pipeline_stats *st)
+{
+	memset(st, 0, sizeof *st);
+	st->nstages = sh->nstages < PL_MAX ? sh->nstages : PL_MAX;
+	st->state = (int)atomic_load(&sh->state);
+	st->messages_in = atomic_load(&sh->msgs_in);
+	st->bytes_in = atomic_load(&sh->bytes_in);
+	st->messages_out = atomic_load(&sh->msgs_out);
+	st->bytes_out = atomic_load(&sh->bytes_out);
+	st->source_errors = atomic_load(&sh->source_errors);
+	uint64_t t0 = atomic_load(&sh->t_start), t1 = atomic_load(&sh->t_last_out);
+	if (st->state == SHMP_PIPELINE_RUNNING || st->state == SHMP_PIPELINE_DRAINING || !t1)
+		t1 = shmp__now_ns();
+	st->elapsed = t0 && t1 > t0 ? (double)(t1 - t0) / 1e9 : 0;
+	st->lat_count = atomic_load(&sh->lat_count);
+	st->lat_max = atomic_load(&sh->lat_max);
+	st->lat_mean = st->lat_count ? (double)atomic_load(&sh->lat_sum) / (double)st->lat_count : 0;
+	st->lat_p50 = percentile(sh, st->lat_count, 0.50);
+	st->lat_p99 = percentile(sh, st->lat_count, 0.99);
+	st->lat_p999 = percentile(sh, st->lat_count, 0.999);
+	for (uint32_t k = 0; k < sh->nrings && k <= PL_MAX; k++) {
+		struct shmp_ring_stats rs;
+		if (rings[k] && shmp_ring_stats(rings[k], &rs) == 0)
+			st->lost += rs.lost;
+	}
+	for (unsigned s = 0; s < st->nstages; s++) {
+		struct pl_stage_sh *ss = &sh->stage[s];
+		struct shmp_stage_stats *o = &st->stage[s];
+		memcpy(o->name, ss->name, sizeof o->name);
+		o->name[sizeof o->name - 1] = 0;
+		o->workers = ss->workers;
+		o->processed = atomic_load(&ss->processed);
+		o->failed = atomic_load(&ss->failed);
+		o->deaths = atomic_load(&ss->deaths);
+		o->restarts = atomic_load(&ss->restarts);
+		if (ss->in_ring >= 0 && (uint32_t)ss->in_ring < sh->nrings && rings[ss->in_ring])
+			o->queued = (uint64_t)shmp_ring_count(rings[ss->in_ring]);
+		for (uint32_t w = 0; wsh && w < ss->workers && ss->first_worker + w < sh->nworkers; w++) {
+			int32_t pid = atomic_load(&wsh[ss->first_worker + w].pid);
+			o->alive += pid > 0 && !atomic_load(&wsh[ss->first_worker + w].done) &&
+				    !shmp__tid_dead(pid);
+		}
+	}
+	(void)seg;
+}
+
+int shmp_pipeline_stats(shmp_pipeline_t *pl, struct shmp_pipeline_stats *st)
+{
+	if (checked(pl) < 0 || !st)
+		return -EINVAL;
+	stats_of(pl->seg, pl->sh, pl->wsh, pl->ring, st);
+	return 0;
+}
+
+int shmp_pipeline_reset_latency(shmp_pipeline_t *pl)
+{
+	if (checked(pl) < 0)
+		return -EINVAL;
+	for (unsigned b = 0; b < PL_HIST; b++)
+		atomic_store_explicit(&pl->sh->hist[b], 0, memory_order_relaxed);
+	atomic_store(&pl->sh->lat_count, 0);
+	atomic_store(&pl->sh->lat_sum, 0);
+	atomic_store(&pl->sh->lat_max, 0);
+	return 0;
+}
+
+int shmp_pipeline_inspect(shmp_registry_t *r, const char *name, struct shmp_pipeline_stats *st)
+{
+	struct shmp_object_info info;
+	shmp_segment_t *seg = shmp_registry_segment(r);
+	if (!seg || !st)
+		return -EINVAL;
+	int e = shmp_registry_lookup(r, name, &info);
+	if (e < 0)
+		return e;
+	if (info.type != SHMP_TYPE_PIPELINE)
+		return SHMP_ETYPE;
+	struct shmp__pl_sh *sh = shmp__sh_at(seg, info.offset, sizeof *sh);
+	if (!sh || sh->magic != PL_MAGIC || sh->version != PL_VERSION || sh->nstages > PL_MAX ||
+	    sh->nrings > PL_MAX + 1 || sh->nworkers > PL_MAX * 1024)
+		return SHMP_ECORRUPT;
+	struct pl_worker_sh *wsh = sh->nworkers ? shmp__sh_at(seg, sh->workers_off, sh->nworkers * sizeof *wsh) : NULL;
+	shmp_ring_t *rings[PL_MAX + 1] = { 0 };
+	for (uint32_t k = 0; k < sh->nrings; k++)
+		rings[k] = shmp__ring_open(seg, sh->ring_off[k]); /* read-only use */
+	stats_of(seg, sh, wsh, rings, st);
+	for (uint32_t k = 0; k < sh->nrings; k++)
+		free(rings[k]);
+	return 0;
+}

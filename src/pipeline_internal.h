@@ -1,0 +1,125 @@
+/* private: the pipeline's shared state and what its files share. */
+#ifndef SHMP_PIPELINE_INTERNAL_H
+#define SHMP_PIPELINE_INTERNAL_H
+
+#include "internal.h"
+
+#include <pthread.h>
+
+#define PL_MAGIC 0x50495045u /* "PIPE" */
+#define PL_VERSION 1u
+#define PL_MAX SHMP_PIPELINE_MAX_STAGES
+/* Latency histogram: values below 64 ns exactly, then 32 buckets per power
+ * of two (about 3% wide). */
+#define PL_HIST (64 + 58 * 32)
+
+enum { KIND_FN, KIND_FILE_SOURCE, KIND_FILE_SINK };
+
+/* Every ring message starts with this; the payload follows. */
+struct pl_hdr {
+	uint64_t seq;
+	uint64_t t0;
+	uint64_t offset;
+	uint32_t tag;
+	uint32_t flags;
+};
+
+struct pl_stage_sh {
+	char name[32];
+	uint32_t kind;
+	uint32_t workers;
+	int32_t in_ring, out_ring;     /* -1: none */
+	uint32_t first_worker;         /* index into the worker table */
+	_Atomic uint32_t finished;     /* workers that ended normally */
+	_Atomic uint64_t processed, failed, deaths, restarts;
+} __attribute__((aligned(64)));
+
+struct pl_worker_sh {
+	_Atomic int32_t pid;           /* process id or thread id */
+	_Atomic uint32_t done;         /* set by the worker when it ends normally */
+	uint32_t stage, index;
+};
+
+struct shmp__pl_sh {
+	uint32_t magic, version;
+	uint32_t nstages, nrings, nworkers;
+	uint32_t on_crash;
+	_Atomic uint32_t state;        /* SHMP_PIPELINE_*; futex for join */
+	uint32_t threads;
+	uint64_t ring_off[PL_MAX + 1];
+	uint64_t workers_off;
+	uint64_t reserved[4];
+	SHMP__ALIGNED _Atomic uint64_t seq_next;
+	_Atomic uint64_t msgs_in, bytes_in;
+	SHMP__ALIGNED _Atomic uint64_t msgs_out, bytes_out, t_last_out;
+	_Atomic uint64_t source_errors;
+	_Atomic uint64_t t_start;
+	_Atomic uint64_t lat_count, lat_sum, lat_max;
+	_Atomic uint64_t hist[PL_HIST];
+	struct pl_stage_sh stage[PL_MAX];
+};
+
+struct pl_stage {
+	char name[32];
+	int kind;
+	shmp_stage_fn fn;
+	void *arg;
+	unsigned workers;
+};
+
+struct pl_worker {
+	pid_t pid;
+	int pidfd;
+	pthread_t thread;
+	bool running;
+};
+
+struct shmp_pipeline {
+	shmp_segment_t *seg;
+	bool own_seg, registered;
+	struct shmp__pl_sh *sh;
+	struct pl_worker_sh *wsh;
+	struct shmp_pipeline_opts o;
+	struct pl_stage st[PL_MAX];
+	int nst;
+	shmp_ring_t *ring[PL_MAX + 1];
+	int src_ring, sink_ring;       /* this process's ends, -1 if a stage has them */
+	struct pl_worker *wk;
+	int nwk;
+	/* file source */
+	char **paths;
+	unsigned npaths;
+	size_t block_size;
+	unsigned depth;
+	int sink_fd;
+	/* supervision (processes) */
+	pthread_t sup;
+	bool sup_started;
+	int efd;
+	_Atomic bool quit;
+	pthread_mutex_t mu;            /* the worker table */
+	bool started, closed;
+	/* the sink's held message */
+	struct shmp_ring_ticket held;
+	bool holding;
+};
+
+struct shmp_stage_ctx {
+	shmp_pipeline_t *pl;
+	int stage, worker;
+	shmp_ring_t *out;
+	const struct pl_hdr *in;
+	struct shmp_ring_ticket t;
+	bool reserved;
+};
+
+/* A message's latency, now, into the histogram (the sink does it). */
+void shmp__pl_record(struct shmp__pl_sh *sh, uint64_t t0);
+/* The file stages' bodies (pipeline_files.c): run in their worker. */
+int shmp__pl_file_source(shmp_pipeline_t *pl, int stage);
+int shmp__pl_file_sink(shmp_pipeline_t *pl, int stage);
+
+/* The ring's slot array, which io_uring may register. */
+void shmp__ring_slots(const shmp_ring_t *r, void **base, size_t *len);
+
+#endif
