@@ -287,6 +287,58 @@ static void show_pool_json(shmp_registry_t *r, const char *name)
 	printf("]");
 }
 
+static const char *pipeline_state(int s)
+{
+	static const char *const n[] = { "new", "running", "draining", "done", "stopped" };
+	return s >= 0 && s <= 4 ? n[s] : "?";
+}
+
+static void show_pipeline_human(shmp_registry_t *r, const char *name)
+{
+	struct shmp_pipeline_stats st;
+	int e = shmp_pipeline_inspect(r, name, &st);
+	if (e < 0) {
+		printf("  (%s)\n", shmp_strerror(e));
+		return;
+	}
+	double secs = st.elapsed > 0 ? st.elapsed : 1e-9;
+	printf("%s, %u stages, %" PRIu64 " in, %" PRIu64 " out (%.0f msg/s, %.1f MB/s), %" PRIu64 " lost\n",
+	       pipeline_state(st.state), st.nstages, st.messages_in, st.messages_out, (double)st.messages_out / secs,
+	       (double)st.bytes_out / secs / 1e6, st.lost);
+	printf("    latency p50 %.1f us  p99 %.1f us  p99.9 %.1f us  max %.1f us  (%" PRIu64 " messages)\n",
+	       st.lat_p50 / 1e3, st.lat_p99 / 1e3, st.lat_p999 / 1e3, st.lat_max / 1e3, st.lat_count);
+	for (unsigned i = 0; i < st.nstages; i++) {
+		const struct shmp_stage_stats *s = &st.stage[i];
+		printf("    stage %u %-14s workers %u (%u alive)  processed %" PRIu64 "  failed %" PRIu64
+		       "  queued %" PRIu64 "  deaths %" PRIu64 "  restarts %" PRIu64 "\n",
+		       i + 1, s->name, s->workers, s->alive, s->processed, s->failed, s->queued, s->deaths, s->restarts);
+	}
+}
+
+static void show_pipeline_json(shmp_registry_t *r, const char *name)
+{
+	struct shmp_pipeline_stats st;
+	int e = shmp_pipeline_inspect(r, name, &st);
+	if (e < 0) {
+		printf(",\"error\":\"%s\"", shmp_strerror(e));
+		return;
+	}
+	printf(",\"state\":\"%s\",\"messages_in\":%" PRIu64 ",\"messages_out\":%" PRIu64 ",\"bytes_out\":%" PRIu64
+	       ",\"lost\":%" PRIu64 ",\"elapsed\":%.6f,\"latency_ns\":{\"count\":%" PRIu64 ",\"p50\":%" PRIu64
+	       ",\"p99\":%" PRIu64 ",\"p999\":%" PRIu64 ",\"max\":%" PRIu64 "},\"stages\":[",
+	       pipeline_state(st.state), st.messages_in, st.messages_out, st.bytes_out, st.lost, st.elapsed,
+	       st.lat_count, st.lat_p50, st.lat_p99, st.lat_p999, st.lat_max);
+	for (unsigned i = 0; i < st.nstages; i++) {
+		const struct shmp_stage_stats *s = &st.stage[i];
+		printf("%s{\"name\":", i ? "," : "");
+		json_str(s->name);
+		printf(",\"workers\":%u,\"alive\":%u,\"processed\":%" PRIu64 ",\"failed\":%" PRIu64
+		       ",\"queued\":%" PRIu64 ",\"deaths\":%" PRIu64 ",\"restarts\":%" PRIu64 "}",
+		       s->workers, s->alive, s->processed, s->failed, s->queued, s->deaths, s->restarts);
+	}
+	printf("]");
+}
+
 static void object_human(shmp_registry_t *r, const struct shmp_object_info *o)
 {
 	char buf[512], lk[128];
@@ -342,6 +394,9 @@ static void object_human(shmp_registry_t *r, const struct shmp_object_info *o)
 	case SHMP_TYPE_POOL:
 		show_pool_human(r, o->name);
 		break;
+	case SHMP_TYPE_PIPELINE:
+		show_pipeline_human(r, o->name);
+		break;
 	default:
 		printf("at offset %" PRIu64 "\n", o->offset);
 	}
@@ -360,7 +415,7 @@ static void object_json(shmp_registry_t *r, const struct shmp_object_info *o)
 	json_str(o->name);
 	printf(",\"type\":\"%s\",\"offset\":%" PRIu64 ",\"creator_pid\":%d,\"handles\":%u,\"valid\":%s",
 	       shmp_type_name(o->type), o->offset, (int)o->creator_pid, o->handles, o->valid ? "true" : "false");
-	switch (o->valid ? o->type : o->type == SHMP_TYPE_POOL ? SHMP_TYPE_POOL : 0) {
+	switch (o->type == SHMP_TYPE_POOL || o->type == SHMP_TYPE_PIPELINE || o->valid ? o->type : 0) {
 	case SHMP_TYPE_VALUE:
 	case SHMP_TYPE_ARRAY:
 		printf(",\"typecode\":\"%c\",\"length\":%" PRIu64 ",", o->typecode, o->length);
@@ -399,6 +454,9 @@ static void object_json(shmp_registry_t *r, const struct shmp_object_info *o)
 		break;
 	case SHMP_TYPE_POOL:
 		show_pool_json(r, o->name);
+		break;
+	case SHMP_TYPE_PIPELINE:
+		show_pipeline_json(r, o->name);
 		break;
 	}
 	printf("}");
