@@ -312,7 +312,9 @@ static int stripe_lock(shmp_dict_t *d, uint32_t bucket)
 static void stripe_unlock(shmp_dict_t *d, uint32_t bucket)
 {
 	struct stripe *s = stripe_of(d, bucket);
-	atomic_fetch_add_explicit(&s->seq, 1, memory_order_release);
+	/* Only the lock holder writes seq: a plain store, no locked RMW. */
+	uint32_t q = atomic_load_explicit(&s->seq, memory_order_relaxed);
+	atomic_store_explicit(&s->seq, q + 1, memory_order_release);
 	shmp__lock_release_sh(&s->lock);
 }
 
