@@ -266,7 +266,9 @@ shmp_segment_t *shmp__segment_attach(const char *name, bool readonly)
 		errno = -r;
 		return NULL;
 	}
-	int fd = shm_open(path, readonly ? O_RDONLY : O_RDWR, 0);
+	/* O_NONBLOCK: a FIFO planted under the name must not block the open
+	 * (it is refused just below as not a regular file). */
+	int fd = shm_open(path, (readonly ? O_RDONLY : O_RDWR) | O_NONBLOCK, 0);
 	if (fd < 0)
 		return NULL;
 	struct stat st;

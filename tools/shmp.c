@@ -15,11 +15,13 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -73,8 +75,10 @@ static void segment_json(const struct shmp_segment_info *si)
 	json_str(si->name);
 	printf(",\"size\":%" PRIu64 ",\"used\":%" PRIu64 ",\"valid\":%s,\"state\":\"%s\"", si->size,
 	       si->used_bytes, si->valid ? "true" : "false", state_of(si));
-	if (!si->valid)
-		printf(",\"error\":\"%s\"", shmp_strerror(si->error));
+	if (!si->valid) {
+		printf(",\"error\":");
+		json_str(shmp_strerror(si->error));
+	}
 	printf(",\"creator_pid\":%d,\"creator_alive\":%s,\"attach_count\":%u,\"users\":%u,\"objects\":%d,"
 	       "\"stale\":%s}",
 	       (int)si->creator_pid, si->creator_alive ? "true" : "false", si->attach_count, si->users,
@@ -189,8 +193,13 @@ static int item_text(char tc, const unsigned char *p, char *out, size_t n)
 	case 'L': return snprintf(out, n, "%lu", u.L);
 	case 'q': return snprintf(out, n, "%" PRId64, u.q);
 	case 'Q': return snprintf(out, n, "%" PRIu64, u.Q);
-	case 'f': return snprintf(out, n, "%.9g", u.f);
-	case 'd': return snprintf(out, n, "%.17g", u.d);
+	case 'f':
+	case 'd': {
+		double x = tc == 'f' ? u.f : u.d;
+		if (json && !isfinite(x))
+			return snprintf(out, n, "null"); /* JSON has no NaN or infinity */
+		return snprintf(out, n, tc == 'f' ? "%.9g" : "%.17g", x);
+	}
 	case '?': return snprintf(out, n, u.B ? "true" : "false");
 	case 'c':
 		if (json)
@@ -227,9 +236,12 @@ static void lock_text(const struct shmp_object_info *o, char *out, size_t n)
 		snprintf(out, n, "free");
 	else if (!o->owner_tid)
 		snprintf(out, n, "not recoverable");
+	else if (!o->owner_pid)
+		snprintf(out, n, "held by tid %d (process gone)%s", (int)o->owner_tid,
+			 o->owner_dead ? ", owner dead" : "");
 	else
-		snprintf(out, n, "held by pid %d (tid %d)%s%s", (int)o->owner_pid, (int)o->owner_tid,
-			 o->owner_dead ? ", owner dead" : "", "");
+		snprintf(out, n, "held by pid %d (tid %d)%s", (int)o->owner_pid, (int)o->owner_tid,
+			 o->owner_dead ? ", owner dead" : "");
 }
 
 static const char *pool_state(int s)
@@ -565,9 +577,17 @@ static int cmd_gc(bool force)
 		printf("{\"dry_run\":%s,\"stale\":[", force ? "false" : "true");
 	for (int i = 0; i < n; i++) {
 		struct shmp_segment_info si;
-		if (shmp_segment_inspect(names[i], &si) < 0 || !si.valid || !si.stale)
+		struct stat before, after;
+		char path[sizeof SHM_DIR + sizeof PREFIX + SHMP_SEGMENT_NAME_MAX + 2];
+		snprintf(path, sizeof path, SHM_DIR "/" PREFIX "%s", names[i]);
+		if (lstat(path, &before) < 0 || shmp_segment_inspect(names[i], &si) < 0 || !si.valid || !si.stale)
 			continue;
-		int e = force ? shmp_segment_unlink(si.name) : 0;
+		int e = 0;
+		/* Only the file that was judged stale: not one made since under its name. */
+		if (force && (lstat(path, &after) < 0 || after.st_ino != before.st_ino))
+			continue;
+		if (force)
+			e = shmp_segment_unlink(si.name);
 		if (e < 0)
 			rc = 1;
 		if (json) {
