@@ -272,7 +272,12 @@ shmp_segment_t *shmp__segment_attach(const char *name, bool readonly)
 	if (fd < 0)
 		return NULL;
 	struct stat st;
-	if (fstat(fd, &st) != 0) {
+	/* A creator between its O_EXCL open and its ftruncate shows an empty
+	 * file: give it a moment before calling that corrupt. */
+	int r2;
+	for (int i = 0; (r2 = fstat(fd, &st)) == 0 && S_ISREG(st.st_mode) && st.st_size == 0 && i < 50; i++)
+		usleep(1000);
+	if (r2 != 0) {
 		int e = errno;
 		close(fd);
 		errno = e;
