@@ -187,7 +187,7 @@ void *shmp__alloc_ptr(shmp_segment_t *seg, size_t size, size_t align, uint64_t *
 	uint64_t o;
 	int r = shmp_segment_alloc(seg, size, align, &o);
 	if (r < 0) {
-		errno = r <= -SHMP_EBASE ? EIO : -r;
+		errno = -r; /* shmp's own codes too: -errno gives them back */
 		return NULL;
 	}
 	if (off)

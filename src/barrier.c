@@ -72,7 +72,7 @@ void shmp_barrier_destroy(shmp_barrier_t *b)
 {
 	if (!b)
 		return;
-	if (shmp__ref_drop(b->ref))
+	if (shmp__ref_drop(b->seg, b->ref))
 		shmp__free_ptr(b->seg, b->sh);
 	free(b);
 }
@@ -81,10 +81,10 @@ SHMP__HEAD_CHECK(struct shmp_barrier);
 
 static struct shmp__barrier_sh *barrier_at(const shmp_segment_t *seg, uint64_t off)
 {
-	struct shmp__barrier_sh *sh = shmp__sh_at(seg, off, sizeof *sh);
+	struct shmp__barrier_sh *sh = shmp__sh_at(seg, off, sizeof *sh, __alignof__(*sh));
 	if (!sh || sh->magic != BARRIER_MAGIC || sh->parties == 0 || sh->parties > SHMP_BARRIER_PARTIES_MAX ||
 	    sh->lock.magic != SHMP__LOCK_MAGIC ||
-	    !shmp__sh_at(seg, off, sizeof *sh + 2 * sizeof(uint32_t) * sh->parties))
+	    !shmp__sh_at(seg, off, sizeof *sh + 2 * sizeof(uint32_t) * sh->parties, 1))
 		return NULL;
 	return sh;
 }

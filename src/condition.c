@@ -96,7 +96,7 @@ void shmp_cond_destroy(shmp_cond_t *c)
 {
 	if (!c)
 		return;
-	if (!shmp__ref_drop(c->ref)) {
+	if (!shmp__ref_drop(c->seg, c->ref)) {
 		/* Others still use it: let go of the handles only. */
 		if (c->owns_lock)
 			free(c->lock);
@@ -114,9 +114,9 @@ static uint32_t used_of(const struct shmp__cond_sh *sh, uint32_t max);
 
 static struct shmp__cond_sh *cond_at(const shmp_segment_t *seg, uint64_t off)
 {
-	struct shmp__cond_sh *sh = shmp__sh_at(seg, off, sizeof *sh);
+	struct shmp__cond_sh *sh = shmp__sh_at(seg, off, sizeof *sh, __alignof__(*sh));
 	if (!sh || sh->magic != COND_MAGIC || sh->max_waiters == 0 || sh->max_waiters > SHMP_COND_WAITERS_MAX ||
-	    !shmp__sh_at(seg, off, sizeof *sh + sh->max_waiters * sizeof(struct cond_waiter)))
+	    !shmp__sh_at(seg, off, sizeof *sh + sh->max_waiters * sizeof(struct cond_waiter), 1))
 		return NULL;
 	return sh;
 }

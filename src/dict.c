@@ -193,7 +193,7 @@ shmp_dict_t *shmp_dict_create(const struct shmp_dict_opts *opts)
 /* The dict at off, checked whole; fills the trusted copies of d. */
 static struct shmp__dict_sh *dict_at(const shmp_segment_t *seg, uint64_t off, shmp_dict_t *d)
 {
-	struct shmp__dict_sh *sh = shmp__sh_at(seg, off, sizeof *sh);
+	struct shmp__dict_sh *sh = shmp__sh_at(seg, off, sizeof *sh, __alignof__(*sh));
 	if (!sh || __atomic_load_n(&sh->magic, __ATOMIC_ACQUIRE) != DICT_MAGIC || sh->version != DICT_VERSION ||
 	    sh->capacity == 0 || sh->capacity > MAX_CAPACITY || sh->nentries != sh->capacity + NSTRIPES ||
 	    sh->nbuckets < sh->capacity || (sh->nbuckets & (sh->nbuckets - 1)) || sh->nbuckets > 2 * MAX_CAPACITY ||
@@ -256,7 +256,7 @@ void shmp_dict_destroy(shmp_dict_t *d)
 {
 	if (!d)
 		return;
-	if (shmp__ref_drop(d->ref)) {
+	if (shmp__ref_drop(d->seg, d->ref)) {
 		/* Blocks of big values first, then the tables. */
 		for (uint32_t b = 0; b <= d->bmask; b++) {
 			uint32_t i1 = atomic_load_explicit(&d->buckets[b], memory_order_relaxed);

@@ -43,14 +43,14 @@ void shmp_event_destroy(shmp_event_t *e)
 {
 	if (!e)
 		return;
-	if (shmp__ref_drop(e->ref))
+	if (shmp__ref_drop(e->seg, e->ref))
 		shmp__free_ptr(e->seg, e->sh);
 	free(e);
 }
 
 static struct shmp__event_sh *event_at(const shmp_segment_t *seg, uint64_t off)
 {
-	struct shmp__event_sh *sh = shmp__sh_at(seg, off, sizeof *sh);
+	struct shmp__event_sh *sh = shmp__sh_at(seg, off, sizeof *sh, __alignof__(*sh));
 	return sh && sh->magic == EVENT_MAGIC ? sh : NULL;
 }
 

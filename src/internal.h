@@ -235,8 +235,9 @@ int shmp__header_validate(const struct shmp__seg_hdr *h, uint64_t file_size);
  * Every object handle starts with these three fields (each type checks
  * with a static assert), so the registry can reach any handle's segment
  * and shared state. ref is NULL for an ordinary handle, which owns its
- * object; a handle the registry lent points it at its directory entry's
- * reference word. */
+ * object; a handle the registry lent points it at the object's reference
+ * word, a small block of its own (not in the directory entry, so that a
+ * removed name's entry is free at once even while handles remain). */
 struct shmp__head {
 	shmp_segment_t *seg;
 	void *sh;
@@ -251,8 +252,9 @@ struct shmp__head {
 #define SHMP__REF_REMOVED 0x80000000u
 /* Drop a handle's reference. True if the caller must free the shared
  * object: an ordinary handle (ref NULL), or the last reference to a removed
- * entry. Exactly one dropper (or the remover) sees the last one. */
-bool shmp__ref_drop(_Atomic uint32_t *ref);
+ * object, whose reference block this frees. Exactly one dropper (or the
+ * remover) sees the last one. */
+bool shmp__ref_drop(shmp_segment_t *seg, _Atomic uint32_t *ref);
 
 /* Lock handle, shared with Value/Condition which embed or borrow one. */
 struct shmp_lock {
@@ -288,10 +290,12 @@ int shmp__event_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_obj
 int shmp__cond_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info);
 int shmp__barrier_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info);
 int shmp__queue_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info);
-/* The shared block at off, if [off, off+len) is inside seg and 16-aligned. */
-static inline void *shmp__sh_at(const shmp_segment_t *seg, uint64_t off, size_t len)
+/* The shared block at off, if [off, off+len) is inside seg and off is a
+ * multiple of align (that of the struct read there: a misaligned one is
+ * corruption, and undefined to read). */
+static inline void *shmp__sh_at(const shmp_segment_t *seg, uint64_t off, size_t len, size_t align)
 {
-	if (off == 0 || off % 16 || off >= seg->size || len > seg->size - off)
+	if (off == 0 || off % align || off >= seg->size || len > seg->size - off)
 		return NULL;
 	return seg->base + off;
 }

@@ -219,7 +219,7 @@ void shmp_lock_destroy(shmp_lock_t *l)
 {
 	if (!l)
 		return;
-	if (shmp__ref_drop(l->ref) && l->owns_memory)
+	if (shmp__ref_drop(l->seg, l->ref) && l->owns_memory)
 		shmp__free_ptr(l->seg, l->sh);
 	free(l);
 }
@@ -228,7 +228,7 @@ SHMP__HEAD_CHECK(struct shmp_lock);
 
 static struct shmp__lock_sh *lock_at(const shmp_segment_t *seg, uint64_t off, uint32_t kind)
 {
-	struct shmp__lock_sh *sh = shmp__sh_at(seg, off, sizeof *sh);
+	struct shmp__lock_sh *sh = shmp__sh_at(seg, off, sizeof *sh, __alignof__(*sh));
 	if (!sh || sh->magic != SHMP__LOCK_MAGIC || (sh->kind != SHMP__KIND_LOCK && sh->kind != SHMP__KIND_RLOCK) ||
 	    (kind && sh->kind != kind))
 		return NULL;

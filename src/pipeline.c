@@ -825,11 +825,11 @@ int shmp_pipeline_inspect(shmp_registry_t *r, const char *name, struct shmp_pipe
 		return e;
 	if (info.type != SHMP_TYPE_PIPELINE)
 		return SHMP_ETYPE;
-	struct shmp__pl_sh *sh = shmp__sh_at(seg, info.offset, sizeof *sh);
+	struct shmp__pl_sh *sh = shmp__sh_at(seg, info.offset, sizeof *sh, __alignof__(*sh));
 	if (!sh || sh->magic != PL_MAGIC || sh->version != PL_VERSION || sh->nstages > PL_MAX ||
 	    sh->nrings > PL_MAX + 1 || sh->nworkers > PL_MAX * 1024)
 		return SHMP_ECORRUPT;
-	struct pl_worker_sh *wsh = sh->nworkers ? shmp__sh_at(seg, sh->workers_off, sh->nworkers * sizeof *wsh) : NULL;
+	struct pl_worker_sh *wsh = sh->nworkers ? shmp__sh_at(seg, sh->workers_off, sh->nworkers * sizeof *wsh, __alignof__(*wsh)) : NULL;
 	shmp_ring_t *rings[PL_MAX + 1] = { 0 };
 	for (uint32_t k = 0; k < sh->nrings; k++)
 		rings[k] = shmp__ring_open(seg, sh->ring_off[k]); /* read-only use */

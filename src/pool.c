@@ -469,9 +469,9 @@ int shmp_pool_inspect(shmp_registry_t *r, const char *name, struct shmp_pool_sta
 		return e;
 	if (info.type != SHMP_TYPE_POOL)
 		return SHMP_ETYPE;
-	struct shmp__pool_sh *sh = shmp__sh_at(seg, info.offset, sizeof *sh);
+	struct shmp__pool_sh *sh = shmp__sh_at(seg, info.offset, sizeof *sh, __alignof__(*sh));
 	if (!sh || sh->magic != SHMP__POOL_MAGIC || sh->version != SHMP__POOL_VERSION || sh->nworkers == 0 ||
-	    sh->nworkers > 65536 || !shmp__sh_at(seg, sh->wk_off, (size_t)sh->nworkers * sizeof(struct shmp__wk)))
+	    sh->nworkers > 65536 || !shmp__sh_at(seg, sh->wk_off, (size_t)sh->nworkers * sizeof(struct shmp__wk), __alignof__(struct shmp__wk)))
 		return SHMP_ECORRUPT;
 	struct shmp__wk *wk = (struct shmp__wk *)(seg->base + sh->wk_off);
 	stats_of(sh, wk, (int)sh->nworkers, st);

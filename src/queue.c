@@ -66,7 +66,7 @@ void shmp_queue_destroy(shmp_queue_t *q)
 {
 	if (!q)
 		return;
-	if (!shmp__ref_drop(q->ref)) {
+	if (!shmp__ref_drop(q->seg, q->ref)) {
 		free(q->ring); /* the handle only: others still use the ring */
 		free(q);
 		return;
@@ -80,7 +80,7 @@ SHMP__HEAD_CHECK(struct shmp_queue);
 
 static struct shmp__queue_sh *queue_at(const shmp_segment_t *seg, uint64_t off, shmp_ring_t **ring)
 {
-	struct shmp__queue_sh *sh = shmp__sh_at(seg, off, sizeof *sh);
+	struct shmp__queue_sh *sh = shmp__sh_at(seg, off, sizeof *sh, __alignof__(*sh));
 	if (!sh || sh->magic != QUEUE_MAGIC || sh->joinable > 1 ||
 	    !(*ring = shmp__ring_open((shmp_segment_t *)seg, sh->ring_off)))
 		return NULL;

@@ -9,9 +9,13 @@
  * object's memory is lost, nothing else). Readers for tools (info, lookup)
  * take no lock: they read an entry between two loads of its word.
  *
- * Handles the registry lends hold a reference in their entry (refs), so
- * remove() can take the name out at once and leave the object to the last
- * handle (see shmp__ref_drop). */
+ * Handles the registry lends hold a reference in the object's reference
+ * block (ref_off), so remove() can take the name out and free the entry at
+ * once, and leave the object to the last handle (see shmp__ref_drop). A
+ * remove is: entry DYING, entry forgets ref_off, REMOVED set in the block,
+ * object freed if no handle is left, entry FREE. A remover killed before
+ * the block is marked is finished by the next lock holder; one killed later
+ * leaks at most the object. */
 #include "internal.h"
 #include "registry_internal.h"
 
@@ -31,10 +35,11 @@ enum { E_FREE = 0, E_BUSY = 1, E_LIVE = 2, E_DYING = 3 };
 struct entry {
 	_Atomic uint32_t word;  /* generation << 2 | state */
 	uint32_t type;          /* SHMP_TYPE_* */
-	_Atomic uint32_t refs;  /* handles lent | SHMP__REF_REMOVED */
+	uint32_t reserved0;
 	int32_t creator_pid;
 	uint64_t off;           /* the object's shared state */
-	uint64_t reserved[5];
+	uint64_t ref_off;       /* its reference block: handles lent | SHMP__REF_REMOVED; 0 for none */
+	uint64_t reserved[4];
 	char name[SHMP_REGISTRY_NAME_MAX + 1];
 };
 _Static_assert(sizeof(struct entry) == 128, "entry layout");
@@ -102,13 +107,13 @@ static int dir_at(const shmp_segment_t *seg, struct shmp__reg_dir **out)
 	uint64_t off = __atomic_load_n(&seg->hdr->registry_root, __ATOMIC_ACQUIRE);
 	if (off == 0)
 		return -ENODATA;
-	struct shmp__reg_dir *d = shmp__sh_at(seg, off, sizeof *d);
+	struct shmp__reg_dir *d = shmp__sh_at(seg, off, sizeof *d, __alignof__(*d));
 	if (!d || d->magic != DIR_MAGIC)
 		return SHMP_ECORRUPT;
 	if (d->version != DIR_VERSION)
 		return SHMP_EVERSION;
 	if (d->capacity == 0 || d->capacity > MAX_CAPACITY || d->entry_size != sizeof(struct entry) ||
-	    !shmp__sh_at(seg, off, dir_bytes(d->capacity)) || d->lock.magic != SHMP__LOCK_MAGIC)
+	    !shmp__sh_at(seg, off, dir_bytes(d->capacity), 1) || d->lock.magic != SHMP__LOCK_MAGIC)
 		return SHMP_ECORRUPT;
 	*out = d;
 	return 0;
@@ -255,19 +260,22 @@ shmp_segment_t *shmp_registry_segment(const shmp_registry_t *r)
 
 /* ---- entries under the lock --------------------------------------------- */
 
+static void finish_remove(shmp_registry_t *r, struct entry *en);
+
 static int dir_lock(shmp_registry_t *r)
 {
 	struct shmp__deadline forever = { .kind = 0 };
 	int e = shmp__lock_acquire_internal(&r->dir->lock, &forever);
 	if (e < 0)
 		return e;
-	/* BUSY entries exist only inside a holder; one seen now was left by a
-	 * holder that died. DYING ones whose last handle went are done. */
+	/* BUSY and DYING entries exist only inside a holder; one seen now was
+	 * left by a holder that died: free it, finishing its remove. */
 	for (uint32_t i = 0; i < r->cap; i++) {
 		struct entry *en = &r->dir->e[i];
 		uint32_t w = atomic_load_explicit(&en->word, memory_order_acquire);
-		uint32_t refs = atomic_load_explicit(&en->refs, memory_order_acquire);
-		if (E_STATE(w) == E_BUSY || (E_STATE(w) == E_DYING && refs == SHMP__REF_REMOVED))
+		if (E_STATE(w) == E_DYING)
+			finish_remove(r, en);
+		else if (E_STATE(w) == E_BUSY)
 			atomic_store_explicit(&en->word, E_NEXT(w, E_FREE), memory_order_release);
 	}
 	return 0;
@@ -416,14 +424,14 @@ static int obj_inspect(const shmp_segment_t *seg, int type, uint64_t off, struct
 	return 0; /* pools and pipelines: their own layers read them */
 }
 
-/* Free a removed entry's object now that no handle is left. */
-static void obj_free(shmp_registry_t *r, struct entry *en)
+/* Free a removed object now that no handle is left. */
+static void obj_free(shmp_registry_t *r, int type, uint64_t off)
 {
-	if (en->type == SHMP_TYPE_POOL || en->type == SHMP_TYPE_PIPELINE)
+	if (type == SHMP_TYPE_POOL || type == SHMP_TYPE_PIPELINE)
 		return; /* owned by the pool or pipeline, not by the registry */
-	void *h = obj_open(r->seg, (int)en->type, en->off, NULL);
+	void *h = obj_open(r->seg, type, off, NULL);
 	if (h)
-		obj_destroy((int)en->type, h);
+		obj_destroy(type, h);
 }
 
 /* The getters' common body: find `name` or make it, and lend a handle. */
@@ -443,14 +451,18 @@ static void *get_or_create(shmp_registry_t *r, const char *name, int type, unsig
 		return NULL;
 	}
 	void *h = NULL;
+	_Atomic uint32_t *ref;
+	uint64_t ref_off;
 	struct entry *en = find_live(r, name);
 	if (en) {
 		if (flags & SHMP_REG_CREATE_ONLY)
 			e = -EEXIST;
 		else if (en->type != (uint32_t)type)
 			e = SHMP_ETYPE;
-		else if ((h = obj_open(r->seg, type, en->off, &en->refs)))
-			atomic_fetch_add_explicit(&en->refs, 1, memory_order_acq_rel);
+		else if (!(ref = shmp__sh_at(r->seg, en->ref_off, sizeof *ref, __alignof__(*ref))))
+			e = SHMP_ECORRUPT;
+		else if ((h = obj_open(r->seg, type, en->off, ref)))
+			atomic_fetch_add_explicit(ref, 1, memory_order_acq_rel);
 		else
 			e = -errno;
 		goto out;
@@ -468,8 +480,10 @@ static void *get_or_create(shmp_registry_t *r, const char *name, int type, unsig
 	}
 	uint32_t w = atomic_load_explicit(&en->word, memory_order_relaxed);
 	atomic_store_explicit(&en->word, E_NEXT(w, E_BUSY), memory_order_relaxed);
-	if (!(h = obj_create(r->seg, type, p))) {
+	ref = shmp__alloc_ptr(r->seg, sizeof *ref, 16, &ref_off);
+	if (!ref || !(h = obj_create(r->seg, type, p))) {
 		e = -errno;
+		shmp__free_ptr(r->seg, (void *)ref);
 		atomic_store_explicit(&en->word, E_NEXT(w, E_FREE) + 4, memory_order_release);
 		goto out;
 	}
@@ -479,8 +493,9 @@ static void *get_or_create(shmp_registry_t *r, const char *name, int type, unsig
 	en->type = (uint32_t)type;
 	en->creator_pid = getpid();
 	en->off = (uint64_t)((char *)head->sh - r->seg->base);
-	atomic_store_explicit(&en->refs, 1, memory_order_relaxed);
-	head->ref = &en->refs;
+	atomic_store_explicit(ref, 1, memory_order_relaxed);
+	en->ref_off = ref_off;
+	head->ref = ref;
 	atomic_store_explicit(&en->word, E_NEXT(w, E_LIVE) + 4, memory_order_release);
 	atomic_fetch_add_explicit(&r->dir->count, 1, memory_order_relaxed);
 out:
@@ -521,7 +536,7 @@ int shmp__registry_add(shmp_segment_t *seg, const char *name, int type, uint64_t
 	en->type = (uint32_t)type;
 	en->creator_pid = getpid();
 	en->off = off;
-	atomic_store_explicit(&en->refs, 0, memory_order_relaxed);
+	en->ref_off = 0;
 	atomic_store_explicit(&en->word, E_NEXT(w, E_LIVE), memory_order_release);
 	atomic_fetch_add_explicit(&r->dir->count, 1, memory_order_relaxed);
 out:
@@ -530,16 +545,28 @@ out:
 	return e;
 }
 
+/* The rest of a remove, from DYING (see the top of the file). */
+static void finish_remove(shmp_registry_t *r, struct entry *en)
+{
+	uint64_t ref_off = en->ref_off;
+	int type = (int)en->type;
+	uint64_t off = en->off;
+	__atomic_store_n(&en->ref_off, 0, __ATOMIC_RELEASE);
+	_Atomic uint32_t *ref = ref_off ? shmp__sh_at(r->seg, ref_off, sizeof *ref, __alignof__(*ref)) : NULL;
+	if (ref && (atomic_fetch_or_explicit(ref, SHMP__REF_REMOVED, memory_order_acq_rel) & ~SHMP__REF_REMOVED) == 0) {
+		obj_free(r, type, off);
+		shmp__free_ptr(r->seg, (void *)ref);
+	}
+	uint32_t w = atomic_load_explicit(&en->word, memory_order_relaxed);
+	atomic_store_explicit(&en->word, E_NEXT(w, E_FREE), memory_order_release);
+}
+
 static int remove_entry(shmp_registry_t *r, struct entry *en)
 {
-	uint32_t old = atomic_fetch_or_explicit(&en->refs, SHMP__REF_REMOVED, memory_order_acq_rel);
 	uint32_t w = atomic_load_explicit(&en->word, memory_order_relaxed);
 	atomic_store_explicit(&en->word, E_NEXT(w, E_DYING), memory_order_release);
 	atomic_fetch_sub_explicit(&r->dir->count, 1, memory_order_relaxed);
-	if ((old & ~SHMP__REF_REMOVED) == 0) {
-		obj_free(r, en);
-		atomic_store_explicit(&en->word, E_NEXT(w, E_FREE) + 4, memory_order_release);
-	}
+	finish_remove(r, en);
 	return 0;
 }
 
@@ -685,10 +712,52 @@ static int ns_set(shmp_registry_t *r, const char *attr, char tc, int64_t i, doub
 	return e;
 }
 
+/* A read-only attach cannot take a handle (that writes a reference):
+ * read the Value's bytes through lookup instead. */
+static int ns_get_readonly(shmp_registry_t *r, const char *attr, int64_t *i, double *d)
+{
+	struct shmp_object_info info;
+	int e = shmp_registry_lookup(r, attr, &info);
+	if (e < 0)
+		return e;
+	if (info.type != SHMP_TYPE_VALUE)
+		return SHMP_ETYPE;
+	int sz = shmp_typecode_size(info.typecode);
+	if (!info.valid || sz <= 0 || info.preview_bytes < (uint32_t)sz)
+		return SHMP_ECORRUPT;
+	union { int8_t b; uint8_t B; int16_t h; uint16_t H; int32_t i; uint32_t I; int64_t q; uint64_t Q;
+		float f; double d; } u;
+	memcpy(&u, info.preview, (size_t)sz);
+	int64_t iv = 0;
+	double dv = 0;
+	bool is_float = false;
+	switch (info.typecode) {
+	case 'b': iv = u.b; break;
+	case 'B': case 'c': case '?': iv = u.B; break;
+	case 'h': iv = u.h; break;
+	case 'H': iv = u.H; break;
+	case 'i': iv = u.i; break;
+	case 'I': iv = u.I; break;
+	case 'l': case 'q': iv = u.q; break;
+	case 'L': case 'Q': iv = (int64_t)u.Q; break;
+	case 'f': dv = u.f; is_float = true; break;
+	case 'd': dv = u.d; is_float = true; break;
+	}
+	if (i && is_float && !(dv >= -9223372036854775808.0 && dv < 9223372036854775808.0))
+		return -ERANGE; /* NaN, infinity, or too big for an int64 */
+	if (i)
+		*i = is_float ? (int64_t)dv : iv;
+	else
+		*d = is_float ? dv : (double)iv;
+	return 0;
+}
+
 static int ns_get(shmp_registry_t *r, const char *attr, int64_t *i, double *d)
 {
 	if (!i && !d)
 		return -EINVAL;
+	if (r && r->seg->readonly)
+		return ns_get_readonly(r, attr, i, d);
 	shmp_value_t *v = get_or_create(r, attr, SHMP_TYPE_VALUE, SHMP_REG_GET_ONLY, &no_params);
 	if (!v)
 		return -errno;
@@ -717,7 +786,9 @@ static int entry_snapshot(shmp_registry_t *r, uint32_t i, struct shmp_object_inf
 		info->type = (int)en->type;
 		info->offset = en->off;
 		info->creator_pid = en->creator_pid;
-		info->handles = atomic_load_explicit(&en->refs, memory_order_relaxed) & ~SHMP__REF_REMOVED;
+		uint64_t ref_off = __atomic_load_n(&en->ref_off, __ATOMIC_RELAXED);
+		_Atomic uint32_t *ref = ref_off ? shmp__sh_at(r->seg, ref_off, sizeof *ref, __alignof__(*ref)) : NULL;
+		info->handles = ref ? atomic_load_explicit(ref, memory_order_relaxed) & ~SHMP__REF_REMOVED : 0;
 		atomic_thread_fence(memory_order_acquire);
 		if (atomic_load_explicit(&en->word, memory_order_relaxed) == w)
 			return 1;

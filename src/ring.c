@@ -181,7 +181,7 @@ uint64_t shmp__ring_offset(const shmp_ring_t *r)
  * trusts from then on. */
 shmp_ring_t *shmp__ring_open(shmp_segment_t *seg, uint64_t off)
 {
-	struct shmp__ring_sh *sh = shmp__sh_at(seg, off, sizeof *sh);
+	struct shmp__ring_sh *sh = shmp__sh_at(seg, off, sizeof *sh, __alignof__(*sh));
 	if (!sh || __atomic_load_n(&sh->magic, __ATOMIC_ACQUIRE) != RING_MAGIC || sh->capacity == 0 ||
 	    sh->capacity > (1u << 30) || sh->slot_size % SHMP__CACHELINE || sh->slot_size <= SLOT_HEADER ||
 	    sh->slot_size > (1u << 21) || sh->max_message > SHMP_RING_MAX_MESSAGE ||

@@ -53,14 +53,14 @@ void shmp_sem_destroy(shmp_sem_t *s)
 {
 	if (!s)
 		return;
-	if (shmp__ref_drop(s->ref))
+	if (shmp__ref_drop(s->seg, s->ref))
 		shmp__free_ptr(s->seg, s->sh);
 	free(s);
 }
 
 static struct shmp__sem_sh *sem_at(const shmp_segment_t *seg, uint64_t off)
 {
-	struct shmp__sem_sh *sh = shmp__sh_at(seg, off, sizeof *sh);
+	struct shmp__sem_sh *sh = shmp__sh_at(seg, off, sizeof *sh, __alignof__(*sh));
 	if (!sh || sh->magic != SEM_MAGIC || sh->max > SHMP_SEM_VALUE_MAX)
 		return NULL;
 	return sh;

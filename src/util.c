@@ -160,9 +160,12 @@ struct timespec shmp__deadline_cap(const struct shmp__deadline *d, long slice_ns
 	return t;
 }
 
-bool shmp__ref_drop(_Atomic uint32_t *ref)
+bool shmp__ref_drop(shmp_segment_t *seg, _Atomic uint32_t *ref)
 {
 	if (!ref)
 		return true;
-	return atomic_fetch_sub_explicit(ref, 1, memory_order_acq_rel) == (SHMP__REF_REMOVED | 1);
+	if (atomic_fetch_sub_explicit(ref, 1, memory_order_acq_rel) != (SHMP__REF_REMOVED | 1))
+		return false;
+	shmp__free_ptr(seg, (void *)ref); /* the reference word has a block of its own */
+	return true;
 }

@@ -107,7 +107,7 @@ static int typed_init(struct typed *t, char tc, size_t length, const void *init,
 
 static void typed_fini(struct typed *t)
 {
-	if (shmp__ref_drop(t->ref))
+	if (shmp__ref_drop(t->seg, t->ref))
 		shmp__free_ptr(t->seg, t->sh);
 }
 
@@ -116,7 +116,7 @@ SHMP__HEAD_CHECK(struct typed);
 /* The object at off if it is a whole, valid Value (is_array 0) or Array. */
 static struct shmp__typed_sh *typed_at(const shmp_segment_t *seg, uint64_t off, bool is_array)
 {
-	struct shmp__typed_sh *sh = shmp__sh_at(seg, off, sizeof *sh);
+	struct shmp__typed_sh *sh = shmp__sh_at(seg, off, sizeof *sh, __alignof__(*sh));
 	if (!sh || __atomic_load_n(&sh->magic, __ATOMIC_ACQUIRE) != TYPED_MAGIC || sh->is_array != is_array)
 		return NULL;
 	int isz = shmp_typecode_size(sh->typecode);
@@ -125,7 +125,7 @@ static struct shmp__typed_sh *typed_at(const shmp_segment_t *seg, uint64_t off, 
 	    !shmp_segment_ptr(seg, sh->data_off, sh->length * (uint64_t)isz))
 		return NULL;
 	if (sh->lock_off) {
-		const struct shmp__lock_sh *l = shmp__sh_at(seg, sh->lock_off, sizeof *l);
+		const struct shmp__lock_sh *l = shmp__sh_at(seg, sh->lock_off, sizeof *l, __alignof__(*l));
 		if (!l || l->magic != SHMP__LOCK_MAGIC)
 			return NULL;
 	}
@@ -315,7 +315,7 @@ shmp_value_t *shmp_value_create(char tc, const void *init, const struct shmp_val
 	int r = typed_init(&v->t, tc, 1, init, opts, false);
 	if (r < 0) {
 		free(v);
-		errno = r <= -SHMP_EBASE ? EIO : -r;
+		errno = -r; /* shmp's own codes too: -errno gives them back */
 		return NULL;
 	}
 	return v;
@@ -396,7 +396,7 @@ shmp_array_t *shmp_array_create(char tc, size_t length, const void *init, const 
 	int r = typed_init(&a->t, tc, length, init, opts, true);
 	if (r < 0) {
 		free(a);
-		errno = r <= -SHMP_EBASE ? EIO : -r;
+		errno = -r; /* shmp's own codes too: -errno gives them back */
 		return NULL;
 	}
 	return a;

@@ -96,7 +96,8 @@ enum shmp_type {
 /* "value", "lock", "joinable_queue"...; "unknown" for anything else. */
 SHMP_API const char *shmp_type_name(int type);
 
-/* Create a registry in a new named segment (EEXIST if the name is taken). */
+/* Create a registry in a new named segment (EEXIST if the name is taken).
+ * opts.size is raised to fit the directory (and 64 KiB more) if smaller. */
 SHMP_API shmp_registry_t *shmp_registry_create(const char *name, const struct shmp_registry_opts *opts);
 /* Attach to an existing registry: ENOENT, EACCES, -SHMP_ECORRUPT,
  * -SHMP_EVERSION, ENODATA (a shmp segment without a directory). */
@@ -149,7 +150,7 @@ SHMP_API int shmp_registry_count(shmp_registry_t *r);
  * Namespace (ns.x = 3). set creates the attribute as a 'q' (i64) or 'd'
  * (f64) Value if missing; get is -ENOENT for a missing attribute (Python's
  * AttributeError) and converts between integer and floating types as the
- * Value functions do.
+ * Value functions do. get works on a read-only attach too.
  */
 SHMP_API int shmp_namespace_set_i64(shmp_registry_t *r, const char *attr, int64_t x);
 SHMP_API int shmp_namespace_get_i64(shmp_registry_t *r, const char *attr, int64_t *out);
