@@ -277,6 +277,12 @@ shmp_cond_t *shmp__cond_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t
 shmp_barrier_t *shmp__barrier_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref);
 shmp_ring_t *shmp__ring_open(shmp_segment_t *seg, uint64_t off);
 uint64_t shmp__ring_offset(const shmp_ring_t *r);
+/* Free at once the slots a dead thread held (claimed, never finished),
+ * counting them lost; the number freed. */
+int shmp__ring_recover_tid(shmp_ring_t *r, pid_t tid);
+/* The ring's slot array, which io_uring may register. */
+void shmp__ring_slots(const shmp_ring_t *r, void **base, size_t *len);
+
 shmp_queue_t *shmp__queue_open(shmp_segment_t *seg, uint64_t off, bool joinable, _Atomic uint32_t *ref);
 
 /* Read-only snapshots for shmp_registry_info: validate, then fill the

@@ -351,13 +351,28 @@ static void worker_ended(shmp_pipeline_t *pl, uint32_t slot, struct shmp__waitse
 		}
 	} else if (!atomic_load(&pl->quit)) {
 		atomic_fetch_add(&ss->deaths, 1);
-		if (pl->sh->on_crash == SHMP_PIPELINE_RESTART &&
-		    spawn(pl, (int)s, (int)pl->wsh[slot].index) == 0) {
-			atomic_fetch_add(&ss->restarts, 1);
-			shmp__waitset_add(ws, pl->wk[slot].pidfd, slot);
-		} else {
+		pid_t dead = pl->wk[slot].pid;
+		bool restart = pl->sh->on_crash == SHMP_PIPELINE_RESTART;
+		if (!restart) {
+			/* Closed before its slots are freed: room made by the
+			 * recovery must not let a blocked put slip in. */
 			set_state(pl->sh, SHMP_PIPELINE_STOPPED);
 			close_all(pl);
+		}
+		/* What it held is lost now, not when a producer laps round to
+		 * it: counted at once, and its large blocks freed. */
+		if (ss->in_ring >= 0)
+			shmp__ring_recover_tid(pl->ring[ss->in_ring], dead);
+		if (ss->out_ring >= 0)
+			shmp__ring_recover_tid(pl->ring[ss->out_ring], dead);
+		if (restart) {
+			if (spawn(pl, (int)s, (int)pl->wsh[slot].index) == 0) {
+				atomic_fetch_add(&ss->restarts, 1);
+				shmp__waitset_add(ws, pl->wk[slot].pidfd, slot);
+			} else {
+				set_state(pl->sh, SHMP_PIPELINE_STOPPED);
+				close_all(pl);
+			}
 		}
 	}
 	pthread_mutex_unlock(&pl->mu);
@@ -501,6 +516,8 @@ int shmp_pipeline_reserve(shmp_pipeline_t *pl, size_t len, struct shmp_pipeline_
 		return r < 0 ? r : -EINVAL;
 	if (len > pl->o.max_message)
 		return -EMSGSIZE;
+	if (atomic_load(&pl->sh->state) == SHMP_PIPELINE_STOPPED)
+		return SHMP_ECLOSED; /* a crash stopped it; the ring closes just after */
 	if ((r = shmp_ring_reserve(pl->ring[pl->src_ring], len + HDR, &t->rt_, timeout)) < 0)
 		return r;
 	t->data = (char *)t->rt_.data + HDR;

@@ -109,7 +109,12 @@ static int read_file(shmp_pipeline_t *pl, shmp_ring_t *r, struct uring *u, struc
 			s->want = size - off < bs ? (size_t)(size - off) : bs;
 			if (size == 0)
 				s->want = 0;
-			int e = shmp_ring_reserve(r, HDR + bs, &s->t, SHMP_FOREVER);
+			/* While reads are out, never wait for room: the room may be
+			 * behind our own uncommitted reservations. Submit and reap
+			 * one instead. */
+			int e = shmp_ring_reserve(r, HDR + bs, &s->t, inflight ? 0 : SHMP_FOREVER);
+			if (e == -ETIMEDOUT && inflight)
+				break;
 			if (e < 0) {
 				err = e;
 				break;
@@ -143,6 +148,8 @@ static int read_file(shmp_pipeline_t *pl, shmp_ring_t *r, struct uring *u, struc
 		if (reap(u, &tag, &res) < 0 || tag >= pl->depth)
 			return -EIO;
 		inflight--;
+		if (res < 0) /* the block goes on empty, and the failure is counted */
+			atomic_fetch_add(&pl->sh->source_errors, 1);
 		commit_block(pl, r, &slots[tag], res);
 		done++;
 	}

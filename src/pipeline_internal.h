@@ -119,7 +119,5 @@ void shmp__pl_record(struct shmp__pl_sh *sh, uint64_t t0);
 int shmp__pl_file_source(shmp_pipeline_t *pl, int stage);
 int shmp__pl_file_sink(shmp_pipeline_t *pl, int stage);
 
-/* The ring's slot array, which io_uring may register. */
-void shmp__ring_slots(const shmp_ring_t *r, void **base, size_t *len);
 
 #endif

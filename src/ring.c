@@ -166,6 +166,20 @@ shmp_ring_t *shmp_ring_create(const struct shmp_ring_opts *opts)
 	return r;
 }
 
+static bool recover_dead(shmp_ring_t *r, struct slot *s, uint64_t w);
+
+int shmp__ring_recover_tid(shmp_ring_t *r, pid_t tid)
+{
+	int n = 0;
+	for (uint32_t i = 0; i < r->cap; i++) {
+		struct slot *s = slot_at(r, i);
+		uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
+		if (w_tid(w) == (uint32_t)tid && recover_dead(r, s, w))
+			n++;
+	}
+	return n;
+}
+
 void shmp__ring_slots(const shmp_ring_t *r, void **base, size_t *len)
 {
 	*base = r->slots;

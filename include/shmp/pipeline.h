@@ -32,8 +32,14 @@ extern "C" {
  *
  * A worker that dies (crash, kill -9) is reported and, by opts.on_crash,
  * either stops the pipeline (every ring closes; next() and join() return
- * SHMP_EWORKERDIED) or is replaced by a new worker for its stage, the
- * message it held being lost (counted in stats.lost). Nothing ever hangs.
+ * SHMP_EWORKERDIED) or is replaced by a new worker for its stage. Nothing
+ * ever hangs, nothing is delivered twice. stats.lost counts the ring slots
+ * the dead worker held: the input message it was working on, and an output
+ * it was writing. So for stages that emit one message per input,
+ * messages_out + lost >= messages_in, and it can be more: a worker killed
+ * after emitting its output but before releasing its input counts that
+ * input lost although its output went on, one killed while writing an
+ * output counts two.
  *
  * Latency is measured per message, from the source's commit to the sink's
  * take (CLOCK_MONOTONIC), into a histogram: stats give p50/p99/p99.9.
@@ -169,7 +175,7 @@ struct shmp_pipeline_stats {
 	uint64_t bytes_in;
 	uint64_t messages_out;  /* taken by the sink */
 	uint64_t bytes_out;
-	uint64_t lost;          /* held by workers that died */
+	uint64_t lost;          /* ring slots held by workers that died (see above) */
 	uint64_t source_errors; /* file source: files that could not be read */
 	double elapsed;         /* seconds from start to the last message out (or now) */
 	/* latency, source commit -> sink take, in nanoseconds (about 3% resolution) */
