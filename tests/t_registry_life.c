@@ -13,115 +13,13 @@
  * getting and removing objects (and while creating the registry itself)
  * never leave the directory wedged: afterwards every name can be created and
  * got, each exactly once in the directory. Every segment is removed. */
-#include "t.h"
-#include "shmp/registry.h"
+#include "t_reg.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#define FIRST_TYPE SHMP_TYPE_VALUE
-#define LAST_TYPE SHMP_TYPE_DICT
 #define NTYPES (LAST_TYPE - FIRST_TYPE + 1)
 
-static pid_t main_pid;
-static char made[256][128]; /* segment names, unlinked at exit */
-static int nmade;
-static pid_t peers[16];
-static int npeers;
-
-static void cleanup(void)
-{
-	if (getpid() != main_pid)
-		return;
-	for (int i = 0; i < npeers; i++) {
-		if (waitpid(peers[i], NULL, WNOHANG) == 0) {
-			kill(peers[i], SIGKILL);
-			waitpid(peers[i], NULL, 0);
-		}
-	}
-	t_reap_all();
-	for (int i = 0; i < nmade; i++)
-		shmp_segment_unlink(made[i]);
-}
-
-static const char *track(const char *name)
-{
-	T_CHECK(nmade < 256 && strlen(name) < 128);
-	strcpy(made[nmade], name);
-	return made[nmade++];
-}
-
-#define T_FAILS(call, want)                                                        \
-	do {                                                                       \
-		errno = 0;                                                         \
-		void *t_p_ = (void *)(call);                                       \
-		int t_e_ = errno, t_w_ = (want);                                   \
-		if (t_p_ || t_e_ != t_w_) {                                        \
-			fprintf(stderr, "%s:%d: %s: %s errno %d (%s), want NULL errno %d (%s)\n", \
-				__FILE__, __LINE__, #call, t_p_ ? "returned a handle," : "NULL,", \
-				t_e_, shmp_strerror(-t_e_), t_w_, shmp_strerror(-t_w_)); \
-			exit(1);                                                   \
-		}                                                                  \
-	} while (0)
-
-#define T_OK(call)                                                                 \
-	({                                                                         \
-		errno = 0;                                                         \
-		__typeof__(call) t_h_ = (call);                                    \
-		if (!t_h_) {                                                       \
-			fprintf(stderr, "%s:%d: %s failed: errno %d (%s)\n", __FILE__, \
-				__LINE__, #call, errno, shmp_strerror(-errno));    \
-			exit(1);                                                   \
-		}                                                                  \
-		t_h_;                                                              \
-	})
-
-static struct shmp_registry_opts ropts(size_t size, unsigned capacity)
-{
-	return SHMP_OPTS(shmp_registry_opts, .size = size, .capacity = capacity);
-}
-
-static void *get_t(shmp_registry_t *r, int type, const char *name, unsigned flags)
-{
-	switch (type) {
-	case SHMP_TYPE_VALUE: return shmp_registry_value(r, name, 'q', NULL, flags);
-	case SHMP_TYPE_ARRAY: return shmp_registry_array(r, name, 'i', 4, NULL, flags);
-	case SHMP_TYPE_LOCK: return shmp_registry_lock(r, name, flags);
-	case SHMP_TYPE_RLOCK: return shmp_registry_rlock(r, name, flags);
-	case SHMP_TYPE_SEMAPHORE: return shmp_registry_semaphore(r, name, 1, flags);
-	case SHMP_TYPE_BOUNDED_SEMAPHORE: return shmp_registry_bounded_semaphore(r, name, 1, flags);
-	case SHMP_TYPE_CONDITION: return shmp_registry_condition(r, name, flags);
-	case SHMP_TYPE_EVENT: return shmp_registry_event(r, name, flags);
-	case SHMP_TYPE_BARRIER: return shmp_registry_barrier(r, name, 2, flags);
-	case SHMP_TYPE_QUEUE: return shmp_registry_queue(r, name, 8, flags);
-	case SHMP_TYPE_JOINABLE_QUEUE: return shmp_registry_joinable_queue(r, name, 8, flags);
-	case SHMP_TYPE_DICT: {
-		struct shmp_dict_opts o = SHMP_OPTS(shmp_dict_opts, .capacity = 16);
-		return shmp_registry_dict(r, name, &o, flags);
-	}
-	}
-	T_CHECK(!"no such type");
-	return NULL;
-}
-
-static void put_t(int type, void *h)
-{
-	switch (type) {
-	case SHMP_TYPE_VALUE: shmp_value_destroy(h); break;
-	case SHMP_TYPE_ARRAY: shmp_array_destroy(h); break;
-	case SHMP_TYPE_LOCK:
-	case SHMP_TYPE_RLOCK: shmp_lock_destroy(h); break;
-	case SHMP_TYPE_SEMAPHORE:
-	case SHMP_TYPE_BOUNDED_SEMAPHORE: shmp_sem_destroy(h); break;
-	case SHMP_TYPE_CONDITION: shmp_cond_destroy(h); break;
-	case SHMP_TYPE_EVENT: shmp_event_destroy(h); break;
-	case SHMP_TYPE_BARRIER: shmp_barrier_destroy(h); break;
-	case SHMP_TYPE_QUEUE:
-	case SHMP_TYPE_JOINABLE_QUEUE: shmp_queue_destroy(h); break;
-	case SHMP_TYPE_DICT: shmp_dict_destroy(h); break;
-	default: T_CHECK(!"no such type");
-	}
-}
 
 static struct shmp_segment_info insp(const char *name)
 {
@@ -821,6 +719,7 @@ int main(int argc, char **argv)
 	t_watchdog(120);
 	main_pid = getpid();
 	atexit(cleanup);
+	t_reg_dict_capacity = 16;
 	double t0 = t_now();
 
 	test_counts();
