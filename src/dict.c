@@ -420,8 +420,7 @@ int shmp_dict_get(shmp_dict_t *d, const char *key, void *buf, size_t cap, size_t
 	if (!buf && cap)
 		return -EINVAL;
 	/* buf NULL with cap 0 still reports the length through -EMSGSIZE. */
-	int r = read_value(d, key, buf ? buf : (void *)"", cap, len);
-	return r;
+	return read_value(d, key, buf ? buf : (void *)"", cap, len);
 }
 
 int shmp_dict_contains(shmp_dict_t *d, const char *key)

@@ -728,8 +728,7 @@ void shmp_pipeline_destroy(shmp_pipeline_t *pl)
 		shmp__registry_forget(pl->seg, (uint64_t)((char *)pl->sh - pl->seg->base));
 	if (pl->own_seg) {
 		for (int k = 0; k < PL_MAX + 1; k++)
-			if (pl->ring[k])
-				free(pl->ring[k]), pl->ring[k] = NULL; /* the segment goes whole */
+			free(pl->ring[k]); /* handles only: the segment goes whole */
 		shmp_segment_destroy(pl->seg);
 	} else {
 		for (int k = 0; k < PL_MAX + 1; k++)
@@ -764,7 +763,7 @@ static uint64_t percentile(const struct shmp__pl_sh *sh, uint64_t count, double 
 
 /* Stats from shared memory alone (the owner and shmp_pipeline_inspect).
  * rings[k] may be NULL: queue depths are then 0. */
-static void stats_of(const shmp_segment_t *seg, struct shmp__pl_sh *sh, struct pl_worker_sh *wsh,
+static void stats_of(struct shmp__pl_sh *sh, struct pl_worker_sh *wsh,
 		     shmp_ring_t *const *rings, struct shmp_pipeline_stats *st)
 {
 	memset(st, 0, sizeof *st);
@@ -808,14 +807,13 @@ static void stats_of(const shmp_segment_t *seg, struct shmp__pl_sh *sh, struct p
 				    !shmp__tid_dead(pid);
 		}
 	}
-	(void)seg;
 }
 
 int shmp_pipeline_stats(shmp_pipeline_t *pl, struct shmp_pipeline_stats *st)
 {
 	if (checked(pl) < 0 || !st)
 		return -EINVAL;
-	stats_of(pl->seg, pl->sh, pl->wsh, pl->ring, st);
+	stats_of(pl->sh, pl->wsh, pl->ring, st);
 	return 0;
 }
 
@@ -850,7 +848,7 @@ int shmp_pipeline_inspect(shmp_registry_t *r, const char *name, struct shmp_pipe
 	shmp_ring_t *rings[PL_MAX + 1] = { 0 };
 	for (uint32_t k = 0; k < sh->nrings; k++)
 		rings[k] = shmp__ring_open(seg, sh->ring_off[k]); /* read-only use */
-	stats_of(seg, sh, wsh, rings, st);
+	stats_of(sh, wsh, rings, st);
 	for (uint32_t k = 0; k < sh->nrings; k++)
 		free(rings[k]);
 	return 0;

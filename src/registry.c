@@ -822,8 +822,3 @@ int shmp_registry_lookup(shmp_registry_t *r, const char *name, struct shmp_objec
 		}
 	return -ENOENT;
 }
-
-uint64_t shmp__registry_gen(shmp_registry_t *r)
-{
-	return r ? atomic_load_explicit(&r->dir->gen, memory_order_acquire) : 0;
-}

@@ -13,7 +13,5 @@ int shmp__dict_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_obje
 int shmp__registry_add(shmp_segment_t *seg, const char *name, int type, uint64_t off);
 /* Take such an entry out again, by the object's offset. */
 void shmp__registry_forget(shmp_segment_t *seg, uint64_t off);
-/* Bumped by every change of the directory. */
-uint64_t shmp__registry_gen(shmp_registry_t *r);
 
 #endif
