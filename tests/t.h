@@ -131,6 +131,67 @@ static inline int t_wait(pid_t pid, double timeout)
 	}
 }
 
+/* Run prog with args (NULL-terminated, at most 14) in a child that dies
+ * with the test, its stdout and stderr going to *out (malloc'd, NUL-ended).
+ * Its pid goes to *pid_out (may be NULL) before the wait; the raw wait
+ * status is returned. Not done within timeout seconds: the end of its
+ * output is printed, it is killed, and the test fails. */
+static inline int t_run_capture(const char *prog, const char *const *args, char **out, double timeout,
+				pid_t *pid_out)
+{
+	char path[] = "/tmp/t_run.XXXXXX";
+	int fd = mkstemp(path);
+	T_CHECK(fd >= 0);
+	unlink(path);
+	fflush(NULL);
+	pid_t pid = fork();
+	T_CHECK(pid >= 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		char *argv[16];
+		int k = 0;
+		argv[k++] = (char *)prog;
+		for (; args[k - 1] && k < 15; k++)
+			argv[k] = (char *)args[k - 1];
+		argv[k] = NULL;
+		execv(prog, argv);
+		_exit(127);
+	}
+	if (pid_out)
+		*pid_out = pid;
+	int st;
+	double until = t_now() + timeout;
+	while (waitpid(pid, &st, WNOHANG) == 0) {
+		if (t_now() > until) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			off_t end = lseek(fd, 0, SEEK_END);
+			char tail[4096];
+			ssize_t n = pread(fd, tail, sizeof tail - 1, end > 4000 ? end - 4000 : 0);
+			tail[n > 0 ? n : 0] = 0;
+			fprintf(stderr, "%s\n-- %s hung: killed after %.0f s\n", tail, prog, timeout);
+			exit(1);
+		}
+		t_sleep_ms(5);
+	}
+	off_t len = lseek(fd, 0, SEEK_END);
+	T_CHECK(len >= 0);
+	*out = malloc((size_t)len + 1);
+	T_CHECK(*out);
+	T_EQ(pread(fd, *out, (size_t)len, 0), len);
+	(*out)[len] = 0;
+	close(fd);
+	return st;
+}
+
+/* A wait status as a shell's $?. */
+static inline int t_exit_code(int st)
+{
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
 /* Wait and require a normal exit with status 0. */
 static inline void t_wait_ok(pid_t pid, double timeout)
 {

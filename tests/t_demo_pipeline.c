@@ -28,6 +28,13 @@
 static char demo[PATH_MAX];
 static pid_t runs[8]; /* the demo's pids, for the /dev/shm check */
 static int nruns;
+
+/* Where t_run_capture stores the next run's pid (the last slot is reused). */
+static pid_t *next_run(void)
+{
+	return &runs[nruns < 8 ? nruns++ : 7];
+}
+
 static char dir[PATH_MAX];
 
 static int find_demo(void)
@@ -156,64 +163,7 @@ static const char *joined(const char *const *args)
 	return buf;
 }
 
-/* Run the demo with args; its output (stdout and stderr) in a malloc'd
- * string; the raw wait status. */
-static int run(const char *const *args, char **out, double timeout)
-{
-	char path[] = "/tmp/t_demo_pipeline.out.XXXXXX";
-	int fd = mkstemp(path);
-	T_CHECK(fd >= 0);
-	unlink(path);
-	fflush(NULL);
-	pid_t pid = fork();
-	T_CHECK(pid >= 0);
-	if (pid == 0) {
-		/* The demo dies with the test if the watchdog fires. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		char *argv[16];
-		int k = 0;
-		argv[k++] = demo;
-		for (; args[k - 1] && k < 15; k++)
-			argv[k] = (char *)args[k - 1];
-		argv[k] = NULL;
-		execv(demo, argv);
-		_exit(127);
-	}
-	if (nruns < 8)
-		runs[nruns++] = pid;
-	int st;
-	double until = t_now() + timeout;
-	while (waitpid(pid, &st, WNOHANG) == 0) {
-		if (t_now() > until) {
-			/* Its process group is not ours to kill: the demo's
-			 * workers die with it (parent-death signal). */
-			kill(pid, SIGKILL);
-			waitpid(pid, &st, 0);
-			off_t len = lseek(fd, 0, SEEK_END);
-			char buf[4096];
-			ssize_t n = pread(fd, buf, sizeof buf - 1, len > 4000 ? len - 4000 : 0);
-			buf[n > 0 ? n : 0] = 0;
-			fprintf(stderr, "%s\n-- pipeline%s hung: killed after %.0f s\n", buf, joined(args), timeout);
-			exit(1);
-		}
-		t_sleep_ms(5);
-	}
-	off_t len = lseek(fd, 0, SEEK_END);
-	T_CHECK(len >= 0);
-	*out = malloc((size_t)len + 1);
-	T_CHECK(*out);
-	T_EQ(pread(fd, *out, (size_t)len, 0), len);
-	(*out)[len] = 0;
-	close(fd);
-	return st;
-}
 
-static int exit_code(int st)
-{
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
 
 /* The run printed both totals lines as wanted, said the check passed, and
  * exited 0. */
@@ -223,8 +173,8 @@ static void check_run(const char *const *args, const struct want *w, unsigned bl
 	char *out, line[2][256], row[64];
 	const char *who[2] = { "shmp", "pipes" };
 	double t0 = t_now();
-	int st = run(args, &out, 15);
-	int ok = exit_code(st) == 0 && strstr(out, "check: both pipelines agree");
+	int st = t_run_capture(demo, args, &out, 15, next_run());
+	int ok = t_exit_code(st) == 0 && strstr(out, "check: both pipelines agree");
 	for (int i = 0; i < 2; i++) {
 		snprintf(line[i], sizeof line[i],
 			 "totals %-6s files 4 skipped 0 lines %llu words %llu bytes %llu crc32 %08x blocks ", who[i],
@@ -240,7 +190,7 @@ static void check_run(const char *const *args, const struct want *w, unsigned bl
 	ok = ok && strstr(out, row);
 	if (!ok) {
 		fprintf(stderr, "%s\n-- pipeline%s exited %d; wanted (then %u blocks):\n%s\n%s\n(and a row ending%s)\n",
-			out, joined(args), exit_code(st), blocks, line[0], line[1], row);
+			out, joined(args), t_exit_code(st), blocks, line[0], line[1], row);
 		exit(1);
 	}
 	printf("pipeline%s: ok in %.2f s\n", joined(args), t_now() - t0);
@@ -296,8 +246,8 @@ int main(void)
 
 	char *out;
 	snprintf(p, sizeof p, "%s/no_such_dir", dir);
-	int st = run((const char *const[]){ p, NULL }, &out, 30);
-	T_EQ(exit_code(st), 2);
+	int st = t_run_capture(demo, (const char *const[]){ p, NULL }, &out, 30, next_run());
+	T_EQ(t_exit_code(st), 2);
 	T_CHECK(strstr(out, "not a directory"));
 	free(out);
 

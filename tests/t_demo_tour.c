@@ -34,49 +34,7 @@ static int find_tour(void)
 	return access(tour, X_OK) == 0;
 }
 
-/* Run the tour with args; its output (stdout and stderr) in a malloc'd
- * string; returns the raw wait status. */
-static int run(const char *const *args, char **out, pid_t *pid_out)
-{
-	char path[] = "/tmp/t_demo_tour.XXXXXX";
-	int fd = mkstemp(path);
-	T_CHECK(fd >= 0);
-	unlink(path);
-	fflush(NULL);
-	pid_t pid = fork();
-	T_CHECK(pid >= 0);
-	if (pid == 0) {
-		/* The tour dies with the test if the watchdog fires. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		char *argv[8];
-		int k = 0;
-		argv[k++] = tour;
-		for (; args[k - 1] && k < 7; k++)
-			argv[k] = (char *)args[k - 1];
-		argv[k] = NULL;
-		execv(tour, argv);
-		_exit(127);
-	}
-	if (pid_out)
-		*pid_out = pid;
-	/* The whole tour takes a few seconds; 120 s means it hangs. */
-	int st = t_wait(pid, 120);
-	off_t len = lseek(fd, 0, SEEK_END);
-	T_CHECK(len >= 0);
-	*out = malloc((size_t)len + 1);
-	T_CHECK(*out);
-	T_EQ(pread(fd, *out, (size_t)len, 0), len);
-	(*out)[len] = 0;
-	close(fd);
-	return st;
-}
 
-static int exit_code(int st)
-{
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
 
 static int count(const char *s, const char *what)
 {
@@ -118,16 +76,16 @@ int main(void)
 	char *out;
 	pid_t tour_pid = 0;
 	double t0 = t_now();
-	int st = run((const char *const[]){ NULL }, &out, &tour_pid);
+	int st = t_run_capture(tour, (const char *const[]){ NULL }, &out, 120, &tour_pid);
 	double took = t_now() - t0;
 	int sections = -1;
 	const char *summary = strstr(out, "\ntour: ");
 	if (summary)
 		sscanf(summary, "\ntour: %d section", &sections);
 	int ok_lines = count(out, "   -> ok (");
-	if (exit_code(st) != 0 || !summary || !strstr(summary, "all passed") ||
+	if (t_exit_code(st) != 0 || !summary || !strstr(summary, "all passed") ||
 	    count(out, "-> FAILED") != 0 || ok_lines != sections || sections < 1) {
-		fprintf(stderr, "%s\n-- tour exited %d; %d sections, %d ok\n", out, exit_code(st),
+		fprintf(stderr, "%s\n-- tour exited %d; %d sections, %d ok\n", out, t_exit_code(st),
 			sections, ok_lines);
 		exit(1);
 	}
@@ -152,20 +110,20 @@ int main(void)
 		free(after[i]);
 
 	/* The command line. */
-	st = run((const char *const[]){ "--list", NULL }, &out, NULL);
-	T_EQ(exit_code(st), 0);
+	st = t_run_capture(tour, (const char *const[]){ "--list", NULL }, &out, 120, NULL);
+	T_EQ(t_exit_code(st), 0);
 	T_EQ(count(out, "\n"), sections);
 	T_CHECK(strstr(out, " apply_async ") && strstr(out, " rlock "));
 	free(out);
 
-	st = run((const char *const[]){ "1", NULL }, &out, NULL);
-	T_EQ(exit_code(st), 0);
+	st = t_run_capture(tour, (const char *const[]){ "1", NULL }, &out, 120, NULL);
+	T_EQ(t_exit_code(st), 0);
 	T_EQ(count(out, "   -> ok ("), 1);
 	T_CHECK(strstr(out, "tour: 1 section, "));
 	free(out);
 
-	st = run((const char *const[]){ "no_such_section", NULL }, &out, NULL);
-	T_EQ(exit_code(st), 2);
+	st = t_run_capture(tour, (const char *const[]){ "no_such_section", NULL }, &out, 120, NULL);
+	T_EQ(t_exit_code(st), 2);
 	T_CHECK(strstr(out, "no section 'no_such_section'"));
 	free(out);
 
