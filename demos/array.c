@@ -134,7 +134,7 @@ static double run_processes(size_t n, int workers, int *ok)
 		s[w] = (struct slice){ n * (size_t)w / (size_t)workers, n * (size_t)(w + 1) / (size_t)workers };
 		p[w] = shmp_process_create(fill_proc, &s[w], NULL);
 		if (!p[w] || shmp_process_start(p[w]) < 0) {
-			fprintf(stderr, "array: cannot start a process: %s\n", shmp_strerror(-errno));
+			fprintf(stderr, "array: cannot start a process: %s\n", shmp_strerror(errno));
 			*ok = 0;
 		}
 	}
@@ -178,7 +178,7 @@ static double run_pool(size_t n, int workers, size_t nslices, uint64_t *sum_of_s
 	double t = now();
 	shmp_pool_t *pool = shmp_pool_create(workers, NULL);
 	if (!pool) {
-		fprintf(stderr, "array: shmp_pool_create: %s\n", shmp_strerror(-errno));
+		fprintf(stderr, "array: shmp_pool_create: %s\n", shmp_strerror(errno));
 		*ok = 0;
 		progress_end(&pr);
 		free(s);
@@ -190,7 +190,7 @@ static double run_pool(size_t n, int workers, size_t nslices, uint64_t *sum_of_s
 	shmp_async_t *h = shmp_pool_map_async(pool, fill_task, s, sizeof s[0], nslices, sums,
 					      sizeof sums[0], &o);
 	if (!h) {
-		fprintf(stderr, "array: map_async: %s\n", shmp_strerror(-errno));
+		fprintf(stderr, "array: map_async: %s\n", shmp_strerror(errno));
 		*ok = 0;
 	} else {
 		while (shmp_async_wait(h, 0.02) == -ETIMEDOUT)
@@ -236,7 +236,7 @@ int main(int argc, char **argv)
 	g_done = shmp_array_create('q', 1, NULL, &raw);
 	int64_t *ref = malloc(n * sizeof *ref);
 	if (!g_arr || !g_done || !ref) {
-		fprintf(stderr, "array: %s\n", g_arr && g_done ? "out of memory" : shmp_strerror(-errno));
+		fprintf(stderr, "array: %s\n", g_arr && g_done ? "out of memory" : shmp_strerror(errno));
 		return 1;
 	}
 	g_data = shmp_array_ptr(g_arr);

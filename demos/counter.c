@@ -62,7 +62,7 @@ int main(int argc, char **argv)
 	shmp_value_t *v = shmp_value_create('l', NULL, NULL);
 	shmp_process_t **procs = calloc((size_t)workers, sizeof *procs);
 	if (!v || !procs) {
-		fprintf(stderr, "counter: %s\n", shmp_strerror(-errno));
+		fprintf(stderr, "counter: %s\n", shmp_strerror(errno));
 		return 1;
 	}
 	int status = 0;

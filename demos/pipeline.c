@@ -406,7 +406,7 @@ static void run_shmp(struct run *rn, const char *const *paths, unsigned ntags, s
 	}
 	rn->seconds = (double)(now_ns() - t0) * 1e-9;
 	progress_end(&pr);
-	if (e == SHMP_ECLOSED)
+	if (e == -SHMP_ECLOSED)
 		e = shmp_pipeline_join(pl, 10);
 	struct shmp_pipeline_stats st;
 	if (!e && !(e = shmp_pipeline_stats(pl, &st))) {

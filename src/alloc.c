@@ -11,7 +11,7 @@
  * owner-died state.
  *
  * Every offset read from shared memory is checked before use: a corrupted
- * list makes alloc/free fail with SHMP_ECORRUPT (and drops that list), never
+ * list makes alloc/free fail with -SHMP_ECORRUPT (and drops that list), never
  * touch memory outside the heap. */
 #include "internal.h"
 
@@ -102,7 +102,7 @@ int shmp__segment_alloc(shmp_segment_t *seg, size_t size, size_t align, uint64_t
 		    (n->next != 0 && !block_ok(h, n->next, c))) {
 			h->free_head[c] = 0; /* drop the damaged list: leak, never scribble */
 			shmp__lock_release_sh(&h->alloc_lock);
-			return SHMP_ECORRUPT;
+			return -SHMP_ECORRUPT;
 		}
 		/* Unlink first, then mark: killed between the two, the list is
 		 * whole and only this block is lost. */

@@ -93,7 +93,7 @@ shmp_barrier_t *shmp__barrier_open(shmp_segment_t *seg, uint64_t off, _Atomic ui
 {
 	struct shmp__barrier_sh *sh = barrier_at(seg, off);
 	if (!sh) {
-		errno = -SHMP_ECORRUPT;
+		errno = SHMP_ECORRUPT;
 		return NULL;
 	}
 	shmp_barrier_t *b = calloc(1, sizeof *b);
@@ -107,7 +107,7 @@ int shmp__barrier_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_o
 {
 	struct shmp__barrier_sh *sh = barrier_at(seg, off);
 	if (!sh)
-		return SHMP_ECORRUPT;
+		return -SHMP_ECORRUPT;
 	info->parties = sh->parties;
 	info->broken = atomic_load_explicit(&sh->broken, memory_order_relaxed) != 0;
 	uint32_t n = __atomic_load_n(&sh->count, __ATOMIC_RELAXED);
@@ -171,7 +171,7 @@ int shmp_barrier_wait(shmp_barrier_t *b, double timeout)
 		break_round(sh);
 	if (atomic_load_explicit(&sh->broken, memory_order_relaxed) || sh->count >= b->parties) {
 		shmp__lock_release_sh(&sh->lock);
-		return SHMP_EBROKEN;
+		return -SHMP_EBROKEN;
 	}
 	uint32_t round = atomic_load_explicit(&sh->gen, memory_order_relaxed);
 	uint32_t idx = sh->count++;
@@ -180,7 +180,7 @@ int shmp_barrier_wait(shmp_barrier_t *b, double timeout)
 		if (b->action && b->action(b->action_arg) != 0) {
 			break_round(sh);
 			shmp__lock_release_sh(&sh->lock);
-			return SHMP_EBROKEN;
+			return -SHMP_EBROKEN;
 		}
 		memcpy(members(sh, b->parties), arrived(sh), sizeof(uint32_t) * b->parties);
 		sh->count = 0;
@@ -213,13 +213,13 @@ int shmp_barrier_wait(shmp_barrier_t *b, double timeout)
 		if (same && (expired || lr == 1 || party_died(sh, b->parties, idx == 0))) {
 			break_round(sh);
 			shmp__lock_release_sh(&sh->lock);
-			return expired ? -ETIMEDOUT : SHMP_EBROKEN;
+			return expired ? -ETIMEDOUT : -SHMP_EBROKEN;
 		}
 		shmp__lock_release_sh(&sh->lock);
 	}
 done:
 	if (atomic_load_explicit(&sh->broken_mask, memory_order_acquire) & (1ull << (round & 63)))
-		return SHMP_EBROKEN;
+		return -SHMP_EBROKEN;
 	return (int)idx;
 }
 

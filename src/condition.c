@@ -130,7 +130,7 @@ shmp_cond_t *shmp__cond_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t
 	if (!c) {
 		free(lock);
 		if (!sh || !lock)
-			errno = -SHMP_ECORRUPT;
+			errno = SHMP_ECORRUPT;
 		return NULL;
 	}
 	*c = (struct shmp_cond){ .seg = seg, .sh = sh, .ref = ref, .lock = lock,
@@ -142,7 +142,7 @@ int shmp__cond_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_obje
 {
 	struct shmp__cond_sh *sh = cond_at(seg, off);
 	if (!sh || shmp__lock_inspect(seg, sh->lock_off, info) < 0)
-		return SHMP_ECORRUPT;
+		return -SHMP_ECORRUPT;
 	unsigned n = 0;
 	for (uint32_t i = 0; i < used_of(sh, sh->max_waiters); i++) {
 		uint32_t s = atomic_load_explicit(&sh->w[i].state, memory_order_relaxed);

@@ -217,7 +217,7 @@ shmp_dict_t *shmp__dict_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t
 {
 	shmp_dict_t tmp;
 	if (!dict_at(seg, off, &tmp)) {
-		errno = -SHMP_ECORRUPT;
+		errno = SHMP_ECORRUPT;
 		return NULL;
 	}
 	shmp_dict_t *d = malloc(sizeof *d);
@@ -332,7 +332,7 @@ static int key_check(shmp_dict_t *d, const char *key, size_t *klen)
 }
 
 /* Find key in its chain: the link that points at it (for unlinking) and
- * its index. -ENOENT if absent; SHMP_ECORRUPT for a bad index or a chain
+ * its index. -ENOENT if absent; -SHMP_ECORRUPT for a bad index or a chain
  * that loops (possible under a writer, for a reader: it then retries). */
 static int find(shmp_dict_t *d, uint32_t bucket, const char *key, size_t klen, uint32_t h,
 		_Atomic uint32_t **link, uint32_t *idx)
@@ -341,7 +341,7 @@ static int find(shmp_dict_t *d, uint32_t bucket, const char *key, size_t klen, u
 	uint32_t i1 = atomic_load_explicit(l, memory_order_acquire);
 	for (uint32_t steps = 0; i1; steps++) {
 		if (i1 > d->nentries || steps >= d->nentries)
-			return SHMP_ECORRUPT;
+			return -SHMP_ECORRUPT;
 		struct dentry *e = ent(d, i1 - 1);
 		if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0) {
 			if (link)
@@ -360,7 +360,7 @@ static int copy_value(shmp_dict_t *d, struct dentry *e, uint64_t v, void *buf, s
 {
 	const char *src = value_of(d, e, v);
 	if (!src)
-		return SHMP_ECORRUPT;
+		return -SHMP_ECORRUPT;
 	size_t n = (size_t)(v >> 1);
 	if (len)
 		*len = n;
@@ -529,7 +529,7 @@ static int write_once(shmp_dict_t *d, const char *key, struct wargs *a)
 		const char *have = value_of(d, e, cur);
 		size_t hlen = (size_t)(cur >> 1);
 		if (!have) {
-			r = SHMP_ECORRUPT;
+			r = -SHMP_ECORRUPT;
 			goto out;
 		}
 		switch (a->op) {
@@ -802,7 +802,7 @@ int shmp__dict_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_obje
 {
 	shmp_dict_t d;
 	if (!dict_at(seg, off, &d))
-		return SHMP_ECORRUPT;
+		return -SHMP_ECORRUPT;
 	info->depth = (uint64_t)shmp_dict_len(&d);
 	info->capacity = d.capacity;
 	info->valid = 1;

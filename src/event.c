@@ -58,7 +58,7 @@ shmp_event_t *shmp__event_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32
 {
 	struct shmp__event_sh *sh = event_at(seg, off);
 	if (!sh) {
-		errno = -SHMP_ECORRUPT;
+		errno = SHMP_ECORRUPT;
 		return NULL;
 	}
 	shmp_event_t *e = calloc(1, sizeof *e);
@@ -71,7 +71,7 @@ int shmp__event_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_obj
 {
 	struct shmp__event_sh *sh = event_at(seg, off);
 	if (!sh)
-		return SHMP_ECORRUPT;
+		return -SHMP_ECORRUPT;
 	info->is_set = atomic_load_explicit(&sh->flag, memory_order_relaxed) != 0;
 	info->waiters = atomic_load_explicit(&sh->waiters, memory_order_relaxed);
 	info->valid = 1;

@@ -265,7 +265,7 @@ struct shmp_lock {
 };
 
 /* Open a handle on the object whose shared state is at `off` in seg,
- * validating it first (NULL + errno = -SHMP_ECORRUPT if it fails; EINVAL for
+ * validating it first (NULL + errno = SHMP_ECORRUPT if it fails; EINVAL for
  * a kind that does not match). The handle holds `ref` (may be NULL). Used
  * by the registry; never writes to shared memory. */
 shmp_lock_t *shmp__lock_open(shmp_segment_t *seg, uint64_t off, uint32_t kind, _Atomic uint32_t *ref);
@@ -286,7 +286,7 @@ void shmp__ring_slots(const shmp_ring_t *r, void **base, size_t *len);
 shmp_queue_t *shmp__queue_open(shmp_segment_t *seg, uint64_t off, bool joinable, _Atomic uint32_t *ref);
 
 /* Read-only snapshots for shmp_registry_info: validate, then fill the
- * type's fields of info and set info->valid. 0 or SHMP_ECORRUPT. Never
+ * type's fields of info and set info->valid. 0 or -SHMP_ECORRUPT. Never
  * write to shared memory and take no lock. */
 struct shmp_object_info;
 int shmp__lock_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info);

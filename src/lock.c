@@ -239,7 +239,7 @@ shmp_lock_t *shmp__lock_open(shmp_segment_t *seg, uint64_t off, uint32_t kind, _
 {
 	struct shmp__lock_sh *sh = lock_at(seg, off, kind);
 	if (!sh) {
-		errno = -SHMP_ECORRUPT;
+		errno = SHMP_ECORRUPT;
 		return NULL;
 	}
 	shmp_lock_t *l = calloc(1, sizeof *l);
@@ -253,7 +253,7 @@ int shmp__lock_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_obje
 {
 	const struct shmp__lock_sh *sh = lock_at(seg, off, 0);
 	if (!sh)
-		return SHMP_ECORRUPT;
+		return -SHMP_ECORRUPT;
 	uint32_t owner = atomic_load_explicit(&((struct shmp__lock_sh *)sh)->word, memory_order_acquire) &
 			 SHMP__TID_MASK;
 	info->locked = owner != 0;

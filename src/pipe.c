@@ -140,7 +140,7 @@ static int conn_check(shmp_conn_t *c, bool send)
 	if (send ? !c->can_send : !c->can_recv)
 		return -EBADF;
 	if (atomic_load_explicit(&c->p->sh->end[c->end].closed, memory_order_acquire))
-		return SHMP_ECLOSED;
+		return -SHMP_ECLOSED;
 	mark_user(c);
 	return 0;
 }
@@ -152,7 +152,7 @@ int shmp_conn_send(shmp_conn_t *c, const void *msg, size_t len, double timeout)
 		return r;
 	if (atomic_load_explicit(&c->p->sh->end[1 - c->end].closed, memory_order_acquire) ||
 	    peer_known_dead(c))
-		return SHMP_ECLOSED;
+		return -SHMP_ECLOSED;
 	/* A dead reader is found by a system call or two: keep them off the
 	 * common path, but look often enough that sends stop soon after. */
 	if ((c->sends++ & 63) == 0) {
@@ -160,7 +160,7 @@ int shmp_conn_send(shmp_conn_t *c, const void *msg, size_t len, double timeout)
 		if (now >= c->next_peer_check) {
 			c->next_peer_check = now + PEER_CHECK_NS;
 			if (peer_gone(c))
-				return SHMP_ECLOSED;
+				return -SHMP_ECLOSED;
 		}
 	}
 	r = shmp_ring_put(ring_out(c), msg, len, 0);
@@ -175,18 +175,18 @@ int shmp_conn_send(shmp_conn_t *c, const void *msg, size_t len, double timeout)
 		if (r != -ETIMEDOUT)
 			return r;
 		if (shmp__checker_due(&ck) && peer_gone(c))
-			return SHMP_ECLOSED; /* nobody will ever read it */
+			return -SHMP_ECLOSED; /* nobody will ever read it */
 		if (shmp__deadline_passed(&d))
 			return -ETIMEDOUT;
 	}
 }
 
-/* Wait for a message or end of file: 0 ready, SHMP_ECLOSED, -ETIMEDOUT. */
+/* Wait for a message or end of file: 0 ready, -SHMP_ECLOSED, -ETIMEDOUT. */
 static int wait_readable(shmp_conn_t *c, double timeout)
 {
 	int r = shmp_ring_poll(ring_in(c), 0);
 	if (r != -ETIMEDOUT || timeout == 0)
-		return r == -ETIMEDOUT && peer_gone(c) ? SHMP_ECLOSED : r;
+		return r == -ETIMEDOUT && peer_gone(c) ? -SHMP_ECLOSED : r;
 	struct shmp__deadline d;
 	struct shmp__checker ck;
 	shmp__deadline_init(&d, timeout);
@@ -197,7 +197,7 @@ static int wait_readable(shmp_conn_t *c, double timeout)
 			return r;
 		if (shmp__checker_due(&ck) && peer_gone(c))
 			/* Gone: whatever it sent before is still ours to read. */
-			return shmp_ring_poll(ring_in(c), 0) == 0 ? 0 : SHMP_ECLOSED;
+			return shmp_ring_poll(ring_in(c), 0) == 0 ? 0 : -SHMP_ECLOSED;
 		if (shmp__deadline_passed(&d))
 			return -ETIMEDOUT;
 	}
@@ -229,7 +229,7 @@ int shmp_conn_poll(shmp_conn_t *c, double timeout)
 	if (r < 0)
 		return r;
 	r = wait_readable(c, timeout);
-	if (r == 0 || r == SHMP_ECLOSED)
+	if (r == 0 || r == -SHMP_ECLOSED)
 		return 1;
 	return r == -ETIMEDOUT ? 0 : r;
 }

@@ -517,7 +517,7 @@ int shmp_pipeline_reserve(shmp_pipeline_t *pl, size_t len, struct shmp_pipeline_
 	if (len > pl->o.max_message)
 		return -EMSGSIZE;
 	if (atomic_load(&pl->sh->state) == SHMP_PIPELINE_STOPPED)
-		return SHMP_ECLOSED; /* a crash stopped it; the ring closes just after */
+		return -SHMP_ECLOSED; /* a crash stopped it; the ring closes just after */
 	if ((r = shmp_ring_reserve(pl->ring[pl->src_ring], len + HDR, &t->rt_, timeout)) < 0)
 		return r;
 	t->data = (char *)t->rt_.data + HDR;
@@ -573,8 +573,8 @@ int shmp_pipeline_close(shmp_pipeline_t *pl)
 
 static int stopped_or(shmp_pipeline_t *pl, int r)
 {
-	if (r == SHMP_ECLOSED && atomic_load(&pl->sh->state) == SHMP_PIPELINE_STOPPED)
-		return SHMP_EWORKERDIED;
+	if (r == -SHMP_ECLOSED && atomic_load(&pl->sh->state) == SHMP_PIPELINE_STOPPED)
+		return -SHMP_EWORKERDIED;
 	return r;
 }
 
@@ -587,7 +587,7 @@ int shmp_pipeline_next(shmp_pipeline_t *pl, struct shmp_msg *out, double timeout
 	if (pl->holding)
 		return -EINVAL; /* done() first */
 	if (atomic_load(&pl->sh->state) == SHMP_PIPELINE_STOPPED)
-		return SHMP_EWORKERDIED;
+		return -SHMP_EWORKERDIED;
 	shmp_ring_t *r = pl->ring[pl->sink_ring];
 	for (;;) {
 		int e = shmp_ring_peek(r, &pl->held, timeout);
@@ -676,7 +676,7 @@ int shmp_pipeline_join(shmp_pipeline_t *pl, double timeout)
 		if (s == SHMP_PIPELINE_DONE)
 			break;
 		if (s == SHMP_PIPELINE_STOPPED)
-			return SHMP_EWORKERDIED;
+			return -SHMP_EWORKERDIED;
 		if (shmp__deadline_passed(&d))
 			return -ETIMEDOUT;
 		struct timespec until = shmp__deadline_cap(&d, 100000000L);
@@ -839,11 +839,11 @@ int shmp_pipeline_inspect(shmp_registry_t *r, const char *name, struct shmp_pipe
 	if (e < 0)
 		return e;
 	if (info.type != SHMP_TYPE_PIPELINE)
-		return SHMP_ETYPE;
+		return -SHMP_ETYPE;
 	struct shmp__pl_sh *sh = shmp__sh_at(seg, info.offset, sizeof *sh, __alignof__(*sh));
 	if (!sh || sh->magic != PL_MAGIC || sh->version != PL_VERSION || sh->nstages > PL_MAX ||
 	    sh->nrings > PL_MAX + 1 || sh->nworkers > PL_MAX * 1024)
-		return SHMP_ECORRUPT;
+		return -SHMP_ECORRUPT;
 	struct pl_worker_sh *wsh = sh->nworkers ? shmp__sh_at(seg, sh->workers_off, sh->nworkers * sizeof *wsh, __alignof__(*wsh)) : NULL;
 	shmp_ring_t *rings[PL_MAX + 1] = { 0 };
 	for (uint32_t k = 0; k < sh->nrings; k++)

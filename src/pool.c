@@ -296,7 +296,7 @@ int shmp_pool_close(shmp_pool_t *h)
 {
 	struct shmp__pool *p = shmp__pool_get(h);
 	if (!p)
-		return h ? SHMP_ECLOSED : -EINVAL;
+		return h ? -SHMP_ECLOSED : -EINVAL;
 	uint32_t s = SHMP_POOL_RUNNING;
 	atomic_compare_exchange_strong(&p->sh->state, &s, SHMP_POOL_CLOSED);
 	/* Serialize with submitters: once we hold the lock no task is being
@@ -317,7 +317,7 @@ int shmp_pool_terminate(shmp_pool_t *h)
 {
 	struct shmp__pool *p = shmp__pool_get(h);
 	if (!p)
-		return h ? SHMP_ECLOSED : -EINVAL;
+		return h ? -SHMP_ECLOSED : -EINVAL;
 	uint32_t s = atomic_load(&p->sh->state);
 	while ((s == SHMP_POOL_RUNNING || s == SHMP_POOL_CLOSED) &&
 	       !atomic_compare_exchange_weak(&p->sh->state, &s, SHMP_POOL_TERMINATED))
@@ -348,7 +348,7 @@ int shmp_pool_join(shmp_pool_t *h, double timeout)
 {
 	struct shmp__pool *p = shmp__pool_get(h);
 	if (!p)
-		return h ? SHMP_ECLOSED : -EINVAL;
+		return h ? -SHMP_ECLOSED : -EINVAL;
 	return pool_join(p, timeout);
 }
 
@@ -394,13 +394,13 @@ void shmp_pool_destroy(shmp_pool_t *h)
 int shmp_pool_workers(const shmp_pool_t *h)
 {
 	struct shmp__pool *p = shmp__pool_get(h);
-	return p ? p->nworkers : (h ? SHMP_ECLOSED : -EINVAL);
+	return p ? p->nworkers : (h ? -SHMP_ECLOSED : -EINVAL);
 }
 
 int shmp_pool_is_threads(const shmp_pool_t *h)
 {
 	struct shmp__pool *p = shmp__pool_get(h);
-	return p ? p->threads : (h ? SHMP_ECLOSED : -EINVAL);
+	return p ? p->threads : (h ? -SHMP_ECLOSED : -EINVAL);
 }
 
 /* Stats from the shared state alone, so that another process can read
@@ -443,7 +443,7 @@ int shmp_pool_stats(shmp_pool_t *h, struct shmp_pool_stats *st)
 {
 	struct shmp__pool *p = shmp__pool_get(h);
 	if (!p || !st)
-		return h && st ? SHMP_ECLOSED : -EINVAL;
+		return h && st ? -SHMP_ECLOSED : -EINVAL;
 	stats_of(p->sh, p->wk, p->nworkers, st);
 	st->supervision = p->supervision;
 	return 0;
@@ -453,7 +453,7 @@ int shmp_pool_worker_info(shmp_pool_t *h, struct shmp_worker_info *wi, unsigned 
 {
 	struct shmp__pool *p = shmp__pool_get(h);
 	if (!p || (!wi && n))
-		return h ? (p ? -EINVAL : SHMP_ECLOSED) : -EINVAL;
+		return h ? (p ? -EINVAL : -SHMP_ECLOSED) : -EINVAL;
 	return workers_of(p->wk, p->nworkers, wi, n);
 }
 
@@ -468,11 +468,11 @@ int shmp_pool_inspect(shmp_registry_t *r, const char *name, struct shmp_pool_sta
 	if (e < 0)
 		return e;
 	if (info.type != SHMP_TYPE_POOL)
-		return SHMP_ETYPE;
+		return -SHMP_ETYPE;
 	struct shmp__pool_sh *sh = shmp__sh_at(seg, info.offset, sizeof *sh, __alignof__(*sh));
 	if (!sh || sh->magic != SHMP__POOL_MAGIC || sh->version != SHMP__POOL_VERSION || sh->nworkers == 0 ||
 	    sh->nworkers > 65536 || !shmp__sh_at(seg, sh->wk_off, (size_t)sh->nworkers * sizeof(struct shmp__wk), __alignof__(struct shmp__wk)))
-		return SHMP_ECORRUPT;
+		return -SHMP_ECORRUPT;
 	struct shmp__wk *wk = (struct shmp__wk *)(seg->base + sh->wk_off);
 	stats_of(sh, wk, (int)sh->nworkers, st);
 	return workers_of(wk, (int)sh->nworkers, wi, n);

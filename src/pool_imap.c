@@ -14,7 +14,7 @@ static shmp_imap_t *imap_start(shmp_pool_t *h, shmp_task_fn fn, const void *in, 
 {
 	struct shmp__pool *p = shmp__pool_get(h);
 	struct shmp_call_opts o;
-	int r = !p ? (h ? SHMP_ECLOSED : -EINVAL) : SHMP__OPTS(o, opts);
+	int r = !p ? (h ? -SHMP_ECLOSED : -EINVAL) : SHMP__OPTS(o, opts);
 	if (r == 0 && (!fn || (!in && !input && in_size && n) || (in && input)))
 		r = -EINVAL;
 	if (r == 0 && in && in_size && n > SIZE_MAX / in_size)
@@ -23,8 +23,8 @@ static shmp_imap_t *imap_start(shmp_pool_t *h, shmp_task_fn fn, const void *in, 
 		r = -EMSGSIZE;
 	if (r == 0 && atomic_load(&p->sh->state) != SHMP_POOL_RUNNING)
 		r = atomic_load(&p->sh->state) == SHMP_POOL_BROKEN
-			    ? (p->sh->zygote_pid == -1 ? SHMP_EBROKEN : SHMP_EINIT)
-			    : SHMP_ECLOSED;
+			    ? (p->sh->zygote_pid == -1 ? -SHMP_EBROKEN : -SHMP_EINIT)
+			    : -SHMP_ECLOSED;
 	if (r < 0) {
 		errno = -r;
 		return NULL;

@@ -10,7 +10,7 @@
 
 static int pool_error(const shmp_pool_t *h)
 {
-	return h ? SHMP_ECLOSED : -EINVAL;
+	return h ? -SHMP_ECLOSED : -EINVAL;
 }
 
 /* Where memory of this call lives for a worker: by reference when it is in
@@ -146,8 +146,8 @@ static int check_call(struct shmp__pool *p, shmp_task_fn fn, size_t in_size, siz
 		return -EMSGSIZE;
 	switch (atomic_load_explicit(&p->sh->state, memory_order_acquire)) {
 	case SHMP_POOL_RUNNING: return 0;
-	case SHMP_POOL_BROKEN: return p->sh->zygote_pid == -1 ? SHMP_EBROKEN : SHMP_EINIT;
-	default: return SHMP_ECLOSED;
+	case SHMP_POOL_BROKEN: return p->sh->zygote_pid == -1 ? -SHMP_EBROKEN : -SHMP_EINIT;
+	default: return -SHMP_ECLOSED;
 	}
 }
 

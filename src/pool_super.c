@@ -197,10 +197,10 @@ static void worker_exited(struct sup *s, int w)
 	if (atomic_load_explicit(&wk->init_failed, memory_order_acquire)) {
 		set_state(p, SHMP_POOL_BROKEN);
 		stop_workers(p);
-		fail_tasks(p, 1u << REC_QUEUED, -1, SHMP_EINIT, 0, -1);
+		fail_tasks(p, 1u << REC_QUEUED, -1, -SHMP_EINIT, 0, -1);
 		planned = true;
 	}
-	int err = state == SHMP_POOL_TERMINATED ? SHMP_ECLOSED : SHMP_EWORKERDIED;
+	int err = state == SHMP_POOL_TERMINATED ? -SHMP_ECLOSED : -SHMP_EWORKERDIED;
 	fail_tasks(p, 1u << REC_RUNNING, w, err, sig, exit_status);
 	/* Killed after marking a task DONE but before (or while) posting it
 	 * to the done ring: only a scan finds that record. */
@@ -263,9 +263,9 @@ static bool finished(struct sup *s)
 	if (state == SHMP_POOL_RUNNING)
 		return false;
 	if (state == SHMP_POOL_TERMINATED || state == SHMP_POOL_BROKEN) {
-		int err = state == SHMP_POOL_TERMINATED ? SHMP_ECLOSED
-			  : p->sh->zygote_pid == -1	   ? SHMP_EBROKEN
-							   : SHMP_EINIT;
+		int err = state == SHMP_POOL_TERMINATED ? -SHMP_ECLOSED
+			  : p->sh->zygote_pid == -1	   ? -SHMP_EBROKEN
+							   : -SHMP_EINIT;
 		fail_tasks(p, 1u << REC_QUEUED, -1, err, 0, -1);
 		if (!p->threads && s->zygote_gone)
 			fail_tasks(p, 1u << REC_RUNNING, -1, err, 0, -1);

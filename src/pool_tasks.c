@@ -64,8 +64,8 @@ static int stopped_error(struct shmp__pool *p)
 {
 	switch (atomic_load_explicit(&p->sh->state, memory_order_acquire)) {
 	case SHMP_POOL_RUNNING: return 0;
-	case SHMP_POOL_BROKEN: return p->sh->zygote_pid == -1 ? SHMP_EBROKEN : SHMP_EINIT;
-	default: return SHMP_ECLOSED;
+	case SHMP_POOL_BROKEN: return p->sh->zygote_pid == -1 ? -SHMP_EBROKEN : -SHMP_EINIT;
+	default: return -SHMP_ECLOSED;
 	}
 }
 
@@ -163,7 +163,7 @@ static void deliver(struct shmp__pool *p, struct shmp_async *c, struct shmp__rec
 	if (src && r->first <= c->n && r->count <= c->n - r->first)
 		memcpy(c->out + r->first * c->out_size, src, bytes);
 	else
-		shmp__call_note_error(c, &(struct shmp_task_error){ .error = SHMP_ECORRUPT, .index = r->first });
+		shmp__call_note_error(c, &(struct shmp_task_error){ .error = -SHMP_ECORRUPT, .index = r->first });
 }
 
 /* Deliver a finished task and free its record. False if someone else

@@ -91,7 +91,7 @@ static void run_task(struct shmp__pool *p, unsigned w, uint64_t seq, struct shmp
 	char *out = resolve(p, r, &r->out, count * out_size, false);
 	r->worker_pid = p->threads ? shmp__tid() : shmp__pid();
 	if (!fn || !in || !out || count > (1u << 30)) {
-		r->status = SHMP_ECORRUPT;
+		r->status = -SHMP_ECORRUPT;
 		r->fail_index = r->first;
 	} else {
 		struct shmp_task_ctx ctx = { .arg_size = in_size, .result_size = out_size, .worker = w,
@@ -100,7 +100,7 @@ static void run_task(struct shmp__pool *p, unsigned w, uint64_t seq, struct shmp
 			ctx.index = r->first + i;
 			int rc = fn(in + i * in_size, out + i * out_size, &ctx);
 			if (rc) {
-				r->status = SHMP_ETASK;
+				r->status = -SHMP_ETASK;
 				r->code = rc;
 				r->fail_index = r->first + i;
 				break;

@@ -95,7 +95,7 @@ shmp_queue_t *shmp__queue_open(shmp_segment_t *seg, uint64_t off, bool joinable,
 	if (!q) {
 		free(ring);
 		if (!sh || sh->joinable != joinable)
-			errno = -SHMP_ECORRUPT;
+			errno = SHMP_ECORRUPT;
 		return NULL;
 	}
 	struct shmp_ring_stats st;
@@ -109,7 +109,7 @@ int shmp__queue_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_obj
 	shmp_ring_t *ring = NULL;
 	struct shmp__queue_sh *sh = queue_at(seg, off, &ring);
 	if (!sh)
-		return SHMP_ECORRUPT;
+		return -SHMP_ECORRUPT;
 	struct shmp_ring_stats st;
 	shmp_ring_stats(ring, &st);
 	free(ring); /* a handle of our own: nothing shared to let go */

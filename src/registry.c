@@ -101,7 +101,7 @@ static size_t dir_bytes(uint32_t cap)
 }
 
 /* The segment's directory after validation: 0, -ENODATA if it has none,
- * SHMP_ECORRUPT, SHMP_EVERSION. */
+ * -SHMP_ECORRUPT, -SHMP_EVERSION. */
 static int dir_at(const shmp_segment_t *seg, struct shmp__reg_dir **out)
 {
 	uint64_t off = __atomic_load_n(&seg->hdr->registry_root, __ATOMIC_ACQUIRE);
@@ -109,12 +109,12 @@ static int dir_at(const shmp_segment_t *seg, struct shmp__reg_dir **out)
 		return -ENODATA;
 	struct shmp__reg_dir *d = shmp__sh_at(seg, off, sizeof *d, __alignof__(*d));
 	if (!d || d->magic != DIR_MAGIC)
-		return SHMP_ECORRUPT;
+		return -SHMP_ECORRUPT;
 	if (d->version != DIR_VERSION)
-		return SHMP_EVERSION;
+		return -SHMP_EVERSION;
 	if (d->capacity == 0 || d->capacity > MAX_CAPACITY || d->entry_size != sizeof(struct entry) ||
 	    !shmp__sh_at(seg, off, dir_bytes(d->capacity), 1) || d->lock.magic != SHMP__LOCK_MAGIC)
-		return SHMP_ECORRUPT;
+		return -SHMP_ECORRUPT;
 	*out = d;
 	return 0;
 }
@@ -383,7 +383,7 @@ static void *obj_open(shmp_segment_t *seg, int type, uint64_t off, _Atomic uint3
 	case SHMP_TYPE_JOINABLE_QUEUE: return shmp__queue_open(seg, off, true, ref);
 	case SHMP_TYPE_DICT: return shmp__dict_open(seg, off, ref);
 	}
-	errno = -SHMP_ECORRUPT;
+	errno = SHMP_ECORRUPT;
 	return NULL;
 }
 
@@ -458,9 +458,9 @@ static void *get_or_create(shmp_registry_t *r, const char *name, int type, unsig
 		if (flags & SHMP_REG_CREATE_ONLY)
 			e = -EEXIST;
 		else if (en->type != (uint32_t)type)
-			e = SHMP_ETYPE;
+			e = -SHMP_ETYPE;
 		else if (!(ref = shmp__sh_at(r->seg, en->ref_off, sizeof *ref, __alignof__(*ref))))
-			e = SHMP_ECORRUPT;
+			e = -SHMP_ECORRUPT;
 		else if ((h = obj_open(r->seg, type, en->off, ref)))
 			atomic_fetch_add_explicit(ref, 1, memory_order_acq_rel);
 		else
@@ -626,7 +626,7 @@ static void *typed_checked(void *h, int type, char tc)
 	if (have == tc)
 		return h;
 	obj_destroy(type, h);
-	errno = -SHMP_ETYPE;
+	errno = SHMP_ETYPE;
 	return NULL;
 }
 
@@ -721,10 +721,10 @@ static int ns_get_readonly(shmp_registry_t *r, const char *attr, int64_t *i, dou
 	if (e < 0)
 		return e;
 	if (info.type != SHMP_TYPE_VALUE)
-		return SHMP_ETYPE;
+		return -SHMP_ETYPE;
 	int sz = shmp_typecode_size(info.typecode);
 	if (!info.valid || sz <= 0 || info.preview_bytes < (uint32_t)sz)
-		return SHMP_ECORRUPT;
+		return -SHMP_ECORRUPT;
 	union { int8_t b; uint8_t B; int16_t h; uint16_t H; int32_t i; uint32_t I; int64_t q; uint64_t Q;
 		float f; double d; } u;
 	memcpy(&u, info.preview, (size_t)sz);

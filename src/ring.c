@@ -201,7 +201,7 @@ shmp_ring_t *shmp__ring_open(shmp_segment_t *seg, uint64_t off)
 	    sh->slot_size > (1u << 21) || sh->max_message > SHMP_RING_MAX_MESSAGE ||
 	    (sh->flags & ~(uint32_t)(SHMP_RING_SINGLE_PRODUCER | SHMP_RING_SINGLE_CONSUMER)) ||
 	    !shmp_segment_ptr(seg, sh->slots_off, (size_t)sh->capacity * sh->slot_size)) {
-		errno = -SHMP_ECORRUPT;
+		errno = SHMP_ECORRUPT;
 		return NULL;
 	}
 	shmp_ring_t *r = calloc(1, sizeof *r);
@@ -354,7 +354,7 @@ static void poll_stuck(shmp_ring_t *r, struct slot *s, uint64_t w)
 
 /* Blocked on slot s (last seen holding word w): spin, then sleep on the
  * side's futex; look for a dead holder when the check is due. 0 to retry,
- * -ETIMEDOUT, SHMP_ECLOSED. */
+ * -ETIMEDOUT, -SHMP_ECLOSED. */
 static int block_on(shmp_ring_t *r, bool producer, struct waiter *wt, struct slot *s, uint64_t w)
 {
 	if (wt->d.kind == 2) {
@@ -435,7 +435,7 @@ static inline uint64_t help_hint(_Atomic uint64_t *hint, uint64_t pos)
 }
 
 /* Claim the slot for the next message. 0 (slot and position set); -EAGAIN
- * when full (*blk_w: the word of the blocking slot); SHMP_ECORRUPT. */
+ * when full (*blk_w: the word of the blocking slot); -SHMP_ECORRUPT. */
 static int claim_put(shmp_ring_t *r, uint32_t tid, uint64_t *pos_out, struct slot **s_out, uint64_t *blk_w)
 {
 	struct shmp__ring_sh *sh = r->sh;
@@ -464,13 +464,13 @@ static int claim_put(shmp_ring_t *r, uint32_t tid, uint64_t *pos_out, struct slo
 		}
 		uint64_t p = atomic_load_explicit(&sh->tail, memory_order_relaxed);
 		if (p == pos && ++anomalies > MAX_ANOMALIES)
-			return SHMP_ECORRUPT;
+			return -SHMP_ECORRUPT;
 		pos = p;
 	}
 }
 
 /* Claim the oldest ready message. 0; -EAGAIN when none is ready (*s_out and
- * *blk_w: the slot waited on); SHMP_ECORRUPT. With `len_cap` non-NULL, a
+ * *blk_w: the slot waited on); -SHMP_ECORRUPT. With `len_cap` non-NULL, a
  * message longer than *len_cap is not claimed: -EMSGSIZE, *len_cap = its
  * length. */
 static int claim_get(shmp_ring_t *r, uint32_t tid, uint64_t *pos_out, struct slot **s_out, uint64_t *blk_w,
@@ -513,7 +513,7 @@ static int claim_get(shmp_ring_t *r, uint32_t tid, uint64_t *pos_out, struct slo
 		}
 		uint64_t p = atomic_load_explicit(&sh->head, memory_order_relaxed);
 		if (p == pos && ++anomalies > MAX_ANOMALIES)
-			return SHMP_ECORRUPT;
+			return -SHMP_ECORRUPT;
 		pos = p;
 	}
 }
@@ -556,7 +556,7 @@ static int acquire_put_slot(shmp_ring_t *r, struct waiter *wt, size_t len, uint6
 	*blk = 0;
 	for (;;) {
 		if (atomic_load_explicit(&r->sh->closed, memory_order_acquire))
-			return SHMP_ECLOSED;
+			return -SHMP_ECLOSED;
 		int e;
 		if (len > r->inline_max &&
 		    (e = shmp__segment_alloc(r->seg, len + sizeof(struct block_hdr), 16, blk, false)) < 0)
@@ -730,7 +730,7 @@ static int acquire_get_slot(shmp_ring_t *r, struct waiter *wt, uint64_t *pos, st
 		if (e != -EAGAIN)
 			return e;
 		if (w_st(w) == ST_FREE && atomic_load_explicit(&r->sh->closed, memory_order_acquire))
-			return SHMP_ECLOSED; /* closed and drained */
+			return -SHMP_ECLOSED; /* closed and drained */
 		if ((e = block_on(r, false, wt, *s, w)) < 0)
 			return e;
 	}
@@ -754,7 +754,7 @@ int shmp_ring_get(shmp_ring_t *r, void *buf, size_t cap, size_t *len, double tim
 	void *p = payload_of(r, s, pos, n, flags);
 	if (!p || n > cap) {
 		consume_done(r, s, pos, true);
-		return SHMP_ECORRUPT;
+		return -SHMP_ECORRUPT;
 	}
 	if (n)
 		memcpy(buf, p, n);
@@ -796,7 +796,7 @@ int shmp_ring_get_batch(shmp_ring_t *r, struct iovec *bufs, size_t *lens, unsign
 			if (done)
 				break;
 			wake_producers(r, 1);
-			return SHMP_ECORRUPT;
+			return -SHMP_ECORRUPT;
 		}
 		if (len)
 			memcpy(bufs[done].iov_base, p, len);
@@ -822,7 +822,7 @@ int shmp_ring_peek(shmp_ring_t *r, struct shmp_ring_ticket *t, double timeout)
 	void *p = payload_of(r, s, pos, len, s->flags);
 	if (!p) {
 		consume_done(r, s, pos, true);
-		return SHMP_ECORRUPT;
+		return -SHMP_ECORRUPT;
 	}
 	t->data = p;
 	t->len = len;
@@ -878,11 +878,11 @@ int shmp_ring_poll(shmp_ring_t *r, double timeout)
 		      (diff == -(int32_t)r->cap && st == ST_READING))) {
 			if (atomic_load_explicit(&r->sh->head, memory_order_relaxed) == pos &&
 			    ++anomalies > MAX_ANOMALIES)
-				return SHMP_ECORRUPT;
+				return -SHMP_ECORRUPT;
 			continue;
 		}
 		if (st == ST_FREE && atomic_load_explicit(&r->sh->closed, memory_order_acquire))
-			return SHMP_ECLOSED;
+			return -SHMP_ECLOSED;
 		int e = block_on(r, false, &wt, s, w);
 		if (e < 0)
 			return e;

@@ -52,19 +52,19 @@ int shmp__header_validate(const struct shmp__seg_hdr *h, uint64_t file_size)
 {
 	uint32_t header_size = __atomic_load_n(&h->header_size, __ATOMIC_ACQUIRE);
 	if (memcmp(h->magic, SHMP__SEG_MAGIC, sizeof h->magic) != 0)
-		return SHMP_ECORRUPT;
+		return -SHMP_ECORRUPT;
 	if (h->layout_version != SHMP__LAYOUT_VERSION)
-		return SHMP_EVERSION;
+		return -SHMP_EVERSION;
 	if (header_size != sizeof *h || h->size != file_size)
-		return SHMP_ECORRUPT;
+		return -SHMP_ECORRUPT;
 	uint64_t hs = heap_start_of();
 	if (h->heap_start != hs || h->heap_end != h->size || h->heap_top < hs ||
 	    h->heap_top > h->heap_end || h->heap_top % SHMP__CACHELINE != 0)
-		return SHMP_ECORRUPT;
+		return -SHMP_ECORRUPT;
 	if (h->alloc_lock.magic != SHMP__LOCK_MAGIC || h->alloc_lock.kind != SHMP__KIND_LOCK)
-		return SHMP_ECORRUPT;
+		return -SHMP_ECORRUPT;
 	if (h->registry_root >= h->size)
-		return SHMP_ECORRUPT;
+		return -SHMP_ECORRUPT;
 	return 0;
 }
 
@@ -285,7 +285,7 @@ shmp_segment_t *shmp__segment_attach(const char *name, bool readonly)
 	}
 	if (!S_ISREG(st.st_mode) || st.st_size < (off_t)sizeof(struct shmp__seg_hdr)) {
 		close(fd);
-		errno = -SHMP_ECORRUPT;
+		errno = SHMP_ECORRUPT;
 		return NULL;
 	}
 	size_t size = (size_t)st.st_size;
@@ -298,7 +298,7 @@ shmp_segment_t *shmp__segment_attach(const char *name, bool readonly)
 	}
 	/* A creator between O_EXCL and its header's last write: give it a moment. */
 	struct shmp__seg_hdr *h = base;
-	for (int i = 0; i < 50 && (r = shmp__header_validate(h, size)) == SHMP_ECORRUPT &&
+	for (int i = 0; i < 50 && (r = shmp__header_validate(h, size)) == -SHMP_ECORRUPT &&
 			__atomic_load_n(&h->header_size, __ATOMIC_ACQUIRE) == 0; i++)
 		usleep(1000);
 	if (r < 0) {

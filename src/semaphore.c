@@ -70,7 +70,7 @@ shmp_sem_t *shmp__sem_open(shmp_segment_t *seg, uint64_t off, bool bounded, _Ato
 {
 	struct shmp__sem_sh *sh = sem_at(seg, off);
 	if (!sh || bounded != (sh->max != SHMP_SEM_VALUE_MAX)) {
-		errno = -SHMP_ECORRUPT;
+		errno = SHMP_ECORRUPT;
 		return NULL;
 	}
 	shmp_sem_t *s = calloc(1, sizeof *s);
@@ -83,7 +83,7 @@ int shmp__sem_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_objec
 {
 	struct shmp__sem_sh *sh = sem_at(seg, off);
 	if (!sh)
-		return SHMP_ECORRUPT;
+		return -SHMP_ECORRUPT;
 	info->value = (int)(atomic_load_explicit(&sh->value, memory_order_relaxed) & SHMP_SEM_VALUE_MAX);
 	info->max = sh->max;
 	info->waiters = atomic_load_explicit(&sh->waiters, memory_order_relaxed);

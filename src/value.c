@@ -136,7 +136,7 @@ static int typed_open(struct typed *t, shmp_segment_t *seg, uint64_t off, bool i
 {
 	struct shmp__typed_sh *sh = typed_at(seg, off, is_array);
 	if (!sh)
-		return SHMP_ECORRUPT;
+		return -SHMP_ECORRUPT;
 	t->seg = seg;
 	t->sh = sh;
 	t->ref = ref;
@@ -156,7 +156,7 @@ int shmp__typed_inspect(const shmp_segment_t *seg, uint64_t off, bool is_array, 
 {
 	const struct shmp__typed_sh *sh = typed_at(seg, off, is_array);
 	if (!sh)
-		return SHMP_ECORRUPT;
+		return -SHMP_ECORRUPT;
 	info->typecode = sh->typecode;
 	info->length = sh->length;
 	uint64_t bytes = sh->length * sh->itemsize;
@@ -326,7 +326,7 @@ shmp_value_t *shmp__value_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32
 	shmp_value_t *v = calloc(1, sizeof *v);
 	if (v && typed_open(&v->t, seg, off, false, ref) < 0) {
 		free(v);
-		errno = -SHMP_ECORRUPT;
+		errno = SHMP_ECORRUPT;
 		return NULL;
 	}
 	return v;
@@ -407,7 +407,7 @@ shmp_array_t *shmp__array_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32
 	shmp_array_t *a = calloc(1, sizeof *a);
 	if (a && typed_open(&a->t, seg, off, true, ref) < 0) {
 		free(a);
-		errno = -SHMP_ECORRUPT;
+		errno = SHMP_ECORRUPT;
 		return NULL;
 	}
 	return a;

@@ -3,12 +3,12 @@
  *   each round's indices are 0..2, distinct (exactly one 0), and nobody leaves
  *   a round before everyone has arrived at it.
  * - The action runs exactly once per round, before anyone is released.
- * - abort(): the waiters get SHMP_EBROKEN, later waits too, until reset();
+ * - abort(): the waiters get -SHMP_EBROKEN, later waits too, until reset();
  *   reset() makes it usable again; parties waiting during reset get
- *   SHMP_EBROKEN; after reset() the members of the round before (exited
+ *   -SHMP_EBROKEN; after reset() the members of the round before (exited
  *   since) do not break the next round of new processes.
  * - A party late past its timeout gets -ETIMEDOUT (after about that time) and
- *   the others, waiting or arriving later, get SHMP_EBROKEN.
+ *   the others, waiting or arriving later, get -SHMP_EBROKEN.
  * - The default timeout from opts applies to wait(-1); an explicit timeout
  *   overrides it; opts.timeout 0 means none.
  * - Barrier(1) never blocks; parties(), n_waiting(), broken().
@@ -178,15 +178,15 @@ static void test_abort_reset(void)
 	T_EQ(shmp_barrier_abort(b), 0);
 	for (int k = 0; k < 2; k++) {
 		t_wait_ok(p[k], 10);
-		T_EQ(t_load(st, (size_t)k), SHMP_EBROKEN);
+		T_EQ(t_load(st, (size_t)k), -SHMP_EBROKEN);
 		T_CHECK(t_load(st, 8 + (size_t)k) < 3000);
 	}
 	T_EQ(shmp_barrier_broken(b), 1);
 	T_EQ(shmp_barrier_n_waiting(b), 0);
 	/* Later waits are broken at once, not after their timeout. */
 	double t0 = t_now();
-	T_EQ(shmp_barrier_wait(b, 5), SHMP_EBROKEN);
-	T_EQ(shmp_barrier_wait(b, SHMP_FOREVER), SHMP_EBROKEN);
+	T_EQ(shmp_barrier_wait(b, 5), -SHMP_EBROKEN);
+	T_EQ(shmp_barrier_wait(b, SHMP_FOREVER), -SHMP_EBROKEN);
 	T_CHECK(t_now() - t0 < 1.0);
 	T_EQ(shmp_barrier_abort(b), 0); /* again: still broken */
 	T_EQ(shmp_barrier_broken(b), 1);
@@ -198,7 +198,7 @@ static void test_abort_reset(void)
 	full_round(b, st);
 	shmp_barrier_destroy(b);
 
-	/* reset() with two waiting: they get SHMP_EBROKEN, the barrier is
+	/* reset() with two waiting: they get -SHMP_EBROKEN, the barrier is
 	 * usable right after. (A fresh barrier: its first arriver has no
 	 * earlier round whose members it could find gone.) */
 	b = shmp_barrier_create(3, NULL);
@@ -209,7 +209,7 @@ static void test_abort_reset(void)
 	T_EQ(shmp_barrier_reset(b), 0);
 	for (int k = 0; k < 2; k++) {
 		t_wait_ok(p[k], 10);
-		T_EQ(t_load(st, (size_t)k), SHMP_EBROKEN);
+		T_EQ(t_load(st, (size_t)k), -SHMP_EBROKEN);
 	}
 	T_EQ(shmp_barrier_broken(b), 0);
 	T_EQ(shmp_barrier_n_waiting(b), 0);
@@ -266,7 +266,7 @@ static void test_timeout(void)
 		p[k] = start_w(&a[k], b, st, k, 10, 0);
 	for (int k = 1; k < 3; k++) {
 		t_wait_ok(p[k], 10);
-		T_EQ(t_load(st, (size_t)k), SHMP_EBROKEN);
+		T_EQ(t_load(st, (size_t)k), -SHMP_EBROKEN);
 		T_CHECK(t_load(st, 8 + (size_t)k) < 1000);
 	}
 	T_EQ(shmp_barrier_reset(b), 0);
@@ -287,9 +287,9 @@ static void test_timeout(void)
 	T_EQ(t_load(st, 0), -ETIMEDOUT);
 	T_CHECK(t_load(st, 8) >= 190);
 	T_CHECK(t_load(st, 8) < 2000);
-	T_EQ(t_load(st, 1), SHMP_EBROKEN);
+	T_EQ(t_load(st, 1), -SHMP_EBROKEN);
 	T_CHECK(t_load(st, 9) < 5000);
-	T_EQ(shmp_barrier_wait(b, 1), SHMP_EBROKEN);
+	T_EQ(shmp_barrier_wait(b, 1), -SHMP_EBROKEN);
 	T_EQ(shmp_barrier_reset(b), 0);
 	full_round(b, st);
 	shmp_barrier_destroy(b);

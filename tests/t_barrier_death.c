@@ -1,4 +1,4 @@
-/* Barrier, when a party dies: the others get SHMP_EBROKEN within a few
+/* Barrier, when a party dies: the others get -SHMP_EBROKEN within a few
  * seconds instead of hanging.
  * (a) 3 parties pass a round; then two wait for the next while the third,
  *     a member of the round before, is SIGKILLed before it arrives. While
@@ -9,7 +9,7 @@
  *     round, and later waits stay broken.
  * (d) The parent is a party and its own child, also waiting, is SIGKILLed:
  *     the parent cannot reap it while it waits, and must still get
- *     SHMP_EBROKEN rather than wait for its timeout. */
+ *     -SHMP_EBROKEN rather than wait for its timeout. */
 #include "t.h"
 
 #define NONE 12345 /* "no result yet" */
@@ -71,8 +71,8 @@ static void test_member_dies_before_arriving(void)
 	t_wait_ok(p[0], 10);
 	t_wait_ok(p[1], 10);
 	T_CHECK(t_now() - t0 < 3.0);
-	T_EQ(t_load(st, 4), SHMP_EBROKEN);
-	T_EQ(t_load(st, 5), SHMP_EBROKEN);
+	T_EQ(t_load(st, 4), -SHMP_EBROKEN);
+	T_EQ(t_load(st, 5), -SHMP_EBROKEN);
 	T_EQ(shmp_barrier_broken(b), 1);
 	shmp_barrier_destroy(b);
 	shmp_array_destroy(st);
@@ -124,10 +124,10 @@ static void waiter_dies(int doomed_first)
 	double t0 = t_now();
 	t_wait_ok(p[0], 10);
 	T_CHECK(t_now() - t0 < 3.0);
-	T_EQ(t_load(st, 0), SHMP_EBROKEN);
+	T_EQ(t_load(st, 0), -SHMP_EBROKEN);
 	T_EQ(t_load(st, 1), NONE);
 	T_EQ(shmp_barrier_broken(b), 1);
-	T_EQ(shmp_barrier_wait(b, 1), SHMP_EBROKEN);
+	T_EQ(shmp_barrier_wait(b, 1), -SHMP_EBROKEN);
 	shmp_barrier_destroy(b);
 	shmp_array_destroy(st);
 }
@@ -183,7 +183,7 @@ static void test_action_fails(void)
 				T_CHECK(x >= 0 && x < 3);
 				seen |= 1u << x;
 			} else {
-				T_EQ(x, SHMP_EBROKEN);
+				T_EQ(x, -SHMP_EBROKEN);
 			}
 		}
 		if (r < C_FAIL - 1)
@@ -199,9 +199,9 @@ static void test_action_fails(void)
 	T_EQ(shmp_value_store(cnt, C_FAIL - 1), 0);
 	b = shmp_barrier_create(1, &bo);
 	T_CHECK(b);
-	T_EQ(shmp_barrier_wait(b, 0), SHMP_EBROKEN);
+	T_EQ(shmp_barrier_wait(b, 0), -SHMP_EBROKEN);
 	T_EQ(shmp_barrier_broken(b), 1);
-	T_EQ(shmp_barrier_wait(b, 0), SHMP_EBROKEN);
+	T_EQ(shmp_barrier_wait(b, 0), -SHMP_EBROKEN);
 	T_EQ(shmp_barrier_reset(b), 0);
 	T_EQ(shmp_barrier_wait(b, 0), 0);
 	shmp_barrier_destroy(b);
@@ -243,11 +243,11 @@ static void test_parent_waits_child_dies(void)
 	t_wait_ok(killer, 10);
 	int stv = t_wait(victim, 5);
 	T_CHECK(WIFSIGNALED(stv) && WTERMSIG(stv) == SIGKILL);
-	if (r != SHMP_EBROKEN)
+	if (r != -SHMP_EBROKEN)
 		fprintf(stderr, "parent's wait: %d (%s) after %.2f s (its killed child "
 			"stays an unreaped zombie while the parent waits)\n",
 			r, shmp_strerror(r), dt);
-	T_EQ(r, SHMP_EBROKEN);
+	T_EQ(r, -SHMP_EBROKEN);
 	T_CHECK(dt < 3.0);
 	shmp_barrier_destroy(b);
 	shmp_array_destroy(st);

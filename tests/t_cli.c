@@ -912,7 +912,7 @@ static void test_corrupt(void)
 		C_CHECK(s);
 		C_EQ(JBOOL(s, "valid"), 0);
 		C_STREQ(JSTR(s, "state"), i == 2 ? "version" : "corrupt");
-		C_STREQ(JSTR(s, "error"), shmp_strerror(i == 2 ? SHMP_EVERSION : SHMP_ECORRUPT));
+		C_STREQ(JSTR(s, "error"), shmp_strerror(i == 2 ? -SHMP_EVERSION : -SHMP_ECORRUPT));
 		C_EQ(JINT(s, "objects"), -1);
 		C_EQ(JBOOL(s, "stale"), 0);
 	}
@@ -923,7 +923,7 @@ static void test_corrupt(void)
 		C_EQ(cli(&r, "show", names[i], NULL), 1);
 		char want[300];
 		snprintf(want, sizeof want, "%s: %s (%s)\n", names[i], i == 2 ? "version" : "corrupt",
-			 shmp_strerror(i == 2 ? SHMP_EVERSION : SHMP_ECORRUPT));
+			 shmp_strerror(i == 2 ? -SHMP_EVERSION : -SHMP_ECORRUPT));
 		C_STREQ(r.out, want);
 		C_EQ(cli(&r, "--json", "show", names[i], NULL), 1);
 		jparse(r.out, r.outlen, &j);

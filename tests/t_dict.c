@@ -36,7 +36,7 @@
  *   inherited) with shmp_registry_attach and SHMP_REG_GET_ONLY; it reads the
  *   parent's keys and the parent sees its writes. Registry errors: GET_ONLY
  *   on a missing name ENOENT, CREATE_ONLY on a taken one EEXIST, a Value's
- *   name -SHMP_ETYPE; shmp_registry_lookup reports the keys and capacity;
+ *   name SHMP_ETYPE; shmp_registry_lookup reports the keys and capacity;
  *   the segment is gone after shmp_registry_destroy. */
 #include "t.h"
 #include "shmp/registry.h"
@@ -944,10 +944,10 @@ static void registry(void)
 	T_CHECK(v);
 	errno = 0;
 	T_CHECK(shmp_registry_dict(r, "num", NULL, 0) == NULL);
-	T_EQ(-errno, SHMP_ETYPE);
+	T_EQ(-errno, -SHMP_ETYPE);
 	errno = 0;
 	T_CHECK(shmp_registry_value(r, "cfg", 'q', NULL, 0) == NULL);
-	T_EQ(-errno, SHMP_ETYPE);
+	T_EQ(-errno, -SHMP_ETYPE);
 	shmp_value_destroy(v);
 
 	/* A second handle in this process: the same Dict. */

@@ -43,7 +43,7 @@ static int worker(void *arg)
 		int item;
 		size_t len = 0;
 		int r = shmp_queue_get(jq, &item, sizeof item, &len, 10.0);
-		if (r == SHMP_ECLOSED)
+		if (r == -SHMP_ECLOSED)
 			return 0;
 		if (r != 0 || len != sizeof item || item < 0 || item >= N_ITEMS)
 			return 1;
@@ -173,7 +173,7 @@ static void test_timeout_overflow(void)
 	T_EQ(shmp_queue_task_done(jq), -EOVERFLOW);
 	/* ... closed ... */
 	T_EQ(shmp_queue_close(jq), 0);
-	T_EQ(shmp_queue_put(jq, &item, sizeof item, 0), SHMP_ECLOSED);
+	T_EQ(shmp_queue_put(jq, &item, sizeof item, 0), -SHMP_ECLOSED);
 	T_EQ(shmp_queue_join(jq, 0), 0);
 	T_EQ(shmp_queue_task_done(jq), -EOVERFLOW);
 	shmp_queue_destroy(jq);

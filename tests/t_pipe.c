@@ -12,13 +12,13 @@
  * - send on a full pipe: -ETIMEDOUT at once (timeout 0) or after about the
  *   timeout;
  * - end of file: after the child closes its end the parent drains what was
- *   sent, then recv gives SHMP_ECLOSED and poll 1; a recv blocked at the
- *   close wakes; send to the closed peer gives SHMP_ECLOSED;
+ *   sent, then recv gives -SHMP_ECLOSED and poll 1; a recv blocked at the
+ *   close wakes; send to the closed peer gives -SHMP_ECLOSED;
  * - the peer dying without closing (SIGKILL after it used its end): the
- *   parent gets what it sent, then a blocked recv returns SHMP_ECLOSED
+ *   parent gets what it sent, then a blocked recv returns -SHMP_ECLOSED
  *   within about a second, a send blocked on the full pipe too, and a later
- *   send fails with SHMP_ECLOSED (the header: "send() then fails too");
- * - calls on a closed end give SHMP_ECLOSED; close twice is fine;
+ *   send fails with -SHMP_ECLOSED (the header: "send() then fails too");
+ * - calls on a closed end give -SHMP_ECLOSED; close twice is fine;
  * - a child destroying its copies frees nothing shared; the parent
  *   destroying both ends (even with a 1 MiB message unread) returns the
  *   default segment's live blocks to their baseline. */
@@ -170,7 +170,7 @@ static void test_one_way(void)
 	T_CHECK(memcmp(buf, "again", 5) == 0);
 	/* A closed one-way pipe still refuses the wrong direction. */
 	T_EQ(shmp_conn_close(B), 0);
-	T_EQ(shmp_conn_recv(A, buf, sizeof buf, &len, 1.0), SHMP_ECLOSED);
+	T_EQ(shmp_conn_recv(A, buf, sizeof buf, &len, 1.0), -SHMP_ECLOSED);
 	rmpipe();
 }
 
@@ -274,7 +274,7 @@ static void test_poll(void)
 	t_wait_ok(c, 10);
 	/* The last process that used b is dead: end of file for a... */
 	T_EQ(shmp_conn_poll(A, 0), 1);
-	T_EQ(shmp_conn_recv(A, buf, sizeof buf, &len, 0), SHMP_ECLOSED);
+	T_EQ(shmp_conn_recv(A, buf, sizeof buf, &len, 0), -SHMP_ECLOSED);
 	/* ... until someone alive (us) uses b. */
 	T_EQ(shmp_conn_poll(B, 0), 0);
 	T_EQ(shmp_conn_poll(A, 0), 0);
@@ -314,9 +314,9 @@ static int eof_child(void *arg)
 	/* Our own end is closed now. */
 	char buf[8];
 	size_t len;
-	if (shmp_conn_send(B, "x", 1, 0) != SHMP_ECLOSED)
+	if (shmp_conn_send(B, "x", 1, 0) != -SHMP_ECLOSED)
 		return 3;
-	if (shmp_conn_recv(B, buf, sizeof buf, &len, 0) != SHMP_ECLOSED)
+	if (shmp_conn_recv(B, buf, sizeof buf, &len, 0) != -SHMP_ECLOSED)
 		return 4;
 	return child_done(0);
 }
@@ -337,9 +337,9 @@ static int sees_closed(void *arg)
 	(void)arg;
 	char buf[8];
 	size_t len;
-	if (shmp_conn_send(B, "x", 1, 1.0) != SHMP_ECLOSED)
+	if (shmp_conn_send(B, "x", 1, 1.0) != -SHMP_ECLOSED)
 		return 1;
-	if (shmp_conn_recv(B, buf, sizeof buf, &len, 5.0) != SHMP_ECLOSED)
+	if (shmp_conn_recv(B, buf, sizeof buf, &len, 5.0) != -SHMP_ECLOSED)
 		return 2;
 	if (shmp_conn_poll(B, 5.0) != 1)
 		return 3;
@@ -363,20 +363,20 @@ static void test_eof(void)
 		T_CHECK(memcmp(buf, m, 5) == 0);
 	}
 	double t0 = t_now();
-	T_EQ(shmp_conn_recv(A, buf, sizeof buf, &len, 0), SHMP_ECLOSED);
-	T_EQ(shmp_conn_recv(A, buf, sizeof buf, &len, SHMP_FOREVER), SHMP_ECLOSED);
+	T_EQ(shmp_conn_recv(A, buf, sizeof buf, &len, 0), -SHMP_ECLOSED);
+	T_EQ(shmp_conn_recv(A, buf, sizeof buf, &len, SHMP_FOREVER), -SHMP_ECLOSED);
 	T_EQ(shmp_conn_poll(A, 0), 1);
 	T_EQ(shmp_conn_poll(A, SHMP_FOREVER), 1);
 	T_CHECK(t_now() - t0 < 2.0);
 	/* Send to the closed peer. */
-	T_EQ(shmp_conn_send(A, "x", 1, 0), SHMP_ECLOSED);
-	T_EQ(shmp_conn_send(A, "x", 1, SHMP_FOREVER), SHMP_ECLOSED);
+	T_EQ(shmp_conn_send(A, "x", 1, 0), -SHMP_ECLOSED);
+	T_EQ(shmp_conn_send(A, "x", 1, SHMP_FOREVER), -SHMP_ECLOSED);
 	/* Our own end, closed: everything says closed; twice is fine. */
 	T_EQ(shmp_conn_close(A), 0);
 	T_EQ(shmp_conn_close(A), 0);
-	T_EQ(shmp_conn_send(A, "x", 1, 0), SHMP_ECLOSED);
-	T_EQ(shmp_conn_recv(A, buf, sizeof buf, &len, 0), SHMP_ECLOSED);
-	T_EQ(shmp_conn_poll(A, 0), SHMP_ECLOSED);
+	T_EQ(shmp_conn_send(A, "x", 1, 0), -SHMP_ECLOSED);
+	T_EQ(shmp_conn_recv(A, buf, sizeof buf, &len, 0), -SHMP_ECLOSED);
+	T_EQ(shmp_conn_poll(A, 0), -SHMP_ECLOSED);
 	rmpipe();
 
 	/* A recv blocked when the other process closes wakes with EOF. */
@@ -384,7 +384,7 @@ static void test_eof(void)
 	c = t_spawn(late_closer, NULL);
 	T_EQ(t_await(up[0], 10), 1);
 	t0 = t_now();
-	T_EQ(shmp_conn_recv(A, buf, sizeof buf, &len, 10.0), SHMP_ECLOSED);
+	T_EQ(shmp_conn_recv(A, buf, sizeof buf, &len, 10.0), -SHMP_ECLOSED);
 	T_CHECK(t_now() - t0 < 5.0);
 	t_wait_ok(c, 10);
 	rmpipe();
@@ -445,18 +445,18 @@ static void test_peer_death(void)
 	double t0 = t_now();
 	int r = shmp_conn_recv(A, buf, sizeof buf, &len, 10.0);
 	double dt = t_now() - t0;
-	T_EQ(r, SHMP_ECLOSED);
+	T_EQ(r, -SHMP_ECLOSED);
 	T_CHECK(dt < 2.0); /* ~0.2 s until the death, then ~0.1 s to see it */
 	printf("recv saw the dead peer after %.3f s\n", dt);
-	T_EQ(shmp_conn_recv(A, buf, sizeof buf, &len, 0), SHMP_ECLOSED);
+	T_EQ(shmp_conn_recv(A, buf, sizeof buf, &len, 0), -SHMP_ECLOSED);
 	T_EQ(shmp_conn_poll(A, 0), 1);
 	T_EQ(shmp_conn_poll(A, 5.0), 1);
 	t_wait_killed(c, 10); /* reaped: the pid is gone now, not a zombie */
-	T_EQ(shmp_conn_recv(A, buf, sizeof buf, &len, 5.0), SHMP_ECLOSED);
-	/* "send() then fails with SHMP_ECLOSED too". Checked softly, so
+	T_EQ(shmp_conn_recv(A, buf, sizeof buf, &len, 5.0), -SHMP_ECLOSED);
+	/* "send() then fails with -SHMP_ECLOSED too". Checked softly, so
 	 * that the rest of the test still runs. */
-	soft_eq(__LINE__, shmp_conn_send(A, "x", 1, 0), SHMP_ECLOSED);
-	soft_eq(__LINE__, shmp_conn_send(A, "x", 1, 1.0), SHMP_ECLOSED);
+	soft_eq(__LINE__, shmp_conn_send(A, "x", 1, 0), -SHMP_ECLOSED);
+	soft_eq(__LINE__, shmp_conn_send(A, "x", 1, 1.0), -SHMP_ECLOSED);
 	rmpipe();
 
 	/* A send blocked on the full pipe of a peer that dies. */
@@ -470,7 +470,7 @@ static void test_peer_death(void)
 	t0 = t_now();
 	r = shmp_conn_send(A, "3", 1, 10.0);
 	dt = t_now() - t0;
-	T_EQ(r, SHMP_ECLOSED);
+	T_EQ(r, -SHMP_ECLOSED);
 	T_CHECK(dt < 2.0);
 	t_wait_killed(c, 10);
 	rmpipe();

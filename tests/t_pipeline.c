@@ -14,8 +14,8 @@
  * - backpressure (capacity 4): puts stop at a full ring (put -ETIMEDOUT
  *   after its timeout), stats.stage[].queued never exceeds the capacity, a
  *   blocked put goes through once room appears;
- * - close drains: put/reserve after close are SHMP_ECLOSED, next returns
- *   every remaining message then SHMP_ECLOSED, join returns 0;
+ * - close drains: put/reserve after close are -SHMP_ECLOSED, next returns
+ *   every remaining message then -SHMP_ECLOSED, join returns 0;
  * - spin mode carries the same traffic;
  * - errors: NULLs -EINVAL, start with no stage -EINVAL, start twice and
  *   add_stage after start -EBUSY, the 17th stage -ENOSPC (16 stages run),
@@ -355,17 +355,17 @@ static void run_flow(int threads, const int *kinds, int nst, unsigned workers, u
 	free(buf);
 	T_EQ(shmp_pipeline_close(pl), 0);
 	T_EQ(shmp_pipeline_close(pl), 0); /* twice is fine */
-	/* Drain: every message, then SHMP_ECLOSED. */
+	/* Drain: every message, then -SHMP_ECLOSED. */
 	for (;;) {
 		struct shmp_msg m;
 		int r = shmp_pipeline_next(pl, &m, 10);
-		if (r == SHMP_ECLOSED)
+		if (r == -SHMP_ECLOSED)
 			break;
 		T_EQ(r, 0);
 		sink_take(&m);
 		T_EQ(shmp_pipeline_done(pl), 0);
 	}
-	T_FAST(shmp_pipeline_next(pl, &(struct shmp_msg){ 0 }, 1), SHMP_ECLOSED);
+	T_FAST(shmp_pipeline_next(pl, &(struct shmp_msg){ 0 }, 1), -SHMP_ECLOSED);
 	T_EQ(shmp_pipeline_join(pl, 10), 0);
 	check_no_bad();
 
@@ -424,7 +424,7 @@ static void run_flow(int threads, const int *kinds, int nst, unsigned workers, u
 		T_CHECK(strcmp(st.stage[i].name, name) == 0);
 	}
 	/* Finished: the input is closed for good. */
-	T_FAST(shmp_pipeline_put(pl, "x", 1, 0, 1), SHMP_ECLOSED);
+	T_FAST(shmp_pipeline_put(pl, "x", 1, 0, 1), -SHMP_ECLOSED);
 	shmp_pipeline_destroy(pl);
 	if (!threads)
 		T_NO_CHILDREN();
@@ -504,7 +504,7 @@ static void test_errors(void)
 	T_EQ(shmp_pipeline_close(pl), 0);
 	for (int k = 0; k < 200; k++)
 		T_EQ(drain_one(pl, 10), 1);
-	T_FAST(shmp_pipeline_next(pl, &m, 5), SHMP_ECLOSED);
+	T_FAST(shmp_pipeline_next(pl, &m, 5), -SHMP_ECLOSED);
 	T_EQ(shmp_pipeline_join(pl, 10), 0);
 	check_no_bad();
 	T_EQ(shmp_pipeline_stats(pl, &st), 0);
@@ -552,7 +552,7 @@ static void test_errors(void)
 	T_EQ(m.len, 1000);
 	T_EQ(m.seq, 1);
 	T_EQ(shmp_pipeline_done(pl), 0);
-	T_EQ(shmp_pipeline_next(pl, &m, 10), SHMP_ECLOSED);
+	T_EQ(shmp_pipeline_next(pl, &m, 10), -SHMP_ECLOSED);
 	T_EQ(shmp_pipeline_join(pl, 10), 0);
 	check_no_bad();
 	shmp_pipeline_destroy(pl);
@@ -645,7 +645,7 @@ static void test_backpressure(int threads)
 	for (uint64_t k = 0; k < id; k++)
 		T_EQ(drain_one(pl, 10), 1);
 	struct shmp_msg m;
-	T_FAST(shmp_pipeline_next(pl, &m, 5), SHMP_ECLOSED);
+	T_FAST(shmp_pipeline_next(pl, &m, 5), -SHMP_ECLOSED);
 	T_EQ(shmp_pipeline_join(pl, 10), 0);
 	check_no_bad();
 	for (uint64_t k = 0; k < id; k++)
@@ -685,14 +685,14 @@ static void test_close_drains(int threads)
 	/* 50 messages at 2 ms each are still being worked on. */
 	T_EQ(st.state, SHMP_PIPELINE_DRAINING);
 	T_EQ(st.messages_in, 50);
-	T_FAST(shmp_pipeline_put(pl, buf, 16, 0, 1), SHMP_ECLOSED);
-	T_FAST(shmp_pipeline_reserve(pl, 16, &t, 1), SHMP_ECLOSED);
+	T_FAST(shmp_pipeline_put(pl, buf, 16, 0, 1), -SHMP_ECLOSED);
+	T_FAST(shmp_pipeline_reserve(pl, 16, &t, 1), -SHMP_ECLOSED);
 	T_EQ(shmp_pipeline_close(pl), 0);
 	for (int k = 0; k < 50; k++)
 		T_EQ(drain_one(pl, 10), 1);
 	struct shmp_msg m;
-	T_FAST(shmp_pipeline_next(pl, &m, 5), SHMP_ECLOSED);
-	T_FAST(shmp_pipeline_next(pl, &m, 5), SHMP_ECLOSED);
+	T_FAST(shmp_pipeline_next(pl, &m, 5), -SHMP_ECLOSED);
+	T_FAST(shmp_pipeline_next(pl, &m, 5), -SHMP_ECLOSED);
 	T_EQ(shmp_pipeline_join(pl, 10), 0);
 	T_EQ(shmp_pipeline_join(pl, 0), 0);
 	check_no_bad();
@@ -750,7 +750,7 @@ static int inspector(void *arg)
 		rc = 9;
 	else if (shmp_pipeline_inspect(r, "nope", &st) != -ENOENT)
 		rc = 10;
-	else if (shmp_pipeline_inspect(r, "val", &st) != SHMP_ETYPE)
+	else if (shmp_pipeline_inspect(r, "val", &st) != -SHMP_ETYPE)
 		rc = 11;
 	if (rc)
 		fprintf(stderr, "inspector: rc %d (inspect %d, nstages %u state %d in %llu out %llu)\n", rc, e,
@@ -803,7 +803,7 @@ static void test_named(void)
 	close(nm.go[1]);
 	T_EQ(shmp_pipeline_close(pl), 0);
 	struct shmp_msg m;
-	T_FAST(shmp_pipeline_next(pl, &m, 5), SHMP_ECLOSED);
+	T_FAST(shmp_pipeline_next(pl, &m, 5), -SHMP_ECLOSED);
 	T_EQ(shmp_pipeline_join(pl, 10), 0);
 	check_no_bad();
 	T_EQ(shmp_pipeline_inspect(r, "plx", &st), 0);

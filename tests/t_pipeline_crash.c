@@ -1,18 +1,18 @@
 /* Pipeline workers that die (include/shmp/pipeline.h: "A worker that dies
  * ... either stops the pipeline (every ring closes; next() and join()
- * return SHMP_EWORKERDIED) or is replaced by a new worker for its stage,
+ * return -SHMP_EWORKERDIED) or is replaced by a new worker for its stage,
  * what it held counted in stats.lost. Nothing ever hangs."). Worker processes record their pid (from inside the stage fn)
  * in a shared Array, so the test can kill them and check they are gone.
  * - on_crash = STOP: a worker that abort()s, exit(3)s, or is SIGKILLed by
  *   the test at a random moment (12 trials): next() returns only intact,
- *   never repeated messages, then SHMP_EWORKERDIED within a few seconds;
- *   join() is SHMP_EWORKERDIED at once; put is SHMP_ECLOSED; stats say
+ *   never repeated messages, then -SHMP_EWORKERDIED within a few seconds;
+ *   join() is -SHMP_EWORKERDIED at once; put is -SHMP_ECLOSED; stats say
  *   STOPPED and one death; destroy leaves no worker and no child. A put
  *   blocked on a full ring and a next() blocked on an empty one both
- *   return (SHMP_ECLOSED / SHMP_EWORKERDIED) when a worker is killed.
+ *   return (-SHMP_ECLOSED / -SHMP_EWORKERDIED) when a worker is killed.
  * - on_crash = RESTART: 60 trials, 1 to 3 SIGKILLs each at random moments
  *   while 600 messages stream through two stages: the pipeline goes on
- *   and closes normally (next ends with SHMP_ECLOSED, join 0), deaths ==
+ *   and closes normally (next ends with -SHMP_ECLOSED, join 0), deaths ==
  *   restarts == the kills, every stage is back to its worker count, no
  *   message arrives twice or damaged, and every message that did not
  *   come out is counted lost (messages_in <= messages_out + lost <=
@@ -113,7 +113,7 @@ static int stage_fn(const struct shmp_msg *in, shmp_stage_ctx_t *ctx, void *arg)
 	for (int64_t i = 0, n = atomic_load(&C[C_SPIN]); i < n; i++)
 		x += (unsigned)i;
 	int r = shmp_stage_emit(ctx, in->data, in->len);
-	if (r != 0 && r != SHMP_ECLOSED)
+	if (r != 0 && r != -SHMP_ECLOSED)
 		bad(11);
 	return 0;
 }
@@ -273,24 +273,24 @@ static void wait_stage_workers(shmp_pipeline_t *pl, int nst, const unsigned *wan
 /* ---- STOP ------------------------------------------------------------------ */
 
 /* After a worker died: the sink gets intact messages, then
- * SHMP_EWORKERDIED within `limit` s; everything after says so too. */
+ * -SHMP_EWORKERDIED within `limit` s; everything after says so too. */
 static void expect_stopped(shmp_pipeline_t *pl, double limit, int dead_stage)
 {
 	double t0 = t_now();
 	int r;
 	while ((r = take(pl, limit)) == 1)
 		T_CHECK(t_now() - t0 < limit);
-	T_EQ(r, SHMP_EWORKERDIED);
+	T_EQ(r, -SHMP_EWORKERDIED);
 	T_CHECK(t_now() - t0 < limit);
 	struct shmp_msg m;
-	T_FAST(shmp_pipeline_next(pl, &m, 5), SHMP_EWORKERDIED);
-	T_FAST(shmp_pipeline_join(pl, 5), SHMP_EWORKERDIED);
+	T_FAST(shmp_pipeline_next(pl, &m, 5), -SHMP_EWORKERDIED);
+	T_FAST(shmp_pipeline_join(pl, 5), -SHMP_EWORKERDIED);
 	/* Stopped: the input is closed (see SOFT). */
 	struct shmp_pipeline_stats st;
 	T_EQ(shmp_pipeline_stats(pl, &st), 0);
 	/* (A well-formed message, should a stage get it after all.) */
 	int pr = put_seq(pl, st.messages_in, 5);
-	SOFT(pr == SHMP_ECLOSED, "put after SHMP_EWORKERDIED returned %d (%s)", pr, shmp_strerror(pr));
+	SOFT(pr == -SHMP_ECLOSED, "put after -SHMP_EWORKERDIED returned %d (%s)", pr, shmp_strerror(pr));
 	T_EQ(shmp_pipeline_stats(pl, &st), 0);
 	T_EQ(st.state, SHMP_PIPELINE_STOPPED);
 	uint64_t deaths = 0;
@@ -318,7 +318,7 @@ static void stop_on_crash(int how, int stage, uint64_t at)
 	for (uint64_t s = 0; s < N && r == 0; s++)
 		r = send(pl, s);
 	/* The crash may stop us while sending, or later. */
-	T_CHECK(r == 0 || r == SHMP_ECLOSED || r == SHMP_EWORKERDIED);
+	T_CHECK(r == 0 || r == -SHMP_ECLOSED || r == -SHMP_EWORKERDIED);
 	expect_stopped(pl, 10, stage);
 	note_pids();
 	double t1 = t_now();
@@ -387,7 +387,7 @@ static void stop_on_kill(int trial)
 		T_CHECK(s < MAXN);
 		r = send(pl, s);
 	}
-	T_CHECK(r == 0 || r == SHMP_ECLOSED || r == SHMP_EWORKERDIED);
+	T_CHECK(r == 0 || r == -SHMP_ECLOSED || r == -SHMP_EWORKERDIED);
 	T_EQ(pthread_join(k.th, NULL), 0);
 	T_EQ(k.hits, 1);
 	/* (The killer may have fallen back on another stage's worker.) */
@@ -444,15 +444,15 @@ static void stop_while_blocked(void)
 		T_EQ(pthread_create(&th, NULL, kill_later, &slot), 0);
 		double t0 = t_now();
 		if (which == 0) {
-			T_EQ(put_seq(pl, s, 20), SHMP_ECLOSED);
+			T_EQ(put_seq(pl, s, 20), -SHMP_ECLOSED);
 		} else {
 			struct shmp_msg m;
-			T_EQ(shmp_pipeline_next(pl, &m, 20), SHMP_EWORKERDIED);
+			T_EQ(shmp_pipeline_next(pl, &m, 20), -SHMP_EWORKERDIED);
 		}
 		double dt = t_now() - t0;
 		T_CHECK(dt >= 0.15 && dt < 5);
 		T_EQ(pthread_join(th, NULL), 0);
-		T_FAST(shmp_pipeline_join(pl, 5), SHMP_EWORKERDIED);
+		T_FAST(shmp_pipeline_join(pl, 5), -SHMP_EWORKERDIED);
 		note_pids();
 		shmp_pipeline_destroy(pl);
 		check_all_gone();
@@ -515,7 +515,7 @@ static void restart_trial(struct tally *ty)
 	int r;
 	while ((r = take(pl, 10)) == 1)
 		;
-	T_EQ(r, SHMP_ECLOSED);
+	T_EQ(r, -SHMP_ECLOSED);
 	T_EQ(shmp_pipeline_join(pl, 10), 0);
 	check_no_bad();
 	T_EQ(shmp_pipeline_stats(pl, &st), 0);

@@ -10,7 +10,7 @@
  *   block); the blocks reassemble every file byte for byte; with one
  *   worker they come in file order with seq 0, 1, 2...; the missing file
  *   counts in stats.source_errors and sends nothing; the source ends the
- *   input by itself (next ends with SHMP_ECLOSED, join 0); stats count
+ *   input by itself (next ends with -SHMP_ECLOSED, join 0); stats count
  *   the blocks and bytes in and out; put and reserve are -EBUSY, a second
  *   file source and one after start -EBUSY; also with opts.threads;
  * - file source -> stage -> file sink: the output file is the
@@ -140,7 +140,7 @@ static void run_source(size_t bs, unsigned depth, unsigned workers, int threads)
 	for (;;) {
 		struct shmp_msg m;
 		int r = shmp_pipeline_next(pl, &m, 20);
-		if (r == SHMP_ECLOSED)
+		if (r == -SHMP_ECLOSED)
 			break;
 		T_EQ(r, 0);
 		T_CHECK(m.tag < NF);

@@ -12,7 +12,7 @@
  *  - callbacks run once, in this process, on a thread that is not the caller;
  *    a failing callback or error_callback is counted in
  *    stats.callback_errors and later results and callbacks still arrive;
- *  - a failing task: SHMP_ETASK from apply and get() with err.code (the
+ *  - a failing task: -SHMP_ETASK from apply and get() with err.code (the
  *    function's return value) and err.index; error_callback runs once (and
  *    callback not); successful() is 0; the pool stays usable;
  *  - arg_size + result_size over opts.max_task_bytes is -EMSGSIZE (for apply,
@@ -369,7 +369,7 @@ static void test_callbacks(const struct kind *k, shmp_pool_t *p)
 	a = (struct targ){ .x = 1, .fail = 3 };
 	h = shmp_pool_apply_async(p, task, &a, sizeof a, &r, sizeof r, &o);
 	T_CHECK(h);
-	T_EQ(shmp_async_get(h, 5, NULL), SHMP_ETASK);
+	T_EQ(shmp_async_get(h, 5, NULL), -SHMP_ETASK);
 	wait_atomic(&rec.bad, 1);
 	until = t_now() + 5;
 	while (t_pool_stats(p).callback_errors != cberr + 2) {
@@ -388,19 +388,19 @@ static void test_task_failure(const struct kind *k, shmp_pool_t *p)
 	struct tres r;
 	struct shmp_task_error err;
 	memset(&err, 0x55, sizeof err);
-	T_EQ(shmp_pool_apply(p, task, &a, sizeof a, &r, sizeof r, &err), SHMP_ETASK);
-	T_EQ(err.error, SHMP_ETASK);
+	T_EQ(shmp_pool_apply(p, task, &a, sizeof a, &r, sizeof r, &err), -SHMP_ETASK);
+	T_EQ(err.error, -SHMP_ETASK);
 	T_EQ(err.code, 7);
 	T_EQ(err.index, 0);
 	if (!k->threads)
 		T_CHECK(err.worker_pid > 0 && err.worker_pid != getpid());
-	T_EQ(shmp_pool_apply(p, task, &a, sizeof a, &r, sizeof r, NULL), SHMP_ETASK);
+	T_EQ(shmp_pool_apply(p, task, &a, sizeof a, &r, sizeof r, NULL), -SHMP_ETASK);
 
 	/* A negative return value is passed on as it is. */
 	a.fail = -5;
 	memset(&err, 0x55, sizeof err);
-	T_EQ(shmp_pool_apply(p, task, &a, sizeof a, &r, sizeof r, &err), SHMP_ETASK);
-	T_EQ(err.error, SHMP_ETASK);
+	T_EQ(shmp_pool_apply(p, task, &a, sizeof a, &r, sizeof r, &err), -SHMP_ETASK);
+	T_EQ(err.error, -SHMP_ETASK);
 	T_EQ(err.code, -5);
 
 	/* apply_async: the error reaches get() and error_callback (once), not
@@ -413,18 +413,18 @@ static void test_task_failure(const struct kind *k, shmp_pool_t *p)
 	shmp_async_t *h = shmp_pool_apply_async(p, task, &a, sizeof a, &r, sizeof r, &o);
 	T_CHECK(h);
 	memset(&err, 0x55, sizeof err);
-	T_EQ(shmp_async_get(h, 5, &err), SHMP_ETASK);
-	T_EQ(err.error, SHMP_ETASK);
+	T_EQ(shmp_async_get(h, 5, &err), -SHMP_ETASK);
+	T_EQ(err.error, -SHMP_ETASK);
 	T_EQ(err.code, 42);
 	T_EQ(err.index, 0);
 	T_EQ(shmp_async_ready(h), 1);
 	T_EQ(shmp_async_successful(h), 0);
-	T_EQ(shmp_async_get(h, 0, NULL), SHMP_ETASK);
+	T_EQ(shmp_async_get(h, 0, NULL), -SHMP_ETASK);
 	wait_atomic(&rec.bad, 1);
 	T_EQ(rec.pid, getpid());
 	T_CHECK(rec.tid != t_gettid());
 	T_CHECK(rec.a == h);
-	T_EQ(rec.e.error, SHMP_ETASK);
+	T_EQ(rec.e.error, -SHMP_ETASK);
 	T_EQ(rec.e.code, 42);
 	T_EQ(rec.e.index, 0);
 	t_sleep_ms(30);

@@ -5,7 +5,7 @@
  * - A worker dying while it runs a task, by raise(SIGKILL), by a SIGKILL
  *   from the test (pid read from shmp_pool_worker_info while the task
  *   blocks), by a segfault and by exit(3): that task fails with
- *   SHMP_EWORKERDIED; shmp_task_error has signal SIGKILL / SIGSEGV / 0,
+ *   -SHMP_EWORKERDIED; shmp_task_error has signal SIGKILL / SIGSEGV / 0,
  *   exit_status -1 / -1 / 3, the item's index and the dead worker's pid; the
  *   error_callback runs exactly once and the callback never; every other
  *   item of the same map_async (or apply_async batch, or imap) has its
@@ -16,12 +16,12 @@
  * - A worker killed while idle (also while the other worker runs a task) is
  *   replaced silently: no call fails, later calls run.
  * - The zygote killed: the pool becomes broken (state SHMP_POOL_BROKEN),
- *   later calls fail at once with SHMP_EBROKEN (err.error says so too), a
- *   task in flight ends (0, SHMP_EWORKERDIED or SHMP_EBROKEN: never a
+ *   later calls fail at once with -SHMP_EBROKEN (err.error says so too), a
+ *   task in flight ends (0, -SHMP_EWORKERDIED or -SHMP_EBROKEN: never a
  *   hang), destroy returns promptly and no process is left. What was
  *   observed is printed (with this implementation the workers die with
  *   the zygote, are counted as deaths, and the task in flight gets
- *   SHMP_EWORKERDIED with signal 0 / exit_status -1 or SHMP_EBROKEN). */
+ *   -SHMP_EWORKERDIED with signal 0 / exit_status -1 or -SHMP_EBROKEN). */
 #include "t.h"
 
 #include <dirent.h>
@@ -249,7 +249,7 @@ static void still_works(shmp_pool_t *p)
 /* The error a death of kind `how` must report. */
 static void check_death_error(const struct shmp_task_error *e, int how, uint64_t index, pid_t pid)
 {
-	T_EQ(e->error, SHMP_EWORKERDIED);
+	T_EQ(e->error, -SHMP_EWORKERDIED);
 	T_EQ(e->index, index);
 	T_EQ(e->worker_pid, pid);
 	switch (how) {
@@ -315,7 +315,7 @@ static void death_in_map(shmp_pool_t *p, int how)
 	struct shmp_task_error e;
 	memset(&e, 0, sizeof(e));
 	double t0 = t_now();
-	T_EQ(shmp_async_get(a, 20, &e), SHMP_EWORKERDIED);
+	T_EQ(shmp_async_get(a, 20, &e), -SHMP_EWORKERDIED);
 	T_CHECK(t_now() - t0 < 20);
 	if (!dead)
 		dead = atomic_load(&sh->dying_pid);
@@ -334,7 +334,7 @@ static void death_in_map(shmp_pool_t *p, int how)
 			T_EQ(out[i], (long)i * i + 1);
 	/* get again: the same answer, at once. */
 	memset(&e, 0, sizeof(e));
-	T_FAST(shmp_async_get(a, 0, &e), SHMP_EWORKERDIED);
+	T_FAST(shmp_async_get(a, 0, &e), -SHMP_EWORKERDIED);
 	check_death_error(&e, how, K, dead);
 	shmp_async_release(a);
 
@@ -399,7 +399,7 @@ static void death_in_apply_batch(shmp_pool_t *p, int how)
 			T_EQ(shmp_async_successful(a[i]), 1);
 			continue;
 		}
-		T_EQ(r, SHMP_EWORKERDIED);
+		T_EQ(r, -SHMP_EWORKERDIED);
 		if (!dead)
 			dead = atomic_load(&sh->dying_pid);
 		check_death_error(&e, how, 0, dead);
@@ -430,7 +430,7 @@ static void death_in_apply(shmp_pool_t *p, int how)
 	long out = -1;
 	struct shmp_task_error e;
 	memset(&e, 0, sizeof(e));
-	T_EQ(shmp_pool_apply(p, task, &it, sizeof(it), &out, sizeof(out), &e), SHMP_EWORKERDIED);
+	T_EQ(shmp_pool_apply(p, task, &it, sizeof(it), &out, sizeof(out), &e), -SHMP_EWORKERDIED);
 	pid_t dead = atomic_load(&sh->dying_pid);
 	check_death_error(&e, how, 0, dead);
 	wait_replaced(p, dead, st0.worker_deaths + 1);
@@ -460,7 +460,7 @@ static void death_in_imap(shmp_pool_t *p, int how)
 			kill_blocked(p, K);
 		int r = shmp_imap_next(it, &out, &idx, 20, &e);
 		if (i == K) {
-			T_EQ(r, SHMP_EWORKERDIED);
+			T_EQ(r, -SHMP_EWORKERDIED);
 			check_death_error(&e, how, K, atomic_load(&sh->dying_pid));
 		} else {
 			T_EQ(r, 1);
@@ -628,7 +628,7 @@ static void zygote_killed(void)
 	printf("zygote: task in flight: %s (error %s, signal %d, exit %d), out %ld\n",
 	       shmp_strerror(r), shmp_strerror(e.error), e.signal, e.exit_status, out);
 	T_CHECK(r != -ETIMEDOUT);
-	T_CHECK(r == 0 || r == SHMP_EBROKEN || r == SHMP_EWORKERDIED);
+	T_CHECK(r == 0 || r == -SHMP_EBROKEN || r == -SHMP_EWORKERDIED);
 	if (r == 0)
 		T_EQ(out, 10);
 	shmp_async_release(a);
@@ -645,38 +645,38 @@ static void zygote_killed(void)
 	}
 	printf("zygote: %d of %d workers gone before destroy\n", gone, WORKERS);
 
-	/* New calls fail with SHMP_EBROKEN, at once, and say so in err. */
+	/* New calls fail with -SHMP_EBROKEN, at once, and say so in err. */
 	struct item it2 = { .x = 4, .how = LIVE };
 	memset(&e, 0, sizeof(e));
-	T_FAST(shmp_pool_apply(p, task, &it2, sizeof(it2), &out, sizeof(out), &e), SHMP_EBROKEN);
-	T_SOFT_EQ(e.error, SHMP_EBROKEN);
+	T_FAST(shmp_pool_apply(p, task, &it2, sizeof(it2), &out, sizeof(out), &e), -SHMP_EBROKEN);
+	T_SOFT_EQ(e.error, -SHMP_EBROKEN);
 	struct item in[8] = { { 0 } };
 	long outs[8];
 	memset(&e, 0, sizeof(e));
 	T_FAST(shmp_pool_map(p, task, in, sizeof(in[0]), 8, outs, sizeof(outs[0]), NULL, &e),
-	       SHMP_EBROKEN);
-	T_SOFT_EQ(e.error, SHMP_EBROKEN);
-	/* The asynchronous calls: NULL with errno -SHMP_EBROKEN (as for any
+	       -SHMP_EBROKEN);
+	T_SOFT_EQ(e.error, -SHMP_EBROKEN);
+	/* The asynchronous calls: NULL with errno SHMP_EBROKEN (as for any
 	 * call refused at once), or a handle that fails so. */
 	errno = 0;
 	shmp_async_t *b = shmp_pool_apply_async(p, task, &it2, sizeof(it2), &out, sizeof(out), NULL);
 	if (b) {
-		T_FAST(shmp_async_get(b, 5, NULL), SHMP_EBROKEN);
+		T_FAST(shmp_async_get(b, 5, NULL), -SHMP_EBROKEN);
 		shmp_async_release(b);
-		printf("zygote: apply_async gives a handle that fails with SHMP_EBROKEN\n");
+		printf("zygote: apply_async gives a handle that fails with -SHMP_EBROKEN\n");
 	} else {
-		T_EQ(errno, -SHMP_EBROKEN);
-		printf("zygote: apply_async gives NULL, errno -SHMP_EBROKEN\n");
+		T_EQ(errno, SHMP_EBROKEN);
+		printf("zygote: apply_async gives NULL, errno SHMP_EBROKEN\n");
 	}
 	errno = 0;
 	shmp_imap_t *im = shmp_pool_imap_unordered(p, task, in, sizeof(in[0]), 8, sizeof(long), NULL,
 						   NULL, NULL);
 	if (im) {
 		long v;
-		T_FAST(shmp_imap_next(im, &v, NULL, 5, NULL), SHMP_EBROKEN);
+		T_FAST(shmp_imap_next(im, &v, NULL, 5, NULL), -SHMP_EBROKEN);
 		shmp_imap_destroy(im);
 	} else {
-		T_EQ(errno, -SHMP_EBROKEN);
+		T_EQ(errno, SHMP_EBROKEN);
 	}
 	struct shmp_pool_stats st = t_pool_stats(p);
 	printf("zygote: stats: deaths %llu alive %u started %llu failed %llu\n",

@@ -1,6 +1,6 @@
 /* A pool destroyed from inside one of its own callbacks (which run on the
  * pool's supervisor thread): the call returns, the pool finishes
- * terminating and frees itself, its handle then reports SHMP_ECLOSED, and no
+ * terminating and frees itself, its handle then reports -SHMP_ECLOSED, and no
  * process or thread of it is left. Pool and ThreadPool. */
 #include "t.h"
 
@@ -44,8 +44,8 @@ static void run(shmp_pool_t *(*create)(int, const struct shmp_pool_opts *), bool
 	}
 	/* The handle is recognizably dead. (The async handle went with the
 	 * pool: destroy frees handles left.) */
-	T_EQ(shmp_pool_close(g_pool), SHMP_ECLOSED);
-	T_EQ(shmp_pool_workers(g_pool), SHMP_ECLOSED);
+	T_EQ(shmp_pool_close(g_pool), -SHMP_ECLOSED);
+	T_EQ(shmp_pool_workers(g_pool), -SHMP_ECLOSED);
 	if (!threads) {
 		/* The zygote (our only child) is reaped by the exiting supervisor. */
 		while (!(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD)) {

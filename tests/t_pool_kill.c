@@ -1,5 +1,5 @@
 /* The kill loop (include/shmp/pool.h, "Failure semantics": a worker that
- * dies fails its task with SHMP_EWORKERDIED, is replaced, every other task
+ * dies fails its task with -SHMP_EWORKERDIED, is replaced, every other task
  * completes, nothing is delivered twice, no call hangs). Process Pool only.
  *
  * 200 trials. In each, a process Pool of 2 or 3 workers runs 10,000 trivial
@@ -11,11 +11,11 @@
  * workers). Checks:
  * - the call returns (bounded waits, and a watchdog);
  * - imap_unordered: every index is delivered at most once; every chunk is
- *   either reported failed with SHMP_EWORKERDIED (error index = the chunk's
+ *   either reported failed with -SHMP_EWORKERDIED (error index = the chunk's
  *   first item, signal SIGKILL, exit_status -1, worker_pid = the victim) or
  *   all its items are delivered once with the correct value; at most one
  *   chunk fails, and only if the kill hit;
- * - map_async: 0 and every result right, or SHMP_EWORKERDIED naming a
+ * - map_async: 0 and every result right, or -SHMP_EWORKERDIED naming a
  *   chunk's first item and every item outside that chunk right;
  * - shmp_pool_stats is exact after each trial: submitted grows by 1,000,
  *   completed == submitted, failed grows by the failed chunks,
@@ -140,8 +140,8 @@ static void check_error(const struct shmp_task_error *e, int r)
 {
 	if (r == -ETIMEDOUT)
 		dump("hung");
-	T_EQ(r, SHMP_EWORKERDIED);
-	T_EQ(e->error, SHMP_EWORKERDIED);
+	T_EQ(r, -SHMP_EWORKERDIED);
+	T_EQ(e->error, -SHMP_EWORKERDIED);
 	T_EQ(e->signal, SIGKILL);
 	T_EQ(e->exit_status, -1);
 	T_CHECK(k.hit);

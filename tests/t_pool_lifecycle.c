@@ -5,19 +5,19 @@
  *  - the initializer runs once in each worker (replacements included) before
  *    any task, with initarg, and its *user reaches the worker's tasks;
  *  - a failing initializer: calls queued before and made after fail with
- *    SHMP_EINIT, the state is SHMP_POOL_BROKEN, workers are not respawned,
+ *    -SHMP_EINIT, the state is SHMP_POOL_BROKEN, workers are not respawned,
  *    close and join return;
  *  - max_tasks_per_child = N: no worker runs more than N tasks (a chunk is
  *    one task), workers are replaced (pids/tids change), results are right;
  *    close early with N = 1 and many queued tasks: join returns and every
  *    result arrives;
- *  - close: new calls fail with SHMP_ECLOSED (NULL + errno for handles),
+ *  - close: new calls fail with -SHMP_ECLOSED (NULL + errno for handles),
  *    queued ones finish; join before close/terminate is -EINVAL, join(0.2)
  *    with a task still running is -ETIMEDOUT after about 0.2 s;
  *  - terminate with 10,000 tasks of 100 ms queued returns in under 2 s, join
- *    returns, pending gets return SHMP_ECLOSED;
+ *    returns, pending gets return -SHMP_ECLOSED;
  *  - destroy without close is terminate (no wait for queued tasks); calls on
- *    a destroyed handle return SHMP_ECLOSED / NULL, destroy again is harmless;
+ *    a destroyed handle return -SHMP_ECLOSED / NULL, destroy again is harmless;
  *  - after a failed map, close and join return;
  *  - shmp_pool_stats adds up (submitted == completed, failed, queued,
  *    running, workers_started, alive, state, supervision) and
@@ -335,34 +335,34 @@ static void test_init_failure(const struct kind *k)
 	struct shmp_task_error err;
 	if (h) {
 		memset(&err, 0, sizeof err);
-		T_EQ(shmp_async_get(h, 5, &err), SHMP_EINIT);
-		T_EQ(err.error, SHMP_EINIT);
+		T_EQ(shmp_async_get(h, 5, &err), -SHMP_EINIT);
+		T_EQ(err.error, -SHMP_EINIT);
 		T_EQ(shmp_async_successful(h), 0);
 		shmp_async_release(h);
 	} else {
-		T_EQ(errno, -SHMP_EINIT);
+		T_EQ(errno, SHMP_EINIT);
 	}
 	memset(&err, 0, sizeof err);
-	T_EQ(shmp_pool_apply(p, twice, &x, sizeof x, &r, sizeof r, &err), SHMP_EINIT);
-	T_EQ(err.error, SHMP_EINIT);
+	T_EQ(shmp_pool_apply(p, twice, &x, sizeof x, &r, sizeof r, &err), -SHMP_EINIT);
+	T_EQ(err.error, -SHMP_EINIT);
 	int64_t in[10] = { 0 };
 	struct res out[10];
 	T_EQ(shmp_pool_map(p, twice, in, sizeof in[0], 10, out, sizeof out[0], NULL, NULL),
-	     SHMP_EINIT);
+	     -SHMP_EINIT);
 	h = shmp_pool_map_async(p, twice, in, sizeof in[0], 10, out, sizeof out[0], NULL);
 	if (h) {
-		T_EQ(shmp_async_get(h, 5, NULL), SHMP_EINIT);
+		T_EQ(shmp_async_get(h, 5, NULL), -SHMP_EINIT);
 		shmp_async_release(h);
 	} else {
-		T_EQ(errno, -SHMP_EINIT);
+		T_EQ(errno, SHMP_EINIT);
 	}
 	shmp_imap_t *it = shmp_pool_imap(p, twice, in, sizeof in[0], 10, sizeof out[0], NULL,
 					 NULL, NULL);
 	if (it) {
-		T_EQ(shmp_imap_next(it, out, NULL, 5, NULL), SHMP_EINIT);
+		T_EQ(shmp_imap_next(it, out, NULL, 5, NULL), -SHMP_EINIT);
 		shmp_imap_destroy(it);
 	} else {
-		T_EQ(errno, -SHMP_EINIT);
+		T_EQ(errno, SHMP_EINIT);
 	}
 	T_CHECK(t_now() - t0 < 10);
 
@@ -466,20 +466,20 @@ static void test_close(const struct kind *k)
 	/* No new calls. */
 	int64_t x = 1;
 	struct res r;
-	T_FAST(shmp_pool_apply(p, twice, &x, sizeof x, &r, sizeof r, NULL), SHMP_ECLOSED);
+	T_FAST(shmp_pool_apply(p, twice, &x, sizeof x, &r, sizeof r, NULL), -SHMP_ECLOSED);
 	errno = 0;
 	T_CHECK(!shmp_pool_apply_async(p, twice, &x, sizeof x, &r, sizeof r, NULL));
-	T_EQ(errno, -SHMP_ECLOSED);
-	T_FAST(shmp_pool_map(p, twice, in, sizeof *in, 4, &r, sizeof r, NULL, NULL), SHMP_ECLOSED);
+	T_EQ(errno, SHMP_ECLOSED);
+	T_FAST(shmp_pool_map(p, twice, in, sizeof *in, 4, &r, sizeof r, NULL, NULL), -SHMP_ECLOSED);
 	errno = 0;
 	T_CHECK(!shmp_pool_map_async(p, twice, in, sizeof *in, 1, &r, sizeof r, NULL));
-	T_EQ(errno, -SHMP_ECLOSED);
+	T_EQ(errno, SHMP_ECLOSED);
 	errno = 0;
 	T_CHECK(!shmp_pool_imap(p, twice, in, sizeof *in, 4, sizeof r, NULL, NULL, NULL));
-	T_EQ(errno, -SHMP_ECLOSED);
+	T_EQ(errno, SHMP_ECLOSED);
 	errno = 0;
 	T_CHECK(!shmp_pool_imap_unordered(p, twice, in, sizeof *in, 4, sizeof r, NULL, NULL, NULL));
-	T_EQ(errno, -SHMP_ECLOSED);
+	T_EQ(errno, SHMP_ECLOSED);
 
 	/* What was queued finishes. */
 	T_EQ(shmp_async_get(h, 10, NULL), 0);
@@ -535,18 +535,18 @@ static void test_terminate(const struct kind *k)
 	T_EQ(shmp_pool_join(p, 5), 0);
 	T_CHECK(t_now() - t0 < 2);
 	T_EQ(t_pool_stats(p).state, SHMP_POOL_TERMINATED);
-	/* Pending calls fail with SHMP_ECLOSED (the first may have finished
+	/* Pending calls fail with -SHMP_ECLOSED (the first may have finished
 	 * before terminate). */
 	struct shmp_task_error err;
 	memset(&err, 0, sizeof err);
-	T_FAST(shmp_async_get(h, 1, &err), SHMP_ECLOSED);
-	T_EQ(err.error, SHMP_ECLOSED);
+	T_FAST(shmp_async_get(h, 1, &err), -SHMP_ECLOSED);
+	T_EQ(err.error, -SHMP_ECLOSED);
 	T_EQ(shmp_async_successful(h), 0);
 	int rc = shmp_async_get(h1, 1, NULL);
-	T_CHECK(rc == SHMP_ECLOSED || (rc == 0 && r.v == 6));
+	T_CHECK(rc == -SHMP_ECLOSED || (rc == 0 && r.v == 6));
 	shmp_async_release(h);
 	shmp_async_release(h1);
-	T_FAST(shmp_pool_apply(p, twice, &x, sizeof x, &r, sizeof r, NULL), SHMP_ECLOSED);
+	T_FAST(shmp_pool_apply(p, twice, &x, sizeof x, &r, sizeof r, NULL), -SHMP_ECLOSED);
 	shmp_pool_destroy(p);
 	free(in);
 	free(out);
@@ -574,24 +574,24 @@ static void test_destroy(const struct kind *k)
 	struct res r;
 	struct shmp_pool_stats st;
 	struct shmp_worker_info wi[2];
-	T_EQ(shmp_pool_apply(p, twice, &x, sizeof x, &r, sizeof r, NULL), SHMP_ECLOSED);
+	T_EQ(shmp_pool_apply(p, twice, &x, sizeof x, &r, sizeof r, NULL), -SHMP_ECLOSED);
 	errno = 0;
 	T_CHECK(!shmp_pool_apply_async(p, twice, &x, sizeof x, &r, sizeof r, NULL));
-	T_EQ(errno, -SHMP_ECLOSED);
-	T_EQ(shmp_pool_map(p, twice, in, sizeof *in, 4, out, sizeof *out, NULL, NULL), SHMP_ECLOSED);
+	T_EQ(errno, SHMP_ECLOSED);
+	T_EQ(shmp_pool_map(p, twice, in, sizeof *in, 4, out, sizeof *out, NULL, NULL), -SHMP_ECLOSED);
 	errno = 0;
 	T_CHECK(!shmp_pool_map_async(p, twice, in, sizeof *in, 4, out, sizeof *out, NULL));
-	T_EQ(errno, -SHMP_ECLOSED);
+	T_EQ(errno, SHMP_ECLOSED);
 	errno = 0;
 	T_CHECK(!shmp_pool_imap(p, twice, in, sizeof *in, 4, sizeof r, NULL, NULL, NULL));
-	T_EQ(errno, -SHMP_ECLOSED);
-	T_EQ(shmp_pool_close(p), SHMP_ECLOSED);
-	T_EQ(shmp_pool_terminate(p), SHMP_ECLOSED);
-	T_EQ(shmp_pool_join(p, 0), SHMP_ECLOSED);
-	T_EQ(shmp_pool_workers(p), SHMP_ECLOSED);
-	T_EQ(shmp_pool_is_threads(p), SHMP_ECLOSED);
-	T_EQ(shmp_pool_stats(p, &st), SHMP_ECLOSED);
-	T_EQ(shmp_pool_worker_info(p, wi, 2), SHMP_ECLOSED);
+	T_EQ(errno, SHMP_ECLOSED);
+	T_EQ(shmp_pool_close(p), -SHMP_ECLOSED);
+	T_EQ(shmp_pool_terminate(p), -SHMP_ECLOSED);
+	T_EQ(shmp_pool_join(p, 0), -SHMP_ECLOSED);
+	T_EQ(shmp_pool_workers(p), -SHMP_ECLOSED);
+	T_EQ(shmp_pool_is_threads(p), -SHMP_ECLOSED);
+	T_EQ(shmp_pool_stats(p, &st), -SHMP_ECLOSED);
+	T_EQ(shmp_pool_worker_info(p, wi, 2), -SHMP_ECLOSED);
 	shmp_pool_destroy(p);
 
 	/* After a failed map, close and join still return. */
@@ -599,7 +599,7 @@ static void test_destroy(const struct kind *k)
 	T_CHECK(p);
 	in[77] = -4;
 	struct shmp_task_error err;
-	T_EQ(shmp_pool_map(p, twice, in, sizeof *in, N, out, sizeof *out, NULL, &err), SHMP_ETASK);
+	T_EQ(shmp_pool_map(p, twice, in, sizeof *in, N, out, sizeof *out, NULL, &err), -SHMP_ETASK);
 	T_EQ(err.index, 77);
 	T_EQ(err.code, 4);
 	close_join(p);
@@ -630,11 +630,11 @@ static void test_stats(const struct kind *k)
 	for (int64_t i = 0; i < 5; i++) /* 5 */
 		T_EQ(shmp_pool_apply(p, twice, &i, sizeof i, out, sizeof out[0], NULL), 0);
 	for (int64_t i = -2; i < 0; i++) /* 2, failed */
-		T_EQ(shmp_pool_apply(p, twice, &i, sizeof i, out, sizeof out[0], NULL), SHMP_ETASK);
+		T_EQ(shmp_pool_apply(p, twice, &i, sizeof i, out, sizeof out[0], NULL), -SHMP_ETASK);
 	in[15] = -1;
 	in[87] = -1;
 	T_EQ(shmp_pool_map(p, twice, in, sizeof *in, 100, out, sizeof out[0], &o, NULL),
-	     SHMP_ETASK); /* 10, 2 failed */
+	     -SHMP_ETASK); /* 10, 2 failed */
 	shmp_async_t *h[3];
 	for (int64_t i = 0; i < 3; i++) /* 3 */
 		T_CHECK(h[i] = shmp_pool_apply_async(p, twice, &i, sizeof i, NULL, sizeof out[0], NULL));

@@ -18,7 +18,7 @@
  *    generator's end and its error end the iteration;
  *  - a failing item in imap / imap_unordered is reported at its index and the
  *    iteration goes on;
- *  - map failure: SHMP_ETASK with the first failed item by index (even when a
+ *  - map failure: -SHMP_ETASK with the first failed item by index (even when a
  *    later item failed first), the rest of the failed chunks is not run, all
  *    other chunks are (counted after close + join, which return);
  *  - map over a shared Array made before the pool into a shared output Array
@@ -280,12 +280,12 @@ static void test_map_async(shmp_pool_t *p)
 	T_CHECK(h);
 	struct shmp_task_error err;
 	memset(&err, 0x55, sizeof err);
-	T_EQ(shmp_async_get(h, 10, &err), SHMP_ETASK);
-	T_EQ(err.error, SHMP_ETASK);
+	T_EQ(shmp_async_get(h, 10, &err), -SHMP_ETASK);
+	T_EQ(err.error, -SHMP_ETASK);
 	T_CHECK((err.index == 123 && err.code == 9) || (err.index == 250 && err.code == 8));
 	T_EQ(shmp_async_successful(h), 0);
 	wait_atomic(&rec.bad, 1);
-	T_EQ(rec.e.error, SHMP_ETASK);
+	T_EQ(rec.e.error, -SHMP_ETASK);
 	T_EQ(rec.e.index, err.index);
 	T_EQ(rec.e.code, err.code);
 	T_EQ(rec.pid, getpid());
@@ -419,8 +419,8 @@ static void test_imap(shmp_pool_t *p)
 		memset(&err, 0x55, sizeof err);
 		int rc = shmp_imap_next(it, &r, &idx, 10, &err);
 		if (i == 5) {
-			T_EQ(rc, SHMP_ETASK);
-			T_EQ(err.error, SHMP_ETASK);
+			T_EQ(rc, -SHMP_ETASK);
+			T_EQ(err.error, -SHMP_ETASK);
 			T_EQ(err.code, 7);
 			T_EQ(err.index, 5);
 		} else {
@@ -474,7 +474,7 @@ static void test_imap_unordered(shmp_pool_t *p)
 		uint64_t idx = UINT64_MAX;
 		struct shmp_task_error err;
 		int rc = shmp_imap_next(it, &r, &idx, 10, &err);
-		if (rc == SHMP_ETASK) {
+		if (rc == -SHMP_ETASK) {
 			T_EQ(err.index, 17);
 			T_EQ(err.code, 6);
 			fails++;
@@ -700,8 +700,8 @@ static void test_map_failure_close(shmp_pool_t *p)
 	uint64_t failed = t_pool_stats(p).failed;
 	struct shmp_task_error err;
 	memset(&err, 0x55, sizeof err);
-	T_EQ(shmp_pool_map(p, f, in, sizeof *in, N, out, sizeof *out, &o, &err), SHMP_ETASK);
-	T_EQ(err.error, SHMP_ETASK);
+	T_EQ(shmp_pool_map(p, f, in, sizeof *in, N, out, sizeof *out, &o, &err), -SHMP_ETASK);
+	T_EQ(err.error, -SHMP_ETASK);
 	T_EQ(err.index, 30);
 	T_EQ(err.code, 9);
 	T_EQ(shmp_pool_close(p), 0);

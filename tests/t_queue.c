@@ -6,9 +6,9 @@
  *   inline and in segment blocks) read by another process;
  * - a put blocked on a full queue is released by another process's get; a
  *   get blocked on an empty queue in a child wakes when the parent puts;
- * - close(): puts fail with SHMP_ECLOSED, readers in both processes drain
- *   what is left and then get SHMP_ECLOSED, close twice is fine, a get or a
- *   put blocked in another process at close wakes with SHMP_ECLOSED;
+ * - close(): puts fail with -SHMP_ECLOSED, readers in both processes drain
+ *   what is left and then get -SHMP_ECLOSED, close twice is fine, a get or a
+ *   put blocked in another process at close wakes with -SHMP_ECLOSED;
  * - -EMSGSIZE on a small buffer gives the needed length and keeps the
  *   message; a message over max_message is refused with -EMSGSIZE;
  * - several producer and consumer processes: every message is delivered
@@ -242,14 +242,14 @@ static int close_reader(void *arg)
 	size_t len = 0;
 	if (shmp_queue_get(cq, buf, sizeof buf, &len, 5.0) != 0 || len != 2 || memcmp(buf, "m1", 2))
 		return 1;
-	if (shmp_queue_put(cq, "x", 1, 0) != SHMP_ECLOSED)
+	if (shmp_queue_put(cq, "x", 1, 0) != -SHMP_ECLOSED)
 		return 2;
 	t_signal(up[1]);
 	T_EQ(t_await(down[0], 10), 1); /* parent drained the rest */
-	if (shmp_queue_get(cq, buf, sizeof buf, &len, 0) != SHMP_ECLOSED)
+	if (shmp_queue_get(cq, buf, sizeof buf, &len, 0) != -SHMP_ECLOSED)
 		return 3;
 	double t0 = t_now();
-	if (shmp_queue_get(cq, buf, sizeof buf, &len, 5.0) != SHMP_ECLOSED || t_now() - t0 > 2.0)
+	if (shmp_queue_get(cq, buf, sizeof buf, &len, 5.0) != -SHMP_ECLOSED || t_now() - t0 > 2.0)
 		return 4;
 	return 0;
 }
@@ -262,7 +262,7 @@ static int close_blocked_get(void *arg)
 	t_signal(up[1]);
 	double t0 = t_now();
 	int r = shmp_queue_get(cq, buf, sizeof buf, &len, 10.0);
-	if (r != SHMP_ECLOSED) {
+	if (r != -SHMP_ECLOSED) {
 		fprintf(stderr, "blocked get at close: %s\n", shmp_strerror(r));
 		return 1;
 	}
@@ -275,7 +275,7 @@ static int close_blocked_put(void *arg)
 	t_signal(up[1]);
 	double t0 = t_now();
 	int r = shmp_queue_put(cq, "late", 4, 10.0);
-	if (r != SHMP_ECLOSED) {
+	if (r != -SHMP_ECLOSED) {
 		fprintf(stderr, "blocked put at close: %s\n", shmp_strerror(r));
 		return 1;
 	}
@@ -293,17 +293,17 @@ static void test_close(void)
 	put_str(cq, "m3", 0);
 	T_EQ(shmp_queue_close(cq), 0);
 	T_EQ(shmp_queue_close(cq), 0); /* twice is fine */
-	T_EQ(shmp_queue_put(cq, "m4", 2, 0), SHMP_ECLOSED);
-	T_EQ(shmp_queue_put(cq, "m4", 2, 1.0), SHMP_ECLOSED);
-	T_EQ(shmp_queue_put(cq, "m4", 2, SHMP_FOREVER), SHMP_ECLOSED);
+	T_EQ(shmp_queue_put(cq, "m4", 2, 0), -SHMP_ECLOSED);
+	T_EQ(shmp_queue_put(cq, "m4", 2, 1.0), -SHMP_ECLOSED);
+	T_EQ(shmp_queue_put(cq, "m4", 2, SHMP_FOREVER), -SHMP_ECLOSED);
 	T_EQ(shmp_queue_qsize(cq), 3);
 	pid_t c = t_spawn(close_reader, NULL);
 	T_EQ(t_await(up[0], 10), 1); /* child took m1 */
 	get_str(cq, "m2", 0);
 	get_str(cq, "m3", SHMP_FOREVER);
-	T_EQ(shmp_queue_get(cq, buf, sizeof buf, &len, 0), SHMP_ECLOSED);
+	T_EQ(shmp_queue_get(cq, buf, sizeof buf, &len, 0), -SHMP_ECLOSED);
 	double t0 = t_now();
-	T_EQ(shmp_queue_get(cq, buf, sizeof buf, &len, SHMP_FOREVER), SHMP_ECLOSED);
+	T_EQ(shmp_queue_get(cq, buf, sizeof buf, &len, SHMP_FOREVER), -SHMP_ECLOSED);
 	T_CHECK(t_now() - t0 < 2.0);
 	T_EQ(shmp_queue_empty(cq), 1);
 	t_signal(down[1]);
@@ -311,7 +311,7 @@ static void test_close(void)
 	T_EQ(shmp_queue_close(cq), 0);
 	shmp_queue_destroy(cq);
 
-	/* A get blocked in another process at close wakes with SHMP_ECLOSED. */
+	/* A get blocked in another process at close wakes with -SHMP_ECLOSED. */
 	cq = mkqueue(4);
 	c = t_spawn(close_blocked_get, NULL);
 	T_EQ(t_await(up[0], 10), 1);
@@ -320,7 +320,7 @@ static void test_close(void)
 	t_wait_ok(c, 10);
 	shmp_queue_destroy(cq);
 
-	/* A put blocked on a full queue at close wakes with SHMP_ECLOSED,
+	/* A put blocked on a full queue at close wakes with -SHMP_ECLOSED,
 	 * and what was in the queue is still delivered. */
 	cq = mkqueue(1);
 	put_str(cq, "kept", 0);
@@ -330,7 +330,7 @@ static void test_close(void)
 	T_EQ(shmp_queue_close(cq), 0);
 	t_wait_ok(c, 10);
 	get_str(cq, "kept", 0);
-	T_EQ(shmp_queue_get(cq, buf, sizeof buf, &len, 1.0), SHMP_ECLOSED);
+	T_EQ(shmp_queue_get(cq, buf, sizeof buf, &len, 1.0), -SHMP_ECLOSED);
 	shmp_queue_destroy(cq);
 }
 
@@ -428,7 +428,7 @@ static int mp_consumer(void *arg)
 	for (;;) {
 		size_t len = 0;
 		int r = shmp_queue_get(mq, buf, sizeof buf, &len, 10.0);
-		if (r == SHMP_ECLOSED)
+		if (r == -SHMP_ECLOSED)
 			return 0;
 		if (r != 0) {
 			fprintf(stderr, "consumer %d: get: %s\n", c, shmp_strerror(r));
@@ -504,10 +504,10 @@ static void test_simplequeue(void)
 	T_EQ(shmp_queue_qsize(q), 2);
 	get_str(q, "one", SHMP_FOREVER);
 	T_EQ(shmp_queue_close(q), 0);
-	T_EQ(shmp_queue_put(q, "three", 5, SHMP_FOREVER), SHMP_ECLOSED);
+	T_EQ(shmp_queue_put(q, "three", 5, SHMP_FOREVER), -SHMP_ECLOSED);
 	get_str(q, "two", SHMP_FOREVER);
 	T_EQ(shmp_queue_empty(q), 1);
-	T_EQ(shmp_queue_get(q, buf, sizeof buf, &len, SHMP_FOREVER), SHMP_ECLOSED);
+	T_EQ(shmp_queue_get(q, buf, sizeof buf, &len, SHMP_FOREVER), -SHMP_ECLOSED);
 	T_EQ(shmp_queue_close(q), 0);
 	/* Not a JoinableQueue. */
 	T_EQ(shmp_queue_task_done(q), -ENOTSUP);

@@ -17,7 +17,7 @@
  * Random part, loops of trials for about 8 s in all: two producers and two
  * consumers run on a small Queue (maxsize 8) while a fifth process, a
  * producer or a consumer, is SIGKILLed at a random moment. Survivors must
- * finish (every put and get returns 0 until close, then SHMP_ECLOSED, all
+ * finish (every put and get returns 0 until close, then -SHMP_ECLOSED, all
  * within bounded timeouts); no message is delivered twice; every message
  * delivered is intact; every message whose put returned is delivered,
  * except at most one taken by a killed consumer; at most one message is
@@ -293,7 +293,7 @@ static int consumer(void *arg)
 	for (;;) {
 		size_t len = 0;
 		int r = shmp_queue_get(q, buf, BUFCAP, &len, 10.0);
-		if (r == SHMP_ECLOSED)
+		if (r == -SHMP_ECLOSED)
 			return 0;
 		if (r != 0) {
 			fprintf(stderr, "consumer %d: get: %s\n", c, shmp_strerror(r));

@@ -4,7 +4,7 @@
  * BoundedSemaphore, Condition, Event, Barrier, Queue, JoinableQueue, Dict):
  * a second get is the same object and ignores the creation parameters;
  * CREATE_ONLY / GET_ONLY; the wrong type (every pair of types, and Values and
- * Arrays of another typecode) is NULL with errno -SHMP_ETYPE; invalid names
+ * Arrays of another typecode) is NULL with errno SHMP_ETYPE; invalid names
  * EINVAL, 64 bytes ENAMETOOLONG (63 fine); a full directory ENOSPC, a full
  * segment ENOMEM, neither leaving a name behind; NULL arguments; remove (the
  * name goes at once and is reusable, old handles keep working, the memory is
@@ -19,7 +19,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#define ETYPE_POS (-SHMP_ETYPE)
+#define ETYPE_POS (SHMP_ETYPE)
 
 static shmp_registry_t *reg_new(const char *tag, size_t size, unsigned capacity)
 {
@@ -831,7 +831,7 @@ static int child_hold(void *arg)
 		t_signal(h->fd);
 		int rr = shmp_barrier_wait(b, 10);
 		shmp_barrier_destroy(b);
-		return rr == SHMP_EBROKEN ? 0 : 3;
+		return rr == -SHMP_EBROKEN ? 0 : 3;
 	}
 	case 3: { /* wait for Event "ev" */
 		shmp_event_t *e = shmp_registry_event(r, "ev", SHMP_REG_GET_ONLY);
@@ -1216,9 +1216,9 @@ static void test_namespace(void)
 
 	/* A name of another type is not an attribute. */
 	shmp_lock_t *l = T_OK(shmp_registry_lock(r, "lk", 0));
-	T_EQ(shmp_namespace_get_i64(r, "lk", &i), SHMP_ETYPE);
-	T_EQ(shmp_namespace_set_i64(r, "lk", 1), SHMP_ETYPE);
-	T_EQ(shmp_namespace_set_f64(r, "lk", 1), SHMP_ETYPE);
+	T_EQ(shmp_namespace_get_i64(r, "lk", &i), -SHMP_ETYPE);
+	T_EQ(shmp_namespace_set_i64(r, "lk", 1), -SHMP_ETYPE);
+	T_EQ(shmp_namespace_set_f64(r, "lk", 1), -SHMP_ETYPE);
 	T_EQ(look(r, "lk").type, SHMP_TYPE_LOCK);
 	shmp_lock_destroy(l);
 	T_EQ(shmp_registry_count(r), 5);

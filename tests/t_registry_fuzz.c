@@ -11,7 +11,7 @@
  * the segment header with their exact errors (magic ECORRUPT, a version
  * EVERSION, no directory ENODATA, capacity, entry size, root offsets
  * inside the header or not aligned for the directory; free lists leading
- * nowhere, so that a creation must say -SHMP_ECORRUPT), entries with
+ * nowhere, so that a creation must say SHMP_ECORRUPT), entries with
  * another type, offset, state, reference count or name,
  * random byte flips and nasty words in the directory and in the objects,
  * random bytes after a valid segment header, files truncated, extended
@@ -37,9 +37,9 @@
 
 #define IMG_SIZE (128u << 10)
 #define IMG_CAP 64u
-#define ECORRUPT_POS (-SHMP_ECORRUPT)
-#define EVERSION_POS (-SHMP_EVERSION)
-#define ETYPE_POS (-SHMP_ETYPE)
+#define ECORRUPT_POS (SHMP_ECORRUPT)
+#define EVERSION_POS (SHMP_EVERSION)
+#define ETYPE_POS (SHMP_ETYPE)
 #define FIRST_TYPE SHMP_TYPE_VALUE
 #define LAST_TYPE SHMP_TYPE_DICT
 
@@ -183,7 +183,7 @@ static void make_image(void)
 	for (int t = FIRST_TYPE; t <= LAST_TYPE; t++) {
 		void *h = get_t(r, t, obj_names[t], SHMP_REG_CREATE_ONLY);
 		if (!h) {
-			fprintf(stderr, "image: %s: %s\n", obj_names[t], shmp_strerror(-errno));
+			fprintf(stderr, "image: %s: %s\n", obj_names[t], shmp_strerror(errno));
 			exit(1);
 		}
 		put_t(t, h);
@@ -490,7 +490,7 @@ static void exercise(shmp_registry_t *r, int deep)
 			if (!h) {
 				if (!getter_errno_ok(errno))
 					fail("get %s as %s: errno %d (%s)", all_names[k], shmp_type_name(t),
-					     errno, shmp_strerror(-errno));
+					     errno, shmp_strerror(errno));
 				continue;
 			}
 			use_handle(seg, t, h);
@@ -516,10 +516,10 @@ static void exercise(shmp_registry_t *r, int deep)
 		use_handle(seg, t, h);
 		put_t(t, h);
 	} else if (!getter_errno_ok(errno) && errno != EEXIST) {
-		fail("create fresh %s: errno %d (%s)", shmp_type_name(t), errno, shmp_strerror(-errno));
+		fail("create fresh %s: errno %d (%s)", shmp_type_name(t), errno, shmp_strerror(errno));
 	}
 	e = shmp_registry_remove(r, all_names[rnd_below(NNAMES)]);
-	if (e != 0 && e != -ENOENT && e != SHMP_ECORRUPT)
+	if (e != 0 && e != -ENOENT && e != -SHMP_ECORRUPT)
 		fail("remove: %d", e);
 	n = shmp_registry_count(r);
 	if (n < 0)
@@ -557,7 +557,7 @@ static void try_image(const void *buf, size_t len, int want, int deep)
 			exercise(r2, 0);
 			shmp_registry_detach(r2);
 		} else if (errno != ECORRUPT_POS && errno != EVERSION_POS && errno != ENOMEM) {
-			fail("registry_of: errno %d (%s)", errno, shmp_strerror(-errno));
+			fail("registry_of: errno %d (%s)", errno, shmp_strerror(errno));
 		}
 		shmp_segment_detach(seg);
 	}
@@ -631,7 +631,7 @@ static uint64_t single_cases(void)
 	MUT(it++, memset(b, 0, IMG_SIZE), ECORRUPT_POS);
 	/* Free lists that lead nowhere: the segment header passes (they are
 	 * the allocator's to check), and a creation that meets one must say
-	 * -SHMP_ECORRUPT like every other corruption. */
+	 * SHMP_ECORRUPT like every other corruption. */
 	MUT(it++, for (unsigned c = 0; c < SHMP__NCLASSES; c++) H(b)->free_head[c] = IMG_SIZE + 4096, 0);
 	if (!structured)
 		return it;
@@ -878,7 +878,7 @@ static void not_followed(const char *target, const char *what)
 	shmp_registry_t *r = shmp_registry_attach(fz_name, NULL);
 	if (r || errno != ELOOP) {
 		fprintf(stderr, "%s: attach %s, errno %d (%s)\n", what, r ? "followed it" : "failed",
-			errno, shmp_strerror(-errno));
+			errno, shmp_strerror(errno));
 		exit(1);
 	}
 	struct shmp_registry_opts ro = SHMP_OPTS(shmp_registry_opts, .flags = SHMP_REGISTRY_READ_ONLY);

@@ -687,7 +687,7 @@ static void test_kill_churn(double budget)
 				 * registry: no file, a header not finished, or a
 				 * segment without its directory yet. */
 				int e = errno;
-				if (!kill_early || (e != ENOENT && e != -SHMP_ECORRUPT && e != ENODATA)) {
+				if (!kill_early || (e != ENOENT && e != SHMP_ECORRUPT && e != ENODATA)) {
 					fprintf(stderr, "attach after killing the creator: %s\n",
 						shmp_strerror(-e));
 					exit(1);

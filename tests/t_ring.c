@@ -12,8 +12,8 @@
  *   for its buffer, a put_batch into a ring with room for fewer;
  * - reserve/commit (shorter commit), cancel (skipped by consumers, its block
  *   freed), peek/release, tickets in the wrong state -> -EINVAL;
- * - close: puts fail with SHMP_ECLOSED, gets drain then fail, close twice,
- *   a get/put/poll blocked in another process wakes with SHMP_ECLOSED;
+ * - close: puts fail with -SHMP_ECLOSED, gets drain then fail, close twice,
+ *   a get/put/poll blocked in another process wakes with -SHMP_ECLOSED;
  * - poll, stats, count; NULL arguments; bad options;
  * - large-message blocks go back to the segment (live_blocks and used_bytes
  *   return to their start values) when consumed, cancelled, on every failed
@@ -358,11 +358,11 @@ static void basic(unsigned flags)
 	put_msg(r, 6000, 701, 0);
 	put_msg(r, 11, 702, 0);
 	T_EQ(shmp_ring_close(r), 0);
-	T_EQ(shmp_ring_put(r, "x", 1, 0), SHMP_ECLOSED);
-	T_EQ(shmp_ring_put(r, "x", 1, 1.0), SHMP_ECLOSED);
-	T_EQ(shmp_ring_put(r, src, 6000, 0), SHMP_ECLOSED);
-	T_EQ(shmp_ring_reserve(r, 6000, &t, 0), SHMP_ECLOSED);
-	T_EQ(shmp_ring_put_batch(r, iv, 2, 0), SHMP_ECLOSED);
+	T_EQ(shmp_ring_put(r, "x", 1, 0), -SHMP_ECLOSED);
+	T_EQ(shmp_ring_put(r, "x", 1, 1.0), -SHMP_ECLOSED);
+	T_EQ(shmp_ring_put(r, src, 6000, 0), -SHMP_ECLOSED);
+	T_EQ(shmp_ring_reserve(r, 6000, &t, 0), -SHMP_ECLOSED);
+	T_EQ(shmp_ring_put_batch(r, iv, 2, 0), -SHMP_ECLOSED);
 	T_EQ(t_live_blocks(seg), b1 + 1);
 	T_EQ(shmp_ring_stats(r, &st), 0);
 	T_EQ(st.closed, 1);
@@ -374,11 +374,11 @@ static void basic(unsigned flags)
 	T_EQ(olens[1], 11);
 	T_CHECK(check_fill(out[0].iov_base, 6000, 701));
 	T_EQ(t_live_blocks(seg), b1);
-	T_FAST(shmp_ring_get(r, dst, BIG, &len, 0), SHMP_ECLOSED);
-	T_FAST(shmp_ring_get(r, dst, BIG, &len, 5.0), SHMP_ECLOSED);
-	T_FAST(shmp_ring_get_batch(r, out, olens, 2, 5.0), SHMP_ECLOSED);
-	T_FAST(shmp_ring_peek(r, &t, 5.0), SHMP_ECLOSED);
-	T_FAST(shmp_ring_poll(r, 5.0), SHMP_ECLOSED);
+	T_FAST(shmp_ring_get(r, dst, BIG, &len, 0), -SHMP_ECLOSED);
+	T_FAST(shmp_ring_get(r, dst, BIG, &len, 5.0), -SHMP_ECLOSED);
+	T_FAST(shmp_ring_get_batch(r, out, olens, 2, 5.0), -SHMP_ECLOSED);
+	T_FAST(shmp_ring_peek(r, &t, 5.0), -SHMP_ECLOSED);
+	T_FAST(shmp_ring_poll(r, 5.0), -SHMP_ECLOSED);
 	T_EQ(shmp_ring_close(r), 0);
 
 	T_EQ(shmp_ring_stats(r, &st), 0);
@@ -490,10 +490,10 @@ static int blocked_child(void *arg)
 	case 4: io[0].iov_len = 1; e = shmp_ring_put_batch(a->r, io, 1, 10.0); break;
 	default: e = shmp_ring_get_batch(a->r, io, lens, 1, 10.0); break;
 	}
-	return e == SHMP_ECLOSED ? 0 : 10 + (e < 0 ? -e % 100 : e);
+	return e == -SHMP_ECLOSED ? 0 : 10 + (e < 0 ? -e % 100 : e);
 }
 
-/* A call blocked in another process wakes with SHMP_ECLOSED on close. */
+/* A call blocked in another process wakes with -SHMP_ECLOSED on close. */
 static void close_wakes(void)
 {
 	for (int what = 0; what < 6; what++) {
@@ -522,7 +522,7 @@ static void close_wakes(void)
 			T_EQ(len, 1);
 			T_EQ(dst[0], 'f');
 		}
-		T_EQ(shmp_ring_get(r, dst, 64, &(size_t){ 0 }, 0), SHMP_ECLOSED);
+		T_EQ(shmp_ring_get(r, dst, 64, &(size_t){ 0 }, 0), -SHMP_ECLOSED);
 		close(fd[0]);
 		close(fd[1]);
 		shmp_ring_destroy(r);
@@ -592,7 +592,7 @@ static void poll_and_peek(void)
 	T_EQ(shmp_ring_get(r, dst, 8, &len, 0), 0);
 	T_EQ(len, 3);
 	T_CHECK(memcmp(dst, "end", 3) == 0);
-	T_EQ(shmp_ring_get(r, dst, 8, &len, 0), SHMP_ECLOSED);
+	T_EQ(shmp_ring_get(r, dst, 8, &len, 0), -SHMP_ECLOSED);
 	shmp_ring_destroy(r);
 	T_EQ(t_live_blocks(seg), b0);
 	shmp_segment_destroy(seg);

@@ -1,5 +1,5 @@
 /* A live ring whose shared state is scribbled on (include/shmp/ring.h:
- * "a corrupted ring makes calls fail with SHMP_ECORRUPT, never read or write
+ * "a corrupted ring makes calls fail with -SHMP_ECORRUPT, never read or write
  * out of bounds").
  *
  * Each round makes a private anonymous segment, a canary block, the ring (odd
@@ -12,7 +12,7 @@
  * written there, and then put/get/peek/reserve/batches/poll/count/stats run
  * hundreds of times with timeouts of 0 or 10 ms, with more scribbling in
  * between. Every call must return 0 (or a count) or one of -ETIMEDOUT,
- * -EMSGSIZE, -ENOMEM, SHMP_ECLOSED, SHMP_ECORRUPT; lengths returned must fit
+ * -EMSGSIZE, -ENOMEM, -SHMP_ECLOSED, -SHMP_ECORRUPT; lengths returned must fit
  * the buffer; peek must point inside the segment; no call may take more than
  * a second; both canaries must be intact afterwards; PROT_NONE guard pages
  * around the segment (when the address space allows) catch stray accesses.
@@ -49,8 +49,8 @@ static unsigned long n_calls, n_corrupt, n_ok, n_guarded;
 
 static bool allowed(int e)
 {
-	return e == 0 || e == -ETIMEDOUT || e == -EMSGSIZE || e == -ENOMEM || e == SHMP_ECLOSED ||
-	       e == SHMP_ECORRUPT;
+	return e == 0 || e == -ETIMEDOUT || e == -EMSGSIZE || e == -ENOMEM || e == -SHMP_ECLOSED ||
+	       e == -SHMP_ECORRUPT;
 }
 
 #define FAIL(...)                                                   \
@@ -312,7 +312,7 @@ static void run_round(int round)
 			FAIL("a call took %.2f s", dt);
 		if (!allowed(e))
 			FAIL("returned %d (%s)", e, shmp_strerror(e));
-		if (e == SHMP_ECORRUPT)
+		if (e == -SHMP_ECORRUPT)
 			n_corrupt++;
 		if (e == 0)
 			n_ok++;
@@ -336,7 +336,7 @@ static int batch(void *arg)
 	alarm(30); /* a hang in the child ends it, reported by the parent */
 	for (int round = 0; round < ROUNDS; round++)
 		run_round(round);
-	printf("  seed %#llx: %lu calls, %lu ok, %lu SHMP_ECORRUPT, %lu guard pages\n",
+	printf("  seed %#llx: %lu calls, %lu ok, %lu -SHMP_ECORRUPT, %lu guard pages\n",
 	       (unsigned long long)seed, n_calls, n_ok, n_corrupt, n_guarded);
 	fflush(stdout);
 	return 0;

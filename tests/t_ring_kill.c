@@ -13,7 +13,7 @@
  * - a holder (writer, reader) killed while a peer already waits on its slot
  *   with no timeout: the waiter finds it dead and goes on;
  * - a consumer blocked with no timeout on a slot whose writer is killed
- *   after the ring was closed returns SHMP_ECLOSED (no hang);
+ *   after the ring was closed returns -SHMP_ECLOSED (no hang);
  * - SINGLE_CONSUMER: a consumer killed mid-read leaves the message for the
  *   next consumer (delivered again); SINGLE_PRODUCER: a producer killed
  *   between reserve and commit publishes nothing and a later producer's
@@ -397,7 +397,7 @@ static int consumer_forever(void *arg)
 	size_t n;
 	t_signal(d->fd);
 	int e = shmp_ring_get(d->r, mbuf, sizeof mbuf, &n, SHMP_FOREVER);
-	return e == SHMP_ECLOSED ? 0 : 10;
+	return e == -SHMP_ECLOSED ? 0 : 10;
 }
 
 static int reserve_hang_only(void *arg)
@@ -413,7 +413,7 @@ static int reserve_hang_only(void *arg)
 
 /* Closed while a producer holds a reservation, then the producer dies: a
  * consumer waiting without a timeout must see the slot freed and return
- * SHMP_ECLOSED, not spin or sleep forever. */
+ * -SHMP_ECLOSED, not spin or sleep forever. */
 static void closed_then_writer_dies(void)
 {
 	shmp_segment_t *seg = shmp_segment_create(NULL, 1u << 20, NULL);
@@ -633,7 +633,7 @@ static int trial_consumer(void *arg)
 			}
 		}
 		cset(t, 0, 0, C_IDLE);
-		if (e == SHMP_ECLOSED)
+		if (e == -SHMP_ECLOSED)
 			return 0;
 		if (e != 0) {
 			fprintf(stderr, "consumer %u: %s\n", t->idx, shmp_strerror(e));

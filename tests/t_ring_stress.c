@@ -197,7 +197,7 @@ static int consumer(struct run *run, unsigned cons)
 			break;
 		}
 		}
-		if (e == SHMP_ECLOSED)
+		if (e == -SHMP_ECLOSED)
 			return 0;
 		if (e != 0) {
 			fprintf(stderr, "consumer %u: %s\n", cons, shmp_strerror(e));

@@ -1,10 +1,10 @@
 /* Attach validates the header of a named segment: files written straight
  * into /dev/shm (random bytes, truncated files, a real header with one field
  * broken, random field values, random byte flips) make shmp_segment_attach
- * fail with errno -SHMP_ECORRUPT or -SHMP_EVERSION, never crash, never hang;
+ * fail with errno SHMP_ECORRUPT or SHMP_EVERSION, never crash, never hang;
  * a header it accepts keeps every allocator offset inside the mapping, and
  * alloc/free on such a segment stay in bounds. A corrupted free list makes
- * shmp_segment_alloc return SHMP_ECORRUPT once and later allocations work;
+ * shmp_segment_alloc return -SHMP_ECORRUPT once and later allocations work;
  * a corrupted block prefix makes free return -EINVAL; an allocator lock left
  * by a dead process is recovered.
  *
@@ -18,8 +18,8 @@
 
 #define HDR sizeof(struct shmp__seg_hdr)
 #define IMG_SIZE 65536
-#define ECORRUPT_POS (-SHMP_ECORRUPT)
-#define EVERSION_POS (-SHMP_EVERSION)
+#define ECORRUPT_POS (SHMP_ECORRUPT)
+#define EVERSION_POS (SHMP_EVERSION)
 
 static pid_t main_pid;
 static const char *fz_name; /* the name every fuzz file is written under */
@@ -92,7 +92,7 @@ static void expect_fail(const void *buf, size_t len, int want, const char *what)
  * success or a clean error. */
 static int alloc_result_ok(int r)
 {
-	return r == 0 || r == -ENOMEM || r == SHMP_ECORRUPT || r == -ENOTRECOVERABLE;
+	return r == 0 || r == -ENOMEM || r == -SHMP_ECORRUPT || r == -ENOTRECOVERABLE;
 }
 
 static int free_result_ok(int r)
@@ -448,7 +448,7 @@ enum { C_HEAD_OOB, C_HEAD_MAX, C_HEAD_HDR, C_HEAD_UNALIGNED, C_HEAD_LIVE, C_HEAD
        C_HEAD_TOP_SHORT, C_NODE_MAGIC, C_NODE_CLS, C_NEXT_OOB, C_NEXT_UNALIGNED, C_NCASES };
 
 /* Corrupt a free list in a live segment: the next alloc of that class is
- * SHMP_ECORRUPT and drops the list; allocations go on from fresh memory. */
+ * -SHMP_ECORRUPT and drops the list; allocations go on from fresh memory. */
 static void test_free_list(void)
 {
 	shmp_segment_t *s = shmp_segment_create(NULL, 1 << 20, NULL);
@@ -485,8 +485,8 @@ static void test_free_list(void)
 		T_EQ(shmp_segment_stats(s, &before), 0);
 		uint64_t top = h->heap_top;
 		int r = shmp_segment_alloc(s, 100, 0, &z);
-		if (r != SHMP_ECORRUPT) {
-			fprintf(stderr, "corruption case %d: alloc returned %d, want SHMP_ECORRUPT\n", c, r);
+		if (r != -SHMP_ECORRUPT) {
+			fprintf(stderr, "corruption case %d: alloc returned %d, want -SHMP_ECORRUPT\n", c, r);
 			exit(1);
 		}
 		T_EQ(h->free_head[cls], 0); /* the damaged list was dropped */
@@ -517,7 +517,7 @@ static void test_free_list(void)
 	T_EQ(shmp_segment_alloc(s, 100, 0, &z1), 0);
 	T_EQ(z1, x);
 	int r = shmp_segment_alloc(s, 100, 0, &z2);
-	T_EQ(r, SHMP_ECORRUPT);
+	T_EQ(r, -SHMP_ECORRUPT);
 	T_EQ(shmp_segment_alloc(s, 100, 0, &z2), 0);
 	T_CHECK(z2 != z1);
 	T_EQ(shmp_segment_free(s, z1), 0);

@@ -2,6 +2,7 @@
  * io_uring (and can be forced not to), and a Value made in the parent is
  * written by a child. */
 #include "t.h"
+#include <limits.h>
 
 static int child(void *arg)
 {
@@ -21,14 +22,25 @@ int main(void)
 	T_EQ(x, 42);
 	shmp_value_destroy(v);
 
-	/* Every error code has its own name. */
-	for (int e = SHMP_ELAST; e <= SHMP_ECORRUPT; e++) {
-		T_CHECK(strcmp(shmp_strerror(e), "unknown shmp error") != 0);
-		for (int f = e + 1; f <= SHMP_ECORRUPT; f++)
+	/* Every error code has its own name, given with either sign; codes
+	 * are positive and distinct from errno values; any int is accepted. */
+	for (int e = SHMP_ECORRUPT; e <= SHMP_ELAST; e++) {
+		T_CHECK(e > 0 && strerrordesc_np(e) == NULL);
+		T_CHECK(strcmp(shmp_strerror(e), "unknown error") != 0);
+		T_CHECK(strcmp(shmp_strerror(e), shmp_strerror(-e)) == 0);
+		for (int f = e + 1; f <= SHMP_ELAST; f++)
 			T_CHECK(strcmp(shmp_strerror(e), shmp_strerror(f)) != 0);
 	}
 	T_CHECK(strcmp(shmp_strerror(-ETIMEDOUT), shmp_strerror(ETIMEDOUT)) == 0);
-	T_CHECK(strcmp(shmp_strerror(SHMP_ELAST - 1), "unknown shmp error") == 0);
+	T_CHECK(strcmp(shmp_strerror(SHMP_ELAST + 1), "unknown error") == 0);
+	T_CHECK(strcmp(shmp_strerror(SHMP_EBASE), "unknown error") == 0);
+	T_CHECK(strcmp(shmp_strerror(INT_MIN), "unknown error") == 0);
+	T_CHECK(strcmp(shmp_strerror(INT_MAX), "unknown error") == 0);
+	T_CHECK(strcmp(shmp_strerror(0), "success") == 0);
+	/* What a constructor leaves in errno is named by strerror as is. */
+	errno = 0;
+	T_CHECK(shmp_value_create('Z', NULL, NULL) == NULL);
+	T_EQ(errno, EINVAL);
 
 	/* SHMP_NO_IO_URING forces the fallback. The answer is cached per
 	 * process and inherited by fork, so the child asks before we do. */

@@ -53,7 +53,7 @@ static void json_str(const char *s)
 static const char *state_of(const struct shmp_segment_info *si)
 {
 	if (!si->valid)
-		return si->error == SHMP_EVERSION ? "version" : si->error == -EACCES ? "denied" : "corrupt";
+		return si->error == -SHMP_EVERSION ? "version" : si->error == -EACCES ? "denied" : "corrupt";
 	return si->stale ? "stale" : "ok";
 }
 

@@ -230,7 +230,7 @@ int main(int argc, char **argv)
 	/* The default segment exists before any pool, so whatever a section
 	 * puts in it is mapped in every worker at the same address. */
 	if (!shmp_segment_default()) {
-		fprintf(stderr, "tour: no default segment: %s\n", shmp_strerror(-errno));
+		fprintf(stderr, "tour: no default segment: %s\n", shmp_strerror(errno));
 		return 1;
 	}
 	int nshm = shm_names(shm_before, MAX_SHM);

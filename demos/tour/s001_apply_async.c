@@ -55,7 +55,7 @@ int sec_apply_async_list(void)
 
 /*
  * A C task has no exception to raise: it returns non-zero, and get() gives
- * SHMP_ETASK with that value in err.code. This one stands for ValueError.
+ * -SHMP_ETASK with that value in err.code. This one stands for ValueError.
  */
 enum { VALUE_ERROR = 22 };
 
@@ -97,14 +97,14 @@ int sec_apply_async_error(void)
 		int rc = shmp_async_get(tasks[i], TOUR_WAIT, &err);
 		if (rc == 0) {
 			say("%s", results[i].s);
-		} else if (rc == SHMP_ETASK) {
+		} else if (rc == -SHMP_ETASK) {
 			/* The message is the caller's to make: only a code comes back. */
 			say("Name Error : %s   (%s, code %d)", args[i].s, rcname(rc), err.code);
 		} else {
 			say("%s: %s", args[i].s, rcname(rc));
 		}
 		if (!strcmp(names[i], "Bill")) {
-			CHECK_EQ(rc, SHMP_ETASK);
+			CHECK_EQ(rc, -SHMP_ETASK);
 			CHECK_EQ(err.code, VALUE_ERROR);
 			CHECK_EQ(shmp_async_successful(tasks[i]), 0);
 		} else {

@@ -66,7 +66,7 @@ int sec_terminate(void)
 	if (h) {
 		int rc = shmp_async_get(h, TOUR_WAIT, NULL);
 		say("map_async(...).get() -> %s", rcname(rc));
-		CHECK_EQ(rc, SHMP_ECLOSED);
+		CHECK_EQ(rc, -SHMP_ECLOSED);
 	}
 	struct shmp_pool_stats st;
 	CHECK_EQ(shmp_pool_stats(p, &st), 0);

@@ -60,7 +60,7 @@ pid_t tour_tid(void);
  * for a given seed: random.uniform() without making the output differ. */
 double tour_uniform(uint64_t seed, double lo, double hi);
 
-/* A return code as C code spells it ("-ETIMEDOUT", "SHMP_ECLOSED", ...). */
+/* A return code as C code spells it ("-ETIMEDOUT", "-SHMP_ECLOSED", ...). */
 const char *rcname(int rc);
 /* A double as Python prints it (3.515625, 4.0, 0.1111111111111111). */
 const char *pyfloat(double x, char *buf, size_t size);

@@ -94,9 +94,9 @@ const char *rcname(int rc)
 	case -ETIMEDOUT: return "-ETIMEDOUT";
 	case -EDEADLK: return "-EDEADLK";
 	case -EINVAL: return "-EINVAL";
-	case SHMP_ECLOSED: return "SHMP_ECLOSED";
-	case SHMP_ETASK: return "SHMP_ETASK";
-	case SHMP_EWORKERDIED: return "SHMP_EWORKERDIED";
+	case -SHMP_ECLOSED: return "-SHMP_ECLOSED";
+	case -SHMP_ETASK: return "-SHMP_ETASK";
+	case -SHMP_EWORKERDIED: return "-SHMP_EWORKERDIED";
 	default: return shmp_strerror(rc);
 	}
 }
@@ -148,7 +148,7 @@ int tour_check_eq(long long a, long long b, const char *what, const char *file, 
 static shmp_pool_t *made(shmp_pool_t *p, const char *what, int workers)
 {
 	if (!CHECK(p != NULL))
-		say("!! %s(%d): %s", what, workers, shmp_strerror(-errno));
+		say("!! %s(%d): %s", what, workers, shmp_strerror(errno));
 	return p;
 }
 

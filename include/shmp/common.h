@@ -31,22 +31,34 @@ SHMP_API unsigned shmp_version(void);
 SHMP_API const char *shmp_version_string(void);
 
 /*
- * Errors. Every function returning int returns >= 0 on success and a negative
- * errno on failure (-EINVAL, -ENOMEM, -ETIMEDOUT, -EOWNERDEAD, ...). Failures
- * that no errno describes get shmp's own codes below, all under -SHMP_EBASE.
- * Functions returning a pointer return NULL and set errno (positive).
+ * Errors: one convention in every module.
+ * - Functions returning int return >= 0 on success and -code on failure.
+ * - Functions returning a pointer return NULL and set errno = code.
+ * - A code is an errno value (EINVAL, ENOMEM, ETIMEDOUT, EOWNERDEAD, ...) or
+ *   one of shmp's own codes below: positive like errno values, and distinct
+ *   from every one of them. So `rc == -SHMP_ECLOSED`, `errno == SHMP_ETYPE`.
+ * - Fields named `error` in result structs (shmp_task_error...) hold the
+ *   value the call returned: 0 or -code.
+ * - shmp_strerror() names a code given with either sign, so
+ *   shmp_strerror(rc), shmp_strerror(-rc) and shmp_strerror(errno) all work.
  */
 #define SHMP_EBASE 4000
 enum {
-	SHMP_ECORRUPT = -(SHMP_EBASE + 1),    /* shared state failed validation */
-	SHMP_EVERSION = -(SHMP_EBASE + 2),    /* segment made by another layout version */
-	SHMP_EBROKEN = -(SHMP_EBASE + 3),     /* barrier is broken (abort, reset, timeout, death) */
-	SHMP_ECLOSED = -(SHMP_EBASE + 4),     /* object was closed */
-	SHMP_EWORKERDIED = -(SHMP_EBASE + 5), /* the worker running the task died */
-	SHMP_ETASK = -(SHMP_EBASE + 6),       /* the task function reported failure */
-	SHMP_ETYPE = -(SHMP_EBASE + 7),       /* object has another type or typecode */
-	SHMP_EINIT = -(SHMP_EBASE + 8),       /* a pool worker's initializer failed */
-	SHMP_ELAST = -(SHMP_EBASE + 8)
+	SHMP_ECORRUPT = SHMP_EBASE + 1,     /* shared state failed validation */
+	SHMP_EVERSION = SHMP_EBASE + 2,     /* segment made by another layout version */
+	SHMP_EBROKEN = SHMP_EBASE + 3,      /* barrier or pool is broken */
+	SHMP_ECLOSED = SHMP_EBASE + 4,      /* object was closed */
+	SHMP_EWORKERDIED = SHMP_EBASE + 5,  /* the worker running the task died */
+	SHMP_ETASK = SHMP_EBASE + 6,        /* the task function reported failure */
+	SHMP_ETYPE = SHMP_EBASE + 7,        /* object has another type or typecode */
+	SHMP_EINIT = SHMP_EBASE + 8,        /* a pool worker's initializer failed */
+	SHMP_EOWNER = SHMP_EBASE + 9,       /* segment owned by another user, or writable by others */
+	SHMP_ESEGFULL = SHMP_EBASE + 10,    /* no room left in the segment: raise its size */
+	SHMP_ENOTCLOSED = SHMP_EBASE + 11,  /* close() or terminate() first */
+	SHMP_EBADFN = SHMP_EBASE + 12,      /* task function is not code of this program */
+	SHMP_ESKIPPED = SHMP_EBASE + 13,    /* item not run: an earlier item of its chunk failed */
+	SHMP_ELOCKED = SHMP_EBASE + 14,     /* a lock in shared memory stayed held past its bound */
+	SHMP_ELAST = SHMP_ELOCKED
 };
 
 /* 1 if io_uring can be used here, 0 if shmp falls back to poll/pread
@@ -54,7 +66,7 @@ enum {
  * the environment). Probed once per process. */
 SHMP_API int shmp_io_uring_available(void);
 
-/* Name of an error code (negative, as returned), or of a positive errno.
+/* Name of an error code, given with either sign (any int is accepted).
  * Never returns NULL. */
 SHMP_API const char *shmp_strerror(int err);
 

@@ -28,11 +28,11 @@ extern "C" {
  * Backpressure: rings are bounded; a full ring makes its producer wait, up
  * to the source. Shutdown: shmp_pipeline_close() ends the input; each stage
  * drains what is queued, and the next ring closes once every worker of the
- * stage has finished, so the sink sees every message, then SHMP_ECLOSED.
+ * stage has finished, so the sink sees every message, then -SHMP_ECLOSED.
  *
  * A worker that dies (crash, kill -9) is reported and, by opts.on_crash,
  * either stops the pipeline (every ring closes; next() and join() return
- * SHMP_EWORKERDIED) or is replaced by a new worker for its stage. Nothing
+ * -SHMP_EWORKERDIED) or is replaced by a new worker for its stage. Nothing
  * ever hangs, nothing is delivered twice. stats.lost counts the ring slots
  * the dead worker held: the input message it was working on, and an output
  * it was writing. So for stages that emit one message per input,
@@ -115,7 +115,7 @@ SHMP_API int shmp_pipeline_add_file_sink(shmp_pipeline_t *pl, int fd);
 SHMP_API int shmp_pipeline_start(shmp_pipeline_t *pl);
 
 /* ---- the source, in this process ---- */
-/* Copy a message in. 0, -ETIMEDOUT, -EMSGSIZE, SHMP_ECLOSED (closed, or
+/* Copy a message in. 0, -ETIMEDOUT, -EMSGSIZE, -SHMP_ECLOSED (closed, or
  * stopped by a crash), -EBUSY (file source), -EINVAL. */
 SHMP_API int shmp_pipeline_put(shmp_pipeline_t *pl, const void *data, size_t len, uint32_t tag, double timeout);
 /* Zero-copy: reserve len bytes at t->data, fill, commit (final length <=
@@ -134,14 +134,14 @@ SHMP_API int shmp_pipeline_close(shmp_pipeline_t *pl);
 /* ---- the sink, in this process ---- */
 /* Take the next output message (zero-copy), and record its latency. Give it
  * back with shmp_pipeline_done before the next call. 0, -ETIMEDOUT,
- * SHMP_ECLOSED (everything drained), SHMP_EWORKERDIED (stopped by a crash),
+ * -SHMP_ECLOSED (everything drained), -SHMP_EWORKERDIED (stopped by a crash),
  * -EBUSY (file sink). */
 SHMP_API int shmp_pipeline_next(shmp_pipeline_t *pl, struct shmp_msg *out, double timeout);
 SHMP_API int shmp_pipeline_done(shmp_pipeline_t *pl);
 
 /* ---- stage functions' side ---- */
 /* Send a message downstream, carrying the input's seq, t0, tag, offset and
- * flags. 0, SHMP_ECLOSED (pipeline stopped), -EMSGSIZE. Waits for room. */
+ * flags. 0, -SHMP_ECLOSED (pipeline stopped), -EMSGSIZE. Waits for room. */
 SHMP_API int shmp_stage_emit(shmp_stage_ctx_t *ctx, const void *data, size_t len);
 /* Zero-copy: room for len bytes downstream (NULL + errno), then commit. */
 SHMP_API void *shmp_stage_reserve(shmp_stage_ctx_t *ctx, size_t len);
@@ -151,7 +151,7 @@ SHMP_API int shmp_stage_worker(const shmp_stage_ctx_t *ctx);
 SHMP_API int shmp_stage_index(const shmp_stage_ctx_t *ctx);
 
 /* Wait until every stage has finished (after close, or when a file source
- * ran out). 0, -ETIMEDOUT, SHMP_EWORKERDIED (stopped by a crash). */
+ * ran out). 0, -ETIMEDOUT, -SHMP_EWORKERDIED (stopped by a crash). */
 SHMP_API int shmp_pipeline_join(shmp_pipeline_t *pl, double timeout);
 /* Stop now: close every ring, kill the workers, reap them. Then free.
  * Accepts NULL. */

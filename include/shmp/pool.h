@@ -21,7 +21,7 @@ extern "C" {
  *
  * The function reads arg_size bytes at arg and writes result_size bytes at
  * res. Returning 0 is success; any other value fails that item: the call
- * reports SHMP_ETASK and shmp_task_error says which item and what it
+ * reports -SHMP_ETASK and shmp_task_error says which item and what it
  * returned. Arguments and results travel through the pool's shared memory —
  * no pipes, no serialization. In a process Pool the function must exist in
  * the workers: any function of the program (or of a library loaded before
@@ -40,21 +40,21 @@ extern "C" {
  * maxtasksperchild and for the progress counters, as in Python.
  *
  * Failure semantics:
- *  - A task function returning non-zero fails its item (SHMP_ETASK). The rest
+ *  - A task function returning non-zero fails its item (-SHMP_ETASK). The rest
  *    of its chunk is not run, as in Python where a chunk's exception is the
  *    chunk's result. Other chunks are unaffected.
  *  - A worker that dies while running a task (SIGKILL, a crash, exit()) fails
- *    that task with SHMP_EWORKERDIED; shmp_task_error gives the signal or
+ *    that task with -SHMP_EWORKERDIED; shmp_task_error gives the signal or
  *    exit status. The worker is replaced; every other task completes; nothing
  *    is delivered twice. A worker dying idle is replaced silently.
  *  - An initializer that returns non-zero breaks the pool: queued and later
- *    calls fail with SHMP_EINIT; no worker is respawned.
+ *    calls fail with -SHMP_EINIT; no worker is respawned.
  *  - Workers ignore SIGINT (the parent decides) and die when the pool's
  *    process dies.
  *
  * Processes: workers are forked from a single-threaded "zygote" process that
  * the pool forks when it is created, so replacements never come from a parent
- * with threads. Killing the zygote breaks the pool (SHMP_EBROKEN). The pool
+ * with threads. Killing the zygote breaks the pool (-SHMP_EBROKEN). The pool
  * has one supervisor thread that waits for results, worker exits (pidfds) and
  * timeouts in one place: io_uring when available, poll() otherwise
  * (SHMP_NO_IO_URING=1 forces poll). Callbacks run on that thread, in the
@@ -75,15 +75,15 @@ typedef int (*shmp_task_fn)(const void *arg, void *res, const struct shmp_task_c
 
 /* Runs once in each worker (replacements included) before any task. It may
  * store a per-worker pointer in *user, passed to every task as ctx->user.
- * Non-zero breaks the pool (SHMP_EINIT). */
+ * Non-zero breaks the pool (-SHMP_EINIT). */
 typedef int (*shmp_init_fn)(void *initarg, void **user);
 
 /* Why a call failed. */
 struct shmp_task_error {
-	int error;       /* SHMP_ETASK, SHMP_EWORKERDIED, SHMP_EINIT, SHMP_ECLOSED, ... */
-	int code;        /* SHMP_ETASK: the function's return value */
-	int signal;      /* SHMP_EWORKERDIED: the signal that killed the worker, or 0 */
-	int exit_status; /* SHMP_EWORKERDIED: its exit status if it exited, or -1 */
+	int error;       /* -SHMP_ETASK, -SHMP_EWORKERDIED, -SHMP_EINIT, -SHMP_ECLOSED, ... */
+	int code;        /* -SHMP_ETASK: the function's return value */
+	int signal;      /* -SHMP_EWORKERDIED: the signal that killed the worker, or 0 */
+	int exit_status; /* -SHMP_EWORKERDIED: its exit status if it exited, or -1 */
 	uint64_t index;  /* the failed item (the first item of a lost chunk) */
 	pid_t worker_pid;
 };
@@ -145,14 +145,14 @@ SHMP_API shmp_pool_t *shmp_pool_create(int workers, const struct shmp_pool_opts 
 /* The same API on threads of this process. */
 SHMP_API shmp_pool_t *shmp_threadpool_create(int workers, const struct shmp_pool_opts *opts);
 /* Without close: terminate. Then join and free. Accepts NULL. A destroyed
- * handle stays recognizable: using it returns SHMP_ECLOSED, never crashes
+ * handle stays recognizable: using it returns -SHMP_ECLOSED, never crashes
  * (the pool keeps 64 bytes per handle for this). Release async handles and
  * destroy imap iterators first: destroy frees those left. */
 SHMP_API void shmp_pool_destroy(shmp_pool_t *p);
 
-/* No new tasks (SHMP_ECLOSED); queued ones finish; workers then exit. */
+/* No new tasks (-SHMP_ECLOSED); queued ones finish; workers then exit. */
 SHMP_API int shmp_pool_close(shmp_pool_t *p);
-/* Stop now: workers are killed, unfinished calls fail with SHMP_ECLOSED. */
+/* Stop now: workers are killed, unfinished calls fail with -SHMP_ECLOSED. */
 SHMP_API int shmp_pool_terminate(shmp_pool_t *p);
 /* Wait for the workers to exit; -EINVAL unless closed or terminated first.
  * -ETIMEDOUT after timeout. */
@@ -161,7 +161,7 @@ SHMP_API int shmp_pool_workers(const shmp_pool_t *p);
 SHMP_API int shmp_pool_is_threads(const shmp_pool_t *p);
 
 /* Run fn(arg) in a worker and wait: result_size bytes into result. 0 or the
- * task's error (SHMP_ETASK, SHMP_EWORKERDIED, ...); err (may be NULL) gets
+ * task's error (-SHMP_ETASK, -SHMP_EWORKERDIED, ...); err (may be NULL) gets
  * the details. -EMSGSIZE if arg_size + result_size > max_task_bytes. */
 SHMP_API int shmp_pool_apply(shmp_pool_t *p, shmp_task_fn fn, const void *arg, size_t arg_size,
 			     void *result, size_t result_size, struct shmp_task_error *err);
@@ -255,7 +255,7 @@ SHMP_API int shmp_pool_stats(shmp_pool_t *p, struct shmp_pool_stats *st);
 SHMP_API int shmp_pool_worker_info(shmp_pool_t *p, struct shmp_worker_info *w, unsigned n);
 /* The same two from any process, for a pool registered in a named segment
  * (opts.segment): a read-only snapshot, as `shmp show` prints it. Returns
- * the number of workers; -ENOENT, SHMP_ETYPE (not a pool), SHMP_ECORRUPT. */
+ * the number of workers; -ENOENT, -SHMP_ETYPE (not a pool), -SHMP_ECORRUPT. */
 SHMP_API int shmp_pool_inspect(shmp_registry_t *r, const char *name, struct shmp_pool_stats *st,
 			       struct shmp_worker_info *w, unsigned n);
 

@@ -33,10 +33,10 @@ SHMP_API shmp_queue_t *shmp_simplequeue_create(const struct shmp_queue_opts *opt
 SHMP_API shmp_queue_t *shmp_joinablequeue_create(const struct shmp_queue_opts *opts);
 SHMP_API void shmp_queue_destroy(shmp_queue_t *q);
 
-/* 0; -ETIMEDOUT when still full at the timeout (Python's Full); SHMP_ECLOSED
+/* 0; -ETIMEDOUT when still full at the timeout (Python's Full); -SHMP_ECLOSED
  * after close(); -EMSGSIZE; -ENOMEM. */
 SHMP_API int shmp_queue_put(shmp_queue_t *q, const void *msg, size_t len, double timeout);
-/* 0 and *len; -ETIMEDOUT when still empty (Python's Empty); SHMP_ECLOSED
+/* 0 and *len; -ETIMEDOUT when still empty (Python's Empty); -SHMP_ECLOSED
  * once closed and drained; -EMSGSIZE if cap is too small (*len = needed,
  * the message stays). */
 SHMP_API int shmp_queue_get(shmp_queue_t *q, void *buf, size_t cap, size_t *len, double timeout);
@@ -64,9 +64,9 @@ SHMP_API shmp_ring_t *shmp_queue_ring(shmp_queue_t *q);
  * only sends. Messages keep their boundaries and may be as large as
  * max_message (default 64 MiB; they travel through segment blocks).
  *
- * End of file: recv() and poll() report SHMP_ECLOSED once the other end is
+ * End of file: recv() and poll() report -SHMP_ECLOSED once the other end is
  * closed, or the last process that used it has died, and nothing is left to
- * read. send() then fails with SHMP_ECLOSED too (a death is noticed by
+ * read. send() then fails with -SHMP_ECLOSED too (a death is noticed by
  * send within 10 ms or 64 sends, whichever is later).
  */
 typedef struct shmp_conn shmp_conn_t;
@@ -81,11 +81,11 @@ struct shmp_pipe_opts {
 
 /* Make a pipe; *a and *b get its two ends. 0 or -errno. */
 SHMP_API int shmp_pipe_create(shmp_conn_t **a, shmp_conn_t **b, const struct shmp_pipe_opts *opts);
-/* 0; -EBADF (this end cannot send); SHMP_ECLOSED; -ETIMEDOUT (full);
+/* 0; -EBADF (this end cannot send); -SHMP_ECLOSED; -ETIMEDOUT (full);
  * -EMSGSIZE; -ENOMEM. */
 SHMP_API int shmp_conn_send(shmp_conn_t *c, const void *msg, size_t len, double timeout);
 /* 0 and *len; -EMSGSIZE if cap is too small (*len = needed, nothing lost);
- * SHMP_ECLOSED at end of file; -ETIMEDOUT; -EBADF. */
+ * -SHMP_ECLOSED at end of file; -ETIMEDOUT; -EBADF. */
 SHMP_API int shmp_conn_recv(shmp_conn_t *c, void *buf, size_t cap, size_t *len, double timeout);
 /* 1 if a message (or end of file) is there to recv, 0 if not by the timeout. */
 SHMP_API int shmp_conn_poll(shmp_conn_t *c, double timeout);

@@ -24,13 +24,12 @@ extern "C" {
  *   ENAMETOOLONG  name longer than SHMP_REGISTRY_NAME_MAX bytes
  *   EEXIST        SHMP_REG_CREATE_ONLY and the name is taken (by any type)
  *   ENOENT        SHMP_REG_GET_ONLY and there is no such name
- *   -SHMP_ETYPE   the name is taken by another type, or a Value/Array of
- *                 another typecode (errno holds SHMP_EBASE + 7; pass -errno
- *                 to shmp_strerror)
+ *   SHMP_ETYPE    the name is taken by another type, or a Value/Array of
+ *                 another typecode
  *   ENOSPC        the directory is full (opts.capacity entries)
  *   ENOMEM        the segment is full
  *   EROFS         the registry was attached read-only
- *   -SHMP_ECORRUPT the directory or the object failed validation
+ *   SHMP_ECORRUPT the directory or the object failed validation
  *
  * Handles returned by the registry are destroyed with the type's usual
  * destroy function (shmp_value_destroy...). That releases the handle only:
@@ -99,8 +98,8 @@ SHMP_API const char *shmp_type_name(int type);
 /* Create a registry in a new named segment (EEXIST if the name is taken).
  * opts.size is raised to fit the directory (and 64 KiB more) if smaller. */
 SHMP_API shmp_registry_t *shmp_registry_create(const char *name, const struct shmp_registry_opts *opts);
-/* Attach to an existing registry: ENOENT, EACCES, -SHMP_ECORRUPT,
- * -SHMP_EVERSION, ENODATA (a shmp segment without a directory). */
+/* Attach to an existing registry: ENOENT, EACCES, SHMP_ECORRUPT,
+ * SHMP_EVERSION, ENODATA (a shmp segment without a directory). */
 SHMP_API shmp_registry_t *shmp_registry_attach(const char *name, const struct shmp_registry_opts *opts);
 /* Attach, or create if there is none: what several peer processes call. */
 SHMP_API shmp_registry_t *shmp_registry_open(const char *name, const struct shmp_registry_opts *opts);
@@ -209,7 +208,7 @@ struct shmp_segment_info {
 	char name[SHMP_SEGMENT_NAME_MAX + 1];
 	uint64_t size;
 	int valid;              /* header passed validation (else error holds why) */
-	int error;              /* 0, SHMP_ECORRUPT, SHMP_EVERSION, -EACCES... */
+	int error;              /* 0, -SHMP_ECORRUPT, -SHMP_EVERSION, -EACCES... */
 	pid_t creator_pid;
 	int creator_alive;
 	uint32_t attach_count;  /* attaches minus detaches (a killed process never detaches) */

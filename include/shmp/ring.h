@@ -28,7 +28,7 @@ extern "C" {
  * the claiming CAS by a plain store.
  *
  * Everything read from shared memory is checked before use: a corrupted ring
- * makes calls fail with SHMP_ECORRUPT, never read or write out of bounds.
+ * makes calls fail with -SHMP_ECORRUPT, never read or write out of bounds.
  * Large-message blocks carry a header naming their ring and message, so a
  * corrupted slot cannot make the ring read or free another object's block
  * (such a block is left alone and counted in lost_blocks).
@@ -75,11 +75,11 @@ SHMP_API shmp_ring_t *shmp_ring_create(const struct shmp_ring_opts *opts);
 SHMP_API void shmp_ring_destroy(shmp_ring_t *r);
 
 /* Copy a message in. 0; -ETIMEDOUT (full); -EMSGSIZE (len > max_message);
- * -ENOMEM (no segment room for a large message); SHMP_ECLOSED; -EINVAL. */
+ * -ENOMEM (no segment room for a large message); -SHMP_ECLOSED; -EINVAL. */
 SHMP_API int shmp_ring_put(shmp_ring_t *r, const void *msg, size_t len, double timeout);
 /* Copy the oldest message out into buf (cap bytes); *len = its length.
  * -EMSGSIZE if cap is too small: *len says how much is needed and the
- * message stays. -ETIMEDOUT (empty); SHMP_ECLOSED (closed and drained). */
+ * message stays. -ETIMEDOUT (empty); -SHMP_ECLOSED (closed and drained). */
 SHMP_API int shmp_ring_get(shmp_ring_t *r, void *buf, size_t cap, size_t *len, double timeout);
 /* Put up to n messages; waits (up to timeout) only for the first. Returns
  * how many were put (>= 1) or the first one's error. */
@@ -100,11 +100,11 @@ SHMP_API int shmp_ring_cancel(shmp_ring_t *r, struct shmp_ring_ticket *t);
 SHMP_API int shmp_ring_peek(shmp_ring_t *r, struct shmp_ring_ticket *t, double timeout);
 SHMP_API int shmp_ring_release(shmp_ring_t *r, struct shmp_ring_ticket *t);
 
-/* Wait until a message can be taken: 0, -ETIMEDOUT, SHMP_ECLOSED (closed and
+/* Wait until a message can be taken: 0, -ETIMEDOUT, -SHMP_ECLOSED (closed and
  * drained). Takes nothing. */
 SHMP_API int shmp_ring_poll(shmp_ring_t *r, double timeout);
-/* After close, puts fail with SHMP_ECLOSED and gets drain what is left, then
- * fail with SHMP_ECLOSED. Wakes every waiter. Closing twice is fine. */
+/* After close, puts fail with -SHMP_ECLOSED and gets drain what is left, then
+ * fail with -SHMP_ECLOSED. Wakes every waiter. Closing twice is fine. */
 SHMP_API int shmp_ring_close(shmp_ring_t *r);
 SHMP_API int shmp_ring_stats(shmp_ring_t *r, struct shmp_ring_stats *st);
 /* Messages in the ring now (a snapshot). */

@@ -51,8 +51,8 @@ struct shmp_segment_opts {
 SHMP_API shmp_segment_t *shmp_segment_create(const char *name, size_t size,
 					     const struct shmp_segment_opts *opts);
 /* Attach to an existing named segment. NULL with errno ENOENT, EACCES,
- * EINVAL (bad name), and for a bad header: errno = -SHMP_ECORRUPT or
- * -SHMP_EVERSION (shmp_strerror(-errno) names them). */
+ * EINVAL (bad name), and for a bad header: errno = SHMP_ECORRUPT or
+ * SHMP_EVERSION (shmp_strerror(errno) names them). */
 SHMP_API shmp_segment_t *shmp_segment_attach(const char *name);
 /* Unmap; the segment stays for others. Accepts NULL. */
 SHMP_API void shmp_segment_detach(shmp_segment_t *seg);
@@ -79,7 +79,7 @@ SHMP_API const char *shmp_segment_name(const shmp_segment_t *seg);
  * means 16; 64 gives a cache line of its own). Stores the block's offset in
  * *off. The block's bytes are zero. Safe with other processes allocating at
  * once and with one of them killed mid-allocation (at worst that block is
- * lost). -ENOMEM when full (nothing is changed), -EINVAL, SHMP_ECORRUPT. */
+ * lost). -ENOMEM when full (nothing is changed), -EINVAL, -SHMP_ECORRUPT. */
 SHMP_API int shmp_segment_alloc(shmp_segment_t *seg, size_t size, size_t align,
 				uint64_t *off);
 /* Free a block by the offset alloc gave. -EINVAL for an offset that is not a

@@ -30,7 +30,7 @@ extern "C" {
  *   waiter within ~0.5 s. The lock follows the Lock rules above.
  * - Event: a waiter dying is harmless.
  * - Barrier: a party that dies while others wait breaks the barrier: the
- *   others get SHMP_EBROKEN within ~50 ms instead of hanging. That covers
+ *   others get -SHMP_EBROKEN within ~50 ms instead of hanging. That covers
  *   a party that has arrived, and a party of the last completed round that
  *   has not arrived yet (it will never come). A barrier thus remembers the
  *   threads of its last round: to hand it to new processes after the old
@@ -167,13 +167,13 @@ struct shmp_barrier_opts {
 SHMP_API shmp_barrier_t *shmp_barrier_create(unsigned parties, const struct shmp_barrier_opts *opts);
 SHMP_API void shmp_barrier_destroy(shmp_barrier_t *b);
 /* Wait for all parties. Returns this party's arrival index 0..parties-1
- * (distinct per round); SHMP_EBROKEN if the barrier is or becomes broken;
+ * (distinct per round); -SHMP_EBROKEN if the barrier is or becomes broken;
  * -ETIMEDOUT for the party whose timeout expired (it breaks the barrier for
  * the others). timeout < 0 uses the default timeout from opts, if any. */
 SHMP_API int shmp_barrier_wait(shmp_barrier_t *b, double timeout);
-/* Break the barrier: current and future waiters get SHMP_EBROKEN until reset. */
+/* Break the barrier: current and future waiters get -SHMP_EBROKEN until reset. */
 SHMP_API int shmp_barrier_abort(shmp_barrier_t *b);
-/* Back to empty and usable; parties waiting now get SHMP_EBROKEN. Forgets
+/* Back to empty and usable; parties waiting now get -SHMP_EBROKEN. Forgets
  * the parties of the last round (see the death rules above). */
 SHMP_API int shmp_barrier_reset(shmp_barrier_t *b);
 SHMP_API int shmp_barrier_parties(const shmp_barrier_t *b);

@@ -439,7 +439,7 @@ static void conn_close(struct conn *c)
 		if (shmp_pipeline_close(c->pl))
 			die("shmp_pipeline_close failed");
 		int e = shmp_pipeline_next(c->pl, &m, 10);
-		if (e != SHMP_ECLOSED) {
+		if (e != -SHMP_ECLOSED) {
 			fprintf(stderr, "bench_pipeline: next after close: %s, not closed\n", shmp_strerror(e));
 			exit(1);
 		}
