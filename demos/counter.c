@@ -22,7 +22,7 @@ static int worker(void *arg)
 {
 	struct job *j = arg;
 	long *p = shmp_value_ptr(j->v);
-	shmp_lock_t *lock = shmp_value_get_lock(j->v);
+	shmp_lock_t *lock = shmp_value_lock(j->v);
 	for (long i = 0; i < j->n; i++) {
 		switch (j->how) {
 		case 0: /* a plain read-modify-write: racy on purpose */

@@ -270,7 +270,7 @@ int shmp_barrier_n_waiting(const shmp_barrier_t *b)
 	return (int)(n < b->parties ? n : b->parties);
 }
 
-int shmp_barrier_broken(const shmp_barrier_t *b)
+int shmp_barrier_is_broken(const shmp_barrier_t *b)
 {
 	if (!b)
 		return -EINVAL;

@@ -291,7 +291,7 @@ int shmp_lock_consistent(shmp_lock_t *l)
 	return 0;
 }
 
-int shmp_lock_locked(const shmp_lock_t *l)
+int shmp_lock_is_locked(const shmp_lock_t *l)
 {
 	if (!l)
 		return -EINVAL;

@@ -200,12 +200,12 @@ int shmp_async_get(shmp_async_t *a, double timeout, struct shmp_task_error *err)
 	return r < 0 ? r : call_result(a, err);
 }
 
-int shmp_async_ready(shmp_async_t *a)
+int shmp_async_is_ready(shmp_async_t *a)
 {
 	return a ? (int)atomic_load_explicit(&a->done, memory_order_acquire) : -EINVAL;
 }
 
-int shmp_async_successful(shmp_async_t *a)
+int shmp_async_is_successful(shmp_async_t *a)
 {
 	if (!a)
 		return -EINVAL;

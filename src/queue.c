@@ -59,8 +59,8 @@ static shmp_queue_t *queue_new(const struct shmp_queue_opts *opts, bool joinable
 }
 
 shmp_queue_t *shmp_queue_create(const struct shmp_queue_opts *opts) { return queue_new(opts, false); }
-shmp_queue_t *shmp_simplequeue_create(const struct shmp_queue_opts *opts) { return queue_new(opts, false); }
-shmp_queue_t *shmp_joinablequeue_create(const struct shmp_queue_opts *opts) { return queue_new(opts, true); }
+shmp_queue_t *shmp_simple_queue_create(const struct shmp_queue_opts *opts) { return queue_new(opts, false); }
+shmp_queue_t *shmp_joinable_queue_create(const struct shmp_queue_opts *opts) { return queue_new(opts, true); }
 
 void shmp_queue_destroy(shmp_queue_t *q)
 {
@@ -163,12 +163,12 @@ int shmp_queue_qsize(shmp_queue_t *q)
 	return q ? shmp_ring_count(q->ring) : -EINVAL;
 }
 
-int shmp_queue_empty(shmp_queue_t *q)
+int shmp_queue_is_empty(shmp_queue_t *q)
 {
 	return q ? shmp_ring_count(q->ring) == 0 : -EINVAL;
 }
 
-int shmp_queue_full(shmp_queue_t *q)
+int shmp_queue_is_full(shmp_queue_t *q)
 {
 	return q ? (unsigned)shmp_ring_count(q->ring) >= q->maxsize : -EINVAL;
 }

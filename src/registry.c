@@ -68,8 +68,8 @@ const char *shmp_type_name(int type)
 {
 	static const char *const names[SHMP_TYPE_MAX] = {
 		[SHMP_TYPE_VALUE] = "value", [SHMP_TYPE_ARRAY] = "array", [SHMP_TYPE_LOCK] = "lock",
-		[SHMP_TYPE_RLOCK] = "rlock", [SHMP_TYPE_SEMAPHORE] = "semaphore",
-		[SHMP_TYPE_BOUNDED_SEMAPHORE] = "bounded_semaphore", [SHMP_TYPE_CONDITION] = "condition",
+		[SHMP_TYPE_RLOCK] = "rlock", [SHMP_TYPE_SEM] = "sem",
+		[SHMP_TYPE_BOUNDED_SEM] = "bounded_sem", [SHMP_TYPE_COND] = "cond",
 		[SHMP_TYPE_EVENT] = "event", [SHMP_TYPE_BARRIER] = "barrier", [SHMP_TYPE_QUEUE] = "queue",
 		[SHMP_TYPE_JOINABLE_QUEUE] = "joinable_queue", [SHMP_TYPE_DICT] = "dict",
 		[SHMP_TYPE_POOL] = "pool", [SHMP_TYPE_PIPELINE] = "pipeline",
@@ -323,10 +323,10 @@ static void *obj_create(shmp_segment_t *seg, int type, const struct params *p)
 		struct shmp_lock_opts o = { .sz = sizeof o, .segment = seg };
 		return type == SHMP_TYPE_LOCK ? shmp_lock_create(&o) : shmp_rlock_create(&o);
 	}
-	case SHMP_TYPE_SEMAPHORE:
-	case SHMP_TYPE_BOUNDED_SEMAPHORE: {
+	case SHMP_TYPE_SEM:
+	case SHMP_TYPE_BOUNDED_SEM: {
 		struct shmp_sem_opts o = { .sz = sizeof o, .segment = seg };
-		if (type == SHMP_TYPE_SEMAPHORE)
+		if (type == SHMP_TYPE_SEM)
 			return shmp_sem_create(p->n, &o);
 		/* A bounded semaphore of SHMP_SEM_VALUE_MAX could not be told
 		 * from a plain one when opened. */
@@ -336,7 +336,7 @@ static void *obj_create(shmp_segment_t *seg, int type, const struct params *p)
 		}
 		return shmp_bounded_sem_create(p->n, &o);
 	}
-	case SHMP_TYPE_CONDITION: {
+	case SHMP_TYPE_COND: {
 		struct shmp_cond_opts o = { .sz = sizeof o, .segment = seg };
 		return shmp_cond_create(&o);
 	}
@@ -351,7 +351,7 @@ static void *obj_create(shmp_segment_t *seg, int type, const struct params *p)
 	case SHMP_TYPE_QUEUE:
 	case SHMP_TYPE_JOINABLE_QUEUE: {
 		struct shmp_queue_opts o = { .sz = sizeof o, .segment = seg, .maxsize = p->n };
-		return type == SHMP_TYPE_QUEUE ? shmp_queue_create(&o) : shmp_joinablequeue_create(&o);
+		return type == SHMP_TYPE_QUEUE ? shmp_queue_create(&o) : shmp_joinable_queue_create(&o);
 	}
 	case SHMP_TYPE_DICT: {
 		struct shmp_dict_opts o = { .sz = sizeof o };
@@ -374,9 +374,9 @@ static void *obj_open(shmp_segment_t *seg, int type, uint64_t off, _Atomic uint3
 	case SHMP_TYPE_ARRAY: return shmp__array_open(seg, off, ref);
 	case SHMP_TYPE_LOCK: return shmp__lock_open(seg, off, SHMP__KIND_LOCK, ref);
 	case SHMP_TYPE_RLOCK: return shmp__lock_open(seg, off, SHMP__KIND_RLOCK, ref);
-	case SHMP_TYPE_SEMAPHORE: return shmp__sem_open(seg, off, false, ref);
-	case SHMP_TYPE_BOUNDED_SEMAPHORE: return shmp__sem_open(seg, off, true, ref);
-	case SHMP_TYPE_CONDITION: return shmp__cond_open(seg, off, ref);
+	case SHMP_TYPE_SEM: return shmp__sem_open(seg, off, false, ref);
+	case SHMP_TYPE_BOUNDED_SEM: return shmp__sem_open(seg, off, true, ref);
+	case SHMP_TYPE_COND: return shmp__cond_open(seg, off, ref);
 	case SHMP_TYPE_EVENT: return shmp__event_open(seg, off, ref);
 	case SHMP_TYPE_BARRIER: return shmp__barrier_open(seg, off, ref);
 	case SHMP_TYPE_QUEUE: return shmp__queue_open(seg, off, false, ref);
@@ -394,9 +394,9 @@ static void obj_destroy(int type, void *h)
 	case SHMP_TYPE_ARRAY: shmp_array_destroy(h); break;
 	case SHMP_TYPE_LOCK:
 	case SHMP_TYPE_RLOCK: shmp_lock_destroy(h); break;
-	case SHMP_TYPE_SEMAPHORE:
-	case SHMP_TYPE_BOUNDED_SEMAPHORE: shmp_sem_destroy(h); break;
-	case SHMP_TYPE_CONDITION: shmp_cond_destroy(h); break;
+	case SHMP_TYPE_SEM:
+	case SHMP_TYPE_BOUNDED_SEM: shmp_sem_destroy(h); break;
+	case SHMP_TYPE_COND: shmp_cond_destroy(h); break;
 	case SHMP_TYPE_EVENT: shmp_event_destroy(h); break;
 	case SHMP_TYPE_BARRIER: shmp_barrier_destroy(h); break;
 	case SHMP_TYPE_QUEUE:
@@ -412,9 +412,9 @@ static int obj_inspect(const shmp_segment_t *seg, int type, uint64_t off, struct
 	case SHMP_TYPE_ARRAY: return shmp__typed_inspect(seg, off, true, info);
 	case SHMP_TYPE_LOCK:
 	case SHMP_TYPE_RLOCK: return shmp__lock_inspect(seg, off, info);
-	case SHMP_TYPE_SEMAPHORE:
-	case SHMP_TYPE_BOUNDED_SEMAPHORE: return shmp__sem_inspect(seg, off, info);
-	case SHMP_TYPE_CONDITION: return shmp__cond_inspect(seg, off, info);
+	case SHMP_TYPE_SEM:
+	case SHMP_TYPE_BOUNDED_SEM: return shmp__sem_inspect(seg, off, info);
+	case SHMP_TYPE_COND: return shmp__cond_inspect(seg, off, info);
 	case SHMP_TYPE_EVENT: return shmp__event_inspect(seg, off, info);
 	case SHMP_TYPE_BARRIER: return shmp__barrier_inspect(seg, off, info);
 	case SHMP_TYPE_QUEUE:
@@ -661,19 +661,19 @@ shmp_lock_t *shmp_registry_rlock(shmp_registry_t *r, const char *name, unsigned 
 {
 	return get_or_create(r, name, SHMP_TYPE_RLOCK, flags, &no_params);
 }
-shmp_sem_t *shmp_registry_semaphore(shmp_registry_t *r, const char *name, unsigned value, unsigned flags)
+shmp_sem_t *shmp_registry_sem(shmp_registry_t *r, const char *name, unsigned value, unsigned flags)
 {
 	struct params p = { .n = value };
-	return get_or_create(r, name, SHMP_TYPE_SEMAPHORE, flags, &p);
+	return get_or_create(r, name, SHMP_TYPE_SEM, flags, &p);
 }
-shmp_sem_t *shmp_registry_bounded_semaphore(shmp_registry_t *r, const char *name, unsigned value, unsigned flags)
+shmp_sem_t *shmp_registry_bounded_sem(shmp_registry_t *r, const char *name, unsigned value, unsigned flags)
 {
 	struct params p = { .n = value };
-	return get_or_create(r, name, SHMP_TYPE_BOUNDED_SEMAPHORE, flags, &p);
+	return get_or_create(r, name, SHMP_TYPE_BOUNDED_SEM, flags, &p);
 }
-shmp_cond_t *shmp_registry_condition(shmp_registry_t *r, const char *name, unsigned flags)
+shmp_cond_t *shmp_registry_cond(shmp_registry_t *r, const char *name, unsigned flags)
 {
-	return get_or_create(r, name, SHMP_TYPE_CONDITION, flags, &no_params);
+	return get_or_create(r, name, SHMP_TYPE_COND, flags, &no_params);
 }
 shmp_event_t *shmp_registry_event(shmp_registry_t *r, const char *name, unsigned flags)
 {

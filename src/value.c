@@ -372,7 +372,7 @@ void *shmp_value_ptr(shmp_value_t *v)
 	return v->t.data;
 }
 
-shmp_lock_t *shmp_value_get_lock(shmp_value_t *v)
+shmp_lock_t *shmp_value_lock(shmp_value_t *v)
 {
 	if (!v) {
 		errno = EINVAL;
@@ -445,7 +445,7 @@ void *shmp_array_ptr(shmp_array_t *a)
 	return a->t.data;
 }
 
-shmp_lock_t *shmp_array_get_lock(shmp_array_t *a)
+shmp_lock_t *shmp_array_lock(shmp_array_t *a)
 {
 	if (!a) {
 		errno = EINVAL;

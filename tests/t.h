@@ -474,7 +474,7 @@ static inline void t_wait_n_waiting_at(shmp_barrier_t *b, int want, const char *
 		if (t_now() > until) {
 			fprintf(stderr, "%s:%d: n_waiting = %d (broken %d), waited for %d\n",
 				file, line, shmp_barrier_n_waiting(b),
-				shmp_barrier_broken(b), want);
+				shmp_barrier_is_broken(b), want);
 			exit(1);
 		}
 		t_sleep_ms(1);

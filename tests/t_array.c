@@ -14,7 +14,7 @@ static void test_basic(void)
 	T_CHECK(a);
 	T_EQ(shmp_array_len(a), 10);
 	T_EQ(shmp_array_typecode(a), 'i');
-	shmp_lock_t *l = shmp_array_get_lock(a);
+	shmp_lock_t *l = shmp_array_lock(a);
 	T_CHECK(l);
 	T_EQ(shmp_lock_is_recursive(l), 1);
 
@@ -322,7 +322,7 @@ static void test_atomics(void)
 	shmp_array_t *a = shmp_array_create('I', N_SLOTS, NULL, &SHMP_OPTS(shmp_value_opts, .raw = 1));
 	T_CHECK(a);
 	errno = 0;
-	T_CHECK(shmp_array_get_lock(a) == NULL);
+	T_CHECK(shmp_array_lock(a) == NULL);
 	T_EQ(errno, ENOLCK);
 	g_go = shmp_event_create(NULL);
 	T_CHECK(g_go);
@@ -400,7 +400,7 @@ static void test_create_errors(void)
 	T_CHECK(l);
 	shmp_array_t *a = shmp_array_create('i', 4, NULL, &SHMP_OPTS(shmp_value_opts, .lock = l));
 	T_CHECK(a);
-	T_CHECK(shmp_array_get_lock(a) == l);
+	T_CHECK(shmp_array_lock(a) == l);
 	struct t_holder h;
 	pid_t pid = t_holder_start(&h, l);
 	const int32_t four[4] = { 1, 2, 3, 4 };
@@ -408,7 +408,7 @@ static void test_create_errors(void)
 	T_EQ(shmp_array_write(a, 0, 4, four), 0);
 	t_holder_waited(&h, t0, t_now());
 	t_holder_end(&h, pid);
-	T_EQ(shmp_lock_locked(l), 0);
+	T_EQ(shmp_lock_is_locked(l), 0);
 	shmp_array_destroy(a);
 	/* The array did not own the lock. */
 	T_EQ(shmp_lock_acquire(l, 0), 0);
@@ -449,7 +449,7 @@ static void test_null_args(void)
 	T_CHECK(shmp_array_ptr(NULL) == NULL);
 	T_EQ(errno, EINVAL);
 	errno = 0;
-	T_CHECK(shmp_array_get_lock(NULL) == NULL);
+	T_CHECK(shmp_array_lock(NULL) == NULL);
 	T_EQ(errno, EINVAL);
 	shmp_array_destroy(NULL);
 	T_EQ(shmp_array_read(a, 0, 4, buf), 0);

@@ -109,7 +109,7 @@ static void run_rounds(int rounds, int with_action)
 	T_EQ(shmp_value_load(cnt, &c), 0);
 	T_EQ(c, with_action ? rounds : 0);
 	T_EQ(shmp_barrier_n_waiting(b), 0);
-	T_EQ(shmp_barrier_broken(b), 0);
+	T_EQ(shmp_barrier_is_broken(b), 0);
 	shmp_barrier_destroy(b);
 	shmp_array_destroy(rec);
 	shmp_array_destroy(pos);
@@ -159,7 +159,7 @@ static void full_round(shmp_barrier_t *b, shmp_array_t *st)
 	int64_t r0 = t_load(st, 0), r1 = t_load(st, 1);
 	T_CHECK(r0 >= 0 && r0 < 3 && r1 >= 0 && r1 < 3);
 	T_CHECK(r0 != r1 && r0 != r && r1 != r);
-	T_EQ(shmp_barrier_broken(b), 0);
+	T_EQ(shmp_barrier_is_broken(b), 0);
 }
 
 static void test_abort_reset(void)
@@ -174,14 +174,14 @@ static void test_abort_reset(void)
 	for (int k = 0; k < 2; k++)
 		p[k] = start_w(&a[k], b, st, k, 10, 0);
 	t_wait_n_waiting(b, 2);
-	T_EQ(shmp_barrier_broken(b), 0);
+	T_EQ(shmp_barrier_is_broken(b), 0);
 	T_EQ(shmp_barrier_abort(b), 0);
 	for (int k = 0; k < 2; k++) {
 		t_wait_ok(p[k], 10);
 		T_EQ(t_load(st, (size_t)k), -SHMP_EBROKEN);
 		T_CHECK(t_load(st, 8 + (size_t)k) < 3000);
 	}
-	T_EQ(shmp_barrier_broken(b), 1);
+	T_EQ(shmp_barrier_is_broken(b), 1);
 	T_EQ(shmp_barrier_n_waiting(b), 0);
 	/* Later waits are broken at once, not after their timeout. */
 	double t0 = t_now();
@@ -189,11 +189,11 @@ static void test_abort_reset(void)
 	T_EQ(shmp_barrier_wait(b, SHMP_FOREVER), -SHMP_EBROKEN);
 	T_CHECK(t_now() - t0 < 1.0);
 	T_EQ(shmp_barrier_abort(b), 0); /* again: still broken */
-	T_EQ(shmp_barrier_broken(b), 1);
+	T_EQ(shmp_barrier_is_broken(b), 1);
 
 	/* reset() makes it usable. */
 	T_EQ(shmp_barrier_reset(b), 0);
-	T_EQ(shmp_barrier_broken(b), 0);
+	T_EQ(shmp_barrier_is_broken(b), 0);
 	T_EQ(shmp_barrier_n_waiting(b), 0);
 	full_round(b, st);
 	shmp_barrier_destroy(b);
@@ -211,7 +211,7 @@ static void test_abort_reset(void)
 		t_wait_ok(p[k], 10);
 		T_EQ(t_load(st, (size_t)k), -SHMP_EBROKEN);
 	}
-	T_EQ(shmp_barrier_broken(b), 0);
+	T_EQ(shmp_barrier_is_broken(b), 0);
 	T_EQ(shmp_barrier_n_waiting(b), 0);
 	full_round(b, st);
 	shmp_barrier_destroy(b);
@@ -234,7 +234,7 @@ static void test_reset_forgets_members(void)
 	for (int k = 0; k < 2; k++)
 		p[k] = start_w(&a[k], b, st, k, 10, 0);
 	t_sleep_ms(300);
-	T_EQ(shmp_barrier_broken(b), 0);
+	T_EQ(shmp_barrier_is_broken(b), 0);
 	t_wait_n_waiting(b, 2);
 	int r = shmp_barrier_wait(b, 10);
 	for (int k = 0; k < 2; k++)
@@ -260,7 +260,7 @@ static void test_timeout(void)
 	T_EQ(t_load(st, 0), -ETIMEDOUT);
 	T_CHECK(t_load(st, 8) >= 190);
 	T_CHECK(t_load(st, 8) < 2000);
-	T_EQ(shmp_barrier_broken(b), 1);
+	T_EQ(shmp_barrier_is_broken(b), 1);
 	/* The others arrive later: broken, at once. */
 	for (int k = 1; k < 3; k++)
 		p[k] = start_w(&a[k], b, st, k, 10, 0);
@@ -298,7 +298,7 @@ static void test_timeout(void)
 	b = shmp_barrier_create(3, NULL);
 	T_CHECK(b);
 	T_FAST(shmp_barrier_wait(b, 0), -ETIMEDOUT);
-	T_EQ(shmp_barrier_broken(b), 1);
+	T_EQ(shmp_barrier_is_broken(b), 1);
 
 	shmp_barrier_destroy(b);
 	shmp_array_destroy(st);
@@ -314,7 +314,7 @@ static void test_default_timeout(void)
 	shmp_barrier_t *b = shmp_barrier_create(2, &o);
 	T_CHECK(b);
 	T_ABOUT(shmp_barrier_wait(b, SHMP_FOREVER), -ETIMEDOUT);
-	T_EQ(shmp_barrier_broken(b), 1);
+	T_EQ(shmp_barrier_is_broken(b), 1);
 	T_EQ(shmp_barrier_reset(b), 0);
 	/* An explicit timeout overrides the default: the other party comes
 	 * after 500 ms, past the default's 200. */
@@ -357,7 +357,7 @@ static void test_single_and_queries(void)
 	T_EQ(shmp_value_load(cnt, &c), 0);
 	T_EQ(c, 200);
 	T_EQ(shmp_barrier_n_waiting(b), 0);
-	T_EQ(shmp_barrier_broken(b), 0);
+	T_EQ(shmp_barrier_is_broken(b), 0);
 	shmp_barrier_destroy(b);
 	shmp_value_destroy(cnt);
 
@@ -367,7 +367,7 @@ static void test_single_and_queries(void)
 	T_CHECK(b);
 	T_EQ(shmp_barrier_parties(b), 3);
 	T_EQ(shmp_barrier_n_waiting(b), 0);
-	T_EQ(shmp_barrier_broken(b), 0);
+	T_EQ(shmp_barrier_is_broken(b), 0);
 	struct w_arg a[2];
 	pid_t p[2];
 	p[0] = start_w(&a[0], b, st, 0, 10, 0);
@@ -404,7 +404,7 @@ static void test_single_and_queries(void)
 	T_EQ(shmp_barrier_reset(NULL), -EINVAL);
 	T_EQ(shmp_barrier_parties(NULL), -EINVAL);
 	T_EQ(shmp_barrier_n_waiting(NULL), -EINVAL);
-	T_EQ(shmp_barrier_broken(NULL), -EINVAL);
+	T_EQ(shmp_barrier_is_broken(NULL), -EINVAL);
 	shmp_barrier_destroy(NULL);
 }
 

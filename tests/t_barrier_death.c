@@ -61,7 +61,7 @@ static void test_member_dies_before_arriving(void)
 	/* The third is alive, only slow: nothing breaks meanwhile (the
 	 * liveness checks run several times in 300 ms). */
 	t_sleep_ms(300);
-	T_EQ(shmp_barrier_broken(b), 0);
+	T_EQ(shmp_barrier_is_broken(b), 0);
 	T_EQ(shmp_barrier_n_waiting(b), 2);
 	T_EQ(t_load(st, 4), NONE);
 	T_EQ(t_load(st, 5), NONE);
@@ -73,7 +73,7 @@ static void test_member_dies_before_arriving(void)
 	T_CHECK(t_now() - t0 < 3.0);
 	T_EQ(t_load(st, 4), -SHMP_EBROKEN);
 	T_EQ(t_load(st, 5), -SHMP_EBROKEN);
-	T_EQ(shmp_barrier_broken(b), 1);
+	T_EQ(shmp_barrier_is_broken(b), 1);
 	shmp_barrier_destroy(b);
 	shmp_array_destroy(st);
 }
@@ -117,7 +117,7 @@ static void waiter_dies(int doomed_first)
 		t_wait_n_waiting(b, i + 1);
 	}
 	t_sleep_ms(100);
-	T_EQ(shmp_barrier_broken(b), 0);
+	T_EQ(shmp_barrier_is_broken(b), 0);
 	T_EQ(t_load(st, 0), NONE);
 
 	t_kill_reap(p[1], 5);
@@ -126,7 +126,7 @@ static void waiter_dies(int doomed_first)
 	T_CHECK(t_now() - t0 < 3.0);
 	T_EQ(t_load(st, 0), -SHMP_EBROKEN);
 	T_EQ(t_load(st, 1), NONE);
-	T_EQ(shmp_barrier_broken(b), 1);
+	T_EQ(shmp_barrier_is_broken(b), 1);
 	T_EQ(shmp_barrier_wait(b, 1), -SHMP_EBROKEN);
 	shmp_barrier_destroy(b);
 	shmp_array_destroy(st);
@@ -192,7 +192,7 @@ static void test_action_fails(void)
 	int64_t c = 0;
 	T_EQ(shmp_value_load(cnt, &c), 0);
 	T_EQ(c, C_FAIL); /* broken after it: no further action runs */
-	T_EQ(shmp_barrier_broken(b), 1);
+	T_EQ(shmp_barrier_is_broken(b), 1);
 	shmp_barrier_destroy(b);
 
 	/* Barrier(1) with a failing action: broken on that very call. */
@@ -200,7 +200,7 @@ static void test_action_fails(void)
 	b = shmp_barrier_create(1, &bo);
 	T_CHECK(b);
 	T_EQ(shmp_barrier_wait(b, 0), -SHMP_EBROKEN);
-	T_EQ(shmp_barrier_broken(b), 1);
+	T_EQ(shmp_barrier_is_broken(b), 1);
 	T_EQ(shmp_barrier_wait(b, 0), -SHMP_EBROKEN);
 	T_EQ(shmp_barrier_reset(b), 0);
 	T_EQ(shmp_barrier_wait(b, 0), 0);

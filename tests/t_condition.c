@@ -76,7 +76,7 @@ static void test_wait_releases(void)
 	t_wait_ok(p, 10);
 	T_EQ(t_load(a.st, 3), 1);
 	T_EQ(t_load(a.st, 2), 0);
-	T_EQ(shmp_lock_locked(l), 0);
+	T_EQ(shmp_lock_is_locked(l), 0);
 	shmp_cond_destroy(a.c);
 	shmp_array_destroy(a.st);
 }
@@ -206,7 +206,7 @@ static void test_lost_and_timeout(void)
 	T_EQ(shmp_lock_acquire(l, 0), 0);
 	T_ABOUT(shmp_cond_wait(c, 0.2), -ETIMEDOUT);
 	/* Timed out with the lock held. */
-	T_EQ(shmp_lock_locked(l), 1);
+	T_EQ(shmp_lock_is_locked(l), 1);
 	T_EQ(shmp_lock_count(l), 1);
 	pid_t pid = 0;
 	T_EQ(shmp_lock_owner(l, &pid, NULL), 1);
@@ -216,7 +216,7 @@ static void test_lost_and_timeout(void)
 	T_FAST(shmp_cond_wait(c, 0), -ETIMEDOUT);
 	T_EQ(shmp_lock_count(l), 1);
 	T_EQ(shmp_lock_release(l), 0);
-	T_EQ(shmp_lock_locked(l), 0);
+	T_EQ(shmp_lock_is_locked(l), 0);
 
 	shmp_cond_destroy(c);
 	/* The caller's lock is not freed with the condition. */
@@ -349,7 +349,7 @@ static void test_eperm(void)
 	struct hold_arg a = { c, t_counters(2) };
 	pid_t p = t_spawn(hold_child, &a);
 	t_wait_eq(a.st, 0, 1, 5);
-	T_EQ(shmp_lock_locked(shmp_cond_lock(c)), 1);
+	T_EQ(shmp_lock_is_locked(shmp_cond_lock(c)), 1);
 	T_EQ(shmp_cond_wait(c, 0.1), -EPERM);
 	T_EQ(shmp_cond_wait_for(c, never, &n, 0.1), -EPERM);
 	T_EQ(shmp_cond_notify(c, 1), -EPERM);
@@ -402,9 +402,9 @@ static void test_rlock_depth(void)
 	T_EQ(shmp_lock_count(l), 2);
 	T_EQ(shmp_lock_release(l), 0);
 	T_EQ(shmp_lock_count(l), 1);
-	T_EQ(shmp_lock_locked(l), 1);
+	T_EQ(shmp_lock_is_locked(l), 1);
 	T_EQ(shmp_lock_release(l), 0);
-	T_EQ(shmp_lock_locked(l), 0);
+	T_EQ(shmp_lock_is_locked(l), 0);
 	T_EQ(shmp_lock_release(l), -EPERM);
 	t_wait_ok(p, 10);
 
@@ -415,7 +415,7 @@ static void test_rlock_depth(void)
 	T_EQ(shmp_lock_count(l), 3);
 	for (int i = 0; i < 3; i++)
 		T_EQ(shmp_lock_release(l), 0);
-	T_EQ(shmp_lock_locked(l), 0);
+	T_EQ(shmp_lock_is_locked(l), 0);
 
 	shmp_cond_destroy(a.c);
 	shmp_lock_destroy(l);

@@ -26,7 +26,7 @@ static int up[2];
 
 static shmp_queue_t *mkjq(unsigned maxsize)
 {
-	shmp_queue_t *q = shmp_joinablequeue_create(&SHMP_OPTS(shmp_queue_opts, .maxsize = maxsize));
+	shmp_queue_t *q = shmp_joinable_queue_create(&SHMP_OPTS(shmp_queue_opts, .maxsize = maxsize));
 	T_CHECK(q);
 	return q;
 }
@@ -72,7 +72,7 @@ static void test_workers(void)
 	T_EQ(done, N_ITEMS);
 	printf("join returned %.3f s after the last put\n", t_now() - t0);
 	T_EQ(shmp_queue_join(jq, 0), 0); /* still nothing pending */
-	T_EQ(shmp_queue_empty(jq), 1);
+	T_EQ(shmp_queue_is_empty(jq), 1);
 	T_EQ(shmp_queue_close(jq), 0); /* workers see closed and exit */
 	for (int i = 0; i < N_WORKERS; i++)
 		t_wait_ok(w[i], 10);
@@ -179,7 +179,7 @@ static void test_timeout_overflow(void)
 	shmp_queue_destroy(jq);
 
 	/* ... or too large. */
-	jq = shmp_joinablequeue_create(&SHMP_OPTS(shmp_queue_opts, .max_message = 100));
+	jq = shmp_joinable_queue_create(&SHMP_OPTS(shmp_queue_opts, .max_message = 100));
 	T_CHECK(jq);
 	static char big[101];
 	T_EQ(shmp_queue_put(jq, big, sizeof big, 0), -EMSGSIZE);

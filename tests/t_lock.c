@@ -22,7 +22,7 @@ static int child_sees_held(void *arg)
 {
 	(void)arg;
 	pid_t pid = -1, tid = -1;
-	T_EQ(shmp_lock_locked(lk), 1);
+	T_EQ(shmp_lock_is_locked(lk), 1);
 	T_EQ(shmp_lock_owner(lk, &pid, &tid), 1);
 	T_EQ(pid, parent_pid);
 	T_EQ(tid, holder_tid);
@@ -31,7 +31,7 @@ static int child_sees_held(void *arg)
 	T_FAST(shmp_lock_acquire(lk, 0), -ETIMEDOUT);
 	/* Not ours to release: refused, and the lock stays held by the parent. */
 	T_EQ(shmp_lock_release(lk), -EPERM);
-	T_EQ(shmp_lock_locked(lk), 1);
+	T_EQ(shmp_lock_is_locked(lk), 1);
 	T_EQ(shmp_lock_owner(lk, &pid, &tid), 1);
 	T_EQ(pid, parent_pid);
 	T_EQ(tid, holder_tid);
@@ -44,14 +44,14 @@ static int child_sees_free(void *arg)
 {
 	(void)arg;
 	pid_t pid = -1, tid = -1;
-	T_EQ(shmp_lock_locked(lk), 0);
+	T_EQ(shmp_lock_is_locked(lk), 0);
 	T_EQ(shmp_lock_owner(lk, &pid, &tid), 0);
 	T_EQ(shmp_lock_acquire(lk, 0), 0);
 	T_EQ(shmp_lock_owner(lk, &pid, &tid), 1);
 	T_EQ(pid, getpid());
 	T_EQ(tid, gettid());
 	T_EQ(shmp_lock_release(lk), 0);
-	T_EQ(shmp_lock_locked(lk), 0);
+	T_EQ(shmp_lock_is_locked(lk), 0);
 	return 0;
 }
 
@@ -65,7 +65,7 @@ static int child_timed(void *arg)
 		fprintf(stderr, "0.2 s timeout took %.3f s\n", dt);
 		return 1;
 	}
-	T_EQ(shmp_lock_locked(lk), 1);
+	T_EQ(shmp_lock_is_locked(lk), 1);
 	return 0;
 }
 
@@ -130,7 +130,7 @@ static void *thread_not_owner(void *arg)
 	(void)arg;
 	T_EQ(shmp_lock_acquire(lk, 0), -ETIMEDOUT);
 	T_EQ(shmp_lock_release(lk), -EPERM);
-	T_EQ(shmp_lock_locked(lk), 1);
+	T_EQ(shmp_lock_is_locked(lk), 1);
 	return NULL;
 }
 
@@ -150,7 +150,7 @@ static void *thread_holder(void *arg)
 static int child_in_segment(void *arg)
 {
 	shmp_lock_t *l = arg;
-	T_EQ(shmp_lock_locked(l), 1);
+	T_EQ(shmp_lock_is_locked(l), 1);
 	T_EQ(shmp_lock_acquire(l, 0), -ETIMEDOUT);
 	return 0;
 }
@@ -166,7 +166,7 @@ int main(void)
 	T_EQ(shmp_lock_acquire(NULL, -1), -EINVAL);
 	T_EQ(shmp_lock_release(NULL), -EINVAL);
 	T_EQ(shmp_lock_consistent(NULL), -EINVAL);
-	T_EQ(shmp_lock_locked(NULL), -EINVAL);
+	T_EQ(shmp_lock_is_locked(NULL), -EINVAL);
 	T_EQ(shmp_lock_owner(NULL, NULL, NULL), -EINVAL);
 	T_EQ(shmp_lock_count(NULL), -EINVAL);
 	T_EQ(shmp_lock_is_recursive(NULL), -EINVAL);
@@ -187,7 +187,7 @@ int main(void)
 
 	/* A fresh Lock is free and not recursive. */
 	T_EQ(shmp_lock_is_recursive(lk), 0);
-	T_EQ(shmp_lock_locked(lk), 0);
+	T_EQ(shmp_lock_is_locked(lk), 0);
 	T_EQ(shmp_lock_owner(lk, NULL, NULL), 0);
 	/* Free lock: release is an error, consistent() is not ours. */
 	T_EQ(shmp_lock_release(lk), -EPERM);
@@ -196,13 +196,13 @@ int main(void)
 	/* Acquire; not reentrant: the holder trying again fails at once with
 	 * -EDEADLK whatever the timeout (a forever wait must not hang). */
 	T_EQ(shmp_lock_acquire(lk, -1), 0);
-	T_EQ(shmp_lock_locked(lk), 1);
+	T_EQ(shmp_lock_is_locked(lk), 1);
 	T_EQ(shmp_lock_acquire(lk, 0), -EDEADLK);
 	double t0 = t_now();
 	T_EQ(shmp_lock_acquire(lk, 1.0), -EDEADLK);
 	T_EQ(shmp_lock_acquire(lk, -1), -EDEADLK);
 	T_CHECK(t_now() - t0 < 0.5);
-	T_EQ(shmp_lock_locked(lk), 1);
+	T_EQ(shmp_lock_is_locked(lk), 1);
 	/* Owned normally: consistent() has nothing to mark. */
 	T_EQ(shmp_lock_consistent(lk), -EINVAL);
 	pid_t pid = -1, tid = -1;
@@ -218,7 +218,7 @@ int main(void)
 	/* Another process sees it held by us; its poll and release fail. */
 	holder_tid = gettid();
 	t_wait_ok(t_spawn(child_sees_held, NULL), 10);
-	T_EQ(shmp_lock_locked(lk), 1);
+	T_EQ(shmp_lock_is_locked(lk), 1);
 	T_EQ(shmp_lock_owner(lk, &pid, &tid), 1);
 	T_EQ(pid, getpid());
 	T_EQ(tid, gettid());
@@ -229,7 +229,7 @@ int main(void)
 	/* Release, then release again: the second is an error. */
 	T_EQ(shmp_lock_release(lk), 0);
 	T_EQ(shmp_lock_release(lk), -EPERM);
-	T_EQ(shmp_lock_locked(lk), 0);
+	T_EQ(shmp_lock_is_locked(lk), 0);
 	T_EQ(shmp_lock_owner(lk, &pid, &tid), 0);
 	t_wait_ok(t_spawn(child_sees_free, NULL), 10);
 	/* Poll of a free lock succeeds. */
@@ -248,7 +248,7 @@ int main(void)
 	T_EQ(shmp_lock_release(lk), -EPERM);
 	t_signal(hold_rel[1]);
 	T_EQ(pthread_join(th, NULL), 0);
-	T_EQ(shmp_lock_locked(lk), 0);
+	T_EQ(shmp_lock_is_locked(lk), 0);
 
 	/* Hand-off: a waiter blocked in another process gets the lock once
 	 * we release, not before. */
@@ -267,7 +267,7 @@ int main(void)
 		fprintf(stderr, "waiter got the lock %.3f s after release\n", times[1] - times[0]);
 		return 1;
 	}
-	T_EQ(shmp_lock_locked(lk), 0);
+	T_EQ(shmp_lock_is_locked(lk), 0);
 
 	/* Mutual exclusion: 2 processes x ITERS on a plain counter. */
 	go = shmp_event_create(NULL);
@@ -279,7 +279,7 @@ int main(void)
 	t_wait_ok(a, 60);
 	t_wait_ok(b, 60);
 	T_EQ(*counter, 2 * ITERS);
-	T_EQ(shmp_lock_locked(lk), 0);
+	T_EQ(shmp_lock_is_locked(lk), 0);
 
 	/* Threads too: 2 threads in one process and 1 other process. */
 	T_EQ(shmp_event_clear(go), 0);
@@ -290,7 +290,7 @@ int main(void)
 	t_wait_ok(a, 60);
 	t_wait_ok(b, 60);
 	T_EQ(*counter, 3 * T_ITERS);
-	T_EQ(shmp_lock_locked(lk), 0);
+	T_EQ(shmp_lock_is_locked(lk), 0);
 
 	/* A lock placed in an explicit named segment works the same. */
 	shmp_segment_t *seg = shmp_segment_create(t_segname("lock"), 1 << 20, NULL);

@@ -140,7 +140,7 @@ int main(void)
 	pid_t w = t_spawn(child_waiter, &tw);
 	T_EQ(t_await(pfd[0], 10.0), 1);
 	pester(w, NULL, 0, 10);
-	T_EQ(shmp_lock_locked(lk), 1);
+	T_EQ(shmp_lock_is_locked(lk), 1);
 
 	/* Blocking, then timed (5 s): 0 once we release after 300 ms. */
 	const double tmo[2] = { -1, 5.0 };
@@ -152,7 +152,7 @@ int main(void)
 		T_EQ(t_await(pfd[0], 10.0), 1);
 		pester(w, parent_release, 0, 10);
 		T_CHECK(times[1] >= times[0]);
-		T_EQ(shmp_lock_locked(lk), 0);
+		T_EQ(shmp_lock_is_locked(lk), 0);
 	}
 
 	/* Blocking, and the holder is killed after 300 ms: -EOWNERDEAD within
@@ -164,7 +164,7 @@ int main(void)
 	T_EQ(t_await(pfd[0], 10.0), 1);
 	pester(w, parent_kill_holder, h, 6);
 	T_CHECK(times[1] >= times[0]);
-	T_EQ(shmp_lock_locked(lk), 0);
+	T_EQ(shmp_lock_is_locked(lk), 0);
 
 	shmp_array_destroy(arr);
 	shmp_lock_destroy(lk);

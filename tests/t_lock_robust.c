@@ -114,7 +114,7 @@ static int child_notrec(void *arg)
 	T_EQ(shmp_lock_acquire(l, 1.0), -ENOTRECOVERABLE);
 	T_EQ(shmp_lock_acquire(l, -1), -ENOTRECOVERABLE);
 	T_CHECK(t_now() - t0 < 0.5);
-	T_EQ(shmp_lock_locked(l), -ENOTRECOVERABLE);
+	T_EQ(shmp_lock_is_locked(l), -ENOTRECOVERABLE);
 	T_EQ(shmp_lock_release(l), -EPERM);
 	T_EQ(shmp_lock_consistent(l), -EPERM);
 	return 0;
@@ -181,7 +181,7 @@ static void expect_ownerdead(shmp_lock_t *l, double timeout)
 	T_EQ(shmp_lock_acquire(l, timeout), -EOWNERDEAD);
 	T_CHECK(t_now() - t0 < 3.0);
 	pid_t pid = -1, tid = -1;
-	T_EQ(shmp_lock_locked(l), 1);
+	T_EQ(shmp_lock_is_locked(l), 1);
 	T_EQ(shmp_lock_owner(l, &pid, &tid), 1);
 	T_EQ(pid, getpid());
 	T_EQ(tid, gettid());
@@ -193,7 +193,7 @@ static void repair(shmp_lock_t *l)
 	T_EQ(shmp_lock_consistent(l), 0);
 	T_EQ(shmp_lock_consistent(l), -EINVAL); /* done already */
 	T_EQ(shmp_lock_release(l), 0);
-	T_EQ(shmp_lock_locked(l), 0);
+	T_EQ(shmp_lock_is_locked(l), 0);
 	T_EQ(shmp_lock_acquire(l, 0), 0);
 	T_EQ(shmp_lock_release(l), 0);
 }
@@ -227,7 +227,7 @@ int main(void)
 	pid_t c = t_spawn(child_before, l);
 	T_EQ(t_await(pfd[0], 10.0), 1);
 	t_kill_reap(c, 10);
-	T_EQ(shmp_lock_locked(l), 0);
+	T_EQ(shmp_lock_is_locked(l), 0);
 	T_EQ(shmp_lock_acquire(l, 0), 0);
 	T_EQ(shmp_lock_release(l), 0);
 
@@ -259,7 +259,7 @@ int main(void)
 	c = t_spawn(child_after, l);
 	T_EQ(t_await(pfd[0], 10.0), 1);
 	t_kill_reap(c, 10);
-	T_EQ(shmp_lock_locked(l), 0);
+	T_EQ(shmp_lock_is_locked(l), 0);
 	T_EQ(shmp_lock_acquire(l, 0), 0);
 	T_EQ(shmp_lock_release(l), 0);
 
@@ -296,7 +296,7 @@ int main(void)
 			return 1;
 		}
 	}
-	T_EQ(shmp_lock_locked(l), 0);
+	T_EQ(shmp_lock_is_locked(l), 0);
 
 	/* (f) Segfault while holding. */
 	c = t_spawn(child_segv, l);
@@ -363,7 +363,7 @@ int main(void)
 	t_sleep_ms(200); /* let it fall asleep; correct either way */
 	T_EQ(shmp_lock_release(l), 0);
 	t_wait_ok(w, 5);
-	T_EQ(shmp_lock_locked(l), -ENOTRECOVERABLE);
+	T_EQ(shmp_lock_is_locked(l), -ENOTRECOVERABLE);
 	double t0 = t_now();
 	T_EQ(shmp_lock_acquire(l, 0), -ENOTRECOVERABLE);
 	T_EQ(shmp_lock_acquire(l, 1.0), -ENOTRECOVERABLE);
@@ -372,7 +372,7 @@ int main(void)
 	T_EQ(shmp_lock_release(l), -EPERM);
 	T_EQ(shmp_lock_consistent(l), -EPERM);
 	t_wait_ok(t_spawn(child_notrec, l), 10);
-	T_EQ(shmp_lock_locked(l), -ENOTRECOVERABLE);
+	T_EQ(shmp_lock_is_locked(l), -ENOTRECOVERABLE);
 	shmp_lock_destroy(l);
 
 	/* The same for an RLock released (from depth 1) without repair. */
@@ -383,9 +383,9 @@ int main(void)
 	expect_ownerdead(rl, 5.0);
 	T_EQ(shmp_lock_acquire(rl, 0), 0);
 	T_EQ(shmp_lock_release(rl), 0); /* back to depth 1: still ours */
-	T_EQ(shmp_lock_locked(rl), 1);
+	T_EQ(shmp_lock_is_locked(rl), 1);
 	T_EQ(shmp_lock_release(rl), 0);
-	T_EQ(shmp_lock_locked(rl), -ENOTRECOVERABLE);
+	T_EQ(shmp_lock_is_locked(rl), -ENOTRECOVERABLE);
 	t_wait_ok(t_spawn(child_notrec, rl), 10);
 	shmp_lock_destroy(rl);
 

@@ -137,7 +137,7 @@ int main(void)
 			T_EQ(shmp_lock_consistent(lk), 0);
 		}
 		T_EQ(shmp_lock_release(lk), 0);
-		T_EQ(shmp_lock_locked(lk), 0);
+		T_EQ(shmp_lock_is_locked(lk), 0);
 	}
 	double wall = t_now() - start;
 

@@ -205,21 +205,21 @@ static void test_async_get(const struct kind *k, shmp_pool_t *p)
 	/* The argument was taken at the call: changing it now changes nothing. */
 	a.x = 1000;
 
-	T_EQ(shmp_async_ready(h), 0);
-	T_EQ(shmp_async_successful(h), -EAGAIN);
+	T_EQ(shmp_async_is_ready(h), 0);
+	T_EQ(shmp_async_is_successful(h), -EAGAIN);
 	T_ABOUT(shmp_async_get(h, 0.2, &err), -ETIMEDOUT);
 	T_ABOUT(shmp_async_wait(h, 0.2), -ETIMEDOUT);
 	T_FAST(shmp_async_get(h, 0, &err), -ETIMEDOUT);
 	T_FAST(shmp_async_wait(h, 0), -ETIMEDOUT);
-	T_EQ(shmp_async_ready(h), 0);
-	T_EQ(shmp_async_successful(h), -EAGAIN);
+	T_EQ(shmp_async_is_ready(h), 0);
+	T_EQ(shmp_async_is_successful(h), -EAGAIN);
 	T_EQ(r.y, 0); /* nothing delivered yet */
 
 	/* The timeouts left the call running: its result still arrives. */
 	T_EQ(shmp_event_set(g_go), 0);
 	T_EQ(shmp_async_wait(h, 5), 0);
-	T_EQ(shmp_async_ready(h), 1);
-	T_EQ(shmp_async_successful(h), 1);
+	T_EQ(shmp_async_is_ready(h), 1);
+	T_EQ(shmp_async_is_successful(h), 1);
 	T_FAST(shmp_async_get(h, 0, &err), 0);
 	T_EQ(r.y, 25);
 	check_where(k, &r);
@@ -239,7 +239,7 @@ static void test_async_get(const struct kind *k, shmp_pool_t *p)
 	T_EQ(shmp_event_set(g_go), 0);
 	T_EQ(shmp_async_get(h, 5, &err), 0);
 	T_EQ(r.y, 36);
-	T_EQ(shmp_async_successful(h), 1);
+	T_EQ(shmp_async_is_successful(h), 1);
 	shmp_async_release(h);
 }
 
@@ -417,8 +417,8 @@ static void test_task_failure(const struct kind *k, shmp_pool_t *p)
 	T_EQ(err.error, -SHMP_ETASK);
 	T_EQ(err.code, 42);
 	T_EQ(err.index, 0);
-	T_EQ(shmp_async_ready(h), 1);
-	T_EQ(shmp_async_successful(h), 0);
+	T_EQ(shmp_async_is_ready(h), 1);
+	T_EQ(shmp_async_is_successful(h), 0);
 	T_EQ(shmp_async_get(h, 0, NULL), -SHMP_ETASK);
 	wait_atomic(&rec.bad, 1);
 	T_EQ(rec.pid, getpid());
@@ -536,8 +536,8 @@ static void test_einval(shmp_pool_t *p)
 
 	T_EQ(shmp_async_get(NULL, 0, NULL), -EINVAL);
 	T_EQ(shmp_async_wait(NULL, 0), -EINVAL);
-	T_EQ(shmp_async_ready(NULL), -EINVAL);
-	T_EQ(shmp_async_successful(NULL), -EINVAL);
+	T_EQ(shmp_async_is_ready(NULL), -EINVAL);
+	T_EQ(shmp_async_is_successful(NULL), -EINVAL);
 	T_CHECK(!shmp_async_results(NULL));
 
 	/* None of that hurt the pool. */

@@ -322,8 +322,8 @@ static void death_in_map(shmp_pool_t *p, int how)
 	T_CHECK(dead > 0);
 	T_CHECK(dead != getpid()); /* a worker, not us */
 	check_death_error(&e, how, K, dead);
-	T_EQ(shmp_async_ready(a), 1);
-	T_EQ(shmp_async_successful(a), 0);
+	T_EQ(shmp_async_is_ready(a), 1);
+	T_EQ(shmp_async_is_successful(a), 0);
 	/* Callbacks ran before the call became ready, once, the error one. */
 	T_EQ(atomic_load(&n_ecb), 1);
 	T_EQ(atomic_load(&n_cb), 0);
@@ -396,14 +396,14 @@ static void death_in_apply_batch(shmp_pool_t *p, int how)
 		if (i != K) {
 			T_EQ(r, 0);
 			T_EQ(out[i], (long)(100 + i) * (100 + i) + 1);
-			T_EQ(shmp_async_successful(a[i]), 1);
+			T_EQ(shmp_async_is_successful(a[i]), 1);
 			continue;
 		}
 		T_EQ(r, -SHMP_EWORKERDIED);
 		if (!dead)
 			dead = atomic_load(&sh->dying_pid);
 		check_death_error(&e, how, 0, dead);
-		T_EQ(shmp_async_successful(a[i]), 0);
+		T_EQ(shmp_async_is_successful(a[i]), 0);
 	}
 	T_EQ(atomic_load(&n_ecb), 1);
 	T_EQ(atomic_load(&n_cb), N - 1);
@@ -532,7 +532,7 @@ static void death_idle(void)
 		T_CHECK(t_now() < until);
 		t_sleep_ms(2);
 	}
-	T_EQ(shmp_async_ready(a), 0);
+	T_EQ(shmp_async_is_ready(a), 0);
 	atomic_store(&sh->release, 1);
 	T_EQ(shmp_async_get(a, 10, NULL), 0);
 	T_EQ(out, 26);

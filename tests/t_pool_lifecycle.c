@@ -337,7 +337,7 @@ static void test_init_failure(const struct kind *k)
 		memset(&err, 0, sizeof err);
 		T_EQ(shmp_async_get(h, 5, &err), -SHMP_EINIT);
 		T_EQ(err.error, -SHMP_EINIT);
-		T_EQ(shmp_async_successful(h), 0);
+		T_EQ(shmp_async_is_successful(h), 0);
 		shmp_async_release(h);
 	} else {
 		T_EQ(errno, SHMP_EINIT);
@@ -541,7 +541,7 @@ static void test_terminate(const struct kind *k)
 	memset(&err, 0, sizeof err);
 	T_FAST(shmp_async_get(h, 1, &err), -SHMP_ECLOSED);
 	T_EQ(err.error, -SHMP_ECLOSED);
-	T_EQ(shmp_async_successful(h), 0);
+	T_EQ(shmp_async_is_successful(h), 0);
 	int rc = shmp_async_get(h1, 1, NULL);
 	T_CHECK(rc == -SHMP_ECLOSED || (rc == 0 && r.v == 6));
 	shmp_async_release(h);

@@ -222,7 +222,7 @@ static void test_empty(shmp_pool_t *p)
 	shmp_async_t *h = shmp_pool_map_async(p, f, in, sizeof in[0], 0, out, sizeof out[0], &o);
 	T_CHECK(h);
 	T_FAST(shmp_async_get(h, 1, NULL), 0);
-	T_EQ(shmp_async_successful(h), 1);
+	T_EQ(shmp_async_is_successful(h), 1);
 	wait_atomic(&rec.ok, 1);
 	T_EQ(rec.n, 0);
 	T_EQ(atomic_load(&rec.bad), 0);
@@ -257,7 +257,7 @@ static void test_map_async(shmp_pool_t *p)
 	shmp_async_t *h = shmp_pool_map_async(p, f, in, sizeof *in, N, out, sizeof *out, &o);
 	T_CHECK(h);
 	T_EQ(shmp_async_get(h, 10, NULL), 0);
-	T_EQ(shmp_async_successful(h), 1);
+	T_EQ(shmp_async_is_successful(h), 1);
 	check_out(in, out, N);
 	wait_atomic(&rec.ok, 1);
 	T_CHECK(rec.results == out);
@@ -283,7 +283,7 @@ static void test_map_async(shmp_pool_t *p)
 	T_EQ(shmp_async_get(h, 10, &err), -SHMP_ETASK);
 	T_EQ(err.error, -SHMP_ETASK);
 	T_CHECK((err.index == 123 && err.code == 9) || (err.index == 250 && err.code == 8));
-	T_EQ(shmp_async_successful(h), 0);
+	T_EQ(shmp_async_is_successful(h), 0);
 	wait_atomic(&rec.bad, 1);
 	T_EQ(rec.e.error, -SHMP_ETASK);
 	T_EQ(rec.e.index, err.index);

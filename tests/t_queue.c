@@ -58,8 +58,8 @@ static void test_basic(void)
 	size_t len;
 
 	T_EQ(shmp_queue_qsize(q), 0);
-	T_EQ(shmp_queue_empty(q), 1);
-	T_EQ(shmp_queue_full(q), 0);
+	T_EQ(shmp_queue_is_empty(q), 1);
+	T_EQ(shmp_queue_is_full(q), 0);
 
 	/* Empty: get(0) is Python's Empty, at once. */
 	double t0 = t_now();
@@ -68,13 +68,13 @@ static void test_basic(void)
 
 	put_str(q, "a", 0);
 	T_EQ(shmp_queue_qsize(q), 1);
-	T_EQ(shmp_queue_empty(q), 0);
-	T_EQ(shmp_queue_full(q), 0);
+	T_EQ(shmp_queue_is_empty(q), 0);
+	T_EQ(shmp_queue_is_full(q), 0);
 	put_str(q, "bb", SHMP_FOREVER);
 	put_str(q, "ccc", 1.0);
 	T_EQ(shmp_queue_qsize(q), 3);
-	T_EQ(shmp_queue_full(q), 1);
-	T_EQ(shmp_queue_empty(q), 0);
+	T_EQ(shmp_queue_is_full(q), 1);
+	T_EQ(shmp_queue_is_empty(q), 0);
 
 	/* Full: put(0) is Python's Full, at once; put(0.2) after ~0.2 s. */
 	t0 = t_now();
@@ -85,12 +85,12 @@ static void test_basic(void)
 	T_EQ(shmp_queue_qsize(q), 3);
 
 	get_str(q, "a", SHMP_FOREVER);
-	T_EQ(shmp_queue_full(q), 0);
+	T_EQ(shmp_queue_is_full(q), 0);
 	T_EQ(shmp_queue_qsize(q), 2);
 	get_str(q, "bb", 0);
 	get_str(q, "ccc", 0.5);
 	T_EQ(shmp_queue_qsize(q), 0);
-	T_EQ(shmp_queue_empty(q), 1);
+	T_EQ(shmp_queue_is_empty(q), 1);
 
 	T_ABOUT(shmp_queue_get(q, buf, sizeof buf, &len, 0.2), -ETIMEDOUT);
 
@@ -104,7 +104,7 @@ static void test_basic(void)
 	len = 99;
 	T_EQ(shmp_queue_get(q, NULL, 0, &len, 0), 0);
 	T_EQ(len, 0);
-	T_EQ(shmp_queue_empty(q), 1);
+	T_EQ(shmp_queue_is_empty(q), 1);
 
 	/* Wrap around the 3 slots many times, keeping order. */
 	for (int i = 0; i < 50; i++) {
@@ -167,7 +167,7 @@ static void test_fifo(void)
 		T_EQ(shmp_queue_put(fifo_q, buf, n, 10.0), 0);
 	}
 	t_wait_ok(c, 30);
-	T_EQ(shmp_queue_empty(fifo_q), 1);
+	T_EQ(shmp_queue_is_empty(fifo_q), 1);
 	shmp_queue_destroy(fifo_q);
 }
 
@@ -204,18 +204,18 @@ static void test_blocking(void)
 	bq = mkqueue(2);
 	put_str(bq, "A", 0);
 	put_str(bq, "B", 0);
-	T_EQ(shmp_queue_full(bq), 1);
+	T_EQ(shmp_queue_is_full(bq), 1);
 	pid_t c = t_spawn(blocked_putter, NULL);
 	T_EQ(t_await(up[0], 10), 1);
 	/* Let the child reach its blocking put; if this sleep is too short
 	 * the put merely blocks less long, still until our get. */
 	t_sleep_ms(150);
-	T_EQ(shmp_queue_full(bq), 1);
+	T_EQ(shmp_queue_is_full(bq), 1);
 	get_str(bq, "A", 0);
 	t_wait_ok(c, 10);
 	get_str(bq, "B", 0);
 	get_str(bq, "C", 0);
-	T_EQ(shmp_queue_empty(bq), 1);
+	T_EQ(shmp_queue_is_empty(bq), 1);
 	shmp_queue_destroy(bq);
 
 	/* A get blocked on an empty queue in the child, woken by our put. */
@@ -225,7 +225,7 @@ static void test_blocking(void)
 	t_sleep_ms(150); /* as above */
 	put_str(bq, "hello", 0);
 	t_wait_ok(c, 10);
-	T_EQ(shmp_queue_empty(bq), 1);
+	T_EQ(shmp_queue_is_empty(bq), 1);
 	shmp_queue_destroy(bq);
 }
 
@@ -305,7 +305,7 @@ static void test_close(void)
 	double t0 = t_now();
 	T_EQ(shmp_queue_get(cq, buf, sizeof buf, &len, SHMP_FOREVER), -SHMP_ECLOSED);
 	T_CHECK(t_now() - t0 < 2.0);
-	T_EQ(shmp_queue_empty(cq), 1);
+	T_EQ(shmp_queue_is_empty(cq), 1);
 	t_signal(down[1]);
 	t_wait_ok(c, 10);
 	T_EQ(shmp_queue_close(cq), 0);
@@ -363,7 +363,7 @@ static void test_msgsize(void)
 	T_EQ(shmp_queue_get(q, buf, 16, &len, 0), 0);
 	T_EQ(len, 16);
 	T_CHECK(memcmp(buf, "0123456789abcdef", 16) == 0);
-	T_EQ(shmp_queue_empty(q), 1);
+	T_EQ(shmp_queue_is_empty(q), 1);
 	shmp_queue_destroy(q);
 
 	/* max_message bounds what put accepts. */
@@ -483,7 +483,7 @@ static void test_mpmc(void)
 		}
 	}
 	printf("mpmc: consumers got %u and %u messages\n", mp->got[0], mp->got[1]);
-	T_EQ(shmp_queue_empty(mq), 1);
+	T_EQ(shmp_queue_is_empty(mq), 1);
 	shmp_queue_destroy(mq);
 	munmap(mp, sizeof *mp);
 }
@@ -492,21 +492,21 @@ static void test_mpmc(void)
 
 static void test_simplequeue(void)
 {
-	shmp_queue_t *q = shmp_simplequeue_create(NULL);
+	shmp_queue_t *q = shmp_simple_queue_create(NULL);
 	T_CHECK(q);
 	char buf[16];
 	size_t len;
-	T_EQ(shmp_queue_empty(q), 1);
+	T_EQ(shmp_queue_is_empty(q), 1);
 	T_EQ(shmp_queue_get(q, buf, sizeof buf, &len, 0), -ETIMEDOUT);
 	put_str(q, "one", SHMP_FOREVER);
 	put_str(q, "two", SHMP_FOREVER);
-	T_EQ(shmp_queue_empty(q), 0);
+	T_EQ(shmp_queue_is_empty(q), 0);
 	T_EQ(shmp_queue_qsize(q), 2);
 	get_str(q, "one", SHMP_FOREVER);
 	T_EQ(shmp_queue_close(q), 0);
 	T_EQ(shmp_queue_put(q, "three", 5, SHMP_FOREVER), -SHMP_ECLOSED);
 	get_str(q, "two", SHMP_FOREVER);
-	T_EQ(shmp_queue_empty(q), 1);
+	T_EQ(shmp_queue_is_empty(q), 1);
 	T_EQ(shmp_queue_get(q, buf, sizeof buf, &len, SHMP_FOREVER), -SHMP_ECLOSED);
 	T_EQ(shmp_queue_close(q), 0);
 	/* Not a JoinableQueue. */
@@ -524,8 +524,8 @@ static void test_args(void)
 	T_EQ(shmp_queue_put(NULL, "x", 1, 0), -EINVAL);
 	T_EQ(shmp_queue_get(NULL, buf, sizeof buf, &len, 0), -EINVAL);
 	T_EQ(shmp_queue_qsize(NULL), -EINVAL);
-	T_EQ(shmp_queue_empty(NULL), -EINVAL);
-	T_EQ(shmp_queue_full(NULL), -EINVAL);
+	T_EQ(shmp_queue_is_empty(NULL), -EINVAL);
+	T_EQ(shmp_queue_is_full(NULL), -EINVAL);
 	T_EQ(shmp_queue_close(NULL), -EINVAL);
 	T_EQ(shmp_queue_task_done(NULL), -EINVAL);
 	T_EQ(shmp_queue_join(NULL, 0), -EINVAL);

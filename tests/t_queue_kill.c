@@ -167,7 +167,7 @@ static void deterministic(size_t size)
 	put_id(1);
 	put_id(2);
 	put_id(3);
-	T_EQ(shmp_queue_full(q), 1);
+	T_EQ(shmp_queue_is_full(q), 1);
 	put_wait(4); /* into the dead producer's slot */
 	T_EQ(lost(q), 1);
 	for (uint32_t i = 1; i <= 4; i++)
@@ -371,7 +371,7 @@ static void trial(struct tally *ty)
 	T_CHECK(missing <= (uint64_t)victim_consumer);
 	uint64_t l = lost(q);
 	T_CHECK(l <= 1);
-	T_EQ(shmp_queue_empty(q), 1);
+	T_EQ(shmp_queue_is_empty(q), 1);
 	shmp_queue_destroy(q);
 	uint64_t now = t_live_blocks(shmp_segment_default());
 	T_CHECK(now >= base && now - base <= 1);

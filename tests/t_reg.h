@@ -82,9 +82,9 @@ static inline void *get_t(shmp_registry_t *r, int type, const char *name, unsign
 	case SHMP_TYPE_ARRAY: return shmp_registry_array(r, name, 'i', 4, NULL, flags);
 	case SHMP_TYPE_LOCK: return shmp_registry_lock(r, name, flags);
 	case SHMP_TYPE_RLOCK: return shmp_registry_rlock(r, name, flags);
-	case SHMP_TYPE_SEMAPHORE: return shmp_registry_semaphore(r, name, 1, flags);
-	case SHMP_TYPE_BOUNDED_SEMAPHORE: return shmp_registry_bounded_semaphore(r, name, 1, flags);
-	case SHMP_TYPE_CONDITION: return shmp_registry_condition(r, name, flags);
+	case SHMP_TYPE_SEM: return shmp_registry_sem(r, name, 1, flags);
+	case SHMP_TYPE_BOUNDED_SEM: return shmp_registry_bounded_sem(r, name, 1, flags);
+	case SHMP_TYPE_COND: return shmp_registry_cond(r, name, flags);
 	case SHMP_TYPE_EVENT: return shmp_registry_event(r, name, flags);
 	case SHMP_TYPE_BARRIER: return shmp_registry_barrier(r, name, 2, flags);
 	case SHMP_TYPE_QUEUE: return shmp_registry_queue(r, name, 8, flags);
@@ -106,9 +106,9 @@ static inline void put_t(int type, void *h)
 	case SHMP_TYPE_ARRAY: shmp_array_destroy(h); break;
 	case SHMP_TYPE_LOCK:
 	case SHMP_TYPE_RLOCK: shmp_lock_destroy(h); break;
-	case SHMP_TYPE_SEMAPHORE:
-	case SHMP_TYPE_BOUNDED_SEMAPHORE: shmp_sem_destroy(h); break;
-	case SHMP_TYPE_CONDITION: shmp_cond_destroy(h); break;
+	case SHMP_TYPE_SEM:
+	case SHMP_TYPE_BOUNDED_SEM: shmp_sem_destroy(h); break;
+	case SHMP_TYPE_COND: shmp_cond_destroy(h); break;
 	case SHMP_TYPE_EVENT: shmp_event_destroy(h); break;
 	case SHMP_TYPE_BARRIER: shmp_barrier_destroy(h); break;
 	case SHMP_TYPE_QUEUE:

@@ -149,7 +149,7 @@ static void test_create_get_all(void)
 	T_EQ(x, 42);
 	T_CHECK(shmp_value_ptr(v1) == shmp_value_ptr(v2));
 	T_EQ(shmp_value_typecode(v2), 'q');
-	T_CHECK(shmp_value_get_lock(v1) != NULL); /* synchronized */
+	T_CHECK(shmp_value_lock(v1) != NULL); /* synchronized */
 	{
 		uint64_t off;
 		T_EQ(shmp_segment_offset(shmp_registry_segment(r), shmp_value_ptr(v1), &off), 0);
@@ -170,7 +170,7 @@ static void test_create_get_all(void)
 	T_EQ(shmp_array_set_i64(a1, 4, -7), 0);
 	T_EQ(shmp_array_get_i64(a3, 4, &x), 0);
 	T_EQ(x, -7);
-	T_CHECK(shmp_array_get_lock(a1) != NULL);
+	T_CHECK(shmp_array_lock(a1) != NULL);
 	T_EQ(shmp_array_get_i64(a2, 5, &x), -ERANGE);
 
 	/* Lock: two handles, one lock (not reentrant: the second handle sees
@@ -180,9 +180,9 @@ static void test_create_get_all(void)
 	T_EQ(shmp_lock_is_recursive(l1), 0);
 	T_EQ(shmp_lock_acquire(l1, 0), 0);
 	T_EQ(shmp_lock_acquire(l2, 0), -EDEADLK);
-	T_EQ(shmp_lock_locked(l2), 1);
+	T_EQ(shmp_lock_is_locked(l2), 1);
 	T_EQ(shmp_lock_release(l2), 0);
-	T_EQ(shmp_lock_locked(l1), 0);
+	T_EQ(shmp_lock_is_locked(l1), 0);
 
 	/* RLock. */
 	shmp_lock_t *rl1 = T_OK(shmp_registry_rlock(r, "rlk", 0));
@@ -193,11 +193,11 @@ static void test_create_get_all(void)
 	T_EQ(shmp_lock_count(rl2), 2);
 	T_EQ(shmp_lock_release(rl2), 0);
 	T_EQ(shmp_lock_release(rl2), 0);
-	T_EQ(shmp_lock_locked(rl1), 0);
+	T_EQ(shmp_lock_is_locked(rl1), 0);
 
 	/* Semaphore: the value of the creation, not of the get. */
-	shmp_sem_t *s1 = T_OK(shmp_registry_semaphore(r, "sem", 2, 0));
-	shmp_sem_t *s2 = T_OK(shmp_registry_semaphore(r, "sem", 7, 0));
+	shmp_sem_t *s1 = T_OK(shmp_registry_sem(r, "sem", 2, 0));
+	shmp_sem_t *s2 = T_OK(shmp_registry_sem(r, "sem", 7, 0));
 	T_EQ(shmp_sem_value(s2), 2);
 	T_EQ(shmp_sem_acquire(s1, 0), 0);
 	T_EQ(shmp_sem_value(s2), 1);
@@ -207,8 +207,8 @@ static void test_create_get_all(void)
 	T_EQ(shmp_sem_value(s2), 3);
 
 	/* BoundedSemaphore. */
-	shmp_sem_t *b1 = T_OK(shmp_registry_bounded_semaphore(r, "bsem", 1, 0));
-	shmp_sem_t *b2 = T_OK(shmp_registry_bounded_semaphore(r, "bsem", 5, 0));
+	shmp_sem_t *b1 = T_OK(shmp_registry_bounded_sem(r, "bsem", 1, 0));
+	shmp_sem_t *b2 = T_OK(shmp_registry_bounded_sem(r, "bsem", 5, 0));
 	T_EQ(shmp_sem_value(b2), 1);
 	T_EQ(shmp_sem_release(b2), -EOVERFLOW);
 	T_EQ(shmp_sem_acquire(b1, 0), 0);
@@ -216,10 +216,10 @@ static void test_create_get_all(void)
 	T_EQ(shmp_sem_release(b2), 0);
 
 	/* Condition: its lock is shared through both handles. */
-	shmp_cond_t *c1 = T_OK(shmp_registry_condition(r, "cond", 0));
-	shmp_cond_t *c2 = T_OK(shmp_registry_condition(r, "cond", 0));
+	shmp_cond_t *c1 = T_OK(shmp_registry_cond(r, "cond", 0));
+	shmp_cond_t *c2 = T_OK(shmp_registry_cond(r, "cond", 0));
 	T_EQ(shmp_lock_acquire(shmp_cond_lock(c1), 1), 0);
-	T_EQ(shmp_lock_locked(shmp_cond_lock(c2)), 1);
+	T_EQ(shmp_lock_is_locked(shmp_cond_lock(c2)), 1);
 	T_EQ(shmp_cond_notify(c2, 1), 0); /* no waiters; c2 sees us as the owner */
 	T_ABOUT(shmp_cond_wait(c2, 0.2), -ETIMEDOUT);
 	T_EQ(shmp_lock_release(shmp_cond_lock(c2)), 0);
@@ -247,7 +247,7 @@ static void test_create_get_all(void)
 	br3 = T_OK(shmp_registry_barrier(r, "bar", 0, 0));
 	shmp_barrier_destroy(br3);
 	T_EQ(shmp_barrier_n_waiting(br1), 0);
-	T_EQ(shmp_barrier_broken(br2), 0);
+	T_EQ(shmp_barrier_is_broken(br2), 0);
 
 	/* Queue: maxsize from the creation (4), FIFO through either handle. */
 	shmp_queue_t *q1 = T_OK(shmp_registry_queue(r, "q", 4, 0));
@@ -357,7 +357,7 @@ static void test_create_get_all(void)
 	T_EQ(shmp_array_get_i64(a1, 4, &x), 0);
 	T_EQ(x, -7);
 	shmp_array_destroy(a1);
-	s1 = T_OK(shmp_registry_semaphore(r, "sem", 0, SHMP_REG_GET_ONLY));
+	s1 = T_OK(shmp_registry_sem(r, "sem", 0, SHMP_REG_GET_ONLY));
 	T_EQ(shmp_sem_value(s1), 3);
 	shmp_sem_destroy(s1);
 	d1 = T_OK(shmp_registry_dict(r, "dict", NULL, SHMP_REG_GET_ONLY));
@@ -512,8 +512,8 @@ static void test_flags_and_params(void)
 	T_FAILS(shmp_registry_array(r, "p3", 'z', 4, NULL, 0), EINVAL);
 	T_FAILS(shmp_registry_barrier(r, "p4", 0, 0), EINVAL);
 	T_FAILS(shmp_registry_barrier(r, "p5", SHMP_BARRIER_PARTIES_MAX + 1, 0), EINVAL);
-	T_FAILS(shmp_registry_semaphore(r, "p6", SHMP_SEM_VALUE_MAX + 1u, 0), EINVAL);
-	T_FAILS(shmp_registry_bounded_semaphore(r, "p7", SHMP_SEM_VALUE_MAX + 1u, 0), EINVAL);
+	T_FAILS(shmp_registry_sem(r, "p6", SHMP_SEM_VALUE_MAX + 1u, 0), EINVAL);
+	T_FAILS(shmp_registry_bounded_sem(r, "p7", SHMP_SEM_VALUE_MAX + 1u, 0), EINVAL);
 	struct shmp_dict_opts dbad = SHMP_OPTS(shmp_dict_opts, .capacity = (1u << 24) + 1);
 	T_FAILS(shmp_registry_dict(r, "p8", &dbad, 0), EINVAL);
 	T_EQ(shmp_registry_count(r), 1);
@@ -815,7 +815,7 @@ static int child_hold(void *arg)
 		return t_until_orphaned(main_pid);
 	}
 	case 1: { /* wait on Condition "cond" until notified */
-		shmp_cond_t *c = shmp_registry_condition(r, "cond", SHMP_REG_GET_ONLY);
+		shmp_cond_t *c = shmp_registry_cond(r, "cond", SHMP_REG_GET_ONLY);
 		if (!c || shmp_lock_acquire(shmp_cond_lock(c), 5) != 0)
 			return 2;
 		t_signal(h->fd);
@@ -843,7 +843,7 @@ static int child_hold(void *arg)
 		return rr == 0 ? 0 : 3;
 	}
 	case 4: { /* take Semaphore "sem0" */
-		shmp_sem_t *s = shmp_registry_semaphore(r, "sem0", 0, SHMP_REG_GET_ONLY);
+		shmp_sem_t *s = shmp_registry_sem(r, "sem0", 0, SHMP_REG_GET_ONLY);
 		if (!s)
 			return 2;
 		t_signal(h->fd);
@@ -897,9 +897,9 @@ static void test_info(void)
 	shmp_array_t *a3 = T_OK(shmp_registry_array(r, "ab", 'b', 3, ab, 0));
 	shmp_lock_t *l = T_OK(shmp_registry_lock(r, "lk", 0));
 	shmp_lock_t *rl = T_OK(shmp_registry_rlock(r, "rlk", 0));
-	shmp_sem_t *s = T_OK(shmp_registry_semaphore(r, "sem", 3, 0));
-	shmp_sem_t *bs = T_OK(shmp_registry_bounded_semaphore(r, "bsem", 2, 0));
-	shmp_cond_t *c = T_OK(shmp_registry_condition(r, "cond", 0));
+	shmp_sem_t *s = T_OK(shmp_registry_sem(r, "sem", 3, 0));
+	shmp_sem_t *bs = T_OK(shmp_registry_bounded_sem(r, "bsem", 2, 0));
+	shmp_cond_t *c = T_OK(shmp_registry_cond(r, "cond", 0));
 	shmp_event_t *e = T_OK(shmp_registry_event(r, "ev", 0));
 	shmp_barrier_t *b = T_OK(shmp_registry_barrier(r, "bar", 3, 0));
 	shmp_queue_t *q = T_OK(shmp_registry_queue(r, "q", 16, 0));
@@ -912,8 +912,8 @@ static void test_info(void)
 	} all[] = {
 		{ "v", SHMP_TYPE_VALUE }, { "vd", SHMP_TYPE_VALUE }, { "vc", SHMP_TYPE_VALUE },
 		{ "ad", SHMP_TYPE_ARRAY }, { "ab", SHMP_TYPE_ARRAY }, { "lk", SHMP_TYPE_LOCK },
-		{ "rlk", SHMP_TYPE_RLOCK }, { "sem", SHMP_TYPE_SEMAPHORE },
-		{ "bsem", SHMP_TYPE_BOUNDED_SEMAPHORE }, { "cond", SHMP_TYPE_CONDITION },
+		{ "rlk", SHMP_TYPE_RLOCK }, { "sem", SHMP_TYPE_SEM },
+		{ "bsem", SHMP_TYPE_BOUNDED_SEM }, { "cond", SHMP_TYPE_COND },
 		{ "ev", SHMP_TYPE_EVENT }, { "bar", SHMP_TYPE_BARRIER }, { "q", SHMP_TYPE_QUEUE },
 		{ "jq", SHMP_TYPE_JOINABLE_QUEUE }, { "d", SHMP_TYPE_DICT },
 	};
@@ -970,11 +970,11 @@ static void test_info(void)
 	qv = -5;
 	T_CHECK(memcmp(in.preview, &qv, 8) == 0);
 	/* The lock of a Value: held by us. */
-	T_EQ(shmp_lock_acquire(shmp_value_get_lock(v), 0), 0);
+	T_EQ(shmp_lock_acquire(shmp_value_lock(v), 0), 0);
 	in = look(r, "v");
 	T_EQ(in.locked, 1);
 	T_EQ(in.owner_pid, me);
-	T_EQ(shmp_lock_release(shmp_value_get_lock(v)), 0);
+	T_EQ(shmp_lock_release(shmp_value_lock(v)), 0);
 	T_EQ(look(r, "v").locked, 0);
 	in = look(r, "vd");
 	T_EQ(in.typecode, 'd');
@@ -1046,7 +1046,7 @@ static void test_info(void)
 	T_EQ(look(r, "bsem").value, 1);
 
 	/* A sleeper on a Semaphore. */
-	shmp_sem_t *s0 = T_OK(shmp_registry_semaphore(r, "sem0", 0, 0));
+	shmp_sem_t *s0 = T_OK(shmp_registry_sem(r, "sem0", 0, 0));
 	in = look(r, "sem0");
 	T_EQ(in.value, 0);
 	T_EQ(in.waiters, 0);
@@ -1133,7 +1133,7 @@ static void test_info(void)
 	T_CHECK(in.capacity >= 100);
 
 	/* A second handle counts; its release uncounts. */
-	shmp_sem_t *s2 = T_OK(shmp_registry_semaphore(r, "sem", 0, 0));
+	shmp_sem_t *s2 = T_OK(shmp_registry_sem(r, "sem", 0, 0));
 	T_EQ(look(r, "sem").handles, 2);
 	shmp_sem_destroy(s2);
 	T_EQ(look(r, "sem").handles, 1);
@@ -1352,7 +1352,7 @@ static int flag_set(void *arg)
 
 static void hits_inc(shmp_value_t *v, int n)
 {
-	shmp_lock_t *l = shmp_value_get_lock(v);
+	shmp_lock_t *l = shmp_value_lock(v);
 	T_CHECK(l);
 	for (int i = 0; i < n; i++) {
 		int64_t x;
@@ -1380,9 +1380,9 @@ static int peer_main(const char *name)
 	shmp_array_t *arr = T_OK(shmp_registry_array(r, "arr", 'i', 10, NULL, g));
 	shmp_lock_t *L = T_OK(shmp_registry_lock(r, "L", g));
 	shmp_lock_t *RL = T_OK(shmp_registry_rlock(r, "RL", g));
-	shmp_sem_t *S = T_OK(shmp_registry_semaphore(r, "S", 0, g));
-	shmp_sem_t *BS = T_OK(shmp_registry_bounded_semaphore(r, "BS", 0, g));
-	shmp_cond_t *C = T_OK(shmp_registry_condition(r, "C", g));
+	shmp_sem_t *S = T_OK(shmp_registry_sem(r, "S", 0, g));
+	shmp_sem_t *BS = T_OK(shmp_registry_bounded_sem(r, "BS", 0, g));
+	shmp_cond_t *C = T_OK(shmp_registry_cond(r, "C", g));
 	shmp_event_t *E = T_OK(shmp_registry_event(r, "E", g));
 	shmp_barrier_t *B = T_OK(shmp_registry_barrier(r, "B", 2, g));
 	shmp_queue_t *q = T_OK(shmp_registry_queue(r, "q", 0, g));
@@ -1500,9 +1500,9 @@ static void test_peer(void)
 	T_EQ(shmp_array_set_i64(arr, 3, 777), 0);
 	shmp_lock_t *L = T_OK(shmp_registry_lock(r, "L", 0));
 	shmp_lock_t *RL = T_OK(shmp_registry_rlock(r, "RL", 0));
-	shmp_sem_t *S = T_OK(shmp_registry_semaphore(r, "S", 0, 0));
-	shmp_sem_t *BS = T_OK(shmp_registry_bounded_semaphore(r, "BS", 1, 0));
-	shmp_cond_t *C = T_OK(shmp_registry_condition(r, "C", 0));
+	shmp_sem_t *S = T_OK(shmp_registry_sem(r, "S", 0, 0));
+	shmp_sem_t *BS = T_OK(shmp_registry_bounded_sem(r, "BS", 1, 0));
+	shmp_cond_t *C = T_OK(shmp_registry_cond(r, "C", 0));
 	shmp_event_t *E = T_OK(shmp_registry_event(r, "E", 0));
 	shmp_barrier_t *B = T_OK(shmp_registry_barrier(r, "B", 2, 0));
 	shmp_queue_t *q = T_OK(shmp_registry_queue(r, "q", 16, 0));

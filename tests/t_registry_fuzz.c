@@ -136,9 +136,9 @@ static void *get_t(shmp_registry_t *r, int type, const char *name, unsigned flag
 	case SHMP_TYPE_ARRAY: return shmp_registry_array(r, name, 'i', 6, NULL, flags);
 	case SHMP_TYPE_LOCK: return shmp_registry_lock(r, name, flags);
 	case SHMP_TYPE_RLOCK: return shmp_registry_rlock(r, name, flags);
-	case SHMP_TYPE_SEMAPHORE: return shmp_registry_semaphore(r, name, 3, flags);
-	case SHMP_TYPE_BOUNDED_SEMAPHORE: return shmp_registry_bounded_semaphore(r, name, 2, flags);
-	case SHMP_TYPE_CONDITION: return shmp_registry_condition(r, name, flags);
+	case SHMP_TYPE_SEM: return shmp_registry_sem(r, name, 3, flags);
+	case SHMP_TYPE_BOUNDED_SEM: return shmp_registry_bounded_sem(r, name, 2, flags);
+	case SHMP_TYPE_COND: return shmp_registry_cond(r, name, flags);
 	case SHMP_TYPE_EVENT: return shmp_registry_event(r, name, flags);
 	case SHMP_TYPE_BARRIER: return shmp_registry_barrier(r, name, 2, flags);
 	case SHMP_TYPE_QUEUE: return shmp_registry_queue(r, name, 4, flags);
@@ -159,9 +159,9 @@ static void put_t(int type, void *h)
 	case SHMP_TYPE_ARRAY: shmp_array_destroy(h); break;
 	case SHMP_TYPE_LOCK:
 	case SHMP_TYPE_RLOCK: shmp_lock_destroy(h); break;
-	case SHMP_TYPE_SEMAPHORE:
-	case SHMP_TYPE_BOUNDED_SEMAPHORE: shmp_sem_destroy(h); break;
-	case SHMP_TYPE_CONDITION: shmp_cond_destroy(h); break;
+	case SHMP_TYPE_SEM:
+	case SHMP_TYPE_BOUNDED_SEM: shmp_sem_destroy(h); break;
+	case SHMP_TYPE_COND: shmp_cond_destroy(h); break;
 	case SHMP_TYPE_EVENT: shmp_event_destroy(h); break;
 	case SHMP_TYPE_BARRIER: shmp_barrier_destroy(h); break;
 	case SHMP_TYPE_QUEUE:
@@ -385,16 +385,16 @@ static void use_handle(shmp_segment_t *seg, int type, void *h)
 				shmp_lock_consistent(h);
 			shmp_lock_release(h);
 		}
-		shmp_lock_locked(h);
+		shmp_lock_is_locked(h);
 		break;
 	}
-	case SHMP_TYPE_SEMAPHORE:
-	case SHMP_TYPE_BOUNDED_SEMAPHORE:
+	case SHMP_TYPE_SEM:
+	case SHMP_TYPE_BOUNDED_SEM:
 		if (shmp_sem_acquire(h, 0) == 0)
 			shmp_sem_release(h);
 		shmp_sem_value(h);
 		break;
-	case SHMP_TYPE_CONDITION:
+	case SHMP_TYPE_COND:
 		if (!shmp_cond_lock(h))
 			fail("condition without a lock");
 		break;
@@ -404,7 +404,7 @@ static void use_handle(shmp_segment_t *seg, int type, void *h)
 	case SHMP_TYPE_BARRIER:
 		shmp_barrier_parties(h);
 		shmp_barrier_n_waiting(h);
-		shmp_barrier_broken(h);
+		shmp_barrier_is_broken(h);
 		break;
 	case SHMP_TYPE_QUEUE:
 	case SHMP_TYPE_JOINABLE_QUEUE: {

@@ -67,7 +67,7 @@ int main(void)
 
 	/* JoinableQueue: the producer dies while copying a 32 MiB message. */
 	struct shmp_queue_opts qo = SHMP_OPTS(shmp_queue_opts, .maxsize = 4);
-	jq = shmp_joinablequeue_create(&qo);
+	jq = shmp_joinable_queue_create(&qo);
 	T_CHECK(jq);
 	pid_t p = t_spawn(big_producer, (void *)(uintptr_t)(32u << 20));
 	t_sleep_ms(300);
@@ -97,7 +97,7 @@ int main(void)
 	old.o.segment = NULL;
 	shmp_value_t *v = shmp_value_create('i', NULL, &old.o);
 	T_CHECK(v);
-	T_CHECK(shmp_value_get_lock(v) != NULL); /* raw was not read as 0xff.. */
+	T_CHECK(shmp_value_lock(v) != NULL); /* raw was not read as 0xff.. */
 	shmp_value_destroy(v);
 	return 0;
 }

@@ -18,7 +18,7 @@ static int child_sees_held(void *arg)
 {
 	(void)arg;
 	pid_t pid = -1, tid = -1;
-	T_EQ(shmp_lock_locked(rl), 1);
+	T_EQ(shmp_lock_is_locked(rl), 1);
 	T_EQ(shmp_lock_owner(rl, &pid, &tid), 1);
 	T_EQ(pid, parent_pid);
 	T_EQ(tid, parent_tid);
@@ -28,7 +28,7 @@ static int child_sees_held(void *arg)
 	T_EQ(shmp_lock_acquire(rl, 0.1), -ETIMEDOUT);
 	T_CHECK(t_now() - t0 >= 0.09);
 	T_EQ(shmp_lock_release(rl), -EPERM);
-	T_EQ(shmp_lock_locked(rl), 1);
+	T_EQ(shmp_lock_is_locked(rl), 1);
 	return 0;
 }
 
@@ -36,7 +36,7 @@ static int child_nested(void *arg)
 {
 	(void)arg;
 	pid_t pid = -1, tid = -1;
-	T_EQ(shmp_lock_locked(rl), 0);
+	T_EQ(shmp_lock_is_locked(rl), 0);
 	for (int i = 1; i <= 2; i++) {
 		T_EQ(shmp_lock_acquire(rl, 0), 0);
 		T_EQ(shmp_lock_count(rl), i);
@@ -47,7 +47,7 @@ static int child_nested(void *arg)
 	T_EQ(shmp_lock_release(rl), 0);
 	T_EQ(shmp_lock_release(rl), 0);
 	T_EQ(shmp_lock_release(rl), -EPERM);
-	T_EQ(shmp_lock_locked(rl), 0);
+	T_EQ(shmp_lock_is_locked(rl), 0);
 	return 0;
 }
 
@@ -69,7 +69,7 @@ static void *thread_not_owner(void *arg)
 	T_EQ(shmp_lock_count(rl), 0);
 	T_EQ(shmp_lock_acquire(rl, 0), -ETIMEDOUT);
 	T_EQ(shmp_lock_release(rl), -EPERM);
-	T_EQ(shmp_lock_locked(rl), 1);
+	T_EQ(shmp_lock_is_locked(rl), 1);
 	return NULL;
 }
 
@@ -86,7 +86,7 @@ int main(void)
 	times = shmp_array_ptr(arr);
 
 	T_EQ(shmp_lock_is_recursive(rl), 1);
-	T_EQ(shmp_lock_locked(rl), 0);
+	T_EQ(shmp_lock_is_locked(rl), 0);
 	T_EQ(shmp_lock_count(rl), 0);
 	T_EQ(shmp_lock_release(rl), -EPERM);
 
@@ -96,7 +96,7 @@ int main(void)
 	for (int d = 1; d <= 3; d++) {
 		T_EQ(shmp_lock_acquire(rl, tmo[d - 1]), 0);
 		T_EQ(shmp_lock_count(rl), d);
-		T_EQ(shmp_lock_locked(rl), 1);
+		T_EQ(shmp_lock_is_locked(rl), 1);
 		t_wait_ok(t_spawn(child_sees_held, NULL), 10);
 	}
 	pthread_t th;
@@ -110,16 +110,16 @@ int main(void)
 	for (int d = 2; d >= 1; d--) {
 		T_EQ(shmp_lock_release(rl), 0);
 		T_EQ(shmp_lock_count(rl), d);
-		T_EQ(shmp_lock_locked(rl), 1);
+		T_EQ(shmp_lock_is_locked(rl), 1);
 		t_wait_ok(t_spawn(child_sees_held, NULL), 10);
 	}
 	T_EQ(shmp_lock_release(rl), 0);
 	T_EQ(shmp_lock_count(rl), 0);
-	T_EQ(shmp_lock_locked(rl), 0);
+	T_EQ(shmp_lock_is_locked(rl), 0);
 	T_EQ(shmp_lock_owner(rl, NULL, NULL), 0);
 	/* One release too many. */
 	T_EQ(shmp_lock_release(rl), -EPERM);
-	T_EQ(shmp_lock_locked(rl), 0);
+	T_EQ(shmp_lock_is_locked(rl), 0);
 
 	/* Another process nests on its own once it is free. */
 	t_wait_ok(t_spawn(child_nested, NULL), 10);
@@ -143,7 +143,7 @@ int main(void)
 	t_wait_ok(w, 10);
 	T_CHECK(times[1] >= times[0]);
 	T_CHECK(times[1] - times[0] < 1.0);
-	T_EQ(shmp_lock_locked(rl), 0);
+	T_EQ(shmp_lock_is_locked(rl), 0);
 	T_EQ(shmp_lock_count(rl), 0);
 
 	shmp_array_destroy(arr);

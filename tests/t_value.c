@@ -270,10 +270,10 @@ static void test_default_lock(void)
 {
 	shmp_value_t *v = shmp_value_create('q', NULL, NULL);
 	T_CHECK(v);
-	shmp_lock_t *l = shmp_value_get_lock(v);
+	shmp_lock_t *l = shmp_value_lock(v);
 	T_CHECK(l);
 	T_EQ(shmp_lock_is_recursive(l), 1);
-	T_CHECK(shmp_value_get_lock(v) == l);
+	T_CHECK(shmp_value_lock(v) == l);
 	/* Python's Value uses an RLock: the holder can still get/set. */
 	T_EQ(shmp_lock_acquire(l, SHMP_FOREVER), 0);
 	T_EQ(shmp_value_set_i64(v, 99), 0);
@@ -282,7 +282,7 @@ static void test_default_lock(void)
 	T_EQ(x, 99);
 	T_EQ(shmp_lock_count(l), 1); /* set/get took and gave back a level */
 	T_EQ(shmp_lock_release(l), 0);
-	T_EQ(shmp_lock_locked(l), 0);
+	T_EQ(shmp_lock_is_locked(l), 0);
 	shmp_value_destroy(v);
 }
 
@@ -291,7 +291,7 @@ static void test_raw(void)
 	shmp_value_t *v = shmp_value_create('i', NULL, &SHMP_OPTS(shmp_value_opts, .raw = 1));
 	T_CHECK(v);
 	errno = 0;
-	T_CHECK(shmp_value_get_lock(v) == NULL);
+	T_CHECK(shmp_value_lock(v) == NULL);
 	T_EQ(errno, ENOLCK);
 	T_EQ(shmp_value_set_i64(v, -42), 0);
 	int64_t x = 0;
@@ -321,11 +321,11 @@ static void test_given_lock(void)
 	T_CHECK(l);
 	shmp_value_t *v = shmp_value_create('q', NULL, &SHMP_OPTS(shmp_value_opts, .lock = l));
 	T_CHECK(v);
-	T_CHECK(shmp_value_get_lock(v) == l);
+	T_CHECK(shmp_value_lock(v) == l);
 	/* Two objects can share one lock. */
 	shmp_value_t *w = shmp_value_create('d', NULL, &SHMP_OPTS(shmp_value_opts, .lock = l));
 	T_CHECK(w);
-	T_CHECK(shmp_value_get_lock(w) == l);
+	T_CHECK(shmp_value_lock(w) == l);
 	check_set_blocks(v, l);
 	check_set_blocks(w, l);
 	shmp_value_destroy(v);
@@ -341,7 +341,7 @@ static void test_given_lock(void)
 	v = shmp_value_create('i', NULL,
 			      &SHMP_OPTS(shmp_value_opts, .segment = shmp_segment_default(), .lock = rl));
 	T_CHECK(v);
-	T_CHECK(shmp_value_get_lock(v) == rl);
+	T_CHECK(shmp_value_lock(v) == rl);
 	check_set_blocks(v, rl);
 	shmp_value_destroy(v);
 	shmp_lock_destroy(rl);
@@ -378,7 +378,7 @@ static void test_exdev(void)
 static int child_die_holding(void *arg)
 {
 	shmp_value_t *v = arg;
-	shmp_lock_t *l = shmp_value_get_lock(v);
+	shmp_lock_t *l = shmp_value_lock(v);
 	if (shmp_lock_acquire(l, 5.0) != 0)
 		return 1;
 	*(int64_t *)shmp_value_ptr(v) = 77;
@@ -391,13 +391,13 @@ static void test_dead_holder(void)
 	shmp_value_t *v = shmp_value_create('q', NULL, NULL);
 	T_CHECK(v);
 	t_wait_ok(t_fork(child_die_holding, v), 10);
-	T_EQ(shmp_lock_locked(shmp_value_get_lock(v)), 1);
+	T_EQ(shmp_lock_is_locked(shmp_value_lock(v)), 1);
 	int64_t x = 0;
 	T_EQ(shmp_value_get_i64(v, &x), 0);
 	T_EQ(x, 77);
 	T_EQ(shmp_value_set_i64(v, 78), 0);
 	/* The lock is healthy again, not "not recoverable". */
-	shmp_lock_t *l = shmp_value_get_lock(v);
+	shmp_lock_t *l = shmp_value_lock(v);
 	T_EQ(shmp_lock_acquire(l, 1.0), 0);
 	T_EQ(shmp_lock_release(l), 0);
 	shmp_value_destroy(v);
@@ -430,7 +430,7 @@ static void test_null_args(void)
 	T_CHECK(shmp_value_ptr(NULL) == NULL);
 	T_EQ(errno, EINVAL);
 	errno = 0;
-	T_CHECK(shmp_value_get_lock(NULL) == NULL);
+	T_CHECK(shmp_value_lock(NULL) == NULL);
 	T_EQ(errno, EINVAL);
 	T_EQ(shmp_value_typecode(NULL), 0);
 	shmp_value_destroy(NULL);

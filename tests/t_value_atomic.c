@@ -151,7 +151,7 @@ static int child_atomic(void *arg)
 static int child_locked(void *arg)
 {
 	shmp_value_t *v = arg;
-	shmp_lock_t *l = shmp_value_get_lock(v);
+	shmp_lock_t *l = shmp_value_lock(v);
 	if (!l)
 		return 1;
 	volatile int64_t *p = shmp_value_ptr(v);

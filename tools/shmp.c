@@ -378,13 +378,13 @@ static void object_human(shmp_registry_t *r, const struct shmp_object_info *o)
 			printf(", depth %u", o->lock_depth);
 		printf("\n");
 		break;
-	case SHMP_TYPE_SEMAPHORE:
+	case SHMP_TYPE_SEM:
 		printf("value %d, %u waiting\n", o->value, o->waiters);
 		break;
-	case SHMP_TYPE_BOUNDED_SEMAPHORE:
+	case SHMP_TYPE_BOUNDED_SEM:
 		printf("value %d of %u, %u waiting\n", o->value, o->max, o->waiters);
 		break;
-	case SHMP_TYPE_CONDITION:
+	case SHMP_TYPE_COND:
 		printf("%u waiting, lock %s\n", o->waiters, lk);
 		break;
 	case SHMP_TYPE_EVENT:
@@ -441,11 +441,11 @@ static void object_json(shmp_registry_t *r, const struct shmp_object_info *o)
 		lock_json(o);
 		printf(",\"depth\":%u", o->lock_depth);
 		break;
-	case SHMP_TYPE_SEMAPHORE:
-	case SHMP_TYPE_BOUNDED_SEMAPHORE:
+	case SHMP_TYPE_SEM:
+	case SHMP_TYPE_BOUNDED_SEM:
 		printf(",\"value\":%d,\"max\":%u,\"waiters\":%u", o->value, o->max, o->waiters);
 		break;
-	case SHMP_TYPE_CONDITION:
+	case SHMP_TYPE_COND:
 		printf(",\"waiters\":%u,", o->waiters);
 		lock_json(o);
 		break;

@@ -106,12 +106,12 @@ int sec_apply_async_error(void)
 		if (!strcmp(names[i], "Bill")) {
 			CHECK_EQ(rc, -SHMP_ETASK);
 			CHECK_EQ(err.code, VALUE_ERROR);
-			CHECK_EQ(shmp_async_successful(tasks[i]), 0);
+			CHECK_EQ(shmp_async_is_successful(tasks[i]), 0);
 		} else {
 			/* The other tasks are not affected. */
 			CHECK_EQ(rc, 0);
 			CHECK(!strcmp(results[i].s, names[i]));
-			CHECK_EQ(shmp_async_successful(tasks[i]), 1);
+			CHECK_EQ(shmp_async_is_successful(tasks[i]), 1);
 		}
 		shmp_async_release(tasks[i]);
 	}

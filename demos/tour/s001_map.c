@@ -150,9 +150,9 @@ int sec_map_async(void)
 	CHECK_EQ(shmp_pool_join(p, TOUR_WAIT), 0);
 	/* After join the call is complete, as in Python. */
 	if (h) {
-		CHECK_EQ(shmp_async_ready(h), 1);
+		CHECK_EQ(shmp_async_is_ready(h), 1);
 		CHECK_EQ(shmp_async_get(h, 0, NULL), 0);
-		CHECK_EQ(shmp_async_successful(h), 1);
+		CHECK_EQ(shmp_async_is_successful(h), 1);
 	}
 	int64_t printed = -1;
 	shmp_value_load(g_printed, &printed);

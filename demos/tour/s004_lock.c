@@ -68,7 +68,7 @@ int sec_lock(void)
 		shmp_value_get_i64(count, &n);
 		say("counter: %lld (10 read-sleep-write updates, none lost)", (long long)n);
 		CHECK_EQ(n, N);
-		CHECK_EQ(shmp_lock_locked(lock), 0);
+		CHECK_EQ(shmp_lock_is_locked(lock), 0);
 	}
 	shmp_value_destroy(count);
 	shmp_lock_destroy(lock);
@@ -124,7 +124,7 @@ int sec_rlock(void)
 		int64_t n = -1;
 		shmp_value_get_i64(count, &n);
 		CHECK_EQ(n, N);
-		CHECK_EQ(shmp_lock_locked(rlock), 0);
+		CHECK_EQ(shmp_lock_is_locked(rlock), 0);
 
 		/* The same nesting on a Lock: Python's second acquire() never
 		 * returns; shmp's returns -EDEADLK at once. */

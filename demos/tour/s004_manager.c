@@ -38,7 +38,7 @@ static int f(void *arg)
 		rc = shmp_dict_set(d, "1", "'1'", 3) || shmp_dict_set(d, "'2'", "2", 1) ||
 		     shmp_dict_set(d, "0.25", "None", 4);
 		/* l.reverse() under the Array's lock, as one step. */
-		shmp_lock_t *lk = shmp_array_get_lock(l);
+		shmp_lock_t *lk = shmp_array_lock(l);
 		if (!rc && shmp_lock_acquire(lk, TOUR_WAIT) >= 0) {
 			int32_t *p = shmp_array_ptr(l);
 			memcpy(v, p, sizeof v);

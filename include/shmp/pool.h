@@ -216,9 +216,9 @@ SHMP_API void shmp_imap_destroy(shmp_imap_t *it);
 SHMP_API int shmp_async_get(shmp_async_t *a, double timeout, struct shmp_task_error *err);
 /* 0 once ready, -ETIMEDOUT. */
 SHMP_API int shmp_async_wait(shmp_async_t *a, double timeout);
-SHMP_API int shmp_async_ready(shmp_async_t *a);
+SHMP_API int shmp_async_is_ready(shmp_async_t *a);
 /* 1 succeeded, 0 failed; -EAGAIN before it is ready (Python's ValueError). */
-SHMP_API int shmp_async_successful(shmp_async_t *a);
+SHMP_API int shmp_async_is_successful(shmp_async_t *a);
 /* The results when the call kept them (apply_async with result NULL). */
 SHMP_API void *shmp_async_results(shmp_async_t *a);
 /* Drop the handle; a call still running finishes and its results are

@@ -28,9 +28,9 @@ struct shmp_queue_opts {
 /* public */
 SHMP_API shmp_queue_t *shmp_queue_create(const struct shmp_queue_opts *opts);
 /* Python's SimpleQueue: the same object; use put/get/empty/close. */
-SHMP_API shmp_queue_t *shmp_simplequeue_create(const struct shmp_queue_opts *opts);
+SHMP_API shmp_queue_t *shmp_simple_queue_create(const struct shmp_queue_opts *opts);
 /* A JoinableQueue: also task_done() and join(). */
-SHMP_API shmp_queue_t *shmp_joinablequeue_create(const struct shmp_queue_opts *opts);
+SHMP_API shmp_queue_t *shmp_joinable_queue_create(const struct shmp_queue_opts *opts);
 SHMP_API void shmp_queue_destroy(shmp_queue_t *q);
 
 /* 0; -ETIMEDOUT when still full at the timeout (Python's Full); -SHMP_ECLOSED
@@ -42,8 +42,8 @@ SHMP_API int shmp_queue_put(shmp_queue_t *q, const void *msg, size_t len, double
 SHMP_API int shmp_queue_get(shmp_queue_t *q, void *buf, size_t cap, size_t *len, double timeout);
 /* Approximate, as in Python. */
 SHMP_API int shmp_queue_qsize(shmp_queue_t *q);
-SHMP_API int shmp_queue_empty(shmp_queue_t *q);
-SHMP_API int shmp_queue_full(shmp_queue_t *q);
+SHMP_API int shmp_queue_is_empty(shmp_queue_t *q);
+SHMP_API int shmp_queue_is_full(shmp_queue_t *q);
 /* No more puts (from any process); gets drain what is left. Twice is fine. */
 SHMP_API int shmp_queue_close(shmp_queue_t *q);
 /* JoinableQueue: one task_done() per item got; -EOVERFLOW if called more

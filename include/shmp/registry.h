@@ -78,9 +78,9 @@ enum shmp_type {
 	SHMP_TYPE_ARRAY,
 	SHMP_TYPE_LOCK,
 	SHMP_TYPE_RLOCK,
-	SHMP_TYPE_SEMAPHORE,
-	SHMP_TYPE_BOUNDED_SEMAPHORE,
-	SHMP_TYPE_CONDITION,
+	SHMP_TYPE_SEM,
+	SHMP_TYPE_BOUNDED_SEM,
+	SHMP_TYPE_COND,
 	SHMP_TYPE_EVENT,
 	SHMP_TYPE_BARRIER,
 	SHMP_TYPE_QUEUE,
@@ -121,11 +121,11 @@ SHMP_API shmp_array_t *shmp_registry_array(shmp_registry_t *r, const char *name,
 					   size_t length, const void *init, unsigned flags);
 SHMP_API shmp_lock_t *shmp_registry_lock(shmp_registry_t *r, const char *name, unsigned flags);
 SHMP_API shmp_lock_t *shmp_registry_rlock(shmp_registry_t *r, const char *name, unsigned flags);
-SHMP_API shmp_sem_t *shmp_registry_semaphore(shmp_registry_t *r, const char *name, unsigned value,
+SHMP_API shmp_sem_t *shmp_registry_sem(shmp_registry_t *r, const char *name, unsigned value,
 					     unsigned flags);
-SHMP_API shmp_sem_t *shmp_registry_bounded_semaphore(shmp_registry_t *r, const char *name,
+SHMP_API shmp_sem_t *shmp_registry_bounded_sem(shmp_registry_t *r, const char *name,
 						     unsigned value, unsigned flags);
-SHMP_API shmp_cond_t *shmp_registry_condition(shmp_registry_t *r, const char *name, unsigned flags);
+SHMP_API shmp_cond_t *shmp_registry_cond(shmp_registry_t *r, const char *name, unsigned flags);
 SHMP_API shmp_event_t *shmp_registry_event(shmp_registry_t *r, const char *name, unsigned flags);
 SHMP_API shmp_barrier_t *shmp_registry_barrier(shmp_registry_t *r, const char *name, unsigned parties,
 					       unsigned flags);

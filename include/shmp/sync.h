@@ -64,7 +64,7 @@ SHMP_API int shmp_lock_release(shmp_lock_t *l);
  * does not own the lock, -EINVAL if it is not in the owner-died state. */
 SHMP_API int shmp_lock_consistent(shmp_lock_t *l);
 /* 1 if held by anyone, 0 if free, -ENOTRECOVERABLE. */
-SHMP_API int shmp_lock_locked(const shmp_lock_t *l);
+SHMP_API int shmp_lock_is_locked(const shmp_lock_t *l);
 /* Current owner: 1 and *pid, *tid set (either may be NULL) if held, 0 if
  * free, -ENOTRECOVERABLE. */
 SHMP_API int shmp_lock_owner(const shmp_lock_t *l, pid_t *pid, pid_t *tid);
@@ -180,7 +180,7 @@ SHMP_API int shmp_barrier_parties(const shmp_barrier_t *b);
 /* Parties currently waiting. */
 SHMP_API int shmp_barrier_n_waiting(const shmp_barrier_t *b);
 /* 1 if broken. */
-SHMP_API int shmp_barrier_broken(const shmp_barrier_t *b);
+SHMP_API int shmp_barrier_is_broken(const shmp_barrier_t *b);
 
 #ifdef __cplusplus
 }

@@ -61,7 +61,7 @@ SHMP_API int shmp_value_cas(shmp_value_t *v, int64_t *expected, int64_t desired)
 /* The item in shared memory, for access under the lock. */
 SHMP_API void *shmp_value_ptr(shmp_value_t *v);
 /* The lock, or NULL (errno ENOLCK) for a raw value. */
-SHMP_API shmp_lock_t *shmp_value_get_lock(shmp_value_t *v);
+SHMP_API shmp_lock_t *shmp_value_lock(shmp_value_t *v);
 SHMP_API char shmp_value_typecode(const shmp_value_t *v);
 
 /* ---- Array ------------------------------------------------------------- */
@@ -89,7 +89,7 @@ SHMP_API int shmp_array_store(shmp_array_t *a, size_t i, int64_t x);
 SHMP_API int shmp_array_add(shmp_array_t *a, size_t i, int64_t delta, int64_t *prev);
 SHMP_API int shmp_array_cas(shmp_array_t *a, size_t i, int64_t *expected, int64_t desired);
 SHMP_API void *shmp_array_ptr(shmp_array_t *a);
-SHMP_API shmp_lock_t *shmp_array_get_lock(shmp_array_t *a);
+SHMP_API shmp_lock_t *shmp_array_lock(shmp_array_t *a);
 
 #ifdef __cplusplus
 }

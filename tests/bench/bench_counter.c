@@ -19,7 +19,7 @@ static struct peer *peer;
 static void shmp_locked(int i, void *a)
 {
 	(void)i, (void)a;
-	shmp_lock_t *l = shmp_value_get_lock(val);
+	shmp_lock_t *l = shmp_value_lock(val);
 	long *p = shmp_value_ptr(val);
 	for (long k = 0; k < N_LOCKED; k++) {
 		shmp_lock_acquire(l, SHMP_FOREVER);
