@@ -90,8 +90,7 @@ int shmp__segment_alloc(shmp_segment_t *seg, size_t size, size_t align, uint64_t
 	uint64_t csize = class_size(c);
 
 	struct shmp__seg_hdr *h = seg->hdr;
-	struct shmp__deadline forever = { .kind = 0 };
-	int r = shmp__lock_acquire_internal(&h->alloc_lock, &forever);
+	int r = shmp__lock_acquire_internal(&h->alloc_lock);
 	if (r < 0)
 		return r;
 	uint64_t block = h->free_head[c];
@@ -142,8 +141,7 @@ int shmp_segment_free(shmp_segment_t *seg, uint64_t off)
 	struct shmp__seg_hdr *h = seg->hdr;
 	if (off < h->heap_start + PREFIX || off >= h->heap_end || off % PREFIX != 0)
 		return -EINVAL;
-	struct shmp__deadline forever = { .kind = 0 };
-	int r = shmp__lock_acquire_internal(&h->alloc_lock, &forever);
+	int r = shmp__lock_acquire_internal(&h->alloc_lock);
 	if (r < 0)
 		return r;
 	struct prefix *p = (struct prefix *)(seg->base + off - PREFIX);
@@ -202,6 +200,7 @@ void *shmp__object_new(shmp_segment_t **seg, size_t hsize, size_t shsize, void *
 	void *h = calloc(1, hsize);
 	if (!h)
 		return NULL;
+	((struct shmp__head *)h)->pid = getpid();
 	if (!(*sh = shmp__alloc_ptr(*seg, shsize, SHMP__CACHELINE, NULL))) {
 		int e = errno;
 		free(h);

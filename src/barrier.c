@@ -33,6 +33,7 @@ struct shmp_barrier {
 	shmp_segment_t *seg;
 	struct shmp__barrier_sh *sh;
 	_Atomic uint32_t *ref;
+	pid_t pid;               /* the process that made this handle */
 	uint32_t parties; /* trusted copy: sh->parties sizes the tables but is shared */
 	int (*action)(void *);
 	void *action_arg;
@@ -58,6 +59,7 @@ shmp_barrier_t *shmp_barrier_create(unsigned parties, const struct shmp_barrier_
 		return NULL;
 	b->sh = sh;
 	b->seg = seg;
+	b->pid = getpid();
 	b->action = o.action;
 	b->action_arg = o.action_arg;
 	b->timeout = o.timeout > 0 ? o.timeout : SHMP_FOREVER;
@@ -72,7 +74,7 @@ void shmp_barrier_destroy(shmp_barrier_t *b)
 {
 	if (!b)
 		return;
-	if (shmp__ref_drop(b->seg, b->ref))
+	if (shmp__handle_release(b))
 		shmp__free_ptr(b->seg, b->sh);
 	free(b);
 }
@@ -98,7 +100,7 @@ shmp_barrier_t *shmp__barrier_open(shmp_segment_t *seg, uint64_t off, _Atomic ui
 	}
 	shmp_barrier_t *b = calloc(1, sizeof *b);
 	if (b)
-		*b = (struct shmp_barrier){ .seg = seg, .sh = sh, .ref = ref, .parties = sh->parties,
+		*b = (struct shmp_barrier){ .seg = seg, .pid = getpid(), .sh = sh, .ref = ref, .parties = sh->parties,
 					    .timeout = SHMP_FOREVER };
 	return b;
 }
@@ -162,7 +164,8 @@ int shmp_barrier_wait(shmp_barrier_t *b, double timeout)
 		return -EINVAL;
 	struct shmp__barrier_sh *sh = b->sh;
 	struct shmp__deadline d;
-	shmp__deadline_init(&d, timeout < 0 ? b->timeout : timeout);
+	if (shmp__deadline_init(&d, timeout < 0 ? b->timeout : timeout) < 0)
+		return -EINVAL;
 
 	int lr = lock_barrier(sh);
 	if (lr < 0)

@@ -39,6 +39,7 @@ struct shmp_cond {
 	shmp_segment_t *seg;
 	struct shmp__cond_sh *sh;
 	_Atomic uint32_t *ref;
+	pid_t pid;               /* the process that made this handle */
 	shmp_lock_t *lock;
 	uint32_t max; /* the table's size, trusted (sh->max_waiters is shared) */
 	bool owns_lock;
@@ -67,6 +68,7 @@ shmp_cond_t *shmp_cond_create(const struct shmp_cond_opts *opts)
 	if (!c)
 		return NULL;
 	c->seg = seg;
+	c->pid = getpid();
 	if (!lock) {
 		struct shmp_lock_opts lo = { .sz = sizeof lo, .segment = seg };
 		if (!(lock = shmp_rlock_create(&lo))) {
@@ -96,7 +98,7 @@ void shmp_cond_destroy(shmp_cond_t *c)
 {
 	if (!c)
 		return;
-	if (!shmp__ref_drop(c->seg, c->ref)) {
+	if (!shmp__handle_release(c)) {
 		/* Others still use it: let go of the handles only. */
 		if (c->owns_lock)
 			free(c->lock);
@@ -133,7 +135,7 @@ shmp_cond_t *shmp__cond_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t
 			errno = SHMP_ECORRUPT;
 		return NULL;
 	}
-	*c = (struct shmp_cond){ .seg = seg, .sh = sh, .ref = ref, .lock = lock,
+	*c = (struct shmp_cond){ .seg = seg, .pid = getpid(), .sh = sh, .ref = ref, .lock = lock,
 				 .max = sh->max_waiters, .owns_lock = true };
 	return c;
 }
@@ -236,7 +238,8 @@ int shmp_cond_wait(shmp_cond_t *c, double timeout)
 	atomic_store_explicit(&e->state, W_WAITING, memory_order_relaxed);
 
 	struct shmp__deadline d, forever = { .kind = 0 };
-	shmp__deadline_init(&d, timeout);
+	if (shmp__deadline_init(&d, timeout) < 0)
+		return -EINVAL;
 	struct shmp__checker check;
 	shmp__checker_init(&check, CHECK_FIRST_NS, CHECK_MAX_NS);
 	uint32_t saved;
@@ -291,7 +294,8 @@ int shmp_cond_wait_for(shmp_cond_t *c, int (*pred)(void *arg), void *arg, double
 	if (!shmp__lock_owned(c->lock->sh))
 		return -EPERM;
 	struct shmp__deadline d;
-	shmp__deadline_init(&d, timeout);
+	if (shmp__deadline_init(&d, timeout) < 0)
+		return -EINVAL;
 	while (!pred(arg)) {
 		double left = shmp__deadline_left(&d);
 		if (left == 0)

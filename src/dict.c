@@ -73,6 +73,7 @@ struct shmp_dict {
 	shmp_segment_t *seg;
 	struct shmp__dict_sh *sh;
 	_Atomic uint32_t *ref;
+	pid_t pid;               /* the process that made this handle */
 	/* Trusted copies, checked when the handle was made. */
 	_Atomic uint32_t *buckets;
 	char *entries;
@@ -168,7 +169,7 @@ shmp_dict_t *shmp_dict_create(const struct shmp_dict_opts *opts)
 		errno = err;
 		return NULL;
 	}
-	*d = (struct shmp_dict){ .seg = seg, .sh = sh, .buckets = b, .entries = e, .capacity = cap,
+	*d = (struct shmp_dict){ .seg = seg, .pid = getpid(), .sh = sh, .buckets = b, .entries = e, .capacity = cap,
 				 .nentries = nent, .bmask = nb - 1, .key_max = kmax, .value_inline = vin,
 				 .esz = (uint32_t)esz, .max_value = o.max_value ? o.max_value : DEFAULT_MAX_VALUE };
 	for (uint32_t i = 0; i < nent; i++) /* the free list: 0 -> 1 -> ... */
@@ -205,7 +206,7 @@ static struct shmp__dict_sh *dict_at(const shmp_segment_t *seg, uint64_t off, sh
 	for (uint32_t i = 0; i < NSTRIPES; i++)
 		if (sh->stripes[i].lock.magic != SHMP__LOCK_MAGIC)
 			return NULL;
-	*d = (struct shmp_dict){ .seg = (shmp_segment_t *)seg, .sh = sh,
+	*d = (struct shmp_dict){ .seg = (shmp_segment_t *)seg, .pid = getpid(), .sh = sh,
 				 .buckets = (void *)(seg->base + sh->buckets_off),
 				 .entries = seg->base + sh->entries_off, .capacity = sh->capacity,
 				 .nentries = sh->nentries, .bmask = sh->nbuckets - 1, .key_max = sh->key_max,
@@ -256,7 +257,7 @@ void shmp_dict_destroy(shmp_dict_t *d)
 {
 	if (!d)
 		return;
-	if (shmp__ref_drop(d->seg, d->ref)) {
+	if (shmp__handle_release(d)) {
 		/* Blocks of big values first, then the tables. */
 		for (uint32_t b = 0; b <= d->bmask; b++) {
 			uint32_t i1 = atomic_load_explicit(&d->buckets[b], memory_order_relaxed);
@@ -297,8 +298,7 @@ static uint32_t chain_count(shmp_dict_t *d, uint32_t stripe_no)
 static int stripe_lock(shmp_dict_t *d, uint32_t bucket)
 {
 	struct stripe *s = stripe_of(d, bucket);
-	struct shmp__deadline forever = { .kind = 0 };
-	int r = shmp__lock_acquire_internal(&s->lock, &forever);
+	int r = shmp__lock_acquire_internal(&s->lock);
 	if (r < 0)
 		return r;
 	uint32_t q = atomic_load_explicit(&s->seq, memory_order_relaxed);

@@ -18,6 +18,7 @@ struct shmp_event {
 	shmp_segment_t *seg;
 	struct shmp__event_sh *sh;
 	_Atomic uint32_t *ref;
+	pid_t pid;               /* the process that made this handle */
 };
 SHMP__HEAD_CHECK(struct shmp_event);
 
@@ -35,6 +36,7 @@ shmp_event_t *shmp_event_create(const struct shmp_event_opts *opts)
 		return NULL;
 	e->sh = sh;
 	e->seg = seg;
+	e->pid = getpid();
 	e->sh->magic = EVENT_MAGIC;
 	return e;
 }
@@ -43,7 +45,7 @@ void shmp_event_destroy(shmp_event_t *e)
 {
 	if (!e)
 		return;
-	if (shmp__ref_drop(e->seg, e->ref))
+	if (shmp__handle_release(e))
 		shmp__free_ptr(e->seg, e->sh);
 	free(e);
 }
@@ -63,7 +65,7 @@ shmp_event_t *shmp__event_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32
 	}
 	shmp_event_t *e = calloc(1, sizeof *e);
 	if (e)
-		*e = (struct shmp_event){ .seg = seg, .sh = sh, .ref = ref };
+		*e = (struct shmp_event){ .seg = seg, .pid = getpid(), .sh = sh, .ref = ref };
 	return e;
 }
 
@@ -115,7 +117,8 @@ int shmp_event_wait(shmp_event_t *e, double timeout)
 	if (atomic_load_explicit(&sh->flag, memory_order_acquire))
 		return 0;
 	struct shmp__deadline d;
-	shmp__deadline_init(&d, timeout);
+	if (shmp__deadline_init(&d, timeout) < 0)
+		return -EINVAL;
 	if (d.kind == 2)
 		return -ETIMEDOUT;
 	for (unsigned i = 0; i < shmp__spin_limit; i++) {

@@ -81,7 +81,8 @@ extern unsigned shmp__lock_spin_limit;
 /* Copy a caller's options into a zeroed local of this library's size: the
  * fields an older caller's smaller struct lacks stay zero, and nothing past
  * its sz is read. NULL gives all defaults. -EINVAL if sz cannot even hold
- * itself. */
+ * itself, or if a newer caller's struct has non-zero bytes past what this
+ * library knows (libbpf's rule: an option it cannot honour is refused). */
 static inline int shmp__opts_load(void *dst, size_t dsz, const void *src)
 {
 	memset(dst, 0, dsz);
@@ -89,19 +90,37 @@ static inline int shmp__opts_load(void *dst, size_t dsz, const void *src)
 		return 0;
 	size_t ssz;
 	memcpy(&ssz, src, sizeof ssz);
-	if (ssz < sizeof(size_t))
+	if (ssz < sizeof(size_t) || ssz > (1u << 16))
 		return -EINVAL;
+	for (size_t i = dsz; i < ssz; i++)
+		if (((const unsigned char *)src)[i])
+			return -EINVAL;
 	memcpy(dst, src, ssz < dsz ? ssz : dsz);
 	return 0;
 }
 #define SHMP__OPTS(local, opts) shmp__opts_load(&(local), sizeof(local), (opts))
+
+/* ---- interrupts -------------------------------------------------------- */
+/* shmp_set_interruptible(): waits give up with -EINTR once a signal handler
+ * ran. Every wait loop asks shmp__interrupted(r) about a wait's result. */
+extern _Atomic int shmp__intr_on;
+static inline bool shmp__interrupted(int r)
+{
+	return r == -EINTR && atomic_load_explicit(&shmp__intr_on, memory_order_relaxed);
+}
 
 /* ---- deadlines -------------------------------------------------------- */
 struct shmp__deadline {
 	int kind; /* 0 forever, 1 at `at`, 2 already expired (poll) */
 	struct timespec at; /* CLOCK_MONOTONIC */
 };
-void shmp__deadline_init(struct shmp__deadline *d, double timeout);
+/* A deadline `timeout` seconds from now (common.h's meanings). -EINVAL for
+ * NaN, which has none. */
+__attribute__((warn_unused_result)) int shmp__deadline_init(struct shmp__deadline *d, double timeout);
+static inline void shmp__deadline_forever(struct shmp__deadline *d)
+{
+	d->kind = 0;
+}
 bool shmp__deadline_passed(const struct shmp__deadline *d);
 /* Seconds left, as a timeout argument: SHMP_FOREVER, 0 once passed. */
 double shmp__deadline_left(const struct shmp__deadline *d);
@@ -147,10 +166,14 @@ struct shmp__lock_sh {
 
 void shmp__lock_init(struct shmp__lock_sh *l, uint32_t kind);
 
-/* Acquire for internal use (allocator, barrier state...): owner death is
- * absorbed (the caller's state is written to survive it), so this returns 0,
- * -ETIMEDOUT or -ENOTRECOVERABLE. */
-int shmp__lock_acquire_internal(struct shmp__lock_sh *l, const struct shmp__deadline *d);
+/* Acquire for internal use (allocator, directory, Dict stripes, barrier
+ * state...): owner death is absorbed (the caller's state is written to
+ * survive it). Such locks guard a few stores, so a wait is bounded by
+ * SHMP__LOCK_BOUND_NS: a lock word that names a thread that never lets go
+ * (stopped, or forged by whoever can write the segment) gives
+ * -SHMP_ELOCKED instead of a hang. 0, -SHMP_ELOCKED or -ENOTRECOVERABLE. */
+#define SHMP__LOCK_BOUND_NS 2000000000L
+int shmp__lock_acquire_internal(struct shmp__lock_sh *l);
 int shmp__lock_acquire_sh(struct shmp__lock_sh *l, double timeout);
 int shmp__lock_release_sh(struct shmp__lock_sh *l);
 /* For Condition.wait: drop every level / take them back. */
@@ -231,36 +254,58 @@ bool shmp__maps_find(const void *p, size_t len, uint64_t max_serial, uint64_t *s
 void *shmp__maps_resolve(uint64_t serial, uint64_t off, size_t len);
 int shmp__header_validate(const struct shmp__seg_hdr *h, uint64_t file_size);
 
-/* ---- handles and the registry ----------------------------------------
- * Every object handle starts with these three fields (each type checks
- * with a static assert), so the registry can reach any handle's segment
- * and shared state. ref is NULL for an ordinary handle, which owns its
- * object; a handle the registry lent points it at the object's reference
- * word, a small block of its own (not in the directory entry, so that a
- * removed name's entry is free at once even while handles remain). */
+/* ---- handles and the one lifetime rule ---------------------------------
+ * Every object handle starts with these four fields (each type checks with
+ * a static assert), so the registry can reach any handle's segment and
+ * shared state, and every destroy applies the same rule:
+ *
+ *   destroying a handle releases this process's handle; the shared object
+ *   is freed by the destroy of the handle its create returned, in the
+ *   process that created it, or (registry objects) by the last handle after
+ *   shmp_registry_remove() — never by a forked child's destroy of a handle
+ *   it inherited.
+ *
+ * ref is NULL for a handle from a create, which owns its object; a handle
+ * the registry lent points it at the object's reference word, a small block
+ * of its own (not in the directory entry, so that a removed name's entry is
+ * free at once even while handles remain). pid is the process that made the
+ * handle: a copy inherited through fork neither frees the object nor drops
+ * the reference its maker holds. */
 struct shmp__head {
 	shmp_segment_t *seg;
 	void *sh;
 	_Atomic uint32_t *ref;
+	pid_t pid;
 };
 #define SHMP__HEAD_CHECK(type) \
 	_Static_assert(offsetof(type, seg) == offsetof(struct shmp__head, seg) && \
 		       offsetof(type, sh) == offsetof(struct shmp__head, sh) && \
-		       offsetof(type, ref) == offsetof(struct shmp__head, ref), #type " head")
+		       offsetof(type, ref) == offsetof(struct shmp__head, ref) && \
+		       offsetof(type, pid) == offsetof(struct shmp__head, pid), #type " head")
 /* The entry was removed from the directory: its object goes with the last
  * reference. */
 #define SHMP__REF_REMOVED 0x80000000u
-/* Drop a handle's reference. True if the caller must free the shared
- * object: an ordinary handle (ref NULL), or the last reference to a removed
- * object, whose reference block this frees. Exactly one dropper (or the
- * remover) sees the last one. */
-bool shmp__ref_drop(shmp_segment_t *seg, _Atomic uint32_t *ref);
+/* Fill a new handle's head (pid = this process). */
+static inline void shmp__head_init(void *handle, shmp_segment_t *seg, void *sh, _Atomic uint32_t *ref)
+{
+	struct shmp__head *h = handle;
+	h->seg = seg;
+	h->sh = sh;
+	h->ref = ref;
+	h->pid = getpid();
+}
+/* Release a handle by the rule above. True if the caller must now free the
+ * shared object: the creating handle in its creating process, or the last
+ * reference to a removed registry object (whose reference block this
+ * frees; exactly one dropper, or the remover, sees the last one). */
+bool shmp__handle_release(void *handle);
 
 /* Lock handle, shared with Value/Condition which embed or borrow one. */
 struct shmp_lock {
 	shmp_segment_t *seg;
 	struct shmp__lock_sh *sh;
 	_Atomic uint32_t *ref;
+	pid_t pid;
 	bool owns_memory; /* destroy frees sh */
 };
 

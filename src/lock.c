@@ -117,7 +117,8 @@ static inline int lock_acquire(struct shmp__lock_sh *l, const struct shmp__deadl
 	}
 	struct shmp__deadline local;
 	if (!d) {
-		shmp__deadline_init(&local, timeout);
+		if (shmp__deadline_init(&local, timeout) < 0)
+			return -EINVAL;
 		d = &local;
 	}
 	return shmp__lock_acquire_slow(l, tid, d, spin);
@@ -128,14 +129,17 @@ int shmp__lock_acquire_sh(struct shmp__lock_sh *l, double timeout)
 	return lock_acquire(l, NULL, timeout, shmp__lock_spin_limit);
 }
 
-int shmp__lock_acquire_internal(struct shmp__lock_sh *l, const struct shmp__deadline *d)
+int shmp__lock_acquire_internal(struct shmp__lock_sh *l)
 {
-	int r = lock_acquire(l, d, 0, shmp__lock_spin_limit);
+	struct shmp__deadline d;
+	if (shmp__deadline_init(&d, SHMP__LOCK_BOUND_NS * 1e-9) < 0)
+		return -EINVAL;
+	int r = lock_acquire(l, &d, 0, shmp__lock_spin_limit);
 	if (r == -EOWNERDEAD) {
 		shmp__lock_mark_consistent(l);
 		r = 0;
 	}
-	return r;
+	return r == -ETIMEDOUT ? -SHMP_ELOCKED : r;
 }
 
 /* Release with count != 1: an RLock level, or a lock still inconsistent. */
@@ -200,6 +204,7 @@ static shmp_lock_t *lock_new(uint32_t kind, const struct shmp_lock_opts *opts)
 		return NULL;
 	l->sh = sh;
 	l->seg = seg;
+	l->pid = getpid();
 	l->owns_memory = true;
 	shmp__lock_init(l->sh, kind);
 	return l;
@@ -219,7 +224,7 @@ void shmp_lock_destroy(shmp_lock_t *l)
 {
 	if (!l)
 		return;
-	if (shmp__ref_drop(l->seg, l->ref) && l->owns_memory)
+	if (shmp__handle_release(l) && l->owns_memory)
 		shmp__free_ptr(l->seg, l->sh);
 	free(l);
 }
@@ -245,7 +250,7 @@ shmp_lock_t *shmp__lock_open(shmp_segment_t *seg, uint64_t off, uint32_t kind, _
 	shmp_lock_t *l = calloc(1, sizeof *l);
 	if (!l)
 		return NULL;
-	*l = (struct shmp_lock){ .seg = seg, .sh = sh, .ref = ref, .owns_memory = true };
+	*l = (struct shmp_lock){ .seg = seg, .pid = getpid(), .sh = sh, .ref = ref, .owns_memory = true };
 	return l;
 }
 

@@ -168,7 +168,8 @@ int shmp_conn_send(shmp_conn_t *c, const void *msg, size_t len, double timeout)
 		return r;
 	struct shmp__deadline d;
 	struct shmp__checker ck;
-	shmp__deadline_init(&d, timeout);
+	if (shmp__deadline_init(&d, timeout) < 0)
+		return -EINVAL;
 	shmp__checker_init(&ck, CHECK_FIRST_NS, CHECK_MAX_NS);
 	for (;;) {
 		r = shmp_ring_put(ring_out(c), msg, len, slice_left(&d, &ck));
@@ -189,7 +190,8 @@ static int wait_readable(shmp_conn_t *c, double timeout)
 		return r == -ETIMEDOUT && peer_gone(c) ? -SHMP_ECLOSED : r;
 	struct shmp__deadline d;
 	struct shmp__checker ck;
-	shmp__deadline_init(&d, timeout);
+	if (shmp__deadline_init(&d, timeout) < 0)
+		return -EINVAL;
 	shmp__checker_init(&ck, CHECK_FIRST_NS, CHECK_MAX_NS);
 	for (;;) {
 		r = shmp_ring_poll(ring_in(c), slice_left(&d, &ck));
@@ -213,7 +215,8 @@ int shmp_conn_recv(shmp_conn_t *c, void *buf, size_t cap, size_t *len, double ti
 	/* One deadline for the call: another reader of this end may take the
 	 * message we were woken for, and then we wait out what is left. */
 	struct shmp__deadline d;
-	shmp__deadline_init(&d, timeout);
+	if (shmp__deadline_init(&d, timeout) < 0)
+		return -EINVAL;
 	for (;;) {
 		r = shmp_ring_get(ring_in(c), buf, cap, len, 0);
 		if (r != -ETIMEDOUT)

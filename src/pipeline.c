@@ -670,7 +670,8 @@ int shmp_pipeline_join(shmp_pipeline_t *pl, double timeout)
 	if (checked(pl) < 0 || !pl->started)
 		return -EINVAL;
 	struct shmp__deadline d;
-	shmp__deadline_init(&d, timeout);
+	if (shmp__deadline_init(&d, timeout) < 0)
+		return -EINVAL;
 	for (;;) {
 		uint32_t s = atomic_load_explicit(&pl->sh->state, memory_order_acquire);
 		if (s == SHMP_PIPELINE_DONE)

@@ -359,7 +359,8 @@ static int pool_join(struct shmp__pool *p, double timeout)
 	if (pthread_equal(pthread_self(), p->sup))
 		return -EDEADLK; /* a callback cannot wait for its own thread */
 	struct shmp__deadline d;
-	shmp__deadline_init(&d, timeout);
+	if (shmp__deadline_init(&d, timeout) < 0)
+		return -EINVAL;
 	while (!atomic_load_explicit(&p->sup_done, memory_order_acquire)) {
 		if (shmp__deadline_passed(&d))
 			return -ETIMEDOUT;

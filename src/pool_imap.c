@@ -218,7 +218,8 @@ int shmp_imap_next(shmp_imap_t *it, void *out, uint64_t *index, double timeout, 
 		return -EINVAL;
 	struct shmp_async *c = it->call;
 	struct shmp__deadline d;
-	shmp__deadline_init(&d, timeout);
+	if (shmp__deadline_init(&d, timeout) < 0)
+		return -EINVAL;
 	uint64_t spin_start = 0;
 	for (;;) {
 		fill(it);

@@ -190,7 +190,8 @@ int shmp_async_wait(shmp_async_t *a, double timeout)
 	if (!a)
 		return -EINVAL;
 	struct shmp__deadline d;
-	shmp__deadline_init(&d, timeout);
+	if (shmp__deadline_init(&d, timeout) < 0)
+		return -EINVAL;
 	return wait_done(a, &d);
 }
 
@@ -297,7 +298,7 @@ int shmp_pool_apply(shmp_pool_t *h, shmp_task_fn fn, const void *arg, size_t arg
 	c->n = 1;
 	struct refs rf = { 0 };
 	struct shmp__deadline d;
-	shmp__deadline_init(&d, SHMP_FOREVER);
+	shmp__deadline_forever(&d);
 	uint64_t seq;
 	r = submit_task(p, c, &rf, 0, 1, REC_F_CALLER, NULL, NULL, &d, &seq);
 	if (r == 0) {
@@ -366,7 +367,7 @@ shmp_async_t *shmp_pool_apply_async(shmp_pool_t *h, shmp_task_fn fn, const void 
 	}
 	struct refs rf = { 0 };
 	struct shmp__deadline d;
-	shmp__deadline_init(&d, SHMP_FOREVER);
+	shmp__deadline_forever(&d);
 	r = submit_task(p, c, &rf, 0, 1, 0, NULL, NULL, &d, NULL);
 	if (r < 0) {
 		c->failed = true;
@@ -427,7 +428,7 @@ static struct shmp_async *map_start(shmp_pool_t *h, shmp_task_fn fn, const void 
 	struct refs rf;
 	find_refs(p, c, &rf);
 	struct shmp__deadline d;
-	shmp__deadline_init(&d, SHMP_FOREVER);
+	shmp__deadline_forever(&d);
 	for (size_t first = 0; first < n; first += c->chunksize) {
 		size_t count = n - first < c->chunksize ? n - first : c->chunksize;
 		r = submit_task(p, c, &rf, first, count, 0, NULL, NULL, &d, NULL);
@@ -480,7 +481,7 @@ int shmp__imap_submit(struct shmp__pool *p, struct shmp_async *c, uint64_t first
 	struct refs rf;
 	find_refs(p, c, &rf);
 	struct shmp__deadline d;
-	shmp__deadline_init(&d, SHMP_FOREVER);
+	shmp__deadline_forever(&d);
 	/* The iterator collects its own chunks: no supervisor hop. */
 	return submit_task(p, c, &rf, first, count, REC_F_CALLER | REC_F_NOTIFY, slot, gen, &d, &slot->seq);
 }

@@ -164,7 +164,8 @@ int shmp_process_join(shmp_process_t *p, double timeout)
 		return 0;
 	}
 	struct shmp__deadline d;
-	shmp__deadline_init(&d, timeout);
+	if (shmp__deadline_init(&d, timeout) < 0)
+		return -EINVAL;
 	while (!poll_child(p)) {
 		if (shmp__deadline_passed(&d))
 			return -ETIMEDOUT;

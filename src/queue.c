@@ -19,6 +19,7 @@ struct shmp_queue {
 	shmp_segment_t *seg;
 	struct shmp__queue_sh *sh;
 	_Atomic uint32_t *ref;
+	pid_t pid;               /* the process that made this handle */
 	shmp_ring_t *ring;
 	unsigned maxsize;
 };
@@ -50,6 +51,7 @@ static shmp_queue_t *queue_new(const struct shmp_queue_opts *opts, bool joinable
 		return NULL;
 	}
 	q->seg = seg;
+	q->pid = getpid();
 	q->maxsize = ro.capacity;
 	q->sh->maxsize = ro.capacity;
 	q->sh->ring_off = shmp__ring_offset(q->ring);
@@ -66,7 +68,7 @@ void shmp_queue_destroy(shmp_queue_t *q)
 {
 	if (!q)
 		return;
-	if (!shmp__ref_drop(q->seg, q->ref)) {
+	if (!shmp__handle_release(q)) {
 		free(q->ring); /* the handle only: others still use the ring */
 		free(q);
 		return;
@@ -100,7 +102,7 @@ shmp_queue_t *shmp__queue_open(shmp_segment_t *seg, uint64_t off, bool joinable,
 	}
 	struct shmp_ring_stats st;
 	shmp_ring_stats(ring, &st);
-	*q = (struct shmp_queue){ .seg = seg, .sh = sh, .ref = ref, .ring = ring, .maxsize = st.capacity };
+	*q = (struct shmp_queue){ .seg = seg, .pid = getpid(), .sh = sh, .ref = ref, .ring = ring, .maxsize = st.capacity };
 	return q;
 }
 
@@ -207,7 +209,8 @@ int shmp_queue_join(shmp_queue_t *q, double timeout)
 	if (!q->sh->joinable)
 		return -ENOTSUP;
 	struct shmp__deadline d;
-	shmp__deadline_init(&d, timeout);
+	if (shmp__deadline_init(&d, timeout) < 0)
+		return -EINVAL;
 	atomic_fetch_add_explicit(&q->sh->join_waiters, 1, memory_order_seq_cst);
 	int r = 0;
 	for (;;) {

@@ -264,8 +264,7 @@ static void finish_remove(shmp_registry_t *r, struct entry *en);
 
 static int dir_lock(shmp_registry_t *r)
 {
-	struct shmp__deadline forever = { .kind = 0 };
-	int e = shmp__lock_acquire_internal(&r->dir->lock, &forever);
+	int e = shmp__lock_acquire_internal(&r->dir->lock);
 	if (e < 0)
 		return e;
 	/* BUSY and DYING entries exist only inside a holder; one seen now was

@@ -66,6 +66,8 @@ struct shmp__ring_sh {
 struct shmp_ring {
 	shmp_segment_t *seg;
 	struct shmp__ring_sh *sh;
+	_Atomic uint32_t *ref; /* always NULL: rings are not lent by the registry */
+	pid_t pid;             /* the process that made this handle */
 	char *slots;
 	/* Copied at creation and trusted from here on: shared copies may be
 	 * scribbled on, these may not. */
@@ -144,6 +146,7 @@ shmp_ring_t *shmp_ring_create(const struct shmp_ring_opts *opts)
 		return NULL;
 	}
 	r->seg = seg;
+	r->pid = getpid();
 	r->cap = o.capacity;
 	r->pow2 = (o.capacity & (o.capacity - 1)) == 0;
 	r->mask = o.capacity - 1;
@@ -208,6 +211,7 @@ shmp_ring_t *shmp__ring_open(shmp_segment_t *seg, uint64_t off)
 	if (!r)
 		return NULL;
 	r->seg = seg;
+	r->pid = getpid();
 	r->sh = sh;
 	r->slots = seg->base + sh->slots_off;
 	r->cap = sh->capacity;
@@ -249,6 +253,10 @@ void shmp_ring_destroy(shmp_ring_t *r)
 {
 	if (!r)
 		return;
+	if (!shmp__handle_release(r)) {
+		free(r); /* a copy inherited through fork: the handle only */
+		return;
+	}
 	/* Blocks of messages never taken go back to the segment. */
 	for (uint32_t i = 0; i < r->cap; i++) {
 		struct slot *s = slot_at(r, i);
@@ -259,6 +267,8 @@ void shmp_ring_destroy(shmp_ring_t *r)
 	shmp__free_ptr(r->seg, r->sh);
 	free(r);
 }
+
+SHMP__HEAD_CHECK(struct shmp_ring);
 
 /* ---- waking and waiting ------------------------------------------------ */
 
@@ -322,9 +332,10 @@ struct waiter {
 #define STUCK_NS 2000000ull /* a poll checks a slot's holder once stuck this long */
 #define SPIN_MIN 16u
 
-static void waiter_init(shmp_ring_t *r, struct waiter *wt, double timeout)
+static int waiter_init(shmp_ring_t *r, struct waiter *wt, double timeout)
 {
-	shmp__deadline_init(&wt->d, timeout);
+	if (shmp__deadline_init(&wt->d, timeout) < 0)
+		return -EINVAL;
 	wt->spins = 0;
 	wt->checker_on = false;
 	/* Each call wins back some of the spin that sleeps took away. */
@@ -335,6 +346,7 @@ static void waiter_init(shmp_ring_t *r, struct waiter *wt, double timeout)
 		atomic_store_explicit(&r->spin_budget, b, memory_order_relaxed);
 	}
 	wt->budget = b;
+	return 0;
 }
 
 /* A poll (timeout 0) never sleeps and so has no checker: it looks for a
@@ -606,7 +618,8 @@ int shmp_ring_put(shmp_ring_t *r, const void *msg, size_t len, double timeout)
 		return e;
 	uint64_t blk, pos;
 	struct waiter wt;
-	waiter_init(r, &wt, timeout);
+	if (waiter_init(r, &wt, timeout) < 0)
+		return -EINVAL;
 	struct slot *s;
 	if ((e = acquire_put_slot(r, &wt, len, &pos, &s, &blk)) < 0)
 		return e;
@@ -626,7 +639,8 @@ int shmp_ring_put_batch(shmp_ring_t *r, const struct iovec *msgs, unsigned n, do
 		return -EINVAL;
 	unsigned done = 0;
 	struct waiter wt;
-	waiter_init(r, &wt, timeout);
+	if (waiter_init(r, &wt, timeout) < 0)
+		return -EINVAL;
 	for (; done < n; done++) {
 		size_t len = msgs[done].iov_len;
 		int e = check_put_args(r, msgs[done].iov_base, len);
@@ -662,7 +676,8 @@ int shmp_ring_reserve(shmp_ring_t *r, size_t len, struct shmp_ring_ticket *t, do
 		return e;
 	uint64_t blk, pos;
 	struct waiter wt;
-	waiter_init(r, &wt, timeout);
+	if (waiter_init(r, &wt, timeout) < 0)
+		return -EINVAL;
 	struct slot *s;
 	if ((e = acquire_put_slot(r, &wt, len, &pos, &s, &blk)) < 0)
 		return e;
@@ -741,7 +756,8 @@ int shmp_ring_get(shmp_ring_t *r, void *buf, size_t cap, size_t *len, double tim
 	if (!r || !len || (!buf && cap))
 		return -EINVAL;
 	struct waiter wt;
-	waiter_init(r, &wt, timeout);
+	if (waiter_init(r, &wt, timeout) < 0)
+		return -EINVAL;
 	uint64_t pos;
 	struct slot *s;
 	size_t need = cap;
@@ -768,7 +784,8 @@ int shmp_ring_get_batch(shmp_ring_t *r, struct iovec *bufs, size_t *lens, unsign
 	if (!r || ((!bufs || !lens) && n))
 		return -EINVAL;
 	struct waiter wt;
-	waiter_init(r, &wt, timeout);
+	if (waiter_init(r, &wt, timeout) < 0)
+		return -EINVAL;
 	uint32_t tid = (uint32_t)shmp__tid();
 	unsigned done = 0;
 	for (; done < n; done++) {
@@ -812,7 +829,8 @@ int shmp_ring_peek(shmp_ring_t *r, struct shmp_ring_ticket *t, double timeout)
 	if (!r || !t)
 		return -EINVAL;
 	struct waiter wt;
-	waiter_init(r, &wt, timeout);
+	if (waiter_init(r, &wt, timeout) < 0)
+		return -EINVAL;
 	uint64_t pos;
 	struct slot *s;
 	int e = acquire_get_slot(r, &wt, &pos, &s, NULL);
@@ -850,7 +868,8 @@ int shmp_ring_poll(shmp_ring_t *r, double timeout)
 	if (!r)
 		return -EINVAL;
 	struct waiter wt;
-	waiter_init(r, &wt, timeout);
+	if (waiter_init(r, &wt, timeout) < 0)
+		return -EINVAL;
 	for (int anomalies = 0;;) {
 		uint64_t pos = atomic_load_explicit(&r->sh->head, memory_order_relaxed);
 		struct slot *s = slot_at(r, pos);

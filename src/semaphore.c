@@ -16,6 +16,7 @@ struct shmp_sem {
 	shmp_segment_t *seg;
 	struct shmp__sem_sh *sh;
 	_Atomic uint32_t *ref;
+	pid_t pid;               /* the process that made this handle */
 };
 SHMP__HEAD_CHECK(struct shmp_sem);
 
@@ -33,6 +34,7 @@ static shmp_sem_t *sem_new(unsigned value, bool bounded, const struct shmp_sem_o
 		return NULL;
 	s->sh = sh;
 	s->seg = seg;
+	s->pid = getpid();
 	s->sh->max = bounded ? value : SHMP_SEM_VALUE_MAX;
 	s->sh->magic = SEM_MAGIC;
 	atomic_store_explicit(&s->sh->value, value, memory_order_release);
@@ -53,7 +55,7 @@ void shmp_sem_destroy(shmp_sem_t *s)
 {
 	if (!s)
 		return;
-	if (shmp__ref_drop(s->seg, s->ref))
+	if (shmp__handle_release(s))
 		shmp__free_ptr(s->seg, s->sh);
 	free(s);
 }
@@ -75,7 +77,7 @@ shmp_sem_t *shmp__sem_open(shmp_segment_t *seg, uint64_t off, bool bounded, _Ato
 	}
 	shmp_sem_t *s = calloc(1, sizeof *s);
 	if (s)
-		*s = (struct shmp_sem){ .seg = seg, .sh = sh, .ref = ref };
+		*s = (struct shmp_sem){ .seg = seg, .pid = getpid(), .sh = sh, .ref = ref };
 	return s;
 }
 
@@ -109,7 +111,8 @@ int shmp_sem_acquire(shmp_sem_t *s, double timeout)
 	if (try_take(sh))
 		return 0;
 	struct shmp__deadline d;
-	shmp__deadline_init(&d, timeout);
+	if (shmp__deadline_init(&d, timeout) < 0)
+		return -EINVAL;
 	if (d.kind == 2)
 		return -ETIMEDOUT;
 	for (unsigned i = 0; i < shmp__spin_limit; i++) {

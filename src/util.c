@@ -10,6 +10,12 @@
 __thread struct shmp__self shmp__self_tls __attribute__((tls_model("initial-exec")));
 unsigned shmp__spin_limit = 200;
 unsigned shmp__lock_spin_limit = 0;
+_Atomic int shmp__intr_on;
+
+int shmp_set_interruptible(int on)
+{
+	return atomic_exchange_explicit(&shmp__intr_on, on ? 1 : 0, memory_order_relaxed);
+}
 
 static void shmp__self_reset_in_child(void)
 {
@@ -96,15 +102,17 @@ uint64_t shmp__now_ns(void)
 	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
-void shmp__deadline_init(struct shmp__deadline *d, double timeout)
+int shmp__deadline_init(struct shmp__deadline *d, double timeout)
 {
-	if (timeout < 0 || timeout != timeout) { /* negative or NaN: forever */
+	if (timeout != timeout)
+		return -EINVAL; /* NaN */
+	if (timeout < 0) {
 		d->kind = 0;
-		return;
+		return 0;
 	}
 	if (timeout == 0) {
 		d->kind = 2;
-		return;
+		return 0;
 	}
 	if (timeout > 1e9) /* ~31 years: treat as forever, avoids overflow */
 		timeout = 1e9;
@@ -118,6 +126,7 @@ void shmp__deadline_init(struct shmp__deadline *d, double timeout)
 		d->at.tv_nsec -= 1000000000L;
 	}
 	d->kind = 1;
+	return 0;
 }
 
 double shmp__deadline_left(const struct shmp__deadline *d)
@@ -160,8 +169,13 @@ struct timespec shmp__deadline_cap(const struct shmp__deadline *d, long slice_ns
 	return t;
 }
 
-bool shmp__ref_drop(shmp_segment_t *seg, _Atomic uint32_t *ref)
+bool shmp__handle_release(void *handle)
 {
+	struct shmp__head *h = handle;
+	if (h->pid != getpid())
+		return false; /* inherited through fork: the maker's, not ours */
+	_Atomic uint32_t *ref = h->ref;
+	shmp_segment_t *seg = h->seg;
 	if (!ref)
 		return true;
 	if (atomic_fetch_sub_explicit(ref, 1, memory_order_acq_rel) != (SHMP__REF_REMOVED | 1))

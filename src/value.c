@@ -20,6 +20,7 @@ struct typed {
 	shmp_segment_t *seg;
 	struct shmp__typed_sh *sh;
 	_Atomic uint32_t *ref;  /* lent by the registry, or NULL */
+	pid_t pid;               /* the process that made this handle */
 	char *data;
 	size_t length;
 	unsigned itemsize;
@@ -77,6 +78,7 @@ static int typed_init(struct typed *t, char tc, size_t length, const void *init,
 	if (r < 0)
 		return r;
 	t->seg = seg;
+	t->pid = getpid();
 	t->sh = (struct shmp__typed_sh *)(seg->base + off);
 	t->data = seg->base + off + head;
 	t->length = length;
@@ -107,7 +109,7 @@ static int typed_init(struct typed *t, char tc, size_t length, const void *init,
 
 static void typed_fini(struct typed *t)
 {
-	if (shmp__ref_drop(t->seg, t->ref))
+	if (shmp__handle_release(t))
 		shmp__free_ptr(t->seg, t->sh);
 }
 
@@ -138,6 +140,7 @@ static int typed_open(struct typed *t, shmp_segment_t *seg, uint64_t off, bool i
 	if (!sh)
 		return -SHMP_ECORRUPT;
 	t->seg = seg;
+	t->pid = getpid();
 	t->sh = sh;
 	t->ref = ref;
 	t->data = seg->base + sh->data_off;

@@ -71,12 +71,30 @@ SHMP_API int shmp_io_uring_available(void);
 SHMP_API const char *shmp_strerror(int err);
 
 /* Timeouts are in seconds, as in Python: negative waits forever, 0 polls once
- * (fails at once with -ETIMEDOUT), positive waits up to that long, measured on
- * CLOCK_MONOTONIC. A wait interrupted by a signal goes on waiting. */
+ * (fails at once with -ETIMEDOUT unless the call can succeed at once),
+ * positive waits up to that long, measured on CLOCK_MONOTONIC. NaN is
+ * -EINVAL. One meaning per value, in every call. */
 #define SHMP_FOREVER (-1.0)
 
-/* Options structs (libbpf style): first field is the struct's size, so a
- * library built with a larger struct can tell what the caller knows.
+/* Interrupts. By default a wait interrupted by a signal handler goes on
+ * waiting (as glibc's sem_wait with SA_RESTART would not, and Python's
+ * waits do not either). shmp_set_interruptible(1) makes every blocking call
+ * of this process — map, apply, get, join, imap next, queue get/put, pipe
+ * send/recv, lock/semaphore acquire, condition, event and barrier waits —
+ * return -EINTR once a signal handler has run during it, so that a SIGINT
+ * handler's flag can end the wait (Ctrl-C ends a map, as Python's
+ * KeyboardInterrupt does). A call that returned -EINTR left no partial
+ * state (a map or apply goes on in the pool, as if made async: terminate
+ * and join the pool, or wait for it, before freeing its buffers).
+ * Per process, inherited by fork. Returns the previous setting. */
+SHMP_API int shmp_set_interruptible(int on);
+
+/* Options structs (libbpf style): the first field is the struct's size, so
+ * a library built with a larger struct can tell what the caller knows, and
+ * one built with a smaller struct refuses a caller's fields it does not
+ * know: bytes past the size this library knows must be zero, else -EINVAL.
+ * NULL means every default; in options, 0 always means "the default"
+ * (documented per field).
  *   struct shmp_value_opts o = SHMP_OPTS(shmp_value_opts, .raw = 1);  */
 #define SHMP_OPTS(type, ...) ((struct type){ .sz = sizeof(struct type), __VA_ARGS__ })
 
