@@ -56,11 +56,23 @@ int shmp_segment_inspect(const char *name, struct shmp_segment_info *info)
 	memset(info, 0, sizeof *info);
 	snprintf(info->name, sizeof info->name, "%s", name);
 	info->objects = -1;
+	/* Owner and mode from the name itself (lstat: a symlink is reported as
+	 * such, never followed), also for segments we cannot open. */
+	char path[SHMP_SEGMENT_NAME_MAX + 32];
+	snprintf(path, sizeof path, "/dev/shm/shmp.%s", name);
+	struct stat st;
+	if (lstat(path, &st) == 0) {
+		info->owner_uid = st.st_uid;
+		info->owner_gid = st.st_gid;
+		info->mode = st.st_mode & 07777;
+		struct shmp_segment_opts none = { .sz = sizeof none };
+		info->trusted = S_ISREG(st.st_mode) && shmp__segment_trusted(&st, &none) == 0;
+	}
 	/* Count users before mapping it ourselves. */
 	info->users = count_users(name);
-	shmp_segment_t *seg = shmp__segment_attach(name, true);
+	shmp_segment_t *seg = shmp__segment_attach(name, true, NULL);
 	if (!seg) {
-		info->error = -errno; /* errno holds -SHMP_E* for shmp's own codes */
+		info->error = -errno;
 		if (errno == ENOENT)
 			return -ENOENT;
 		return 0; /* exists, but unreadable or invalid: reported in info */
@@ -77,7 +89,8 @@ int shmp_segment_inspect(const char *name, struct shmp_segment_info *info)
 		info->objects = shmp_registry_count(reg);
 		shmp_registry_detach(reg);
 	}
-	info->stale = !info->creator_alive && info->users == 0;
+	info->persistent = (h->flags & SHMP_SEGMENT_PERSISTENT) != 0;
+	info->stale = !info->creator_alive && info->users == 0 && !info->persistent;
 	shmp_segment_detach(seg);
 	return 0;
 }

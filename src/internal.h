@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/futex.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #include "shmp.h"
@@ -224,8 +225,13 @@ struct shmp_segment {
 	char *name;   /* NULL if anonymous */
 };
 
-/* Attach; readonly maps PROT_READ and counts no attach (for inspection). */
-shmp_segment_t *shmp__segment_attach(const char *name, bool readonly);
+/* Attach. readonly maps PROT_READ and counts no attach, and trusts anyone
+ * (inspection writes nothing and acts on nothing it reads); otherwise the
+ * file's owner and mode are checked against opts' trust (NULL: only the
+ * caller's own, private segments). */
+shmp_segment_t *shmp__segment_attach(const char *name, bool readonly, const struct shmp_segment_opts *opts);
+/* The owner check of an attach: 0 or -SHMP_EOWNER. */
+int shmp__segment_trusted(const struct stat *st, const struct shmp_segment_opts *o);
 /* Segment to use for an object: opts' or the default. NULL + errno. */
 shmp_segment_t *shmp__segment_or_default(shmp_segment_t *seg);
 /* shmp_segment_alloc, with the zeroing of reused memory optional (for

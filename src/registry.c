@@ -163,7 +163,8 @@ static shmp_registry_t *reg_new(shmp_segment_t *seg, uint32_t cap, bool owns_seg
 
 static int opts_of(const struct shmp_registry_opts *opts, struct shmp_registry_opts *o)
 {
-	if (SHMP__OPTS(*o, opts) < 0 || o->capacity > MAX_CAPACITY || (o->flags & ~(unsigned)SHMP_REGISTRY_READ_ONLY))
+	if (SHMP__OPTS(*o, opts) < 0 || o->capacity > MAX_CAPACITY ||
+	    (o->flags & ~(unsigned)(SHMP_REGISTRY_READ_ONLY | SHMP_REGISTRY_PERSISTENT)))
 		return -EINVAL;
 	if (!o->capacity)
 		o->capacity = DEFAULT_CAPACITY;
@@ -181,7 +182,8 @@ shmp_registry_t *shmp_registry_create(const char *name, const struct shmp_regist
 	}
 	if (o.size < dir_bytes(o.capacity) + SHMP_SEGMENT_MIN_SIZE)
 		o.size = dir_bytes(o.capacity) + SHMP_SEGMENT_MIN_SIZE;
-	struct shmp_segment_opts so = { .sz = sizeof so, .mode = o.mode };
+	struct shmp_segment_opts so = { .sz = sizeof so, .mode = o.mode,
+					.flags = o.flags & SHMP_REGISTRY_PERSISTENT ? SHMP_SEGMENT_PERSISTENT : 0 };
 	shmp_segment_t *seg = shmp_segment_create(name, o.size, &so);
 	if (!seg)
 		return NULL;
@@ -199,11 +201,13 @@ shmp_registry_t *shmp_registry_create(const char *name, const struct shmp_regist
 shmp_registry_t *shmp_registry_attach(const char *name, const struct shmp_registry_opts *opts)
 {
 	struct shmp_registry_opts o;
-	if (opts_of(opts, &o) < 0) {
+	if (opts_of(opts, &o) < 0) { /* PERSISTENT is for create, and ignored here (open passes it) */
 		errno = EINVAL;
 		return NULL;
 	}
-	shmp_segment_t *seg = shmp__segment_attach(name, o.flags & SHMP_REGISTRY_READ_ONLY);
+	struct shmp_segment_opts so = { .sz = sizeof so, .trust = o.trust, .trust_uid = o.trust_uid,
+					.trust_gid = o.trust_gid };
+	shmp_segment_t *seg = shmp__segment_attach(name, o.flags & SHMP_REGISTRY_READ_ONLY, &so);
 	if (!seg)
 		return NULL;
 	/* A creator between its segment and its directory: give it a moment. */

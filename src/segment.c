@@ -200,8 +200,9 @@ shmp_segment_t *shmp_segment_create(const char *name, size_t size, const struct 
 {
 	char path[sizeof NAME_PREFIX + SHMP_SEGMENT_NAME_MAX + 1];
 	struct shmp_segment_opts o;
-	if (SHMP__OPTS(o, opts) < 0 || (o.mode & ~0777u) ||
-	    (o.flags & ~(unsigned)SHMP_SEGMENT_UNLINK_ON_LAST_DETACH)) {
+	if (SHMP__OPTS(o, opts) < 0 || (o.mode & ~0777u) || size == 0 ||
+	    (o.flags & ~(unsigned)(SHMP_SEGMENT_UNLINK_ON_LAST_DETACH | SHMP_SEGMENT_PERSISTENT)) ||
+	    (!name && o.flags)) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -258,10 +259,24 @@ shmp_segment_t *shmp_segment_create(const char *name, size_t size, const struct 
 	return s;
 }
 
-shmp_segment_t *shmp__segment_attach(const char *name, bool readonly)
+int shmp__segment_trusted(const struct stat *st, const struct shmp_segment_opts *o)
+{
+	if (o->trust & SHMP_TRUST_ANYONE)
+		return 0;
+	bool owner_ok = st->st_uid == geteuid() || ((o->trust & SHMP_TRUST_UID) && st->st_uid == o->trust_uid);
+	bool mode_ok = !(st->st_mode & S_IWOTH) &&
+		       (!(st->st_mode & S_IWGRP) || ((o->trust & SHMP_TRUST_GID) && st->st_gid == o->trust_gid));
+	return owner_ok && mode_ok ? 0 : -SHMP_EOWNER;
+}
+
+shmp_segment_t *shmp__segment_attach(const char *name, bool readonly, const struct shmp_segment_opts *opts)
 {
 	char path[sizeof NAME_PREFIX + SHMP_SEGMENT_NAME_MAX + 1];
+	struct shmp_segment_opts o;
 	int r = shm_path(name, path, sizeof path);
+	if (r == 0 && (SHMP__OPTS(o, opts) < 0 || o.mode || o.flags ||
+		       (o.trust & ~(unsigned)(SHMP_TRUST_UID | SHMP_TRUST_GID | SHMP_TRUST_ANYONE))))
+		r = -EINVAL;
 	if (r < 0) {
 		errno = -r;
 		return NULL;
@@ -281,6 +296,13 @@ shmp_segment_t *shmp__segment_attach(const char *name, bool readonly)
 		int e = errno;
 		close(fd);
 		errno = e;
+		return NULL;
+	}
+	/* Who may have written it decides whether we use it at all: checked
+	 * on the open file, so a name swapped after the check is no matter. */
+	if (!readonly && (r = shmp__segment_trusted(&st, &o)) < 0) {
+		close(fd);
+		errno = -r;
 		return NULL;
 	}
 	if (!S_ISREG(st.st_mode) || st.st_size < (off_t)sizeof(struct shmp__seg_hdr)) {
@@ -318,9 +340,9 @@ shmp_segment_t *shmp__segment_attach(const char *name, bool readonly)
 	return s;
 }
 
-shmp_segment_t *shmp_segment_attach(const char *name)
+shmp_segment_t *shmp_segment_attach(const char *name, const struct shmp_segment_opts *opts)
 {
-	return shmp__segment_attach(name, false);
+	return shmp__segment_attach(name, false, opts);
 }
 
 static void segment_close(shmp_segment_t *seg, bool unlink_it)

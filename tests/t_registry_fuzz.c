@@ -549,7 +549,7 @@ static void try_image(const void *buf, size_t len, int want, int deep)
 	int e = errno;
 	/* registry_of on the bare segment takes the same validation path (and
 	 * may make a directory where there is none). */
-	shmp_segment_t *seg = shmp_segment_attach(fz_name);
+	shmp_segment_t *seg = shmp_segment_attach(fz_name, NULL);
 	remove_file(); /* the mappings stay */
 	if (seg) {
 		shmp_registry_t *r2 = shmp_registry_of(seg);
@@ -886,7 +886,7 @@ static void not_followed(const char *target, const char *what)
 	T_CHECK(!shmp_registry_attach(fz_name, &ro));
 	T_EQ(errno, ELOOP);
 	errno = 0;
-	T_CHECK(!shmp_segment_attach(fz_name));
+	T_CHECK(!shmp_segment_attach(fz_name, NULL));
 	T_EQ(errno, ELOOP);
 	errno = 0;
 	T_CHECK(!shmp_registry_create(fz_name, NULL));

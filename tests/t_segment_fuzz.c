@@ -78,7 +78,7 @@ static void expect_fail(const void *buf, size_t len, int want, const char *what)
 {
 	write_file(buf, len);
 	errno = 0;
-	shmp_segment_t *s = shmp_segment_attach(fz_name);
+	shmp_segment_t *s = shmp_segment_attach(fz_name, NULL);
 	int e = errno;
 	remove_file();
 	if (s || e != want) {
@@ -179,7 +179,7 @@ static void attach_any(const void *buf, size_t len, const uint64_t *known, int n
 		want = EVERSION_POS;
 	write_file(buf, len);
 	errno = 0;
-	shmp_segment_t *s = shmp_segment_attach(fz_name);
+	shmp_segment_t *s = shmp_segment_attach(fz_name, NULL);
 	int e = errno;
 	remove_file(); /* the mapping stays valid */
 	if (!s) {
@@ -239,7 +239,7 @@ static void test_single_fields(void)
 	/* Control: the copy itself attaches and works, so the failures below
 	 * are caused by the mutation and nothing else. */
 	write_file(img, IMG_SIZE);
-	shmp_segment_t *s = shmp_segment_attach(fz_name);
+	shmp_segment_t *s = shmp_segment_attach(fz_name, NULL);
 	T_CHECK(s);
 	remove_file();
 	uint64_t off;
@@ -291,7 +291,7 @@ static void test_single_fields(void)
 	memcpy(b, img, IMG_SIZE);
 	H(b)->heap_top = H(b)->heap_end;
 	write_file(b, IMG_SIZE);
-	s = shmp_segment_attach(fz_name);
+	s = shmp_segment_attach(fz_name, NULL);
 	T_CHECK(s);
 	remove_file();
 	T_EQ(shmp_segment_alloc(s, 100000, 0, &off), -ENOMEM);
@@ -314,14 +314,14 @@ static void test_single_fields(void)
 	T_EQ(mkfifo(fz_path, 0600), 0);
 	double t0 = t_now();
 	errno = 0;
-	s = shmp_segment_attach(fz_name);
+	s = shmp_segment_attach(fz_name, NULL);
 	int e = errno;
 	remove_file();
 	T_CHECK(s == NULL && e != 0);
 	T_CHECK(t_now() - t0 < 2.0);
 	T_EQ(mkdir(fz_path, 0700), 0);
 	errno = 0;
-	s = shmp_segment_attach(fz_name);
+	s = shmp_segment_attach(fz_name, NULL);
 	e = errno;
 	T_EQ(rmdir(fz_path), 0);
 	T_CHECK(s == NULL && e != 0);

@@ -84,13 +84,13 @@ static void test_names(void)
 		T_CHECK(shmp_segment_create(bad[i], 65536, NULL) == NULL);
 		T_EQ(errno, EINVAL);
 		errno = 0;
-		T_CHECK(shmp_segment_attach(bad[i]) == NULL);
+		T_CHECK(shmp_segment_attach(bad[i], NULL) == NULL);
 		T_EQ(errno, EINVAL);
 		T_EQ(shmp_segment_unlink(bad[i]), -EINVAL);
 	}
 	T_EQ(shmp_segment_name_check(NULL), -EINVAL);
 	errno = 0;
-	T_CHECK(shmp_segment_attach(NULL) == NULL);
+	T_CHECK(shmp_segment_attach(NULL, NULL) == NULL);
 	T_EQ(errno, EINVAL);
 	T_EQ(shmp_segment_unlink(NULL), -EINVAL);
 
@@ -118,7 +118,7 @@ static void test_names(void)
 	T_CHECK(shmp_segment_create(name, 65536, NULL) == NULL);
 	T_EQ(errno, ENAMETOOLONG);
 	errno = 0;
-	T_CHECK(shmp_segment_attach(name) == NULL);
+	T_CHECK(shmp_segment_attach(name, NULL) == NULL);
 	T_EQ(errno, ENAMETOOLONG);
 	T_CHECK(!file_exists(name));
 }
@@ -182,20 +182,20 @@ static void test_attach_counts(void)
 {
 	const char *name = track(t_segname("count"));
 	errno = 0;
-	T_CHECK(shmp_segment_attach(name) == NULL);
+	T_CHECK(shmp_segment_attach(name, NULL) == NULL);
 	T_EQ(errno, ENOENT);
 
 	shmp_segment_t *a = shmp_segment_create(name, 65536, NULL);
 	T_CHECK(a);
 	T_EQ(t_seg_stats(a).attach_count, 1);
-	shmp_segment_t *b = shmp_segment_attach(name);
+	shmp_segment_t *b = shmp_segment_attach(name, NULL);
 	T_CHECK(b);
 	T_CHECK(strcmp(shmp_segment_name(b), name) == 0);
 	T_EQ(shmp_segment_size(b), shmp_segment_size(a));
 	/* A second, distinct mapping of the same memory. */
 	T_CHECK(shmp_segment_base(b) != shmp_segment_base(a));
 	T_EQ(t_seg_stats(a).attach_count, 2);
-	shmp_segment_t *c = shmp_segment_attach(name);
+	shmp_segment_t *c = shmp_segment_attach(name, NULL);
 	T_CHECK(c);
 	T_EQ(t_seg_stats(b).attach_count, 3);
 
@@ -222,7 +222,7 @@ static void test_attach_counts(void)
 	/* detach by the creator does not unlink either */
 	shmp_segment_detach(a);
 	T_CHECK(file_exists(name));
-	a = shmp_segment_attach(name);
+	a = shmp_segment_attach(name, NULL);
 	T_CHECK(a);
 	T_EQ(t_seg_stats(a).attach_count, 1);
 	shmp_segment_detach(a);
@@ -230,7 +230,7 @@ static void test_attach_counts(void)
 	T_CHECK(!file_exists(name));
 	T_EQ(shmp_segment_unlink(name), -ENOENT);
 	errno = 0;
-	T_CHECK(shmp_segment_attach(name) == NULL);
+	T_CHECK(shmp_segment_attach(name, NULL) == NULL);
 	T_EQ(errno, ENOENT);
 
 	/* NULL is accepted by detach/destroy */
@@ -256,7 +256,7 @@ static void test_unlink_while_mapped(void)
 	pid_t pid = fork();
 	T_CHECK(pid >= 0);
 	if (pid == 0) {
-		shmp_segment_t *c = shmp_segment_attach(name);
+		shmp_segment_t *c = shmp_segment_attach(name, NULL);
 		if (!c)
 			_exit(2);
 		pipe_put(to_parent[1], 'a');
@@ -276,13 +276,13 @@ static void test_unlink_while_mapped(void)
 	}
 	T_EQ(pipe_get(to_parent[0]), 'a');
 	/* A second handle of our own, attached before the unlink. */
-	shmp_segment_t *s2 = shmp_segment_attach(name);
+	shmp_segment_t *s2 = shmp_segment_attach(name, NULL);
 	T_CHECK(s2);
 	T_EQ(t_seg_stats(s).attach_count, 3);
 	shmp_segment_destroy(s);
 	T_CHECK(!file_exists(name));
 	errno = 0;
-	T_CHECK(shmp_segment_attach(name) == NULL);
+	T_CHECK(shmp_segment_attach(name, NULL) == NULL);
 	T_EQ(errno, ENOENT);
 	pipe_put(to_child[1], 'd');
 	T_EQ(pipe_get(to_parent[0]), 'w');
@@ -313,7 +313,7 @@ static void test_unlink_on_last_detach(void)
 					       .flags = SHMP_SEGMENT_UNLINK_ON_LAST_DETACH);
 	shmp_segment_t *a = shmp_segment_create(name, 65536, &o);
 	T_CHECK(a);
-	shmp_segment_t *b = shmp_segment_attach(name);
+	shmp_segment_t *b = shmp_segment_attach(name, NULL);
 	T_CHECK(b);
 	shmp_segment_detach(a);
 	T_CHECK(file_exists(name)); /* b still attached */
@@ -368,7 +368,7 @@ static void test_unrelated_attach(void)
 		uint64_t o;
 		if (read(fds[0], &o, sizeof o) != (ssize_t)sizeof o)
 			_exit(2);
-		shmp_segment_t *c = shmp_segment_attach(name);
+		shmp_segment_t *c = shmp_segment_attach(name, NULL);
 		if (!c || shmp_segment_base(c) == shmp_segment_base(s))
 			_exit(3);
 		if (shmp_segment_size(c) != shmp_segment_size(s))
@@ -449,7 +449,7 @@ static void test_ptr_bounds(void)
 	T_EQ(shmp_segment_offset(s, base, NULL), -EINVAL);
 
 	/* Round trip through another mapping. */
-	shmp_segment_t *b = shmp_segment_attach(name);
+	shmp_segment_t *b = shmp_segment_attach(name, NULL);
 	T_CHECK(b);
 	T_EQ(shmp_segment_offset(b, (char *)shmp_segment_base(b) + 5000, &off), 0);
 	T_EQ(off, 5000);
@@ -475,7 +475,7 @@ static void test_symlinks(void)
 	T_CHECK(s);
 	T_EQ(symlink(tp, lp), 0);
 	errno = 0;
-	shmp_segment_t *x = shmp_segment_attach(link);
+	shmp_segment_t *x = shmp_segment_attach(link, NULL);
 	if (x) {
 		fprintf(stderr, "attach followed the symlink %s -> %s\n", lp, tp);
 		shmp_segment_detach(x);

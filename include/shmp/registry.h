@@ -62,14 +62,25 @@ enum {
 
 enum { /* registry_opts.flags */
 	SHMP_REGISTRY_READ_ONLY = 1u << 0, /* attach: map read-only, not counted as an attach */
+	/* create: left on purpose for later readers. `shmp ls` never calls it
+	 * stale and `shmp gc` keeps it; shmp_registry_destroy, shmp rm or
+	 * shmp_segment_unlink remove it. */
+	SHMP_REGISTRY_PERSISTENT = 1u << 1,
 };
 
 struct shmp_registry_opts {
 	size_t sz;          /* sizeof(struct shmp_registry_opts) */
 	size_t size;        /* segment bytes at creation; 0 means 64 MiB (tmpfs: free until touched) */
-	unsigned mode;      /* permission bits; 0 means 0600 (0660 to share with a group) */
+	unsigned mode;      /* permission bits; 0 means 0600 (0660 to share with a group,
+			     * whose members then attach with SHMP_TRUST_GID) */
 	unsigned capacity;  /* directory entries at creation; 0 means 1024 */
 	unsigned flags;     /* SHMP_REGISTRY_* */
+	/* attach and open: whom to trust, as shmp_segment_opts (segment.h).
+	 * By default a registry owned by another user, or writable by group
+	 * or others, is refused with SHMP_EOWNER, and open never adopts it. */
+	unsigned trust;
+	uid_t trust_uid;
+	gid_t trust_gid;
 };
 
 enum shmp_type {
@@ -98,10 +109,14 @@ SHMP_API const char *shmp_type_name(int type);
 /* Create a registry in a new named segment (EEXIST if the name is taken).
  * opts.size is raised to fit the directory (and 64 KiB more) if smaller. */
 SHMP_API shmp_registry_t *shmp_registry_create(const char *name, const struct shmp_registry_opts *opts);
-/* Attach to an existing registry: ENOENT, EACCES, SHMP_ECORRUPT,
- * SHMP_EVERSION, ENODATA (a shmp segment without a directory). */
+/* Attach to an existing registry: ENOENT, EACCES, SHMP_EOWNER (another
+ * owner, or writable by others, and not trusted by opts), SHMP_ECORRUPT,
+ * SHMP_EVERSION, ENODATA (a shmp segment without a directory). A read-only
+ * attach trusts anyone: it writes nothing and acts on nothing it reads. */
 SHMP_API shmp_registry_t *shmp_registry_attach(const char *name, const struct shmp_registry_opts *opts);
-/* Attach, or create if there is none: what several peer processes call. */
+/* Attach, or create if there is none: what several peer processes call.
+ * A name that exists but fails attach's owner check is SHMP_EOWNER: a name
+ * squatted by another user is never adopted. */
 SHMP_API shmp_registry_t *shmp_registry_open(const char *name, const struct shmp_registry_opts *opts);
 /* The directory of an existing segment, created in it if it has none (a
  * Pool in a named segment registers itself this way). The handle does not
@@ -214,8 +229,14 @@ struct shmp_segment_info {
 	uint32_t attach_count;  /* attaches minus detaches (a killed process never detaches) */
 	uint32_t users;         /* live processes mapping it now (from /proc; those we may read) */
 	int objects;            /* named objects, -1 if there is no directory */
-	int stale;              /* creator dead and no live process maps it */
+	int stale;              /* creator dead, no live process maps it, not persistent */
 	uint64_t used_bytes;
+	uid_t owner_uid;        /* the file's owner and group (also when unreadable) */
+	gid_t owner_gid;
+	unsigned mode;          /* its permission bits */
+	int persistent;         /* created with SHMP_SEGMENT_PERSISTENT / SHMP_REGISTRY_PERSISTENT */
+	int trusted;            /* attach without trust options would accept it (own uid,
+				 * not writable by group or others) */
 };
 SHMP_API int shmp_segment_inspect(const char *name, struct shmp_segment_info *info);
 

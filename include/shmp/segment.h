@@ -32,12 +32,37 @@ typedef struct shmp_segment shmp_segment_t;
 
 enum {
 	SHMP_SEGMENT_UNLINK_ON_LAST_DETACH = 1u << 0,
+	/* Kept on purpose for later readers: `shmp ls` never calls it stale
+	 * and `shmp gc` never removes it (shmp rm, or unlink, does). */
+	SHMP_SEGMENT_PERSISTENT = 1u << 1,
+};
+
+/*
+ * Whom an attach trusts. Whoever can write a segment can make calls on it
+ * fail or return garbage (see README "Security"), so by default attach
+ * (and the registry's attach and open) accept only a segment whose file is
+ * owned by the caller's effective uid and is not writable by group or
+ * others; anything else is refused with SHMP_EOWNER. Deliberate sharing
+ * across users is an explicit opt-in, with that risk:
+ *   SHMP_TRUST_UID     also accept segments owned by trust_uid
+ *   SHMP_TRUST_GID     also accept group-writable segments whose group is
+ *                      trust_gid (create with mode 0660 to share with it)
+ *   SHMP_TRUST_ANYONE  accept any owner and any mode
+ * A segment writable by others (o+w) is refused unless SHMP_TRUST_ANYONE.
+ */
+enum {
+	SHMP_TRUST_UID = 1u << 0,
+	SHMP_TRUST_GID = 1u << 1,
+	SHMP_TRUST_ANYONE = 1u << 2,
 };
 
 struct shmp_segment_opts {
 	size_t sz;       /* sizeof(struct shmp_segment_opts) */
-	unsigned mode;   /* permission bits for a named segment; 0 means 0600 */
-	unsigned flags;  /* SHMP_SEGMENT_* */
+	unsigned mode;   /* create: permission bits for a named segment; 0 means 0600 */
+	unsigned flags;  /* create: SHMP_SEGMENT_* */
+	unsigned trust;  /* attach: SHMP_TRUST_* (0: only the caller's own, private segments) */
+	uid_t trust_uid; /* with SHMP_TRUST_UID */
+	gid_t trust_gid; /* with SHMP_TRUST_GID */
 };
 
 #define SHMP_SEGMENT_NAME_MAX 200 /* bytes, without the "shmp." prefix */
@@ -45,15 +70,17 @@ struct shmp_segment_opts {
 
 /* public */
 /* Create a segment of `size` bytes (rounded up to pages; at least
- * SHMP_SEGMENT_MIN_SIZE). name == NULL makes an anonymous one. NULL on error
- * with errno: EINVAL (bad name or size), ENAMETOOLONG, EEXIST (name taken),
- * ENOMEM, or what shm_open/ftruncate/mmap said. */
+ * SHMP_SEGMENT_MIN_SIZE; 0 is EINVAL, as Python refuses a size-0
+ * SharedMemory). name == NULL makes an anonymous one. NULL on error with
+ * errno: EINVAL (bad name, size 0, bad opts), ENAMETOOLONG, EEXIST (name
+ * taken), ENOMEM, or what shm_open/ftruncate/mmap said. */
 SHMP_API shmp_segment_t *shmp_segment_create(const char *name, size_t size,
 					     const struct shmp_segment_opts *opts);
-/* Attach to an existing named segment. NULL with errno ENOENT, EACCES,
- * EINVAL (bad name), and for a bad header: errno = SHMP_ECORRUPT or
- * SHMP_EVERSION (shmp_strerror(errno) names them). */
-SHMP_API shmp_segment_t *shmp_segment_attach(const char *name);
+/* Attach to an existing named segment (opts: whom to trust, NULL: only
+ * yourself). NULL with errno ENOENT, EACCES, EINVAL (bad name or opts),
+ * SHMP_EOWNER (another owner, or writable by others: see trust above), and
+ * for a bad header SHMP_ECORRUPT or SHMP_EVERSION. */
+SHMP_API shmp_segment_t *shmp_segment_attach(const char *name, const struct shmp_segment_opts *opts);
 /* Unmap; the segment stays for others. Accepts NULL. */
 SHMP_API void shmp_segment_detach(shmp_segment_t *seg);
 /* Unmap, and unlink a named segment if this handle created it. Accepts NULL. */
