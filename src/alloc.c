@@ -55,7 +55,7 @@ static int class_of(uint64_t size, unsigned *cls)
 		c = 4 + 4 * (p - 1 - 8) + s;
 	}
 	if (c >= SHMP__NCLASSES)
-		return -ENOMEM;
+		return -SHMP_ESEGFULL;
 	*cls = c;
 	return 0;
 }
@@ -80,13 +80,13 @@ int shmp__segment_alloc(shmp_segment_t *seg, size_t size, size_t align, uint64_t
 	if (align < PREFIX)
 		align = PREFIX;
 	if (size > ((uint64_t)1 << 50))
-		return -ENOMEM;
+		return -SHMP_ESEGFULL;
 	/* Blocks start on 64 bytes; the payload goes at the first multiple of
 	 * align that leaves room for the prefix, at most `lead` bytes in. */
 	uint64_t lead = align > PREFIX ? align : PREFIX;
 	unsigned c;
 	if (class_of(size + lead, &c) < 0)
-		return -ENOMEM;
+		return -SHMP_ESEGFULL;
 	uint64_t csize = class_size(c);
 
 	struct shmp__seg_hdr *h = seg->hdr;
@@ -110,7 +110,7 @@ int shmp__segment_alloc(shmp_segment_t *seg, size_t size, size_t align, uint64_t
 	} else {
 		if (h->heap_end - h->heap_top < csize) {
 			shmp__lock_release_sh(&h->alloc_lock);
-			return -ENOMEM;
+			return -SHMP_ESEGFULL; /* the limit is the segment's size: say so */
 		}
 		block = h->heap_top;
 		__atomic_store_n(&h->heap_top, block + csize, __ATOMIC_RELEASE);
@@ -215,4 +215,95 @@ void shmp__free_ptr(shmp_segment_t *seg, void *p)
 	uint64_t off;
 	if (p && shmp_segment_offset(seg, p, &off) == 0)
 		shmp_segment_free(seg, off);
+}
+
+/* ---- the shared heap ---------------------------------------------------
+ * malloc's API over the default segment's allocator: the same size
+ * classes, the same robust lock and the same crash safety. A block's usable
+ * size comes from its prefix, validated as free() validates it. */
+
+/* Bytes usable at payload offset off, or 0 if off is not a live block. */
+static size_t block_capacity(shmp_segment_t *seg, uint64_t off)
+{
+	const struct shmp__seg_hdr *h = seg->hdr;
+	if (off < h->heap_start + PREFIX || off >= h->heap_end || off % PREFIX != 0)
+		return 0;
+	const struct prefix *p = (const struct prefix *)(seg->base + off - PREFIX);
+	uint64_t block = p->block_off;
+	unsigned c = p->cls;
+	if (p->magic != LIVE_MAGIC || c >= SHMP__NCLASSES || block > off - PREFIX || !block_ok(h, block, c) ||
+	    off - block >= class_size(c))
+		return 0;
+	return (size_t)(class_size(c) - (off - block));
+}
+
+void *shmp_malloc(size_t size)
+{
+	shmp_segment_t *seg = shmp_segment_default();
+	return seg ? shmp__alloc_ptr(seg, size ? size : 1, 16, NULL) : NULL;
+}
+
+void *shmp_calloc(size_t n, size_t size)
+{
+	if (size && n > SIZE_MAX / size) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return shmp_malloc(n * size); /* blocks are handed out zeroed */
+}
+
+/* The heap block p is, as an offset, or false (errno EINVAL). */
+static bool heap_offset(const void *p, shmp_segment_t **seg, uint64_t *off)
+{
+	if (!(*seg = shmp_segment_default()))
+		return false;
+	if (shmp_segment_offset(*seg, p, off) < 0) {
+		errno = EINVAL;
+		return false;
+	}
+	return true;
+}
+
+void shmp_free(void *p)
+{
+	shmp_segment_t *seg;
+	uint64_t off;
+	if (p && heap_offset(p, &seg, &off) && shmp_segment_free(seg, off) < 0)
+		errno = EINVAL;
+}
+
+void *shmp_realloc(void *p, size_t size)
+{
+	if (!p)
+		return shmp_malloc(size);
+	shmp_segment_t *seg;
+	uint64_t off;
+	if (!heap_offset(p, &seg, &off))
+		return NULL;
+	size_t cap = block_capacity(seg, off);
+	if (!cap) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (size <= cap && size >= cap / 4)
+		return p; /* fits, and not wasting most of the block */
+	void *q = shmp_malloc(size);
+	if (!q)
+		return NULL; /* p is left as it was, as realloc does */
+	memcpy(q, p, size < cap ? size : cap);
+	shmp_segment_free(seg, off);
+	return q;
+}
+
+char *shmp_strdup(const char *s)
+{
+	if (!s) {
+		errno = EINVAL;
+		return NULL;
+	}
+	size_t n = strlen(s) + 1;
+	char *d = shmp_malloc(n);
+	if (d)
+		memcpy(d, s, n);
+	return d;
 }

@@ -91,7 +91,7 @@ static int submit_task(struct shmp__pool *p, struct shmp_async *c, const struct 
 	bool inline_ok = need <= p->sh->inline_size;
 	if (need && !inline_ok) {
 		int r;
-		while ((r = shmp__segment_alloc(p->seg, need, 64, &block, false)) == -ENOMEM) {
+		while ((r = shmp__segment_alloc(p->seg, need, 64, &block, false)) == -SHMP_ESEGFULL) {
 			int w = wait_for_room(p, d);
 			if (w < 0)
 				return w;

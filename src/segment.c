@@ -9,7 +9,8 @@
 #include <sys/stat.h>
 
 #define NAME_PREFIX "/shmp."
-#define DEFAULT_SIZE (256ull << 20)
+#define DEFAULT_SIZE (64ull << 30)  /* address space; reserved lazily */
+#define DEFAULT_MIN (256ull << 20) /* what a system refusing that much gets at least */
 
 static size_t page_size(void)
 {
@@ -410,7 +411,14 @@ static size_t default_size(void)
 
 static void default_create(void)
 {
-	default_seg = shmp_segment_create(NULL, default_size(), NULL);
+	size_t want = default_size();
+	bool from_env = want != DEFAULT_SIZE;
+	/* Strict overcommit or an address-space limit may refuse a big
+	 * reservation: take the largest it grants (not below DEFAULT_MIN),
+	 * unless the user asked for an exact size. */
+	while (!(default_seg = shmp_segment_create(NULL, want, NULL)) && !from_env && errno == ENOMEM &&
+	       want / 2 >= DEFAULT_MIN)
+		want /= 2;
 	if (default_seg)
 		default_seg->is_default = true;
 	else

@@ -57,7 +57,7 @@ static int typed_init(struct typed *t, char tc, size_t length, const void *init,
 	if (isz < 0 || length == 0 || SHMP__OPTS(o, opts) < 0)
 		return -EINVAL;
 	if (length > (SIZE_MAX / 2) / (size_t)isz)
-		return -ENOMEM;
+		return -SHMP_ESEGFULL;
 	shmp_lock_t *given = o.lock;
 	bool raw = o.raw;
 	if (raw && given)

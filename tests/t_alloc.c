@@ -2,7 +2,7 @@
  * 16; up to 4096), sizes from 1 byte to several MiB, blocks never overlap,
  * new blocks are zero even over dirty reused memory, free-then-alloc of the
  * same size reuses the block, double free and bogus offsets are -EINVAL and
- * change nothing, -ENOMEM when full changes nothing (smaller blocks still
+ * change nothing, -SHMP_ESEGFULL when full changes nothing (smaller blocks still
  * fit, every block keeps its bytes), stats count used bytes and live blocks
  * exactly. */
 #include "t.h"
@@ -259,7 +259,7 @@ static void test_bad_free(void)
 	T_EQ(t_seg_stats(seg).used_bytes, 0);
 }
 
-/* Fill a 1 MiB segment: -ENOMEM changes nothing, smaller blocks still fit
+/* Fill a 1 MiB segment: -SHMP_ESEGFULL changes nothing, smaller blocks still fit
  * while room is left, every block keeps its bytes, freeing makes room. */
 static void test_full(void)
 {
@@ -276,7 +276,7 @@ static void test_full(void)
 		b[n] = (struct blk){ off, big, (unsigned char)(1 + n % 200) };
 		n++;
 	}
-	T_EQ(r, -ENOMEM);
+	T_EQ(r, -SHMP_ESEGFULL);
 	nbig = n;
 	T_CHECK(nbig >= 8); /* 1 MiB holds a good number of 60 kB blocks */
 	struct shmp_segment_stats full = t_seg_stats(s);
@@ -287,7 +287,7 @@ static void test_full(void)
 				SIZE_MAX - 4096, SIZE_MAX };
 	for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
 		off = 999;
-		T_EQ(shmp_segment_alloc(s, huge[i], 0, &off), -ENOMEM);
+		T_EQ(shmp_segment_alloc(s, huge[i], 0, &off), -SHMP_ESEGFULL);
 		T_EQ(off, 999);
 		struct shmp_segment_stats st = t_seg_stats(s);
 		T_EQ(st.live_blocks, full.live_blocks);
@@ -298,7 +298,7 @@ static void test_full(void)
 	size_t small = 1000;
 	for (;;) {
 		r = shmp_segment_alloc(s, small, 0, &off);
-		if (r == -ENOMEM) {
+		if (r == -SHMP_ESEGFULL) {
 			if (small == 1)
 				break;
 			small /= 2;
@@ -336,7 +336,7 @@ static void test_full(void)
 	T_CHECK(all_bytes(bs + off, big, 0));
 	memset(bs + off, 0xee, big);
 	b[n++] = (struct blk){ off, big, 0xee };
-	T_EQ(shmp_segment_alloc(s, big, 64, &off), -ENOMEM);
+	T_EQ(shmp_segment_alloc(s, big, 64, &off), -SHMP_ESEGFULL);
 	check_blocks(s, b, n);
 	for (int i = 0; i < n; i++)
 		T_EQ(shmp_segment_free(s, b[i].off), 0);

@@ -384,11 +384,11 @@ static void test_create_errors(void)
 	T_EQ(errno, EINVAL);
 	errno = 0;
 	T_CHECK(shmp_array_create('q', SIZE_MAX, NULL, NULL) == NULL);
-	T_EQ(errno, ENOMEM);
+	T_EQ(errno, SHMP_ESEGFULL);
 	/* Far more than the default segment holds. */
 	errno = 0;
 	T_CHECK(shmp_array_create('q', (size_t)1 << 40, NULL, NULL) == NULL);
-	T_EQ(errno, ENOMEM);
+	T_EQ(errno, SHMP_ESEGFULL);
 	struct shmp_value_opts o0;
 	memset(&o0, 0, sizeof o0);
 	errno = 0;

@@ -67,7 +67,7 @@ static int child_fill(void *arg)
 		errno = 0;
 		shmp_array_t *a = shmp_array_create('q', NITEMS, init, NULL);
 		if (!a) {
-			if (errno != ENOMEM) {
+			if (errno != SHMP_ESEGFULL) {
 				fprintf(stderr, "array %d: create failed with errno %d (%s), want ENOMEM\n",
 					n, errno, shmp_strerror(errno));
 				return 1;
@@ -87,10 +87,10 @@ static int child_fill(void *arg)
 	/* More failures change nothing. */
 	errno = 0;
 	T_CHECK(shmp_array_create('q', NITEMS, NULL, NULL) == NULL);
-	T_EQ(errno, ENOMEM);
+	T_EQ(errno, SHMP_ESEGFULL);
 	errno = 0;
 	T_CHECK(shmp_array_create('b', 4 * MIB, NULL, NULL) == NULL);
-	T_EQ(errno, ENOMEM);
+	T_EQ(errno, SHMP_ESEGFULL);
 	T_EQ(t_seg_stats(shmp_segment_default()).live_blocks, full.live_blocks);
 	T_EQ(t_seg_stats(shmp_segment_default()).used_bytes, full.used_bytes);
 
@@ -102,7 +102,7 @@ static int child_fill(void *arg)
 		int64_t x = 1000 + nv;
 		shmp_value_t *v = shmp_value_create('q', &x, NULL);
 		if (!v) {
-			T_EQ(errno, ENOMEM);
+			T_EQ(errno, SHMP_ESEGFULL);
 			break;
 		}
 		T_CHECK(nv < 4096);
@@ -110,10 +110,10 @@ static int child_fill(void *arg)
 	}
 	errno = 0;
 	T_CHECK(shmp_lock_create(NULL) == NULL);
-	T_EQ(errno, ENOMEM);
+	T_EQ(errno, SHMP_ESEGFULL);
 	errno = 0;
 	T_CHECK(shmp_array_create('b', 1, NULL, NULL) == NULL);
-	T_EQ(errno, ENOMEM);
+	T_EQ(errno, SHMP_ESEGFULL);
 
 	for (int k = 0; k < n; k++)
 		check_array(arr[k], k);
@@ -137,7 +137,7 @@ static int child_fill(void *arg)
 	arr[n / 2] = a;
 	errno = 0;
 	T_CHECK(shmp_array_create('q', NITEMS, NULL, NULL) == NULL);
-	T_EQ(errno, ENOMEM);
+	T_EQ(errno, SHMP_ESEGFULL);
 	for (int k = 0; k < n; k++)
 		check_array(arr[k], k);
 

@@ -658,7 +658,7 @@ static void test_einval(shmp_pool_t *p)
 	T_EQ(shmp_pool_starmap(p, NULL, in, 8, 4, out, sizeof out[0], NULL, NULL), -EINVAL);
 	/* n * size that wraps around. */
 	int rc = shmp_pool_map(p, f, in, 8, SIZE_MAX / 4, out, sizeof out[0], NULL, NULL);
-	T_CHECK(rc == -EINVAL || rc == -EMSGSIZE || rc == -ENOMEM);
+	T_CHECK(rc == -EINVAL || rc == -EMSGSIZE || rc == -SHMP_ESEGFULL);
 	errno = 0;
 	T_CHECK(!shmp_pool_map_async(NULL, f, in, 8, 4, out, sizeof out[0], NULL));
 	T_EQ(errno, EINVAL);

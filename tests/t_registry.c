@@ -629,8 +629,8 @@ static void test_capacity(void)
 	/* A segment too small for the object: ENOMEM, no name left behind,
 	 * and smaller objects still fit afterwards. */
 	r = reg_new("mem", SHMP_SEGMENT_MIN_SIZE, 16);
-	T_FAILS(shmp_registry_array(r, "big", 'q', 1u << 20, NULL, 0), ENOMEM);
-	T_FAILS(shmp_registry_queue(r, "bigq", 0, 0), ENOMEM);
+	T_FAILS(shmp_registry_array(r, "big", 'q', 1u << 20, NULL, 0), SHMP_ESEGFULL);
+	T_FAILS(shmp_registry_queue(r, "bigq", 0, 0), SHMP_ESEGFULL);
 	T_EQ(shmp_registry_count(r), 0);
 	T_EQ(shmp_registry_lookup(r, "big", &in), -ENOENT);
 	T_EQ(shmp_registry_lookup(r, "bigq", &in), -ENOENT);

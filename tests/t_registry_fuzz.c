@@ -330,7 +330,7 @@ static void step(uint64_t it, const char *fmt, ...)
 
 static int getter_errno_ok(int e)
 {
-	return e == ENOENT || e == ETYPE_POS || e == ECORRUPT_POS || e == EINVAL || e == ENOMEM ||
+	return e == ENOENT || e == ETYPE_POS || e == ECORRUPT_POS || e == EINVAL || e == SHMP_ESEGFULL ||
 	       e == ENOSPC || e == EVERSION_POS;
 }
 
@@ -556,7 +556,7 @@ static void try_image(const void *buf, size_t len, int want, int deep)
 		if (r2) {
 			exercise(r2, 0);
 			shmp_registry_detach(r2);
-		} else if (errno != ECORRUPT_POS && errno != EVERSION_POS && errno != ENOMEM) {
+		} else if (errno != ECORRUPT_POS && errno != EVERSION_POS && errno != SHMP_ESEGFULL) {
 			fail("registry_of: errno %d (%s)", errno, shmp_strerror(errno));
 		}
 		shmp_segment_detach(seg);

@@ -17,7 +17,7 @@
  * - poll, stats, count; NULL arguments; bad options;
  * - large-message blocks go back to the segment (live_blocks and used_bytes
  *   return to their start values) when consumed, cancelled, on every failed
- *   put (timeout, closed, -ENOMEM, which takes no slot either) and on
+ *   put (timeout, closed, -SHMP_ESEGFULL, which takes no slot either) and on
  *   destroy with messages inside;
  * - poll() does not report a cancelled reservation as a message;
  *   get(NULL, 0) receives an empty message.
@@ -735,23 +735,23 @@ static void bad_args(void)
 	/* Too big for the segment: ENOMEM and nothing left allocated. */
 	errno = 0;
 	o = SHMP_OPTS(shmp_ring_opts, .segment = seg, .capacity = 1u << 20);
-	T_CHECK(shmp_ring_create(&o) == NULL && errno == ENOMEM);
+	T_CHECK(shmp_ring_create(&o) == NULL && errno == SHMP_ESEGFULL);
 	T_EQ(t_live_blocks(seg), b0);
 	/* The largest max_message is accepted. */
 	o = SHMP_OPTS(shmp_ring_opts, .segment = seg, .capacity = 4,
 		      .max_message = SHMP_RING_MAX_MESSAGE);
 	r = shmp_ring_create(&o);
 	T_CHECK(r);
-	/* A large message that does not fit the segment: -ENOMEM, no block
+	/* A large message that does not fit the segment: -SHMP_ESEGFULL, no block
 	 * kept, no slot taken (the block is allocated before the claim),
 	 * nothing delivered or counted lost, and the ring still works. */
 	unsigned char *huge = mmap(NULL, 2u << 20, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	T_CHECK(huge != MAP_FAILED);
 	uint64_t b1 = t_live_blocks(seg);
-	T_EQ(shmp_ring_put(r, huge, 2u << 20, 0), -ENOMEM);
-	T_EQ(shmp_ring_reserve(r, 2u << 20, &t, 0), -ENOMEM);
+	T_EQ(shmp_ring_put(r, huge, 2u << 20, 0), -SHMP_ESEGFULL);
+	T_EQ(shmp_ring_reserve(r, 2u << 20, &t, 0), -SHMP_ESEGFULL);
 	struct iovec hv[2] = { { huge, 2u << 20 }, { huge, 1 } };
-	T_EQ(shmp_ring_put_batch(r, hv, 2, 0), -ENOMEM);
+	T_EQ(shmp_ring_put_batch(r, hv, 2, 0), -SHMP_ESEGFULL);
 	T_EQ(t_live_blocks(seg), b1);
 	T_EQ(shmp_ring_count(r), 0);
 	/* ... also with messages before it in a batch: those go in. */

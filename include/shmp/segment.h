@@ -91,11 +91,38 @@ SHMP_API int shmp_segment_unlink(const char *name);
 SHMP_API int shmp_segment_name_check(const char *name);
 
 /* The process-wide default segment: anonymous, created on first use (by any
- * object created without a segment), shared with children forked after that.
- * Its size is SHMP_DEFAULT_SEGMENT_SIZE bytes from the environment (suffixes
- * K, M, G allowed) or 256 MiB; pages cost nothing until touched. NULL with
- * errno on failure. */
+ * object created without a segment, by shmp_malloc, or by a Pool), shared
+ * with children forked after that. Its size is SHMP_DEFAULT_SEGMENT_SIZE
+ * bytes from the environment (suffixes K, M, G allowed), else 64 GiB of
+ * address space reserved lazily: pages cost nothing until touched, so
+ * Python-sized data (a 50 M-double Array, a 1 GiB byte Array) just fits. If
+ * the system refuses that much address space (strict overcommit, an
+ * RLIMIT_AS), the largest size it grants, halving down to 256 MiB. NULL
+ * with errno on failure. */
 SHMP_API shmp_segment_t *shmp_segment_default(void);
+
+/*
+ * The shared heap: malloc for memory that every process of the program
+ * sees at the same address. Blocks live in the default segment, which is
+ * mapped before any Pool forks its workers, so a struct holding pointers
+ * into this heap is a valid task argument for a process Pool even when it
+ * was built after the pool was created (memory from plain malloc is not:
+ * workers see the program as it was when the pool was created). The same
+ * holds for Process children forked after the allocation.
+ *
+ * As malloc: 16-byte alignment, size 0 gives a unique pointer, free(NULL)
+ * and realloc(NULL, n) work. Safe from several threads and processes at
+ * once, and under kill -9 (a process killed mid-call loses at most that
+ * block). NULL with errno: SHMP_ESEGFULL when the default segment is full
+ * (see SHMP_DEFAULT_SEGMENT_SIZE), ENOMEM (size overflow in calloc).
+ * shmp_free of a pointer that is not a live block of this heap does
+ * nothing (errno EINVAL): it never corrupts the heap.
+ */
+SHMP_API void *shmp_malloc(size_t size);
+SHMP_API void *shmp_calloc(size_t n, size_t size);
+SHMP_API void *shmp_realloc(void *p, size_t size);
+SHMP_API void shmp_free(void *p);
+SHMP_API char *shmp_strdup(const char *s);
 
 SHMP_API void *shmp_segment_base(const shmp_segment_t *seg);
 SHMP_API size_t shmp_segment_size(const shmp_segment_t *seg);
@@ -106,7 +133,8 @@ SHMP_API const char *shmp_segment_name(const shmp_segment_t *seg);
  * means 16; 64 gives a cache line of its own). Stores the block's offset in
  * *off. The block's bytes are zero. Safe with other processes allocating at
  * once and with one of them killed mid-allocation (at worst that block is
- * lost). -ENOMEM when full (nothing is changed), -EINVAL, -SHMP_ECORRUPT. */
+ * lost). -SHMP_ESEGFULL when it does not fit (nothing is changed), -EINVAL,
+ * -SHMP_ECORRUPT. */
 SHMP_API int shmp_segment_alloc(shmp_segment_t *seg, size_t size, size_t align,
 				uint64_t *off);
 /* Free a block by the offset alloc gave. -EINVAL for an offset that is not a
