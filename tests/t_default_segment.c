@@ -1,10 +1,10 @@
 /* The default segment: shmp_segment_default() returns one anonymous segment
- * on every call, 256 MiB unless SHMP_DEFAULT_SEGMENT_SIZE says otherwise
+ * on every call, 64 GiB of lazily reserved address space unless SHMP_DEFAULT_SEGMENT_SIZE says otherwise
  * (read at first use: "1M", "1m", "1024K", "1048576" all give 1 MiB);
  * objects created without a segment land in it; a child forked after
  * creation sees the parent's writes, the parent sees the child's and the
  * child's allocations. With 1 MiB, filling it makes shmp_array_create (and
- * shmp_value_create, shmp_lock_create) fail with errno ENOMEM while every
+ * shmp_value_create, shmp_lock_create) fail with errno SHMP_ESEGFULL while every
  * existing array keeps its contents, and freed room is usable again,
  * zero-filled. */
 #include "t.h"
@@ -198,7 +198,7 @@ int main(void)
 	T_CHECK(d);
 	T_CHECK(shmp_segment_default() == d);
 	T_CHECK(shmp_segment_default() == d);
-	T_EQ(shmp_segment_size(d), 256u * MIB);
+	T_EQ(shmp_segment_size(d), 64ull << 30); /* address space, reserved lazily */
 	T_CHECK(shmp_segment_name(d) == NULL);
 	struct shmp_segment_stats st0 = t_seg_stats(shmp_segment_default());
 	T_EQ(st0.live_blocks, 0);

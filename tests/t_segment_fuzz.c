@@ -92,7 +92,7 @@ static void expect_fail(const void *buf, size_t len, int want, const char *what)
  * success or a clean error. */
 static int alloc_result_ok(int r)
 {
-	return r == 0 || r == -ENOMEM || r == -SHMP_ECORRUPT || r == -ENOTRECOVERABLE;
+	return r == 0 || r == -SHMP_ESEGFULL || r == -SHMP_ECORRUPT || r == -ENOTRECOVERABLE;
 }
 
 static int free_result_ok(int r)
@@ -294,7 +294,7 @@ static void test_single_fields(void)
 	s = shmp_segment_attach(fz_name, NULL);
 	T_CHECK(s);
 	remove_file();
-	T_EQ(shmp_segment_alloc(s, 100000, 0, &off), -ENOMEM);
+	T_EQ(shmp_segment_alloc(s, 100000, 0, &off), -SHMP_ESEGFULL);
 	shmp_segment_detach(s);
 
 	/* Truncated files: empty, one byte, one byte short of a header, a
