@@ -27,7 +27,9 @@ extern "C" {
  *   SHMP_ETYPE    the name is taken by another type, or a Value/Array of
  *                 another typecode
  *   ENOSPC        the directory is full (opts.capacity entries)
- *   ENOMEM        the segment is full
+ *   SHMP_ESEGFULL the segment is full (create the registry with a larger size)
+ *   SHMP_ELOCKED  the directory lock stayed held for 2 s (a stopped process,
+ *                 or a forged lock word: see README "Security")
  *   EROFS         the registry was attached read-only
  *   SHMP_ECORRUPT the directory or the object failed validation
  *
@@ -154,7 +156,7 @@ SHMP_API shmp_dict_t *shmp_registry_dict(shmp_registry_t *r, const char *name,
 					 const struct shmp_dict_opts *opts, unsigned flags);
 
 /* Take a name out of the directory (see Lifetime). 0, -ENOENT, -EINVAL,
- * -EROFS. */
+ * -EROFS, -SHMP_ELOCKED. */
 SHMP_API int shmp_registry_remove(shmp_registry_t *r, const char *name);
 /* Number of named objects. */
 SHMP_API int shmp_registry_count(shmp_registry_t *r);
@@ -173,7 +175,7 @@ SHMP_API int shmp_namespace_get_f64(shmp_registry_t *r, const char *attr, double
 
 /*
  * Inspection, for tools: reads shared memory and writes nothing, takes no
- * lock, so it never disturbs a running program (values read while another
+ * lock and never waits, so it never disturbs a running program (values read while another
  * process writes may be torn; they are a snapshot for people).
  */
 struct shmp_object_info {
@@ -247,6 +249,10 @@ SHMP_API int shmp_segment_inspect(const char *name, struct shmp_segment_info *in
  * writer killed at any instruction leaves every key with its old or new
  * value, never a torn one (updates are written aside and published with one
  * store), and never wedges the others (robust stripe locks).
+ *
+ * Writers wait for a stripe lock at most 2 s, then give up with
+ * SHMP_ELOCKED (a lock word that names a thread that never lets go: a
+ * stopped or hostile process). Readers never wait.
  *
  * Capacity is fixed at creation (opts.capacity keys, default 4096): a set of
  * a new key beyond it is -ENOSPC (room a killed writer held is found again
