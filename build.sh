@@ -27,7 +27,7 @@ install_deps() {
 build() {
 	local dir=$1
 	shift
-	cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+	cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHMP_WERROR=ON "$@" >/dev/null
 	cmake --build "$dir" -j"$(nproc)"
 }
 
