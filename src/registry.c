@@ -18,6 +18,7 @@
  * leaks at most the object. */
 #include "internal.h"
 #include "registry_internal.h"
+#include "types.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,19 +64,6 @@ struct shmp_registry {
 	uint32_t cap;   /* trusted copy of dir->capacity */
 	bool owns_seg;  /* detach/destroy unmap the segment too */
 };
-
-const char *shmp_type_name(int type)
-{
-	static const char *const names[SHMP_TYPE_MAX] = {
-		[SHMP_TYPE_VALUE] = "value", [SHMP_TYPE_ARRAY] = "array", [SHMP_TYPE_LOCK] = "lock",
-		[SHMP_TYPE_RLOCK] = "rlock", [SHMP_TYPE_SEM] = "sem",
-		[SHMP_TYPE_BOUNDED_SEM] = "bounded_sem", [SHMP_TYPE_COND] = "cond",
-		[SHMP_TYPE_EVENT] = "event", [SHMP_TYPE_BARRIER] = "barrier", [SHMP_TYPE_QUEUE] = "queue",
-		[SHMP_TYPE_JOINABLE_QUEUE] = "joinable_queue", [SHMP_TYPE_DICT] = "dict",
-		[SHMP_TYPE_POOL] = "pool", [SHMP_TYPE_PIPELINE] = "pipeline",
-	};
-	return type > 0 && type < SHMP_TYPE_MAX && names[type] ? names[type] : "unknown";
-}
 
 static int name_check(const char *name)
 {
@@ -301,137 +289,47 @@ static struct entry *find_live(shmp_registry_t *r, const char *name)
 	return NULL;
 }
 
-/* ---- making, opening and freeing objects by type ------------------------ */
+/* ---- making, opening and freeing objects: through the type table ------- */
 
-struct params {
-	char tc;
-	size_t length;
-	const void *init;
-	unsigned n; /* semaphore value, barrier parties, queue maxsize */
-	const struct shmp_dict_opts *dict;
-};
-
-static void *obj_create(shmp_segment_t *seg, int type, const struct params *p)
+static void *obj_create(shmp_segment_t *seg, int type, const struct shmp__params *p)
 {
-	switch (type) {
-	case SHMP_TYPE_VALUE:
-	case SHMP_TYPE_ARRAY: {
-		struct shmp_value_opts o = { .sz = sizeof o, .segment = seg };
-		if (type == SHMP_TYPE_VALUE)
-			return shmp_value_create(p->tc, p->init, &o);
-		return shmp_array_create(p->tc, p->length, p->init, &o);
+	const struct shmp__type_ops *ops = shmp__type(type);
+	if (!ops || !ops->create) {
+		errno = EINVAL;
+		return NULL;
 	}
-	case SHMP_TYPE_LOCK:
-	case SHMP_TYPE_RLOCK: {
-		struct shmp_lock_opts o = { .sz = sizeof o, .segment = seg };
-		return type == SHMP_TYPE_LOCK ? shmp_lock_create(&o) : shmp_rlock_create(&o);
-	}
-	case SHMP_TYPE_SEM:
-	case SHMP_TYPE_BOUNDED_SEM: {
-		struct shmp_sem_opts o = { .sz = sizeof o, .segment = seg };
-		if (type == SHMP_TYPE_SEM)
-			return shmp_sem_create(p->n, &o);
-		/* A bounded semaphore of SHMP_SEM_VALUE_MAX could not be told
-		 * from a plain one when opened. */
-		if (p->n >= SHMP_SEM_VALUE_MAX) {
-			errno = EINVAL;
-			return NULL;
-		}
-		return shmp_bounded_sem_create(p->n, &o);
-	}
-	case SHMP_TYPE_COND: {
-		struct shmp_cond_opts o = { .sz = sizeof o, .segment = seg };
-		return shmp_cond_create(&o);
-	}
-	case SHMP_TYPE_EVENT: {
-		struct shmp_event_opts o = { .sz = sizeof o, .segment = seg };
-		return shmp_event_create(&o);
-	}
-	case SHMP_TYPE_BARRIER: {
-		struct shmp_barrier_opts o = { .sz = sizeof o, .segment = seg };
-		return shmp_barrier_create(p->n, &o);
-	}
-	case SHMP_TYPE_QUEUE:
-	case SHMP_TYPE_JOINABLE_QUEUE: {
-		struct shmp_queue_opts o = { .sz = sizeof o, .segment = seg, .maxsize = p->n };
-		return type == SHMP_TYPE_QUEUE ? shmp_queue_create(&o) : shmp_joinable_queue_create(&o);
-	}
-	case SHMP_TYPE_DICT: {
-		struct shmp_dict_opts o = { .sz = sizeof o };
-		if (p->dict && SHMP__OPTS(o, p->dict) < 0) {
-			errno = EINVAL;
-			return NULL;
-		}
-		o.segment = seg;
-		return shmp_dict_create(&o);
-	}
-	}
-	errno = EINVAL;
-	return NULL;
+	return ops->create(seg, p);
 }
 
 static void *obj_open(shmp_segment_t *seg, int type, uint64_t off, _Atomic uint32_t *ref)
 {
-	switch (type) {
-	case SHMP_TYPE_VALUE: return shmp__value_open(seg, off, ref);
-	case SHMP_TYPE_ARRAY: return shmp__array_open(seg, off, ref);
-	case SHMP_TYPE_LOCK: return shmp__lock_open(seg, off, SHMP__KIND_LOCK, ref);
-	case SHMP_TYPE_RLOCK: return shmp__lock_open(seg, off, SHMP__KIND_RLOCK, ref);
-	case SHMP_TYPE_SEM: return shmp__sem_open(seg, off, false, ref);
-	case SHMP_TYPE_BOUNDED_SEM: return shmp__sem_open(seg, off, true, ref);
-	case SHMP_TYPE_COND: return shmp__cond_open(seg, off, ref);
-	case SHMP_TYPE_EVENT: return shmp__event_open(seg, off, ref);
-	case SHMP_TYPE_BARRIER: return shmp__barrier_open(seg, off, ref);
-	case SHMP_TYPE_QUEUE: return shmp__queue_open(seg, off, false, ref);
-	case SHMP_TYPE_JOINABLE_QUEUE: return shmp__queue_open(seg, off, true, ref);
-	case SHMP_TYPE_DICT: return shmp__dict_open(seg, off, ref);
+	const struct shmp__type_ops *ops = shmp__type(type);
+	if (!ops || !ops->open) {
+		errno = SHMP_ECORRUPT;
+		return NULL;
 	}
-	errno = SHMP_ECORRUPT;
-	return NULL;
+	return ops->open(seg, off, ref);
 }
 
 static void obj_destroy(int type, void *h)
 {
-	switch (type) {
-	case SHMP_TYPE_VALUE: shmp_value_destroy(h); break;
-	case SHMP_TYPE_ARRAY: shmp_array_destroy(h); break;
-	case SHMP_TYPE_LOCK:
-	case SHMP_TYPE_RLOCK: shmp_lock_destroy(h); break;
-	case SHMP_TYPE_SEM:
-	case SHMP_TYPE_BOUNDED_SEM: shmp_sem_destroy(h); break;
-	case SHMP_TYPE_COND: shmp_cond_destroy(h); break;
-	case SHMP_TYPE_EVENT: shmp_event_destroy(h); break;
-	case SHMP_TYPE_BARRIER: shmp_barrier_destroy(h); break;
-	case SHMP_TYPE_QUEUE:
-	case SHMP_TYPE_JOINABLE_QUEUE: shmp_queue_destroy(h); break;
-	case SHMP_TYPE_DICT: shmp_dict_destroy(h); break;
-	}
+	const struct shmp__type_ops *ops = shmp__type(type);
+	if (ops && ops->destroy)
+		ops->destroy(h);
 }
 
-static int obj_inspect(const shmp_segment_t *seg, int type, uint64_t off, struct shmp_object_info *info)
+static void obj_inspect(const shmp_segment_t *seg, int type, uint64_t off, struct shmp_object_info *info)
 {
-	switch (type) {
-	case SHMP_TYPE_VALUE: return shmp__typed_inspect(seg, off, false, info);
-	case SHMP_TYPE_ARRAY: return shmp__typed_inspect(seg, off, true, info);
-	case SHMP_TYPE_LOCK:
-	case SHMP_TYPE_RLOCK: return shmp__lock_inspect(seg, off, info);
-	case SHMP_TYPE_SEM:
-	case SHMP_TYPE_BOUNDED_SEM: return shmp__sem_inspect(seg, off, info);
-	case SHMP_TYPE_COND: return shmp__cond_inspect(seg, off, info);
-	case SHMP_TYPE_EVENT: return shmp__event_inspect(seg, off, info);
-	case SHMP_TYPE_BARRIER: return shmp__barrier_inspect(seg, off, info);
-	case SHMP_TYPE_QUEUE:
-	case SHMP_TYPE_JOINABLE_QUEUE: return shmp__queue_inspect(seg, off, info);
-	case SHMP_TYPE_DICT: return shmp__dict_inspect(seg, off, info);
-	}
-	return 0; /* pools and pipelines: their own layers read them */
+	const struct shmp__type_ops *ops = shmp__type(type);
+	if (ops && ops->inspect)
+		ops->inspect(seg, off, info);
 }
 
 /* Free a removed object now that no handle is left. */
 static void obj_free(shmp_registry_t *r, int type, uint64_t off)
 {
-	if (type == SHMP_TYPE_POOL || type == SHMP_TYPE_PIPELINE)
-		return; /* owned by the pool or pipeline, not by the registry */
+	if (!shmp__type(type) || !shmp__type(type)->open)
+		return; /* a pool or pipeline: owned by its own layer, not the registry */
 	void *h = obj_open(r->seg, type, off, NULL);
 	if (h)
 		obj_destroy(type, h);
@@ -439,7 +337,7 @@ static void obj_free(shmp_registry_t *r, int type, uint64_t off)
 
 /* The getters' common body: find `name` or make it, and lend a handle. */
 static void *get_or_create(shmp_registry_t *r, const char *name, int type, unsigned flags,
-			   const struct params *p)
+			   const struct shmp__params *p)
 {
 	int e = name_check(name);
 	if (!r || (flags & ~(unsigned)(SHMP_REG_CREATE_ONLY | SHMP_REG_GET_ONLY)) ||
@@ -639,7 +537,7 @@ shmp_value_t *shmp_registry_value(shmp_registry_t *r, const char *name, char tc,
 		errno = EINVAL;
 		return NULL;
 	}
-	struct params p = { .tc = tc, .length = 1, .init = init };
+	struct shmp__params p = { .tc = tc, .length = 1, .init = init };
 	return typed_checked(get_or_create(r, name, SHMP_TYPE_VALUE, flags, &p), SHMP_TYPE_VALUE, tc);
 }
 
@@ -650,11 +548,11 @@ shmp_array_t *shmp_registry_array(shmp_registry_t *r, const char *name, char tc,
 		errno = EINVAL;
 		return NULL;
 	}
-	struct params p = { .tc = tc, .length = length, .init = init };
+	struct shmp__params p = { .tc = tc, .length = length, .init = init };
 	return typed_checked(get_or_create(r, name, SHMP_TYPE_ARRAY, flags, &p), SHMP_TYPE_ARRAY, tc);
 }
 
-static const struct params no_params;
+static const struct shmp__params no_params;
 
 shmp_lock_t *shmp_registry_lock(shmp_registry_t *r, const char *name, unsigned flags)
 {
@@ -666,12 +564,12 @@ shmp_lock_t *shmp_registry_rlock(shmp_registry_t *r, const char *name, unsigned 
 }
 shmp_sem_t *shmp_registry_sem(shmp_registry_t *r, const char *name, unsigned value, unsigned flags)
 {
-	struct params p = { .n = value };
+	struct shmp__params p = { .n = value };
 	return get_or_create(r, name, SHMP_TYPE_SEM, flags, &p);
 }
 shmp_sem_t *shmp_registry_bounded_sem(shmp_registry_t *r, const char *name, unsigned value, unsigned flags)
 {
-	struct params p = { .n = value };
+	struct shmp__params p = { .n = value };
 	return get_or_create(r, name, SHMP_TYPE_BOUNDED_SEM, flags, &p);
 }
 shmp_cond_t *shmp_registry_cond(shmp_registry_t *r, const char *name, unsigned flags)
@@ -684,22 +582,22 @@ shmp_event_t *shmp_registry_event(shmp_registry_t *r, const char *name, unsigned
 }
 shmp_barrier_t *shmp_registry_barrier(shmp_registry_t *r, const char *name, unsigned parties, unsigned flags)
 {
-	struct params p = { .n = parties };
+	struct shmp__params p = { .n = parties };
 	return get_or_create(r, name, SHMP_TYPE_BARRIER, flags, &p);
 }
 shmp_queue_t *shmp_registry_queue(shmp_registry_t *r, const char *name, unsigned maxsize, unsigned flags)
 {
-	struct params p = { .n = maxsize };
+	struct shmp__params p = { .n = maxsize };
 	return get_or_create(r, name, SHMP_TYPE_QUEUE, flags, &p);
 }
 shmp_queue_t *shmp_registry_joinable_queue(shmp_registry_t *r, const char *name, unsigned maxsize, unsigned flags)
 {
-	struct params p = { .n = maxsize };
+	struct shmp__params p = { .n = maxsize };
 	return get_or_create(r, name, SHMP_TYPE_JOINABLE_QUEUE, flags, &p);
 }
 shmp_dict_t *shmp_registry_dict(shmp_registry_t *r, const char *name, const struct shmp_dict_opts *opts, unsigned flags)
 {
-	struct params p = { .dict = opts };
+	struct shmp__params p = { .dict = opts };
 	return get_or_create(r, name, SHMP_TYPE_DICT, flags, &p);
 }
 
@@ -707,7 +605,7 @@ shmp_dict_t *shmp_registry_dict(shmp_registry_t *r, const char *name, const stru
 
 static int ns_set(shmp_registry_t *r, const char *attr, char tc, int64_t i, double d)
 {
-	shmp_value_t *v = get_or_create(r, attr, SHMP_TYPE_VALUE, 0, &(struct params){ .tc = tc, .length = 1 });
+	shmp_value_t *v = get_or_create(r, attr, SHMP_TYPE_VALUE, 0, &(struct shmp__params){ .tc = tc, .length = 1 });
 	if (!v)
 		return -errno;
 	int e = tc == 'd' ? shmp_value_set_f64(v, d) : shmp_value_set_i64(v, i);
