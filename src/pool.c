@@ -202,8 +202,17 @@ static shmp_pool_t *pool_new(int workers, const struct shmp_pool_opts *opts, boo
 		e = errno;
 		goto fail;
 	}
+	/* The default segment holds the shared heap (shmp_malloc): mapped
+	 * before the zygote forks, it is at the same address in every worker,
+	 * so structs with pointers into it are valid task arguments even when
+	 * allocated after this call. */
+	if (!threads && !shmp_segment_default()) {
+		e = errno;
+		goto fail;
+	}
 	/* Memory mapped up to now (the pool's segment, shared Arrays made
-	 * before the pool) is in every worker at the same address. */
+	 * before the pool, the default segment) is in every worker at the same
+	 * address. */
 	p->map_serial = shmp__maps_serial();
 	{
 		/* Probe once, so stats can say which path supervises. */

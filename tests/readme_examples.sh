@@ -19,7 +19,7 @@ awk -v dir="$tmp" '
 ' "$src/README.md"
 count=$(ls "$tmp"/ex*.c 2>/dev/null | wc -l)
 [ "$count" -gt 0 ] || { echo "no C examples found in README.md"; exit 1; }
-libdir=$(dirname "$(find "$build" -maxdepth 1 -name 'libshmp.so*' | head -n 1)")
+libdir=$(cd "$(dirname "$(find "$build" -maxdepth 1 -name "libshmp.so*" | head -n 1)")" && pwd)
 fail=0
 for f in "$tmp"/ex*.c; do
 	name=$(basename "$f" .c)
