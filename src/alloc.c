@@ -32,6 +32,7 @@ struct free_node {       /* at the start of a free block */
 	uint32_t cls;
 	uint64_t next;
 };
+_Static_assert(sizeof(struct prefix) == PREFIX && sizeof(struct free_node) == 16, "allocator marks");
 
 static uint64_t class_size(unsigned c)
 {

@@ -68,6 +68,15 @@ struct dentry {
 	_Atomic uint64_t vstate;  /* vlen << 1 | active slot */
 	char key[];               /* key_max + 1, then two slots of value_inline */
 };
+/* Pinned: another version's process may map the same Dict (DICT_VERSION
+ * changes with any of these). Reserved fields are zero, for later use. */
+_Static_assert(sizeof(struct stripe) == 64, "stripe");
+_Static_assert(sizeof(struct shmp__dict_sh) == 4352, "dict header size");
+_Static_assert(offsetof(struct shmp__dict_sh, buckets_off) == 40, "buckets_off");
+_Static_assert(offsetof(struct shmp__dict_sh, free_top) == 128, "free_top");
+_Static_assert(offsetof(struct shmp__dict_sh, used) == 192, "used");
+_Static_assert(offsetof(struct shmp__dict_sh, stripes) == 256, "stripes");
+_Static_assert(offsetof(struct dentry, vstate) == 16 && offsetof(struct dentry, key) == 24, "dict entry");
 
 struct shmp_dict {
 	shmp_segment_t *seg;

@@ -43,7 +43,9 @@ struct entry {
 	uint64_t reserved[4];
 	char name[SHMP_REGISTRY_NAME_MAX + 1];
 };
+/* Pinned (DIR_VERSION changes with any of these); reserved fields are zero. */
 _Static_assert(sizeof(struct entry) == 128, "entry layout");
+_Static_assert(offsetof(struct entry, ref_off) == 24 && offsetof(struct entry, name) == 64, "entry fields");
 
 struct shmp__reg_dir {
 	uint32_t magic;
@@ -57,6 +59,9 @@ struct shmp__reg_dir {
 	SHMP__ALIGNED struct shmp__lock_sh lock;
 	SHMP__ALIGNED struct entry e[];
 };
+_Static_assert(sizeof(struct shmp__reg_dir) == 128, "directory header size");
+_Static_assert(offsetof(struct shmp__reg_dir, count) == 16 && offsetof(struct shmp__reg_dir, lock) == 64,
+	       "directory header fields");
 
 struct shmp_registry {
 	shmp_segment_t *seg;

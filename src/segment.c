@@ -12,6 +12,18 @@
 #define DEFAULT_SIZE (64ull << 30)  /* address space; reserved lazily */
 #define DEFAULT_MIN (256ull << 20) /* what a system refusing that much gets at least */
 
+/* The header is read by every version that attaches: its layout is pinned
+ * (a change means a new SHMP__LAYOUT_VERSION). The reserved words are zero
+ * and free for later versions. */
+_Static_assert(sizeof(struct shmp__seg_hdr) == 1792, "segment header size");
+_Static_assert(offsetof(struct shmp__seg_hdr, layout_version) == 8, "layout_version");
+_Static_assert(offsetof(struct shmp__seg_hdr, size) == 16, "size");
+_Static_assert(offsetof(struct shmp__seg_hdr, attach_count) == 32, "attach_count");
+_Static_assert(offsetof(struct shmp__seg_hdr, registry_root) == 40, "registry_root");
+_Static_assert(offsetof(struct shmp__seg_hdr, alloc_lock) == 128, "alloc_lock");
+_Static_assert(offsetof(struct shmp__seg_hdr, heap_start) == 160, "heap_start");
+_Static_assert(offsetof(struct shmp__seg_hdr, free_head) == 200, "free_head");
+
 static size_t page_size(void)
 {
 	long p = sysconf(_SC_PAGESIZE);
