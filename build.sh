@@ -10,6 +10,8 @@ cd "$(dirname "$0")"
 # Needed to build and test. The benchmarks' optional peers (python3, ZeroMQ,
 # ck) are never required.
 PKGS="gcc make cmake pkg-config liburing-dev"
+# What only the tests need (the man-page renderer); the demo never waits for these.
+TEST_PKGS="scdoc"
 
 install_deps() {
 	local missing=() p
@@ -39,6 +41,7 @@ demo)
 	;;
 test)
 	install_deps
+	PKGS=$TEST_PKGS install_deps
 	build build
 	(cd build && ctest --output-on-failure)
 	;;
