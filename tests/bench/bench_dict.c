@@ -1,6 +1,6 @@
 /* Dict get and set throughput with 2 processes, beside Python's
- * multiprocessing Manager().dict() doing the same in this run (goal: shmp
- * >= 1000x Python).
+ * multiprocessing Manager().dict() doing the same in this run, quiet and
+ * loaded (bench.h) (goal: shmp >= 1000x Python).
  *
  *   - each process on its own 256 keys, and both on the same 256 keys;
  *   - 16-byte values (inline in the entry), keys of 6-8 bytes;
@@ -22,9 +22,10 @@
 #define NPROC 2
 #define NKEYS 256
 #define VLEN 16
-#define N_GET 4000000L /* per process: ~0.1-0.5 s a run */
-#define N_SET 2000000L
-#define PY_N 5000      /* per process: Manager().dict() does ~25k ops/s */
+/* BENCH_QUICK makes them small (main). */
+static long N_GET = 4000000L; /* per process: ~0.1-0.5 s a run */
+static long N_SET = 2000000L;
+static long PY_N = 5000;      /* per process: Manager().dict() does ~25k ops/s */
 
 enum { GET_OWN, SET_OWN, GET_SHARED, SET_SHARED, NVAR };
 static const char *var_name[NVAR] = { "get_own", "set_own", "get_shared", "set_shared" };
@@ -171,7 +172,7 @@ static void run_python(double out[NVAR])
 		exit(1);
 	}
 	char n[32], nk[32];
-	snprintf(n, sizeof n, "%d", PY_N);
+	snprintf(n, sizeof n, "%ld", PY_N);
 	snprintf(nk, sizeof nk, "%d", NKEYS);
 	fflush(NULL);
 	pid_t p = fork();
@@ -179,6 +180,7 @@ static void run_python(double out[NVAR])
 		dup2(fd[1], 1);
 		close(fd[0]);
 		close(fd[1]);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		execlp("python3", "python3", "-c", py_script, n, nk, (char *)NULL);
 		_exit(127);
 	}
@@ -211,16 +213,26 @@ static void run_python(double out[NVAR])
 	}
 }
 
-static void loadavg(const char *when)
+/* shmp's variant k, or (k >= NVAR) Python's variant k - NVAR: the first
+ * of those runs the script for all four, in this round and state. */
+static double measure(void *unused, int k, double *extra)
 {
-	double la[3];
-	if (getloadavg(la, 3) == 3)
-		printf("# load average %s: %.2f %.2f %.2f (%ld CPUs)\n", when, la[0], la[1], la[2],
-		       sysconf(_SC_NPROCESSORS_ONLN));
+	(void)unused, (void)extra;
+	static double py[NVAR];
+	if (k < NVAR)
+		return run(k);
+	if (k == NVAR)
+		run_python(py);
+	return py[k - NVAR];
 }
 
 int main(void)
 {
+	if (bench_quick()) {
+		N_GET = 20000;
+		N_SET = 10000;
+		PY_N = 200;
+	}
 	errors = bench_shm(sizeof *errors);
 	d = shmp_dict_create(NULL);
 	if (!d) {
@@ -235,29 +247,21 @@ int main(void)
 				snprintf(keys[p][k], sizeof keys[p][k], "k%d", k);
 		}
 
-	int reps = bench_reps();
-	loadavg("before");
-	printf("# Dict, %d processes, %d keys, %d-byte values; ops/s, median of %d runs "
-	       "(shmp %ld gets / %ld sets, Python %d ops per process a run)\n",
-	       NPROC, NKEYS, VLEN, reps, N_GET, N_SET, PY_N);
-	double s[NVAR][100], py[NVAR][100], one[NVAR];
+	bench_header("bench_dict", "Dict get/set, 2 processes, beside Python's Manager().dict()");
+	printf("# %d processes, %d keys, %d-byte values (shmp %ld gets / %ld sets, Python %ld ops per process a run)\n",
+	       NPROC, NKEYS, VLEN, N_GET, N_SET, PY_N);
+	struct bench_var v[2 * NVAR];
+	for (int k = 0; k < 2 * NVAR; k++)
+		v[k] = BENCH_VAR(measure, NULL, k);
 	double t0 = bench_now();
-	for (int r = 0; r < reps; r++) {
-		for (int v = 0; v < NVAR; v++)
-			s[v][r] = run(v);
-		run_python(one);
-		for (int v = 0; v < NVAR; v++)
-			py[v][r] = one[v];
-	}
-	static const char *label[NVAR] = { "dict get, own keys", "dict set, own keys",
-					    "dict get, shared keys", "dict set, shared keys" };
-	for (int v = 0; v < NVAR; v++) {
-		double sm = bench_median(s[v], reps);
-		double pm = have_python ? bench_median(py[v], reps) : 0;
-		bench_report(label[v], sm, "python Manager().dict()", pm, "ops/s", ">= 1000");
-	}
+	bench_run(v, 2 * NVAR);
+	static const char *label[NVAR] = { "Dict get, own keys, 2 processes", "Dict set, own keys, 2 processes",
+					    "Dict get, shared keys, 2 processes", "Dict set, shared keys, 2 processes" };
+	bench_section("Dict (M ops/s, higher is better)");
+	for (int k = 0; k < NVAR; k++)
+		bench_line(label[k], "M/s", bench_fig_scale(bench_fig(&v[k]), 1e-6), "Python Manager().dict()",
+			   bench_fig_scale(bench_fig(&v[NVAR + k]), 1e-6), ">= 1000");
 	printf("# %.1f s in all\n", bench_now() - t0);
-	loadavg("after");
 	shmp_dict_destroy(d);
 	return 0;
 }

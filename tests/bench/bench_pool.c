@@ -32,16 +32,18 @@
 #include <stdint.h>
 
 #define NW 2              /* workers: the machine has 2 cores */
-#define N_APPLY 10000     /* ~2 us each, ~25 us through pipes */
-#define N_BURST 200000L   /* goal 2 M/s: 0.1 s */
-#define N_MAP 1000000L
-#define MAP_WARMUP 4      /* untimed maps between the first and the timed ones */
-#define MAP_PASSES 5      /* maps timed per turn (median): one is only ~5 ms */
-#define N_IMAP 50000L     /* goal 1 M/s: 0.05 s */
-#define N_CREATE 10
-#define N_RANGES 64       /* CPU-bound map: ranges, one task each */
-#define RANGE 50000L      /* numbers per range: ~0.4 s on one core */
-#define MAXV 8
+/* Sizes; BENCH_QUICK makes them small (set at the top of main, so the poll()
+ * server, which inherits the environment, uses the same). */
+static long N_APPLY = 10000;    /* ~2 us each, ~25 us through pipes */
+static long N_BURST = 200000L;  /* goal 2 M/s: 0.1 s */
+#define N_MAP 1000000L          /* the figure is "1 M items": quick runs too */
+static int MAP_WARMUP = 4;      /* untimed maps between the first and the timed ones */
+#define MAP_PASSES 5            /* maps timed per turn (median): one is only ~5 ms */
+static long N_IMAP = 50000L;    /* goal 1 M/s: 0.05 s */
+static long N_CREATE = 10;
+#define N_RANGES_MAX 64
+static long N_RANGES = 64;      /* CPU-bound map: ranges, one task each */
+static long RANGE = 50000L;     /* numbers per range: ~0.4 s on one core */
 
 static void die(const char *what)
 {
@@ -100,6 +102,7 @@ static int t_primes(const void *a, void *r, const struct shmp_task_ctx *c)
 	return 0;
 }
 
+
 static int64_t p_noop(int64_t x) { return x; }
 static int64_t p_sq(int64_t x) { return x * x; }
 static int64_t p_primes(int64_t k) { return count_primes(k * RANGE, (k + 1) * RANGE); }
@@ -150,7 +153,7 @@ static int cmp_d(const void *a, const void *b)
 
 /* ---- 1. apply round trip: mean us; *extra the median call ------------- */
 
-static double lat[N_APPLY];
+static double *lat; /* N_APPLY */
 
 static double finish_lat(double t0, double *extra)
 {
@@ -160,8 +163,9 @@ static double finish_lat(double t0, double *extra)
 	return mean;
 }
 
-static double f_apply(int kind, double *extra)
+static double f_apply(void *unused_, int kind, double *extra)
 {
+	(void)unused_;
 	shmp_pool_t *p = mk(kind, NW);
 	warm(p);
 	double t0 = bench_now();
@@ -178,8 +182,9 @@ static double f_apply(int kind, double *extra)
 	return mean;
 }
 
-static double f_apply_pipe(int unused, double *extra)
+static double f_apply_pipe(void *unused_, int unused, double *extra)
 {
+	(void)unused_;
 	(void)unused;
 	struct pipe_pool *p = pipe_pool_create(NW, pipe_fns, 3);
 	for (long i = 0; i < 200; i++)
@@ -225,8 +230,9 @@ static double burst_once(shmp_pool_t *p)
 
 /* The second burst on a pool; *extra the first (cold: the task table,
  * the call table and the heap are touched for the first time). */
-static double f_burst(int kind, double *extra)
+static double f_burst(void *unused_, int kind, double *extra)
 {
+	(void)unused_;
 	shmp_pool_t *p = mk(kind, NW);
 	warm(p);
 	*extra = burst_once(p);
@@ -252,8 +258,9 @@ static double burst_pipe_once(struct pipe_pool *p)
 	return N_BURST / t;
 }
 
-static double f_burst_pipe(int eager, double *extra)
+static double f_burst_pipe(void *unused_, int eager, double *extra)
 {
+	(void)unused_;
 	struct pipe_pool *p = pipe_pool_create(NW, pipe_fns, 3);
 	pipe_pool_eager(p, eager);
 	pipe_pool_apply(p, P_NOOP, 0);
@@ -288,8 +295,9 @@ static double map_once(shmp_pool_t *p, const long *in, long *out)
  * faults in every page of the arrays or segment blocks it touches the
  * first time, and map chunks go to whichever worker is free, so warming
  * up takes a few maps). */
-static double f_map(int how, double *extra)
+static double f_map(void *unused_, int how, double *extra)
 {
+	(void)unused_;
 	shmp_pool_t *p = mk(how & 1, NW);
 	const long *in = how & 2 ? in_sh : in_priv;
 	long *out = how & 2 ? out_sh : out_priv;
@@ -303,8 +311,9 @@ static double f_map(int how, double *extra)
 	return N_MAP / bench_median(v, MAP_PASSES);
 }
 
-static double f_map_pipe(int unused, double *extra)
+static double f_map_pipe(void *unused_, int unused, double *extra)
 {
+	(void)unused_;
 	(void)unused;
 	struct pipe_pool *p = pipe_pool_create(NW, pipe_fns, 3);
 	double v[MAP_PASSES];
@@ -324,8 +333,9 @@ static double f_map_pipe(int unused, double *extra)
 }
 
 /* The same loop in the caller, one core: what a pool has to beat at all. */
-static double f_map_loop(int unused, double *extra)
+static double f_map_loop(void *unused_, int unused, double *extra)
 {
+	(void)unused_;
 	(void)unused, (void)extra;
 	double v[MAP_PASSES];
 	for (int k = 0; k < MAP_PASSES; k++) {
@@ -365,11 +375,14 @@ static double imap_once(shmp_pool_t *p)
 	return N_IMAP / t;
 }
 
-/* The second imap on a pool; *extra the first. */
-static double f_imap(int kind, double *extra)
+/* The second imap on a pool; *extra the first. kind | 4: the first imap
+ * is the pool's first call (no applies before it). */
+static double f_imap(void *unused_, int kind, double *extra)
 {
-	shmp_pool_t *p = mk(kind, NW);
-	warm(p);
+	(void)unused_;
+	shmp_pool_t *p = mk(kind & 1, NW);
+	if (!(kind & 4))
+		warm(p);
 	*extra = imap_once(p);
 	double v = imap_once(p);
 	rm(p);
@@ -393,8 +406,9 @@ static double imap_pipe_once(struct pipe_pool *p)
 	return N_IMAP / t;
 }
 
-static double f_imap_pipe(int eager, double *extra)
+static double f_imap_pipe(void *unused_, int eager, double *extra)
 {
+	(void)unused_;
 	struct pipe_pool *p = pipe_pool_create(NW, pipe_fns, 3);
 	pipe_pool_eager(p, eager);
 	pipe_pool_apply(p, P_NOOP, 0);
@@ -406,8 +420,9 @@ static double f_imap_pipe(int eager, double *extra)
 
 /* ---- 5. create + one task + close + join + destroy: ms ---------------- */
 
-static double f_create(int kind, double *extra)
+static double f_create(void *unused_, int kind, double *extra)
 {
+	(void)unused_;
 	(void)extra;
 	double t = bench_now();
 	for (long i = 0; i < N_CREATE; i++) {
@@ -421,8 +436,9 @@ static double f_create(int kind, double *extra)
 	return (bench_now() - t) / N_CREATE * 1e3;
 }
 
-static double f_create_pipe(int unused, double *extra)
+static double f_create_pipe(void *unused_, int unused, double *extra)
 {
+	(void)unused_;
 	(void)unused, (void)extra;
 	double t = bench_now();
 	for (long i = 0; i < N_CREATE; i++) {
@@ -435,8 +451,9 @@ static double f_create_pipe(int unused, double *extra)
 }
 
 /* The floor: fork NW children that exit at once, and reap them. */
-static double f_fork(int unused, double *extra)
+static double f_fork(void *unused_, int unused, double *extra)
 {
+	(void)unused_;
 	(void)unused, (void)extra;
 	double t = bench_now();
 	for (long i = 0; i < N_CREATE; i++) {
@@ -454,10 +471,11 @@ static double f_fork(int unused, double *extra)
 
 /* ---- 6. CPU-bound map: seconds ----------------------------------------- */
 
-static double f_cpu(int workers, double *extra)
+static double f_cpu(void *unused_, int workers, double *extra)
 {
+	(void)unused_;
 	(void)extra;
-	long in[N_RANGES], out[N_RANGES];
+	long in[N_RANGES_MAX], out[N_RANGES_MAX];
 	for (long k = 0; k < N_RANGES; k++)
 		in[k] = k;
 	shmp_pool_t *p = mk(K_PROC, workers);
@@ -475,10 +493,11 @@ static double f_cpu(int workers, double *extra)
 	return t;
 }
 
-static double f_cpu_pipe(int workers, double *extra)
+static double f_cpu_pipe(void *unused_, int workers, double *extra)
 {
+	(void)unused_;
 	(void)extra;
-	int64_t in[N_RANGES], out[N_RANGES];
+	int64_t in[N_RANGES_MAX], out[N_RANGES_MAX];
 	for (long k = 0; k < N_RANGES; k++)
 		in[k] = k;
 	struct pipe_pool *p = pipe_pool_create(workers, pipe_fns, 3);
@@ -497,7 +516,7 @@ static double f_cpu_pipe(int workers, double *extra)
 
 /* ---- the poll() server -------------------------------------------------- */
 
-typedef double (*fig_fn)(int, double *);
+typedef bench_fn fig_fn;
 static const fig_fn figs[] = { f_apply, f_burst, f_imap, f_create };
 enum { FIG_APPLY, FIG_BURST, FIG_IMAP, FIG_CREATE };
 
@@ -519,7 +538,7 @@ static int serve(void)
 	while (scanf("%d %d", &fig, &kind) == 2) {
 		if (fig < 0 || fig >= (int)(sizeof figs / sizeof *figs))
 			return 1;
-		double x = 0, v = figs[fig](kind, &x);
+		double x = 0, v = figs[fig](NULL, kind, &x);
 		printf("%.17g %.17g\n", v, x);
 		fflush(stdout);
 	}
@@ -564,8 +583,9 @@ static void server_stop(void)
 }
 
 /* Figure `fig` of `kind`, measured by the poll() server. */
-static double remote(int fig_kind, double *extra)
+static double remote(void *unused_, int fig_kind, double *extra)
 {
+	(void)unused_;
 	double v;
 	fprintf(srv_in, "%d %d\n", fig_kind >> 4, fig_kind & 15);
 	fflush(srv_in);
@@ -575,52 +595,30 @@ static double remote(int fig_kind, double *extra)
 }
 #define REMOTE(fig, kind) ((fig) << 4 | (kind))
 
-/* ---- rounds: every variant in turn, medians ----------------------------- */
+/* ---- rounds: every variant in turn, medians, quiet and loaded (bench.h) -- */
 
-struct var {
-	fig_fn fn;
-	int arg;
-	double v, x; /* medians: the figure, and its extra */
-};
+#define V(fn, arg) BENCH_VAR(fn, NULL, arg)
+#define F(v) bench_fig(&(v))
+#define X(v) bench_xfig(&(v))
+#define M(f) bench_fig_scale(f, 1e-6)
 
-static void rounds(struct var *vs, int k)
+static struct bench_fig py(const char *key, double scale)
 {
-	double v[MAXV][100], x[MAXV][100];
-	int n = bench_reps();
-	for (int i = 0; i < n; i++)
-		for (int j = 0; j < k; j++) {
-			x[j][i] = 0;
-			v[j][i] = vs[j].fn(vs[j].arg, &x[j][i]);
-		}
-	for (int j = 0; j < k; j++) {
-		vs[j].v = bench_median(v[j], n);
-		vs[j].x = bench_median(x[j], n);
-	}
-}
-
-/* The machine is shared: say how busy it was, so a run can be judged. */
-static void print_load(const char *when)
-{
-	char buf[128] = "?";
-	FILE *f = fopen("/proc/loadavg", "r");
-	if (f) {
-		if (!fgets(buf, sizeof buf, f))
-			strcpy(buf, "?\n");
-		fclose(f);
-	}
-	printf("# load average %s: %s", when, buf);
-	fflush(stdout);
-}
-
-static void report_python(const char *name, double v, const char *key, double scale, const char *unit,
-			  const char *goal)
-{
-	bench_report(name, v, "Python multiprocessing", bench_python(key) * scale, unit, goal);
+	return bench_python_fig(key, scale);
 }
 
 int main(int argc, char **argv)
 {
-	alarm(900); /* a hung pool must not hang the benchmark run */
+	alarm(bench_quick() ? 300 : 3600); /* a hung pool must not hang the benchmark run */
+	if (bench_quick()) {
+		N_APPLY = 500;
+		N_BURST = 5000;
+		MAP_WARMUP = 0;
+		N_IMAP = 2000;
+		N_CREATE = 2;
+		N_RANGES = 4;
+		RANGE = 5000;
+	}
 	/* Inputs and the shared Arrays first: the Arrays must be mapped
 	 * before any pool is created to go by reference. */
 	in_arr = shmp_array_create('q', N_MAP, NULL, NULL);
@@ -631,9 +629,10 @@ int main(int argc, char **argv)
 	out_sh = shmp_array_ptr(out_arr);
 	in_priv = malloc(N_MAP * sizeof(long));
 	out_priv = malloc(N_MAP * sizeof(long));
-	burst_out = malloc(N_BURST * sizeof(long));
-	burst_h = malloc(N_BURST * sizeof *burst_h);
-	if (!in_priv || !out_priv || !burst_out || !burst_h)
+	burst_out = malloc((size_t)N_BURST * sizeof(long));
+	burst_h = malloc((size_t)N_BURST * sizeof *burst_h);
+	lat = malloc((size_t)N_APPLY * sizeof *lat);
+	if (!in_priv || !out_priv || !burst_out || !burst_h || !lat)
 		die("out of memory");
 	for (long i = 0; i < N_MAP; i++)
 		in_priv[i] = in_sh[i] = i;
@@ -643,110 +642,107 @@ int main(int argc, char **argv)
 	if (argc > 1 && !strcmp(argv[1], "--serve"))
 		return serve();
 
-	print_load("at start");
-	bench_python("pool_apply_rtt_us"); /* runs it now, alone */
+	bench_header("bench_pool", "Pool and ThreadPool beside a fork+pipe pool, fork+waitpid and Python");
+	/* Python's anchor first, while nothing of ours runs. */
+	py("pool_apply_rtt_us", 1);
 	server_start();
 	int sup = supervision();
-	printf("# Pool of %d workers; medians of %d rounds, variants in turns; supervision: this process %s, "
-	       "server %s\n",
-	       NW, bench_reps(), sup ? "io_uring" : "poll", srv_supervision ? "io_uring" : "poll");
+	printf("# Pool of %d workers; supervision: this process %s, server %s\n", NW, sup ? "io_uring" : "poll",
+	       srv_supervision ? "io_uring" : "poll");
 	if (sup == srv_supervision)
 		printf("# WARNING: both sides use %s: the io_uring/poll comparison is void here\n",
 		       sup ? "io_uring" : "poll");
-	printf("# shmp/peer: below 1 is better for us and ms, above 1 for items/s and tasks/s\n");
+	printf("# every turn makes its own pool and destroys it; \"first\" is the first call on a fresh pool\n");
 	fflush(stdout);
 
 	/* 5 first, while this process is small (fork copies page tables). */
-	struct var c[] = { { f_create, K_PROC, 0, 0 },   { remote, REMOTE(FIG_CREATE, K_PROC), 0, 0 },
-			   { f_create, K_THREAD, 0, 0 }, { f_create_pipe, 0, 0, 0 },
-			   { f_fork, 0, 0, 0 } };
-	rounds(c, 5);
+	struct bench_var c[] = { V(f_create, K_PROC), V(remote, REMOTE(FIG_CREATE, K_PROC)), V(f_create, K_THREAD),
+				 V(f_create_pipe, 0), V(f_fork, 0) };
+	bench_run(c, 5);
 
-	struct var a[] = { { f_apply, K_PROC, 0, 0 },
-			   { remote, REMOTE(FIG_APPLY, K_PROC), 0, 0 },
-			   { f_apply, K_THREAD, 0, 0 },
-			   { f_apply_pipe, 0, 0, 0 } };
-	rounds(a, 4);
-	report_python("1 apply_rtt (mean)", a[0].v, "pool_apply_rtt_us", 1, "us", "<= 0.01");
-	bench_report("1 apply_rtt (mean)", a[0].v, "pipe pool", a[3].v, "us", "<= 0.1");
-	bench_report("1 apply_rtt (median call)", a[0].x, "pipe pool", a[3].x, "us", "shmp <= 2 us");
-	bench_report("1 apply_rtt (mean), io_uring", a[0].v, "same, poll() supervision", a[1].v, "us", "info");
-	bench_report("1 apply_rtt (median), io_uring", a[0].x, "same, poll() supervision", a[1].x, "us", "info");
-	report_python("1 apply_rtt (mean), ThreadPool", a[2].v, "pool_apply_rtt_us", 1, "us", "<= 0.01");
-	bench_report("1 apply_rtt (median), ThreadPool", a[2].x, "pipe pool", a[3].x, "us", "shmp <= 2 us");
+	struct bench_var a[] = { V(f_apply, K_PROC), V(remote, REMOTE(FIG_APPLY, K_PROC)), V(f_apply, K_THREAD),
+				 V(f_apply_pipe, 0) };
+	bench_run(a, 4);
+	bench_section("1. apply round trip, trivial task (us, lower is better)");
+	bench_line("apply round trip (mean)", "us", F(a[0]), "Python multiprocessing (1 run)", py("pool_apply_rtt_us", 1),
+		   "<= 0.01");
+	bench_line("apply round trip (mean)", "us", F(a[0]), "pipe pool", F(a[3]), "<= 0.1");
+	bench_line("apply round trip (median call)", "us", X(a[0]), "pipe pool", X(a[3]), "info");
+	bench_line("apply round trip (mean), io_uring", "us", F(a[0]), "same, poll() supervision", F(a[1]), "info");
+	bench_line("apply round trip (median), io_uring", "us", X(a[0]), "same, poll() supervision", X(a[1]), "info");
+	bench_line("apply round trip (mean), ThreadPool", "us", F(a[2]), "Python multiprocessing (1 run)",
+		   py("pool_apply_rtt_us", 1), "<= 0.01");
+	bench_line("apply round trip (median), ThreadPool", "us", X(a[2]), "pipe pool", X(a[3]), "info");
 
-	struct var b[] = { { f_burst, K_PROC, 0, 0 },
-			   { remote, REMOTE(FIG_BURST, K_PROC), 0, 0 },
-			   { f_burst, K_THREAD, 0, 0 },
-			   { f_burst_pipe, 1, 0, 0 },
-			   { f_burst_pipe, 0, 0, 0 } };
-	rounds(b, 5);
-	for (int j = 0; j < 5; j++)
-		b[j].v /= 1e6, b[j].x /= 1e6;
-	report_python("2 apply_async burst", b[0].v, "pool_apply_async_tasks_per_s", 1e-6, "M/s",
-		      ">= 100, shmp >= 2 M/s");
-	bench_report("2 apply_async burst", b[0].v, "pipe pool, write per task", b[3].v, "M/s", "info");
-	bench_report("2 apply_async burst", b[0].v, "pipe pool, batched writev", b[4].v, "M/s", "info");
-	bench_report("2 apply_async burst, io_uring", b[0].v, "same, poll() supervision", b[1].v, "M/s", "info");
-	bench_report("2 apply_async burst, first on pool", b[0].x, "pipe pool, write per task", b[3].x, "M/s",
-		     "info");
-	report_python("2 apply_async burst, ThreadPool", b[2].v, "pool_apply_async_tasks_per_s", 1e-6, "M/s",
-		      ">= 100");
+	struct bench_var b[] = { V(f_burst, K_PROC), V(remote, REMOTE(FIG_BURST, K_PROC)), V(f_burst, K_THREAD),
+				 V(f_burst_pipe, 1), V(f_burst_pipe, 0) };
+	bench_run(b, 5);
+	bench_section("2. apply_async burst, trivial tasks (M tasks/s, higher is better)");
+	bench_line("apply_async burst", "M/s", M(F(b[0])), "pipe pool, batched writev", M(F(b[4])), ">= 1.0");
+	bench_line("apply_async burst", "M/s", M(F(b[0])), "pipe pool, write per task", M(F(b[3])), "info");
+	bench_line("apply_async burst", "M/s", M(F(b[0])), "Python multiprocessing (1 run)",
+		   py("pool_apply_async_tasks_per_s", 1e-6), ">= 100");
+	bench_line("apply_async burst, io_uring", "M/s", M(F(b[0])), "same, poll() supervision", M(F(b[1])), "info");
+	bench_line("apply_async burst, first on pool", "M/s", M(X(b[0])), "pipe pool batched, first", M(X(b[4])),
+		   "info");
+	bench_line("apply_async burst, ThreadPool", "M/s", M(F(b[2])), "pipe pool, batched writev", M(F(b[4])),
+		   "info");
 
-	struct var m[] = { { f_map, K_PROC, 0, 0 },     { f_map, K_PROC | 2, 0, 0 },
-			   { f_map, K_THREAD, 0, 0 },   { f_map_pipe, 0, 0, 0 },
-			   { f_map_loop, 0, 0, 0 } };
-	rounds(m, 5);
-	for (int j = 0; j < 5; j++)
-		m[j].v /= 1e6, m[j].x /= 1e6;
-	report_python("3 map 1M, copied", m[0].v, "pool_map_items_per_s", 1e-6, "M/s", ">= 100, shmp >= 200 M/s");
-	bench_report("3 map 1M, copied", m[0].v, "pipe pool", m[3].v, "M/s", "info");
-	report_python("3 map 1M, shared Arrays", m[1].v, "pool_map_items_per_s", 1e-6, "M/s",
-		      ">= 100, shmp >= 200 M/s");
-	bench_report("3 map 1M, shared Arrays", m[1].v, "pipe pool", m[3].v, "M/s", "info");
-	bench_report("3 map 1M, shared Arrays", m[1].v, "loop in the caller (1 core)", m[4].v, "M/s", "info");
-	bench_report("3 map 1M, copied, first on pool", m[0].x, "pipe pool, first map", m[3].x, "M/s", "info");
-	bench_report("3 map 1M, shared, first on pool", m[1].x, "pipe pool, first map", m[3].x, "M/s", "info");
-	report_python("3 map 1M, ThreadPool", m[2].v, "pool_map_items_per_s", 1e-6, "M/s", ">= 100");
+	struct bench_var m[] = { V(f_map, K_PROC), V(f_map, K_PROC | 2), V(f_map, K_THREAD), V(f_map_pipe, 0),
+				 V(f_map_loop, 0) };
+	bench_run(m, 5);
+	bench_section("3. map of 1 M trivial items x -> x*x (M items/s, higher is better)");
+	bench_line("map 1M, copied, 2 workers", "M/s", M(F(m[0])), "loop in the caller (1 core)", M(F(m[4])),
+		   ">= 1.0");
+	bench_line("map 1M, copied, 2 workers", "M/s", M(F(m[0])), "pipe pool", M(F(m[3])), "info");
+	bench_line("map 1M, copied, 2 workers", "M/s", M(F(m[0])), "Python multiprocessing (1 run)",
+		   py("pool_map_items_per_s", 1e-6), ">= 100");
+	bench_line("map 1M, shared Arrays, 2 workers", "M/s", M(F(m[1])), "loop in the caller (1 core)", M(F(m[4])),
+		   ">= 1.0");
+	bench_line("map 1M, shared Arrays, 2 workers", "M/s", M(F(m[1])), "pipe pool", M(F(m[3])), "info");
+	bench_line("map 1M, copied, first on pool", "M/s", M(X(m[0])), "pipe pool, first map", M(X(m[3])), "info");
+	bench_line("map 1M, shared, first on pool", "M/s", M(X(m[1])), "pipe pool, first map", M(X(m[3])), "info");
+	bench_line("map 1M, ThreadPool", "M/s", M(F(m[2])), "loop in the caller (1 core)", M(F(m[4])), "info");
 
-	struct var im[] = { { f_imap, K_PROC, 0, 0 },
-			    { remote, REMOTE(FIG_IMAP, K_PROC), 0, 0 },
-			    { f_imap, K_THREAD, 0, 0 },
-			    { f_imap_pipe, 1, 0, 0 },
-			    { f_imap_pipe, 0, 0, 0 } };
-	rounds(im, 5);
-	for (int j = 0; j < 5; j++)
-		im[j].v /= 1e6, im[j].x /= 1e6;
-	report_python("4 imap chunksize 1", im[0].v, "pool_imap_chunk1_items_per_s", 1e-6, "M/s",
-		      ">= 50, shmp >= 1 M/s");
-	bench_report("4 imap chunksize 1", im[0].v, "pipe pool, write per task", im[3].v, "M/s", "info");
-	bench_report("4 imap chunksize 1", im[0].v, "pipe pool, batched writev", im[4].v, "M/s", "info");
-	bench_report("4 imap chunksize 1, io_uring", im[0].v, "same, poll() supervision", im[1].v, "M/s", "info");
-	bench_report("4 imap chunksize 1, first on pool", im[0].x, "pipe pool, write per task", im[3].x, "M/s",
-		     "info");
-	report_python("4 imap chunksize 1, ThreadPool", im[2].v, "pool_imap_chunk1_items_per_s", 1e-6, "M/s",
-		      ">= 50");
+	struct bench_var im[] = { V(f_imap, K_PROC | 4), V(f_imap, K_PROC), V(remote, REMOTE(FIG_IMAP, K_PROC)),
+				  V(f_imap, K_THREAD), V(f_imap_pipe, 1), V(f_imap_pipe, 0) };
+	bench_run(im, 6);
+	bench_section("4. imap, chunksize 1 (M items/s, higher is better)");
+	bench_line("imap chunksize 1, first call on a new pool", "M/s", M(X(im[0])), "same pool warm (2nd imap)",
+		   M(F(im[0])), ">= 0.5");
+	bench_line("imap chunksize 1, first after 200 applies", "M/s", M(X(im[1])), "same pool warm (2nd imap)",
+		   M(F(im[1])), ">= 0.5");
+	bench_line("imap chunksize 1, warm", "M/s", M(F(im[1])), "pipe pool, batched writev", M(F(im[5])), "info");
+	bench_line("imap chunksize 1, warm", "M/s", M(F(im[1])), "pipe pool, write per task", M(F(im[4])), "info");
+	bench_line("imap chunksize 1, warm", "M/s", M(F(im[1])), "Python multiprocessing (1 run)",
+		   py("pool_imap_chunk1_items_per_s", 1e-6), ">= 50");
+	bench_line("imap chunksize 1, warm, io_uring", "M/s", M(F(im[1])), "same, poll() supervision", M(F(im[2])),
+		   "info");
+	bench_line("imap chunksize 1, ThreadPool, warm", "M/s", M(F(im[3])), "pipe pool, batched writev",
+		   M(F(im[5])), "info");
 
-	report_python("5 create+apply+close+join", c[0].v, "pool_create_apply_close_ms", 1, "ms",
-		      "<= 0.1, shmp <= 5 ms");
-	bench_report("5 create+apply+close+join", c[0].v, "pipe pool create+apply+destroy", c[3].v, "ms", "info");
-	bench_report("5 create+apply+close+join", c[0].v, "fork+waitpid of 2 children", c[4].v, "ms", "info");
-	bench_report("5 create+..., io_uring", c[0].v, "same, poll() supervision", c[1].v, "ms", "info");
-	report_python("5 create+apply+close+join, Thread", c[2].v, "pool_create_apply_close_ms", 1, "ms", "<= 0.1");
+	bench_section("5. create + one apply + close + join + destroy (ms, lower is better)");
+	bench_line("create + apply + close + join", "ms", F(c[0]), "fork+pipe pool", F(c[3]), "<= 1.0");
+	bench_line("create + apply + close + join", "ms", F(c[0]), "fork+waitpid of 2 children", F(c[4]), "info");
+	bench_line("create + apply + close + join", "ms", F(c[0]), "Python multiprocessing (1 run)",
+		   py("pool_create_apply_close_ms", 1), "<= 0.1");
+	bench_line("create + apply + ..., io_uring", "ms", F(c[0]), "same, poll() supervision", F(c[1]), "info");
+	bench_line("create + apply + ..., ThreadPool", "ms", F(c[2]), "fork+pipe pool", F(c[3]), "info");
 
-	struct var u[] = { { f_cpu, 1, 0, 0 }, { f_cpu, 2, 0, 0 }, { f_cpu_pipe, 1, 0, 0 }, { f_cpu_pipe, 2, 0, 0 } };
-	rounds(u, 4);
-	bench_report("6 cpu map, 2 workers (s)", u[1].v, "pipe pool, 2 workers", u[3].v, "s", "<= 1.05");
-	bench_report("6 cpu map speed-up 2 vs 1 worker", u[0].v / u[1].v, "pipe pool speed-up", u[2].v / u[3].v, "x",
-		     "shmp >= 1.8");
+	struct bench_var u[] = { V(f_cpu, 1), V(f_cpu, 2), V(f_cpu_pipe, 1), V(f_cpu_pipe, 2) };
+	bench_run(u, 4);
+	bench_section("6. CPU-bound map, primes in ranges (s, lower is better; speed-up, higher is better)");
+	bench_line("cpu map, 2 workers", "s", F(u[1]), "pipe pool, 2 workers", F(u[3]), "<= 1.05");
+	bench_line("cpu map speed-up, 2 vs 1 worker", "x", bench_fig_div(F(u[0]), F(u[1])), "pipe pool speed-up",
+		   bench_fig_div(F(u[2]), F(u[3])), "shmp >= 1.8 (absolute)");
 
 	server_stop();
-	print_load("at end");
 	shmp_array_destroy(in_arr);
 	shmp_array_destroy(out_arr);
 	free(in_priv);
 	free(out_priv);
 	free(burst_out);
 	free(burst_h);
+	free(lat);
 	return 0;
 }

@@ -1,7 +1,8 @@
-/* Process start + join latency beside plain fork + waitpid, same run. */
+/* Process start + join latency beside plain fork + waitpid, same run, quiet
+ * and loaded (bench.h). */
 #include "bench.h"
 
-#define N 200
+static long N;
 
 static int child(void *arg)
 {
@@ -9,42 +10,48 @@ static int child(void *arg)
 	return 0;
 }
 
-static double shmp_start_join(void)
+static double shmp_start_join(void *unused, int k, double *extra)
 {
+	(void)unused, (void)k, (void)extra;
 	double t = bench_now();
-	for (int i = 0; i < N; i++) {
+	for (long i = 0; i < N; i++) {
 		shmp_process_t *p = shmp_process_create(child, NULL, NULL);
-		if (!p || shmp_process_start(p) < 0 || shmp_process_join(p, SHMP_FOREVER) < 0)
+		int e = p ? shmp_process_start(p) : -errno;
+		if (!e)
+			e = shmp_process_join(p, SHMP_FOREVER);
+		if (e < 0) {
+			fprintf(stderr, "bench_process: %s\n", shmp_strerror(e));
 			exit(1);
+		}
 		shmp_process_destroy(p);
 	}
-	return (bench_now() - t) / N * 1e6;
+	return (bench_now() - t) / (double)N * 1e6;
 }
 
-static double fork_waitpid(void)
+static double fork_waitpid(void *unused, int k, double *extra)
 {
+	(void)unused, (void)k, (void)extra;
 	double t = bench_now();
-	for (int i = 0; i < N; i++) {
+	for (long i = 0; i < N; i++) {
 		pid_t c = fork();
 		if (c == 0)
 			_exit(0);
+		if (c < 0) {
+			perror("fork");
+			exit(1);
+		}
 		waitpid(c, NULL, 0);
 	}
-	return (bench_now() - t) / N * 1e6;
+	return (bench_now() - t) / (double)N * 1e6;
 }
 
 int main(void)
 {
-	printf("# start + join of a process that returns at once; us, median of %d runs\n", bench_reps());
-	/* Interleaved: on a shared machine the load drifts, and two blocks of
-	 * runs one after the other would measure the drift. */
-	double sv[100], fv[100];
-	int n = bench_reps();
-	for (int i = 0; i < n; i++) {
-		sv[i] = shmp_start_join();
-		fv[i] = fork_waitpid();
-	}
-	double s = bench_median(sv, n), f = bench_median(fv, n);
-	bench_report("process_start_join", s, "fork+waitpid", f, "us", "<= 1.2");
+	N = bench_n(200, 10);
+	bench_header("bench_process", "start + join of a process that returns at once");
+	struct bench_var v[] = { BENCH_VAR(shmp_start_join, NULL, 0), BENCH_VAR(fork_waitpid, NULL, 0) };
+	bench_run(v, 2);
+	bench_section("Process (us, lower is better)");
+	bench_line("Process start + join", "us", bench_fig(&v[0]), "fork+waitpid", bench_fig(&v[1]), "<= 1.2");
 	return 0;
 }

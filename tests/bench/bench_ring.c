@@ -1,5 +1,5 @@
 /* Ring figures beside the transports a C programmer would otherwise use, all
- * measured in this run: ../shared/anchors/queues.c (pipe, POSIX mq, ZeroMQ
+ * measured in this run, quiet and loaded (bench.h): ../shared/anchors/queues.c (pipe, POSIX mq, ZeroMQ
  * ipc, ck_ring in shared memory) and limits.c (spin and futex ping-pong)
  * are reproduced here rather than quoted, because the machine is shared and
  * only ratios taken in the same run mean anything.
@@ -38,16 +38,17 @@
 #define MSG 64
 /* Counts sized for ~0.1-0.3 s a run on an idle 2-core machine, so that
  * BENCH_REPS=5 stays well under a minute even when it is busy. */
-#define N_FAST 1000000L  /* shared-memory rings: 10-50 M msgs/s */
-#define N_SLOW 100000L   /* pipe, mq, ZeroMQ: 0.3-3 M msgs/s */
-#define N_22 1000000L    /* 2 -> 2, all producers together */
+/* BENCH_QUICK divides them (set in main). */
+static long N_FAST = 1000000L;   /* shared-memory rings: 10-50 M msgs/s */
+static long N_SLOW = 100000L;    /* pipe, mq, ZeroMQ: 0.3-3 M msgs/s */
+static long N_22 = 1000000L;     /* 2 -> 2, all producers together */
 #define BATCH 32
-#define N_PP_SPIN 100000L  /* ~0.15 us a round trip */
-#define N_PP_RING 50000L   /* blocking ring: spin-fast, or futex-slow */
-#define N_PP_FUTEX 20000L  /* futex and pipe ping-pong: ~15 us */
-#define N_PP_ZMQ 2000L     /* ZeroMQ REQ/REP: ~100 us */
+static long N_PP_SPIN = 100000L; /* ~0.15 us a round trip */
+static long N_PP_RING = 50000L;  /* blocking ring: spin-fast, or futex-slow */
+static long N_PP_FUTEX = 20000L; /* futex and pipe ping-pong: ~15 us */
+static long N_PP_ZMQ = 2000L;    /* ZeroMQ REQ/REP: ~100 us */
 #define BIG ((size_t)1 << 20)
-#define N_BIG 512L
+static long N_BIG = 512L;
 #define WATCHDOG_S 300   /* a child stuck this long means a lost message */
 #define STOP_FROM 0xffu  /* `from` of the message that ends a consumer */
 #define MAXPROC 4
@@ -209,6 +210,7 @@ static pid_t spawn(void (*fn)(int, void *), int i, void *arg)
 	if (p < 0)
 		die("fork failed");
 	if (p == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		alarm(WATCHDOG_S);
 		fn(i, arg);
 		_exit(0);
@@ -633,10 +635,16 @@ static double ck_mpmc_tp(void *unused)
 
 /* ---- ping-pong round trips ----------------------------------------------- */
 
+/* Round trips the parent made: n, unless a spinning one stopped early on
+ * its time budget (bench_budget: loaded, each trip may wait a time slice
+ * for the other side to be run). */
+static long pp_done;
+
 /* The child answers; the parent times n round trips and returns seconds. */
 static double pingpong(const char *name, void (*child)(int, void *), double (*parent)(long, void *),
 		       long n, void *arg)
 {
+	pp_done = n;
 	atomic_store(&S->gate.ready, 0);
 	atomic_store(&S->gate.go, 0);
 	res_clear();
@@ -645,7 +653,7 @@ static double pingpong(const char *name, void (*child)(int, void *), double (*pa
 	atomic_store_explicit(&S->gate.go, 1, memory_order_release);
 	double t = parent(n, arg);
 	reap(c, name);
-	return t / (double)n * 1e9;
+	return t / (double)pp_done * 1e9;
 }
 
 /* limits.c: spin on a cache line each way, the floor of a handoff. */
@@ -654,8 +662,10 @@ static void spin_child(int n, void *a)
 	(void)a;
 	gate_pass();
 	for (long i = 1; i <= n; i++) {
-		while (atomic_load_explicit(&S->pp.ping, memory_order_acquire) != i)
-			;
+		long v;
+		while ((v = atomic_load_explicit(&S->pp.ping, memory_order_acquire)) != i)
+			if (v == -1)
+				return;
 		atomic_store_explicit(&S->pp.pong, i, memory_order_release);
 	}
 }
@@ -663,11 +673,16 @@ static void spin_child(int n, void *a)
 static double spin_parent(long n, void *a)
 {
 	(void)a;
-	double t = bench_now();
+	double t = bench_now(), end = t + bench_budget();
 	for (long i = 1; i <= n; i++) {
 		atomic_store_explicit(&S->pp.ping, i, memory_order_release);
 		while (atomic_load_explicit(&S->pp.pong, memory_order_acquire) != i)
 			;
+		if (i % 64 == 0 && i < n && bench_now() > end) {
+			pp_done = i;
+			atomic_store_explicit(&S->pp.ping, -1, memory_order_release);
+			break;
+		}
 	}
 	return bench_now() - t;
 }
@@ -782,7 +797,11 @@ static void shmp_pp_child(int n, void *a)
 	gate_pass();
 	for (long i = 1; i <= n; i++) {
 		uint64_t v;
-		if (pp_get(p->to, &v, p->timeout) || v != (uint64_t)i ||
+		if (pp_get(p->to, &v, p->timeout))
+			die("ring ping-pong: child get failed");
+		if (v == 0)
+			return; /* the parent's time budget ran out */
+		if (v != (uint64_t)i ||
 		    shmp_ring_put(p->from, &v, sizeof v, SHMP_FOREVER))
 			die("ring ping-pong: child got a wrong message");
 	}
@@ -791,12 +810,19 @@ static void shmp_pp_child(int n, void *a)
 static double shmp_pp_parent(long n, void *a)
 {
 	struct shmp_pp *p = a;
-	double t = bench_now();
+	double t = bench_now(), end = t + bench_budget();
 	for (uint64_t i = 1; i <= (uint64_t)n; i++) {
 		uint64_t v;
 		if (shmp_ring_put(p->to, &i, sizeof i, SHMP_FOREVER) || pp_get(p->from, &v, p->timeout) ||
 		    v != i)
 			die("ring ping-pong: parent got a wrong message");
+		if (p->timeout == 0 && i % 64 == 0 && i < (uint64_t)n && bench_now() > end) {
+			uint64_t stop = 0;
+			pp_done = (long)i;
+			if (shmp_ring_put(p->to, &stop, sizeof stop, SHMP_FOREVER))
+				die("ring ping-pong: put failed");
+			break;
+		}
 	}
 	return bench_now() - t;
 }
@@ -972,26 +998,25 @@ static double pipe_big(void *unused)
 
 /* ---- main ------------------------------------------------------------------ */
 
-/* One figure: what measures it, and its runs. */
+/* One figure: what measures it. */
 struct meas {
 	double (*fn)(void *);
 	void *arg;
-	double v[100];
-	double med;
 };
 
-/* Run a group of figures interleaved, rep by rep, then take each one's
- * median: the load on a shared machine drifts, and blocks of runs one
- * after the other would measure the drift instead of shmp against its
- * peer. */
-static void run_group(struct meas *m, int k)
+static double meas_call(void *m, int k, double *extra)
 {
-	int n = bench_reps();
-	for (int i = 0; i < n; i++)
-		for (int j = 0; j < k; j++)
-			m[j].v[i] = m[j].fn(m[j].arg);
+	(void)k, (void)extra;
+	struct meas *x = m;
+	return x->fn(x->arg);
+}
+
+/* Run a group of figures in turns, quiet then loaded (bench_run). */
+static void run_group(struct meas *m, int k, struct bench_var *out)
+{
 	for (int j = 0; j < k; j++)
-		m[j].med = bench_median(m[j].v, n);
+		out[j] = BENCH_VAR(meas_call, &m[j], 0);
+	bench_run(out, k);
 }
 
 static shmp_ring_t *ring(unsigned flags, unsigned capacity, shmp_segment_t *seg)
@@ -1003,9 +1028,19 @@ static shmp_ring_t *ring(unsigned flags, unsigned capacity, shmp_segment_t *seg)
 	return r;
 }
 
+#define F(v) bench_fig(&(v))
+
 int main(void)
 {
 	const unsigned spsc = SHMP_RING_SINGLE_PRODUCER | SHMP_RING_SINGLE_CONSUMER;
+	if (bench_quick()) {
+		N_FAST = N_22 = 20000;
+		N_SLOW = 5000;
+		N_PP_SPIN = N_PP_RING = 2000;
+		N_PP_FUTEX = 500;
+		N_PP_ZMQ = 50;
+		N_BIG = 16;
+	}
 	S = bench_shm(sizeof *S);
 #ifdef HAVE_CK
 	CK = bench_shm(sizeof *CK);
@@ -1013,9 +1048,7 @@ int main(void)
 	/* A reader gone early must fail the write, not kill us. */
 	signal(SIGPIPE, SIG_IGN);
 	shmp_ring_t *mpmc = ring(0, 0, NULL), *sp = ring(spsc, 0, NULL);
-	printf("# medians of %d runs; 64-byte messages in M msgs/s (higher is better), round trips in ns\n"
-	       "# (lower is better), 1 MiB messages in GiB/s; shmp/peer is the ratio, peers measured here\n",
-	       bench_reps());
+	bench_header("bench_ring", "rings beside pipes, POSIX mq, ZeroMQ, ck_ring, futex and spin ping-pongs");
 
 	struct tp t11 = { "ring 1->1 mpmc", mpmc, N_FAST, 1, 0 };
 	struct tp t11s = { "ring 1->1 spsc", sp, N_FAST, 1, 0 };
@@ -1035,17 +1068,18 @@ int main(void)
 		[T_PIPE] = { .fn = pipe_tp },
 		[T_MQ] = { .fn = mq_tp },
 	};
-	run_group(tp, T_N);
-	double m11 = tp[T_M11].med, ck = tp[T_CK].med, m22 = tp[T_M22].med;
-	bench_report("64B 1->1 mpmc", m11, "ck_ring spsc in shm", ck, "Mmsg/s", ">= 3; >= 20 M/s");
-	bench_report("64B 1->1 mpmc", m11, "ZeroMQ ipc push/pull", tp[T_ZQ].med, "Mmsg/s", ">= 15");
-	bench_report("64B 1->1 mpmc", m11, "pipe", tp[T_PIPE].med, "Mmsg/s", ">= 45");
-	bench_report("64B 1->1 mpmc", m11, "POSIX mq", tp[T_MQ].med, "Mmsg/s", "info");
-	bench_report("64B 1->1 spsc", tp[T_S11].med, "ck_ring spsc in shm", ck, "Mmsg/s", ">= 3; >= 20 M/s");
-	bench_report("64B 1->1 mpmc batch 32", tp[T_M11B].med, "ck_ring spsc in shm", ck, "Mmsg/s", ">= 3");
-	bench_report("64B 1->1 spsc batch 32", tp[T_S11B].med, "ck_ring spsc in shm", ck, "Mmsg/s", ">= 3");
-	bench_report("64B 2->2 mpmc (2 cores)", m22, "shmp 1->1 mpmc, same run", m11, "Mmsg/s", "info");
-	bench_report("64B 2->2 mpmc (2 cores)", m22, "ck_ring mpmc 2->2 in shm", tp[T_CK22].med, "Mmsg/s", ">= 1");
+	struct bench_var vt[T_N];
+	run_group(tp, T_N, vt);
+	bench_section("64-byte messages between processes (M msgs/s, higher is better)");
+	bench_line("64B 1->1 mpmc", "Mmsg/s", F(vt[T_M11]), "ck_ring spsc in shm", F(vt[T_CK]), ">= 3");
+	bench_line("64B 1->1 mpmc", "Mmsg/s", F(vt[T_M11]), "ZeroMQ ipc push/pull", F(vt[T_ZQ]), ">= 15");
+	bench_line("64B 1->1 mpmc", "Mmsg/s", F(vt[T_M11]), "pipe", F(vt[T_PIPE]), ">= 45");
+	bench_line("64B 1->1 mpmc", "Mmsg/s", F(vt[T_M11]), "POSIX mq", F(vt[T_MQ]), "info");
+	bench_line("64B 1->1 spsc", "Mmsg/s", F(vt[T_S11]), "ck_ring spsc in shm", F(vt[T_CK]), ">= 3");
+	bench_line("64B 1->1 mpmc batch 32", "Mmsg/s", F(vt[T_M11B]), "ck_ring spsc in shm", F(vt[T_CK]), ">= 3");
+	bench_line("64B 1->1 spsc batch 32", "Mmsg/s", F(vt[T_S11B]), "ck_ring spsc in shm", F(vt[T_CK]), ">= 3");
+	bench_line("64B 2->2 mpmc", "Mmsg/s", F(vt[T_M22]), "shmp 1->1 mpmc, same run", F(vt[T_M11]), "info");
+	bench_line("64B 2->2 mpmc", "Mmsg/s", F(vt[T_M22]), "ck_ring mpmc 2->2 in shm", F(vt[T_CK22]), ">= 1");
 
 	struct shmp_pp spin = { ring(0, 0, NULL), ring(0, 0, NULL), 0, N_PP_SPIN };
 	struct shmp_pp block = { spin.to, spin.from, SHMP_FOREVER, N_PP_RING };
@@ -1060,25 +1094,28 @@ int main(void)
 		[P_FP] = { .fn = pipe_pp },
 		[P_FZ] = { .fn = zmq_rr },
 	};
-	run_group(pp, P_N);
-	double rb = pp[P_RB].med, fs = pp[P_FS].med;
-	bench_report("rtt spin (get timeout 0) mpmc", pp[P_RS].med, "spin ping-pong (floor)", fs, "ns", "<= 2.0");
-	bench_report("rtt spin (get timeout 0) spsc", pp[P_RSS].med, "spin ping-pong (floor)", fs, "ns", "<= 2.0");
-	bench_report("rtt blocking (SHMP_FOREVER)", rb, "raw futex ping-pong", pp[P_FF].med, "ns", "<= 1.1");
-	bench_report("rtt blocking (SHMP_FOREVER)", rb, "spin ping-pong (floor)", fs, "ns", "<= 2.0");
-	bench_report("rtt blocking (SHMP_FOREVER)", rb, "ZeroMQ ipc REQ/REP", pp[P_FZ].med, "ns", "info");
-	bench_report("rtt blocking (SHMP_FOREVER)", rb, "pipe ping-pong", pp[P_FP].med, "ns", "info");
+	struct bench_var vp[P_N];
+	run_group(pp, P_N, vp);
+	bench_section("round trips between 2 processes (ns, lower is better)");
+	bench_line("rtt spin (get timeout 0) mpmc", "ns", F(vp[P_RS]), "spin ping-pong (floor)", F(vp[P_FS]), "<= 2.0");
+	bench_line("rtt spin (get timeout 0) spsc", "ns", F(vp[P_RSS]), "spin ping-pong (floor)", F(vp[P_FS]),
+		   "<= 2.0");
+	bench_line("rtt blocking (SHMP_FOREVER)", "ns", F(vp[P_RB]), "raw futex ping-pong", F(vp[P_FF]), "<= 1.1");
+	bench_line("rtt blocking (SHMP_FOREVER)", "ns", F(vp[P_RB]), "spin ping-pong (floor)", F(vp[P_FS]), "<= 2.0");
+	bench_line("rtt blocking (SHMP_FOREVER)", "ns", F(vp[P_RB]), "ZeroMQ ipc REQ/REP", F(vp[P_FZ]), "info");
+	bench_line("rtt blocking (SHMP_FOREVER)", "ns", F(vp[P_RB]), "pipe ping-pong", F(vp[P_FP]), "info");
 
 	/* Up to 8 messages of 1 MiB in flight: the segment needs room for
-	 * them, and a put finding it full fails (-ENOMEM) rather than waits. */
+	 * them, and a put finding it full fails rather than waits. */
 	shmp_segment_t *seg = shmp_segment_create(NULL, (size_t)32 << 20, NULL);
 	if (!seg)
 		die("shmp_segment_create failed");
 	shmp_ring_t *big = ring(0, 8, seg);
 	struct meas mb[2] = { { .fn = shmp_big, .arg = big }, { .fn = pipe_big } };
-	run_group(mb, 2);
-	bench_report("1MiB reserve/commit+peek/release", mb[0].med, "pipe write/read loops", mb[1].med, "GiB/s",
-		     ">= 1");
+	struct bench_var vb[2];
+	run_group(mb, 2, vb);
+	bench_section("1 MiB messages written and read in place (GiB/s, higher is better)");
+	bench_line("1MiB reserve/commit+peek/release", "GiB/s", F(vb[0]), "pipe write/read loops", F(vb[1]), ">= 1");
 
 	shmp_ring_destroy(big);
 	shmp_segment_destroy(seg);
