@@ -33,6 +33,63 @@ build() {
 	cmake --build "$dir" -j"$(nproc)"
 }
 
+# The benchmarks, all of them or those named (`./build.sh bench pool lock`),
+# quiet and loaded (tests/bench/bench.h), each program after the other so
+# that one failing does not hide the others' figures. The whole output also
+# goes to build/bench-YYYYmmdd-HHMM.txt, from which the README's tables are
+# made. BENCH_QUICK=1: a smoke run (1 round, small sizes, meaningless
+# figures); BENCH_REPS=n: rounds per state (default 5).
+BENCHES="process lock counter ring pool dict pipeline memory"
+
+bench_peer() { # yes/no: was the peer's library found when build/ was configured
+	grep -q "^$1:FILEPATH=/" build/CMakeCache.txt && echo yes || echo no
+}
+
+bench_all() {
+	local failed="" b
+	echo "# shmp benchmarks: $(date '+%Y-%m-%d %H:%M:%S %z')"
+	echo "# commit $(git describe --always --dirty 2>/dev/null || echo '?'); $(uname -sr); $(nproc) CPUs online"
+	echo "# uptime:$(uptime)"
+	echo "# $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null || echo 'cpu: ?')"
+	echo "# peers: python3 $(command -v python3 >/dev/null && echo yes || echo no); ZeroMQ $(bench_peer ZMQ_LIBRARY);" \
+		"ck $(bench_peer CK_LIBRARY)"
+	echo "# BENCH_QUICK=${BENCH_QUICK:-0} BENCH_REPS=${BENCH_REPS:-default}; programs: $*"
+	for b in "$@"; do
+		if [ ! -x "build/tests/bench/bench_$b" ]; then
+			echo "!!! bench_$b: no such benchmark built"
+			failed="$failed $b"
+			continue
+		fi
+		"./build/tests/bench/bench_$b" || {
+			echo "!!! bench_$b FAILED (exit status $?)"
+			failed="$failed $b"
+		}
+	done
+	[ -z "$failed" ] || { echo "!!! failed:$failed"; return 1; }
+}
+
+bench_summary() {
+	local out=$1
+	echo
+	echo "######## summary: $(date '+%Y-%m-%d %H:%M:%S'), uptime:$(uptime)"
+	echo "# lines with a goal judged: $(grep -cE ': (MET|MISSED|-), (MET|MISSED|-)$' "$out" || true);" \
+		"missed quiet: $(grep -cE ': MISSED, ' "$out" || true); missed loaded: $(grep -cE ', MISSED$' "$out" || true)"
+	echo "# lines with a goal missed in either state:"
+	grep -E ': (MISSED, [A-Z-]+|[A-Z-]+, MISSED)$' "$out" || echo "(none)"
+	grep -E '^!!! ' "$out" || true
+	echo "# the whole output: $out"
+}
+
+run_benches() {
+	local out rc=0
+	out="build/bench-$(date +%Y%m%d-%H%M%S).txt"
+	# shellcheck disable=SC2086 # the default list is split on purpose
+	[ $# -gt 0 ] || set -- $BENCHES
+	bench_all "$@" 2>&1 | tee "$out" || rc=$?
+	bench_summary "$out" | tee -a "$out"
+	return "$rc"
+}
+
 case "${1:-}" in
 demo)
 	install_deps
@@ -55,7 +112,8 @@ bench)
 	# The peers measured beside shmp; best effort, never required.
 	PKGS="libzmq3-dev libck-dev python3" install_deps || echo "benchmark peers not installed: their figures print n/a"
 	build build
-	cmake --build build --target bench
+	shift
+	run_benches "$@"
 	;;
 *)
 	echo "usage: $0 demo|test|asan|bench" >&2
