@@ -159,16 +159,6 @@ static inline int bench_have_python_anchor(void)
 	return have;
 }
 
-static inline int bench_have_python(void)
-{
-	static int have = -1;
-	if (have < 0) {
-		fflush(NULL);
-		have = system("python3 -c 'import multiprocessing' >/dev/null 2>&1") == 0;
-	}
-	return have;
-}
-
 /* ---- the header ---------------------------------------------------------- */
 
 static inline void bench_loadavg(char *buf, size_t n)
@@ -488,7 +478,7 @@ static inline void bench_info(const char *name, const char *unit, struct bench_f
  * per benchmark program, in that state (loaders running or not); 0 if
  * Python or the anchor is not there, and with BENCH_QUICK. One run, not a
  * median: Python is 2-3 orders of magnitude away, the goals are too. */
-static inline double bench_python(int state, const char *key)
+static inline double bench_python_state(int state, const char *key)
 {
 	static char out[BENCH_NSTATES][8192];
 	static int ran[BENCH_NSTATES];
@@ -517,7 +507,52 @@ static inline double bench_python(int state, const char *key)
 /* Both states' figure for `key`, scaled. */
 static inline struct bench_fig bench_python_fig(const char *key, double scale)
 {
-	return bench_fig2(bench_python(BENCH_QUIET, key) * scale, bench_python(BENCH_LOADED, key) * scale);
+	return bench_fig2(bench_python_state(BENCH_QUIET, key) * scale, bench_python_state(BENCH_LOADED, key) * scale);
+}
+
+/* ---- the one-state API of earlier benchmarks ------------------------------------ */
+
+/* For a benchmark not yet converted to bench_run/bench_line: one figure,
+ * measured in whatever state the caller set up (bench_state_enter). New
+ * code uses bench_run and bench_line, which print both states. */
+static inline double bench_python(const char *key)
+{
+	return bench_python_state(BENCH_QUIET, key);
+}
+
+#define BENCH_MEDIAN(expr)                                        \
+	({                                                        \
+		double v_[BENCH_MAXREPS];                         \
+		int n_ = bench_reps();                            \
+		for (int i_ = 0; i_ < n_; i_++)                   \
+			v_[i_] = (expr);                          \
+		bench_median(v_, n_);                             \
+	})
+
+/* Medians of two measurements taken in turns (a, b, a, b, ...). */
+#define BENCH_PAIR(a_expr, b_expr, a_out, b_out)                  \
+	do {                                                      \
+		double av_[BENCH_MAXREPS], bv_[BENCH_MAXREPS];    \
+		int n_ = bench_reps();                            \
+		for (int i_ = 0; i_ < n_; i_++) {                 \
+			av_[i_] = (a_expr);                       \
+			bv_[i_] = (b_expr);                       \
+		}                                                 \
+		*(a_out) = bench_median(av_, n_);                 \
+		*(b_out) = bench_median(bv_, n_);                 \
+	} while (0)
+
+/* One line, one state: the figure, its peer from the same run, shmp/peer. */
+static inline void bench_report(const char *name, double shmp, const char *peer_name, double peer,
+				const char *unit, const char *goal)
+{
+	if (peer > 0)
+		printf("%-34s shmp %12.2f %-8s | %-30s %12.2f %-8s | shmp/peer %8.3f  (goal %s)\n", name, shmp, unit,
+		       peer_name, peer, unit, shmp / peer, goal);
+	else
+		printf("%-34s shmp %12.2f %-8s | %-30s %12s %-8s | shmp/peer %8s  (goal %s)\n", name, shmp, unit,
+		       peer_name, "n/a", unit, "n/a", goal);
+	fflush(stdout);
 }
 
 /* ---- processes -------------------------------------------------------------- */
