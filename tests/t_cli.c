@@ -195,8 +195,11 @@ static void test_usage(void)
 		{ "ls", "extra", NULL },
 		{ "rm", NULL },
 		{ "gc", "--bogus", NULL },
+		{ "gc", "--force", "extra", NULL },
 		{ "top", "x", "-n", "abc", NULL },
 		{ "top", "x", "-i", "0", NULL },
+		{ "top", "x", "-q", NULL },
+		{ "top", "x", "-n", NULL },
 		{ "--json", NULL },
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -204,9 +207,40 @@ static void test_usage(void)
 		C_CHECK(has(r.err, "usage: shmp"));
 		C_EQ(r.outlen, 0);
 	}
+	/* Numbers: NaN, infinities, empty, negative, zero counts, hex, blanks,
+	 * trailing junk, out of range are usage errors (exit 2), at once, for
+	 * an existing segment too (REG): -i nan used to loop without sleeping
+	 * and -n "" to mean forever. The bad value is named, escaped. */
+	static const char *const bad_n[] = { "", "-1", "0", "-0", "nan", "inf", "1.5", "0x10", " 3", "3 ",
+					     "+3", "3x", "99999999999999999999999" };
+	static const char *const bad_i[] = { "", "nan", "NaN", "-nan", "inf", "-inf", "infinity", "-1", "-0.5",
+					     "0", "0.001", "3601", "1e999", "1e-999", "0x1p-2", " 1", "1 ",
+					     "+1", ".", "1e", "1.2.3", "abc", "\033]0;x\007" };
+	for (int k = 0; k < 2; k++) {
+		const char *const *v = k ? bad_i : bad_n;
+		size_t nv = k ? sizeof bad_i / sizeof *bad_i : sizeof bad_n / sizeof *bad_n;
+		for (size_t i = 0; i < nv; i++) {
+			const char *args[] = { "top", REG, k ? "-i" : "-n", v[i], NULL };
+			C_EQ(cli_v(&r, args), 2);
+			C_CHECK(r.secs < 5);
+			C_EQ(r.outlen, 0);
+			C_CHECK(has(r.err, "usage: shmp"));
+			C_CHECK(has(r.err, k ? "-i SECONDS must be" : "-n COUNT must be"));
+			printable_only(r.err, r.errlen);
+			const char *json_args[] = { "--json", "top", REG, k ? "-i" : "-n", v[i], "-n", "1", NULL };
+			if (k) /* and with --json, and the other option good */
+				C_EQ(cli_v(&r, json_args), 2);
+		}
+	}
+	/* Good ones still work: a count, a decimal, an exponent. */
+	C_EQ(cli(&r, "top", REG, "-n", "1", "-i", "0.5", NULL), 0);
+	C_EQ(cli(&r, "top", REG, "-n", "2", "-i", "5e-2", NULL), 0);
+	C_EQ(cli(&r, "top", REG, "-n", "01", "-i", "3600", NULL), 0);
+	C_EQ(cli(&r, "top", REG, "-i", ".01", "-n", "1", NULL), 0);
+	C_EQ(cli(&r, "gc", "--all-users", "--all-users", NULL), 0);
 	C_EQ(cli(&r, "--help", NULL), 0);
 	C_CHECK(has(r.out, "usage: shmp"));
-	C_CHECK(has(r.out, "shmp [--json] gc [--force]"));
+	C_CHECK(has(r.out, "shmp [--json] gc [--force] [--all-users]"));
 	C_EQ(r.errlen, 0);
 	run_free(&r);
 }
@@ -307,6 +341,7 @@ static void test_ls(void)
 	C_EQ(row.users, 1);
 	C_EQ(atoi(row.objects), nobj);
 	C_STREQ(row.state, "ok");
+	C_STREQ(row.owner, user_of(geteuid()));
 	same_snap(&before, "ls");
 
 	struct jv j;
@@ -326,6 +361,12 @@ static void test_ls(void)
 	C_EQ(JINT(s, "users"), 1);
 	C_EQ(JINT(s, "objects"), nobj);
 	C_EQ(JBOOL(s, "stale"), 0);
+	C_STREQ(JSTR(s, "owner"), user_of(geteuid()));
+	C_EQ(JINT(s, "owner_uid"), geteuid());
+	C_EQ(JINT(s, "owner_gid"), getegid());
+	C_STREQ(JSTR(s, "mode"), "0600");
+	C_EQ(JBOOL(s, "trusted"), 1);
+	C_EQ(JBOOL(s, "persistent"), 0);
 	jfree(&j);
 	/* --json may come after the command too. */
 	C_EQ(cli(&r, "ls", "--json", NULL), 0);
@@ -392,7 +433,10 @@ static void test_show_values(void)
 	C_EQ(cpid, me);
 	C_EQ(att, 1);
 	C_EQ(users, 1);
-	C_STREQ(tail, "users");
+	C_STREQ(tail, "users,");
+	char ownr[400];
+	snprintf(ownr, sizeof ownr, " users, owner %s, mode 0600", owner_of(geteuid()));
+	C_CHECK(has(head, ownr) && strlen(strstr(head, ownr)) == strlen(ownr)); /* at the end */
 	SHOWS(r.out, "answer", SHMP_TYPE_VALUE, "'q' = 42  [lock free]");
 	SHOWS(r.out, "ratio", SHMP_TYPE_VALUE, "'d' = 2.5  [lock free]");
 	SHOWS(r.out, "arr", SHMP_TYPE_ARRAY, "'i' x 20 = [0, 3, 6, 9, 12, 15, 18, 21, ...]  [lock free]");
@@ -823,7 +867,9 @@ static void test_rm(void)
 	T_CHECK(seg_file_exists(name));
 
 	C_EQ(cli(&r, "rm", name, NULL), 0);
-	C_EQ(r.outlen, 0);
+	char want[700];
+	snprintf(want, sizeof want, "removed %s (owner %s)\n", name, owner_of(geteuid()));
+	C_STREQ(r.out, want);
 	C_EQ(r.errlen, 0);
 	C_CHECK(!seg_file_exists(name));
 	/* Whoever still maps it goes on working. */
@@ -837,7 +883,6 @@ static void test_rm(void)
 	T_CHECK(!shmp_registry_attach(name, NULL));
 	T_EQ(errno, ENOENT);
 
-	char want[300];
 	C_EQ(cli(&r, "rm", name, NULL), 1);
 	snprintf(want, sizeof want, "shmp: rm %s: no such segment\n", name);
 	C_STREQ(r.err, want);
@@ -860,6 +905,25 @@ static void test_rm(void)
 	C_CHECK(!seg_file_exists(b));
 	snprintf(want, sizeof want, "shmp: rm %s: no such segment\n", missing);
 	C_STREQ(r.err, want);
+	C_EQ(count_of(r.out, "removed "), 2);
+	/* --json rm: what went, whose it was, and what failed. */
+	shmp_segment_t *sa2 = shmp_segment_create(a, 1 << 16, NULL);
+	T_CHECK(sa2);
+	struct jv j;
+	C_EQ(cli(&r, "--json", "rm", a, missing, NULL), 1);
+	jparse(r.out, r.outlen, &j);
+	const struct jv *rmd = JARR(&j, "removed"), *fl = JARR(&j, "failed");
+	C_EQ(rmd->n, 1);
+	C_STREQ(JSTR(&rmd->v[0], "name"), a);
+	C_STREQ(JSTR(&rmd->v[0], "owner"), user_of(geteuid()));
+	C_EQ(JINT(&rmd->v[0], "owner_uid"), geteuid());
+	C_EQ(fl->n, 1);
+	C_STREQ(JSTR(&fl->v[0], "name"), missing);
+	C_STREQ(JSTR(&fl->v[0], "error"), "no such segment");
+	C_CHECK(has(r.err, "no such segment"));
+	jfree(&j);
+	C_CHECK(!seg_file_exists(a));
+	shmp_segment_detach(sa2);
 	shmp_segment_detach(sa);
 	shmp_segment_detach(sb);
 	/* A name that cannot be a segment's. */
@@ -921,9 +985,10 @@ static void test_corrupt(void)
 
 	for (int i = 0; i < 3; i++) {
 		C_EQ(cli(&r, "show", names[i], NULL), 1);
-		char want[300];
-		snprintf(want, sizeof want, "%s: %s (%s)\n", names[i], i == 2 ? "version" : "corrupt",
-			 shmp_strerror(i == 2 ? -SHMP_EVERSION : -SHMP_ECORRUPT));
+		char want[700];
+		snprintf(want, sizeof want, "%s: %s (%s), owner %s, mode 0600\n", names[i],
+			 i == 2 ? "version" : "corrupt", shmp_strerror(i == 2 ? -SHMP_EVERSION : -SHMP_ECORRUPT),
+			 owner_of(geteuid()));
 		C_STREQ(r.out, want);
 		C_EQ(cli(&r, "--json", "show", names[i], NULL), 1);
 		jparse(r.out, r.outlen, &j);

@@ -9,7 +9,11 @@
 #include "t.h"
 
 #include <fcntl.h>
+#include <pwd.h>
+#include <sched.h>
 #include <stdarg.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 
 /* ---- running a command ---------------------------------------------------- */
@@ -31,7 +35,7 @@ static double cli_timeout = 15;
 static const char *hang_hint = "is there a FIFO named shmp.* in /dev/shm? opening one without O_NONBLOCK blocks";
 static const struct run *last;  /* dumped when a check fails */
 
-static void run_dump(const struct run *r)
+static inline void run_dump(const struct run *r)
 {
 	if (!r)
 		return;
@@ -72,7 +76,7 @@ static void run_dump(const struct run *r)
 		}                                                                  \
 	} while (0)
 
-static void buf_add(char **b, size_t *len, size_t *cap, const char *p, size_t n)
+static inline void buf_add(char **b, size_t *len, size_t *cap, const char *p, size_t n)
 {
 	if (*len + n + 1 > *cap) {
 		size_t c = *cap ? *cap : 4096;
@@ -88,7 +92,7 @@ static void buf_add(char **b, size_t *len, size_t *cap, const char *p, size_t n)
 	(*b)[*len] = 0;
 }
 
-static void run_free(struct run *r)
+static inline void run_free(struct run *r)
 {
 	if (last == r)
 		last = NULL;
@@ -100,7 +104,7 @@ static void run_free(struct run *r)
 /* Run argv (argv[0] found through PATH) with `in` (may be NULL) on its stdin,
  * and wait for it at most `timeout` seconds: past that it is SIGKILLed and
  * the test fails. Frees what r held. */
-static void run_argv(struct run *r, char *const argv[], const char *in, size_t inlen, double timeout)
+static inline void run_argv(struct run *r, char *const argv[], const char *in, size_t inlen, double timeout)
 {
 	run_free(r);
 	size_t pos = 0;
@@ -206,7 +210,7 @@ static void run_argv(struct run *r, char *const argv[], const char *in, size_t i
 
 /* Run the shmp command with the arguments in args (NULL-terminated); return
  * its exit status. */
-static int cli_v(struct run *r, const char *const *args)
+static inline int cli_v(struct run *r, const char *const *args)
 {
 	char *argv[16];
 	int n = 0;
@@ -222,7 +226,7 @@ static int cli_v(struct run *r, const char *const *args)
 }
 
 /* The same with the arguments listed (NULL-terminated). */
-static int cli(struct run *r, ...)
+static inline int cli(struct run *r, ...)
 {
 	const char *args[16];
 	int n = 0;
@@ -238,7 +242,7 @@ static int cli(struct run *r, ...)
 }
 
 /* $SHMP_CLI, or skip the test (77) if it is not there. */
-static void cli_init(void)
+static inline void cli_init(void)
 {
 	cli_path = getenv("SHMP_CLI");
 	if (!cli_path || !*cli_path || access(cli_path, X_OK) != 0) {
@@ -248,13 +252,13 @@ static void cli_init(void)
 }
 
 /* Is `needle` somewhere in s? */
-static int has(const char *s, const char *needle)
+static inline int has(const char *s, const char *needle)
 {
 	return s && strstr(s, needle) != NULL;
 }
 
 /* Occurrences of needle in s. */
-static int count_of(const char *s, const char *needle)
+static inline int count_of(const char *s, const char *needle)
 {
 	int n = 0;
 	for (const char *p = s; (p = strstr(p, needle)); p += strlen(needle))
@@ -264,7 +268,7 @@ static int count_of(const char *s, const char *needle)
 
 /* The line of s that starts with `prefix` (copied into buf without its
  * newline), or NULL. */
-static const char *line_starting(const char *s, const char *prefix, char *buf, size_t cap)
+static inline const char *line_starting(const char *s, const char *prefix, char *buf, size_t cap)
 {
 	size_t pl = strlen(prefix);
 	for (const char *p = s; p && *p;) {
@@ -303,13 +307,13 @@ struct jp {
 	int depth;
 };
 
-static void jskip(struct jp *j)
+static inline void jskip(struct jp *j)
 {
 	while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
 		j->p++;
 }
 
-static int jhex(struct jp *j, unsigned *u)
+static inline int jhex(struct jp *j, unsigned *u)
 {
 	*u = 0;
 	for (int i = 0; i < 4; i++, j->p++) {
@@ -326,7 +330,7 @@ static int jhex(struct jp *j, unsigned *u)
 	return 0;
 }
 
-static int jstring(struct jp *j, char **out)
+static inline int jstring(struct jp *j, char **out)
 {
 	char *b = NULL;
 	size_t len = 0, cap = 0;
@@ -392,7 +396,7 @@ bad:
 	return -1;
 }
 
-static int jdigits(struct jp *j)
+static inline int jdigits(struct jp *j)
 {
 	const char *s = j->p;
 	while (j->p < j->end && *j->p >= '0' && *j->p <= '9')
@@ -400,7 +404,7 @@ static int jdigits(struct jp *j)
 	return j->p > s ? 0 : -1;
 }
 
-static int jnumber(struct jp *j, struct jv *v)
+static inline int jnumber(struct jp *j, struct jv *v)
 {
 	const char *s = j->p;
 	int is_int = 1;
@@ -437,9 +441,9 @@ static int jnumber(struct jp *j, struct jv *v)
 	return 0;
 }
 
-static void jfree(struct jv *v);
+static inline void jfree(struct jv *v);
 
-static int jvalue(struct jp *j, struct jv *v)
+static inline int jvalue(struct jp *j, struct jv *v)
 {
 	memset(v, 0, sizeof *v);
 	jskip(j);
@@ -517,7 +521,7 @@ out:
 	return r;
 }
 
-static void jfree(struct jv *v)
+static inline void jfree(struct jv *v)
 {
 	if (!v)
 		return;
@@ -532,14 +536,56 @@ static void jfree(struct jv *v)
 	memset(v, 0, sizeof *v);
 }
 
+/* Is s[0..n) well-formed UTF-8 (RFC 3629: no overlong forms, surrogates or
+ * code points past U+10FFFF)? JSON text must be (RFC 8259 section 8.1).
+ * Written apart from the command's own decoder, on purpose. */
+static inline int utf8_ok(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s, *e = p + n;
+	while (p < e) {
+		unsigned c = *p;
+		size_t len;
+		unsigned min, cp;
+		if (c < 0x80) {
+			p++;
+			continue;
+		} else if ((c & 0xe0) == 0xc0) {
+			len = 2, min = 0x80, cp = c & 0x1f;
+		} else if ((c & 0xf0) == 0xe0) {
+			len = 3, min = 0x800, cp = c & 0x0f;
+		} else if ((c & 0xf8) == 0xf0) {
+			len = 4, min = 0x10000, cp = c & 0x07;
+		} else {
+			return 0;
+		}
+		if ((size_t)(e - p) < len)
+			return 0;
+		for (size_t i = 1; i < len; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return 0;
+			cp = cp << 6 | (p[i] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		p += len;
+	}
+	return 1;
+}
+
 /* Every JSON text the tests parsed, one per line, for python3 at the end. */
 static char *json_all;
 static size_t json_all_len, json_all_cap;
 
 /* Parse exactly one JSON value filling s[0..n) (whitespace around allowed);
- * any syntax error fails the test. Duplicate keys fail too. */
-static void jparse(const char *s, size_t n, struct jv *out)
+ * any syntax error fails the test, and so do duplicate keys and text that
+ * is not UTF-8. */
+static inline void jparse(const char *s, size_t n, struct jv *out)
 {
+	if (!utf8_ok(s, n)) {
+		fprintf(stderr, "JSON text is not valid UTF-8:\n%.*s\n", (int)n, s);
+		run_dump(last);
+		exit(1);
+	}
 	struct jp j = { s, s + n, 0 };
 	int r = jvalue(&j, out);
 	if (r == 0) {
@@ -564,7 +610,7 @@ static void jparse(const char *s, size_t n, struct jv *out)
 }
 
 /* Member `key` of object o, or NULL. */
-static const struct jv *jget(const struct jv *o, const char *key)
+static inline const struct jv *jget(const struct jv *o, const char *key)
 {
 	if (!o || o->t != J_OBJ)
 		return NULL;
@@ -574,7 +620,7 @@ static const struct jv *jget(const struct jv *o, const char *key)
 	return NULL;
 }
 
-static const struct jv *jget_t(const struct jv *o, const char *key, int t, const char *file, int line)
+static inline const struct jv *jget_t(const struct jv *o, const char *key, int t, const char *file, int line)
 {
 	const struct jv *v = jget(o, key);
 	if (!v || v->t != t) {
@@ -593,7 +639,7 @@ static const struct jv *jget_t(const struct jv *o, const char *key, int t, const
 #define JARR(o, key) (jget_t(o, key, J_ARR, __FILE__, __LINE__))
 #define JOBJ(o, key) (jget_t(o, key, J_OBJ, __FILE__, __LINE__))
 
-static long long jget_int(const struct jv *o, const char *key, const char *file, int line)
+static inline long long jget_int(const struct jv *o, const char *key, const char *file, int line)
 {
 	const struct jv *v = jget_t(o, key, J_NUM, file, line);
 	if (!v->is_int) {
@@ -606,7 +652,7 @@ static long long jget_int(const struct jv *o, const char *key, const char *file,
 
 /* The object of array a whose string member `key` is `val`, or NULL (more
  * than one fails the test). */
-static const struct jv *jfind(const struct jv *a, const char *key, const char *val)
+static inline const struct jv *jfind(const struct jv *a, const char *key, const char *val)
 {
 	const struct jv *hit = NULL;
 	C_CHECK(a && a->t == J_ARR);
@@ -622,15 +668,15 @@ static const struct jv *jfind(const struct jv *a, const char *key, const char *v
 
 /* Every JSON text parsed so far, through Python's json module too; skipped
  * (with a note) where python3 is not installed. */
-static void json_python_check(void)
+static inline void json_python_check(void)
 {
 	if (!json_all_len)
 		return;
 	char *argv[] = { "python3", "-c",
 			 "import json,sys\n"
 			 "n=0\n"
-			 "for l in sys.stdin:\n"
-			 "    json.loads(l); n+=1\n"
+			 "for l in sys.stdin.buffer:\n"
+			 "    json.loads(l.decode('utf-8', 'strict')); n+=1\n"
 			 "print(n)\n",
 			 NULL };
 	struct run r = { 0 };
@@ -657,7 +703,7 @@ static struct {
 } segs;
 
 /* Unlink every tracked name (at exit, in the process that tracked them). */
-static void segs_cleanup(void)
+static inline void segs_cleanup(void)
 {
 	if (segs.owner != getpid())
 		return;
@@ -667,7 +713,7 @@ static void segs_cleanup(void)
 }
 
 /* Remember a segment name to unlink at exit, whatever happens. */
-static const char *track(const char *name)
+static inline const char *track(const char *name)
 {
 	if (segs.owner != getpid()) { /* inherited: not ours */
 		segs.owner = getpid();
@@ -680,7 +726,7 @@ static const char *track(const char *name)
 }
 
 /* Does /dev/shm/shmp.<name> exist? */
-static int seg_file_exists(const char *name)
+static inline int seg_file_exists(const char *name)
 {
 	char p[300];
 	struct stat st;
@@ -690,7 +736,7 @@ static int seg_file_exists(const char *name)
 
 /* Write /dev/shm/shmp.<name> holding `size` bytes: the first n from b, the
  * rest zero (a segment file that no shmp process made). */
-static void write_seg_file(const char *name, const void *b, size_t n, size_t size)
+static inline void write_seg_file(const char *name, const void *b, size_t n, size_t size)
 {
 	char p[300];
 	snprintf(p, sizeof p, "/dev/shm/shmp.%s", name);
@@ -704,13 +750,13 @@ static void write_seg_file(const char *name, const void *b, size_t n, size_t siz
 
 /* The columns of `shmp ls` for one segment. */
 struct ls_row {
-	char name[256], size[16], used[16], alive[8], objects[16], state[16];
+	char name[256], size[16], used[16], owner[64], alive[8], objects[16], state[16];
 	int creator;
 	unsigned attach, users;
 };
 
 /* Find name's row in `shmp ls` output; 1 if found. */
-static int ls_row(const char *out, const char *name, struct ls_row *row)
+static inline int ls_row(const char *out, const char *name, struct ls_row *row)
 {
 	char line[1024];
 	for (const char *p = out; p && *p;) {
@@ -719,15 +765,137 @@ static int ls_row(const char *out, const char *name, struct ls_row *row)
 		if (len < sizeof line) {
 			memcpy(line, p, len);
 			line[len] = 0;
-			if (sscanf(line, "%255s %15s %15s %d %7s %u %u %15s %15s", row->name, row->size, row->used,
-				   &row->creator, row->alive, &row->attach, &row->users, row->objects,
-				   row->state) == 9 &&
+			if (sscanf(line, "%255s %15s %15s %63s %d %7s %u %u %15s %15s", row->name, row->size,
+				   row->used, row->owner, &row->creator, row->alive, &row->attach, &row->users,
+				   row->objects, row->state) == 10 &&
 			    strcmp(row->name, name) == 0)
 				return 1;
 		}
 		p = nl ? nl + 1 : NULL;
 	}
 	return 0;
+}
+
+/* ---- a private /dev/shm ------------------------------------------------------ */
+
+static inline int write_proc_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = write(fd, s, strlen(s));
+	int e = n == (ssize_t)strlen(s) ? 0 : -errno;
+	close(fd);
+	return e;
+}
+
+/* Move this (single-threaded) process into a mount namespace of its own,
+ * with a fresh tmpfs on /dev/shm that no other process sees (a user
+ * namespace too where that is what allows it, if allow_userns: there no
+ * other uid exists). 0 or -errno. */
+static inline int private_shm_ex(int allow_userns)
+{
+	uid_t uid = geteuid();
+	gid_t gid = getegid();
+	if (unshare(CLONE_NEWNS) != 0) {
+		if (errno != EPERM || !allow_userns)
+			return -errno;
+		if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
+			return -errno;
+		char map[64];
+		int e = write_proc_file("/proc/self/setgroups", "deny");
+		if (e < 0 && e != -ENOENT)
+			return e;
+		snprintf(map, sizeof map, "0 %u 1", (unsigned)uid);
+		if ((e = write_proc_file("/proc/self/uid_map", map)) < 0)
+			return e;
+		snprintf(map, sizeof map, "0 %u 1", (unsigned)gid);
+		if ((e = write_proc_file("/proc/self/gid_map", map)) < 0)
+			return e;
+	}
+	/* Private propagation first: the tmpfs must not show up outside. */
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+		return -errno;
+	if (mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0)
+		return -errno;
+	return 0;
+}
+
+static inline int private_shm(void)
+{
+	return private_shm_ex(1);
+}
+
+/* ---- owners ---------------------------------------------------------------- */
+
+/* How the command names an owner: "root (uid 0)", the uid alone when the
+ * user has no name. */
+static inline const char *owner_of(uid_t uid)
+{
+	static char b[300];
+	struct passwd *pw = getpwuid(uid);
+	if (pw && pw->pw_name && *pw->pw_name)
+		snprintf(b, sizeof b, "%s (uid %u)", pw->pw_name, (unsigned)uid);
+	else
+		snprintf(b, sizeof b, "%u (uid %u)", (unsigned)uid, (unsigned)uid);
+	return b;
+}
+
+/* The same, the name alone (the OWNER column of ls, JSON's "owner"). */
+static inline const char *user_of(uid_t uid)
+{
+	static char b[300];
+	struct passwd *pw = getpwuid(uid);
+	snprintf(b, sizeof b, "%s", pw && pw->pw_name && *pw->pw_name ? pw->pw_name : "");
+	if (!*b)
+		snprintf(b, sizeof b, "%u", (unsigned)uid);
+	return b;
+}
+
+/* ---- output a terminal can take --------------------------------------------- */
+
+/* Every byte of s[0..n) is printable ASCII or a newline: no ESC, BEL, DEL,
+ * no byte from 0x80 (what would reach the terminal of whoever looks). */
+static inline void printable_only(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c != '\n' && (c < 0x20 || c > 0x7e)) {
+			fprintf(stderr, "byte 0x%02x at offset %zu of the output is not printable\n", c, i);
+			run_dump(last);
+			exit(1);
+		}
+	}
+}
+
+/* ---- a hostile writer ----------------------------------------------------------- */
+
+/* Rewrite a name field in segment `seg`'s file, as anyone who may write
+ * the segment can: the one place holding `old` (with its NUL) gets the n
+ * bytes of `bytes`, zero-filled to `field` bytes. Registry names are
+ * validated on the way in, so this is the only way to plant such bytes. */
+static inline void seg_rename(const char *seg, const char *old, size_t field, const void *bytes, size_t n)
+{
+	char p[300];
+	snprintf(p, sizeof p, "/dev/shm/shmp.%s", seg);
+	int fd = open(p, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	T_CHECK(fd >= 0);
+	struct stat st;
+	T_EQ(fstat(fd, &st), 0);
+	unsigned char *m = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	T_CHECK(m != MAP_FAILED);
+	close(fd);
+	size_t ol = strlen(old) + 1;
+	T_CHECK(n < field && ol <= field);
+	unsigned char *hit = NULL;
+	for (unsigned char *q = m; (q = memmem(q, (size_t)st.st_size - (size_t)(q - m), old, ol)); q++) {
+		T_CHECK(!hit); /* exactly one */
+		hit = q;
+	}
+	T_CHECK(hit && hit + field <= m + st.st_size);
+	memset(hit, 0, field);
+	memcpy(hit, bytes, n);
+	munmap(m, (size_t)st.st_size);
 }
 
 #endif

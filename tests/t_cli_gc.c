@@ -14,6 +14,12 @@
  *   live process still maps (not stale: users 1) — until that process is
  *   killed too, after which gc lists it and --force removes it; garbage and
  *   other-version files.
+ * - A persistent registry (SHMP_REGISTRY_PERSISTENT) whose creator was
+ *   SIGKILLed and that nobody maps is never called stale: ls shows state
+ *   "persistent" (JSON persistent true, stale false), show says so, gc does
+ *   not list it and gc --force keeps it; rm removes it.
+ * - ls names the owner of each segment (OWNER column, JSON owner, owner_uid,
+ *   mode "0600", trusted); gc's lines name it too.
  * - After --force nothing of ours is stale; the rest is removed by rm.
  *
  * Safety: gc --force removes every stale segment of the machine, and other
@@ -25,9 +31,6 @@
  * if a dry run just before lists no stale segment but ours, else that step
  * is skipped with a note and rm cleans up. SHMP_T_CLI_NO_NS=1 forces that. */
 #include "t_cli.h"
-
-#include <sched.h>
-#include <sys/mount.h>
 
 enum mode {
 	FORCE_PRIVATE, /* a private /dev/shm: --force, and the stale list is exactly ours */
@@ -42,6 +45,7 @@ enum mode {
 struct kid_arg {
 	const char *name;
 	int wfd;
+	unsigned flags; /* registry_opts.flags */
 };
 
 /* Create a registry with three objects, hold its Lock, report, and stay
@@ -50,7 +54,7 @@ static int child_create(void *arg)
 {
 	struct kid_arg *a = arg;
 	pid_t parent = getppid();
-	struct shmp_registry_opts ro = SHMP_OPTS(shmp_registry_opts, .size = SEG_SIZE);
+	struct shmp_registry_opts ro = SHMP_OPTS(shmp_registry_opts, .size = SEG_SIZE, .flags = a->flags);
 	shmp_registry_t *r = shmp_registry_create(a->name, &ro);
 	if (!r)
 		return 2;
@@ -78,16 +82,21 @@ static int child_attach(void *arg)
 }
 
 /* Start fn(name) and return once it reported. */
-static pid_t start(int (*fn)(void *), const char *name)
+static pid_t start_flags(int (*fn)(void *), const char *name, unsigned flags)
 {
 	int p[2];
 	T_EQ(pipe2(p, O_CLOEXEC), 0);
-	struct kid_arg a = { name, p[1] };
+	struct kid_arg a = { name, p[1], flags };
 	pid_t c = t_spawn(fn, &a);
 	close(p[1]);
 	T_EQ(t_await(p[0], 20), 1);
 	close(p[0]);
 	return c;
+}
+
+static pid_t start(int (*fn)(void *), const char *name)
+{
+	return start_flags(fn, name, 0);
 }
 
 static struct shmp_segment_info inspect(const char *name)
@@ -102,7 +111,8 @@ static struct shmp_segment_info inspect(const char *name)
 /* The human dry-run line gc prints for a stale segment. */
 static void gc_line(char *buf, size_t n, const char *verb, const char *name, pid_t creator)
 {
-	snprintf(buf, n, "%s %s (creator pid %d dead, no users, 1.0M)\n", verb, name, (int)creator);
+	snprintf(buf, n, "%s %s (creator pid %d dead, no users, 1.0M, owner %s)\n", verb, name, (int)creator,
+		 owner_of(geteuid()));
 }
 
 /* `shmp --json gc` (dry run): parsed into j, its stale list returned. */
@@ -204,6 +214,10 @@ static void scenario(enum mode mode)
 	const char *stale = track(t_segname("stale"));
 	pid_t cs = start(child_create, stale);
 	t_kill_reap(cs, 10);
+	/* The same, persistent: left on purpose, never stale. */
+	const char *pers = track(t_segname("persist"));
+	pid_t cp = start_flags(child_create, pers, SHMP_REGISTRY_PERSISTENT);
+	t_kill_reap(cp, 10);
 	/* Creator killed, but a live process maps it: not stale (yet). */
 	const char *inuse = track(t_segname("inuse"));
 	pid_t ci = start(child_create, inuse);
@@ -240,6 +254,8 @@ static void scenario(enum mode mode)
 	T_CHECK(si.valid && !si.stale && !si.creator_alive && si.users == 1);
 	si = inspect(idle);
 	T_CHECK(si.valid && !si.stale && si.creator_alive && si.users == 0);
+	si = inspect(pers);
+	T_CHECK(si.valid && !si.stale && si.persistent && !si.creator_alive && si.users == 0);
 
 	/* ls */
 	C_EQ(cli(&r, "ls", NULL), 0);
@@ -252,6 +268,13 @@ static void scenario(enum mode mode)
 	C_EQ(row.users, 0);
 	C_STREQ(row.objects, "3");
 	C_STREQ(row.state, "stale");
+	C_STREQ(row.owner, user_of(geteuid()));
+	C_CHECK(ls_row(r.out, pers, &row));
+	C_EQ(row.creator, cp);
+	C_STREQ(row.alive, "no");
+	C_EQ(row.users, 0);
+	C_STREQ(row.objects, "3");
+	C_STREQ(row.state, "persistent");
 	C_CHECK(ls_row(r.out, inuse, &row));
 	C_EQ(row.creator, ci);
 	C_STREQ(row.alive, "no");
@@ -287,6 +310,20 @@ static void scenario(enum mode mode)
 	C_EQ(JINT(s, "users"), 0);
 	C_EQ(JINT(s, "objects"), 3);
 	C_EQ(JINT(s, "size"), SEG_SIZE);
+	C_EQ(JBOOL(s, "persistent"), 0);
+	C_STREQ(JSTR(s, "owner"), user_of(geteuid()));
+	C_EQ(JINT(s, "owner_uid"), geteuid());
+	C_EQ(JINT(s, "owner_gid"), getegid());
+	C_STREQ(JSTR(s, "mode"), "0600");
+	C_EQ(JBOOL(s, "trusted"), 1);
+	s = jfind(segs_j, "name", pers);
+	C_CHECK(s);
+	C_STREQ(JSTR(s, "state"), "persistent");
+	C_EQ(JBOOL(s, "persistent"), 1);
+	C_EQ(JBOOL(s, "stale"), 0);
+	C_EQ(JBOOL(s, "valid"), 1);
+	C_EQ(JBOOL(s, "creator_alive"), 0);
+	C_EQ(JINT(s, "users"), 0);
 	s = jfind(segs_j, "name", inuse);
 	C_CHECK(s);
 	C_STREQ(JSTR(s, "state"), "ok");
@@ -300,7 +337,7 @@ static void scenario(enum mode mode)
 	C_EQ(JBOOL(s, "creator_alive"), 1);
 	C_EQ(JINT(s, "users"), 1);
 	if (mode == FORCE_PRIVATE) /* nothing else is there */
-		C_EQ(segs_j->n, 6);
+		C_EQ(segs_j->n, 7);
 	jfree(&j);
 
 	/* show reads a stale segment, and leaves it stale. */
@@ -308,7 +345,8 @@ static void scenario(enum mode mode)
 	C_EQ(r.errlen, 0);
 	snprintf(want, sizeof want, "%s: stale, 1.0M (", stale);
 	C_CHECK(line_starting(r.out, want, line, sizeof line));
-	snprintf(want, sizeof want, "used), creator pid %d (dead), 1 attached, 0 users", (int)cs);
+	snprintf(want, sizeof want, "used), creator pid %d (dead), 1 attached, 0 users, owner %s, mode 0600",
+		 (int)cs, owner_of(geteuid()));
 	C_CHECK(has(line, want));
 	snprintf(want, sizeof want, "  %-20s %-17s 'q' = 7  [lock free]", "v", "value");
 	C_CHECK(line_starting(r.out, want, line, sizeof line));
@@ -324,6 +362,14 @@ static void scenario(enum mode mode)
 	C_CHECK(lo);
 	C_EQ(JBOOL(lo, "owner_dead"), 1);
 	C_EQ(JINT(lo, "owner_tid"), cs);
+	jfree(&j);
+	C_EQ(cli(&r, "show", pers, NULL), 0);
+	snprintf(want, sizeof want, "%s: persistent, 1.0M (", pers);
+	C_CHECK(line_starting(r.out, want, line, sizeof line));
+	C_EQ(cli(&r, "--json", "show", pers, NULL), 0);
+	jparse(r.out, r.outlen, &j);
+	C_STREQ(JSTR(JOBJ(&j, "segment"), "state"), "persistent");
+	C_EQ(JBOOL(JOBJ(&j, "segment"), "persistent"), 1);
 	jfree(&j);
 	C_EQ(cli(&r, "top", stale, "-n", "2", "-i", "0.05", NULL), 0);
 	si = inspect(stale);
@@ -342,15 +388,19 @@ static void scenario(enum mode mode)
 	} else {
 		C_CHECK(has(r.out, "(dry run: shmp gc --force removes "));
 	}
-	const char *keep[] = { live, idle, inuse, bad, ver };
-	for (int k = 0; k < 5; k++)
+	const char *keep[] = { live, idle, inuse, bad, ver, pers };
+	for (int k = 0; k < 6; k++)
 		C_CHECK(!has(r.out, keep[k]));
 	const struct jv *st = gc_dry_json(&r, &j);
 	const struct jv *o = jfind(st, "name", stale);
 	C_CHECK(o);
 	C_EQ(JINT(o, "creator_pid"), cs);
-	for (int k = 0; k < 5; k++)
+	C_EQ(JINT(o, "owner_uid"), geteuid());
+	C_STREQ(JSTR(o, "owner"), user_of(geteuid()));
+	C_EQ(JINT(o, "size"), SEG_SIZE);
+	for (int k = 0; k < 6; k++)
 		C_CHECK(!jfind(st, "name", keep[k]));
+	C_EQ(JARR(&j, "other_users")->n, 0);
 	if (mode == FORCE_PRIVATE)
 		C_EQ(st->n, 1);
 	jfree(&j);
@@ -358,7 +408,7 @@ static void scenario(enum mode mode)
 	T_CHECK(inspect(stale).stale);
 
 	/* --force (as the mode allows): the stale one goes, nothing else. */
-	collect(mode, stale, cs, keep, 5, 0);
+	collect(mode, stale, cs, keep, 6, 0);
 
 	/* The last process mapping `inuse` dies: now it is stale. */
 	t_kill_reap(ai, 10);
@@ -375,8 +425,8 @@ static void scenario(enum mode mode)
 	if (mode == FORCE_PRIVATE)
 		C_EQ(st->n, 1);
 	jfree(&j);
-	const char *keep2[] = { live, idle, bad, ver };
-	collect(mode, inuse, ci, keep2, 4, 1);
+	const char *keep2[] = { live, idle, bad, ver, pers };
+	collect(mode, inuse, ci, keep2, 5, 1);
 
 	/* Nothing of ours is stale any more. */
 	C_EQ(cli(&r, "gc", NULL), 0);
@@ -390,11 +440,13 @@ static void scenario(enum mode mode)
 	si = inspect(live);
 	T_CHECK(si.creator_alive && !si.stale);
 	T_EQ(si.attach_count, 1);
-	C_EQ(cli(&r, "rm", bad, ver, idle, NULL), 0);
+	/* The persistent one outlived every gc; rm removes it like any other. */
+	T_CHECK(inspect(pers).persistent);
+	C_EQ(cli(&r, "rm", bad, ver, idle, pers, NULL), 0);
 	shmp_value_destroy(lv);
 	shmp_registry_destroy(lr);
-	const char *all[] = { live, idle, stale, inuse, bad, ver };
-	for (int k = 0; k < 6; k++)
+	const char *all[] = { live, idle, stale, inuse, bad, ver, pers };
+	for (int k = 0; k < 7; k++)
 		C_CHECK(!seg_file_exists(all[k]));
 	T_NO_CHILDREN();
 	if (mode == FORCE_PRIVATE) { /* nothing at all is left */
@@ -404,50 +456,6 @@ static void scenario(enum mode mode)
 	}
 	run_free(&r);
 	fprintf(stderr, "t_cli_gc: %s: ok in %.2f s\n", mode_name[mode], t_now() - t0);
-}
-
-/* ---- a private /dev/shm ----------------------------------------------------------- */
-
-static int write_file(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	ssize_t n = write(fd, s, strlen(s));
-	int e = n == (ssize_t)strlen(s) ? 0 : -errno;
-	close(fd);
-	return e;
-}
-
-/* Move this (single-threaded) process into a mount namespace of its own,
- * with a fresh tmpfs on /dev/shm that no other process sees (a user
- * namespace too where that is what allows it). 0 or -errno. */
-static int private_shm(void)
-{
-	uid_t uid = geteuid();
-	gid_t gid = getegid();
-	if (unshare(CLONE_NEWNS) != 0) {
-		if (errno != EPERM)
-			return -errno;
-		if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
-			return -errno;
-		char map[64];
-		int e = write_file("/proc/self/setgroups", "deny");
-		if (e < 0 && e != -ENOENT)
-			return e;
-		snprintf(map, sizeof map, "0 %u 1", (unsigned)uid);
-		if ((e = write_file("/proc/self/uid_map", map)) < 0)
-			return e;
-		snprintf(map, sizeof map, "0 %u 1", (unsigned)gid);
-		if ((e = write_file("/proc/self/gid_map", map)) < 0)
-			return e;
-	}
-	/* Private propagation first: the tmpfs must not show up outside. */
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
-		return -errno;
-	if (mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0)
-		return -errno;
-	return 0;
 }
 
 #define NO_PRIVATE_SHM 3
