@@ -6,9 +6,13 @@
  * Asserts:
  * - Usage: no command, an unknown one, missing or extra arguments, bad top
  *   options exit 2 with the usage on stderr; --help exits 0.
- * - ls / --json ls: our registry with its size, used bytes, creator pid
- *   (alive), attach count 1, users 1 (this process alone maps it), object
- *   count, state ok; a segment without a directory shows no object count.
+ * - Numbers: top -n and -i given NaN, infinities, empty, negative, zero
+ *   (counts), hex, blanks, junk or out of range exit 2 at once, naming the
+ *   value (escaped), with nothing on stdout; good ones still work.
+ * - ls / --json ls: our registry with its size, used bytes, owner (name,
+ *   uid, gid, mode 0600, trusted), creator pid (alive), attach count 1,
+ *   users 1 (this process alone maps it), object count, state ok; a
+ *   segment without a directory shows no object count.
  * - show / --json show: every object type with its current value, exactly:
  *   Values ('q' 42 then 43, 'd'), Arrays (length, preview), a Lock free, held
  *   by a child (its pid and tid), "owner dead" once the child is SIGKILLed,
@@ -22,9 +26,11 @@
  *   show stays held by the same owner.
  * - top NAME -n 3 -i 0.1: three snapshots in about 0.2 s, exit 0 (three JSON
  *   lines with --json); top of a missing segment exits 1.
- * - rm: unlinks (file gone, exit 0) while a process still mapping it keeps
- *   working; rm or show of a missing segment exits 1 with "no such segment";
- *   rm of several names removes those that exist and exits 1.
+ * - rm: unlinks (file gone, exit 0, "removed NAME (owner USER (uid N))")
+ *   while a process still mapping it keeps working; rm or show of a missing
+ *   segment exits 1 with "no such segment"; rm of several names removes
+ *   those that exist and exits 1; --json rm lists removed (with owner) and
+ *   failed names.
  * - Garbage, empty and other-version files named shmp.*: ls shows them
  *   corrupt/version and exits 0, show exits 1 without crashing, gc does not
  *   list them.

@@ -22,8 +22,9 @@
  *   mode "0600", trusted); gc's lines name it too.
  * - After --force nothing of ours is stale; the rest is removed by rm.
  *
- * Safety: gc --force removes every stale segment of the machine, and other
- * tests make stale-looking segments of their own for a while. So --force
+ * Safety: gc --force removes every stale segment of the caller's uid (the
+ * tests' uid), and other tests make stale-looking segments of their own
+ * for a while. So --force
  * runs in a private /dev/shm (a mount namespace with a tmpfs of its own,
  * where the kernel allows; there the stale list must be exactly ours). The
  * same scenario also runs in the real /dev/shm with the dry runs only (rm
