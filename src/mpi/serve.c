@@ -1,0 +1,297 @@
+/* private: a rank other than the root, inside join/destroy.
+ *
+ * A node rank receives chunks from the root, runs each as one task of its
+ * node pool (node.c) and sends the result back under the chunk's slot tag;
+ * on DRAIN it closes its node pool, on TERMINATE it terminates it, and
+ * once every chunk it received has been answered and the pool has exited
+ * it sends FINAL (its counters) and is done. Every chunk received gets
+ * exactly one answer, so the root's per-node accounting is exact.
+ *
+ * A rank sharing its node's pool with another rank only waits for STOP.
+ *
+ * Waiting: after activity, polls MPI with sched_yield for 50 us, then
+ * sleeps 20 us doubling to 2 ms on the pool's condition (a local chunk
+ * finishing wakes it at once). An idle rank thus costs a wake-up every
+ * 2 ms, and a job that MPI ends is noticed within one sleep.
+ */
+#include "mpi_internal.h"
+
+#include <sched.h>
+#include <stdlib.h>
+
+#define SPIN_S 50e-6
+#define SLEEP_MIN_S 20e-6
+#define SLEEP_MAX_S 2e-3
+
+struct sch {
+	struct shmp_mpi_pool *p;
+	void *lin, *lout, *lh;
+	size_t lin_bytes, lout_bytes;
+	int lerror;               /* an error known before the node pool ran it */
+	bool lfailed;
+	struct shmp_task_error lerr;
+	MPI_Request rreq, sreq;
+	struct sch *next;
+};
+
+struct shmp__mpi_serve {
+	struct sch *receiving, *done, *sending;
+	unsigned inflight;        /* received, not yet answered */
+	bool drain, term, closed, joined, final_sent, stop;
+	double last;
+	unsigned sleeps;
+};
+
+static void sch_free(struct sch *s)
+{
+	if (s->lh)
+		shmp__mpi_node_release(s->lh);
+	shmp__mpi_buf_free(s->lin);
+	shmp__mpi_buf_free(s->lout);
+	free(s);
+}
+
+static void node_done(void *ctx, const struct shmp_task_error *err)
+{
+	struct sch *s = ctx;
+	struct shmp_mpi_pool *p = s->p;
+	shmp__mpi_lock(&p->sync);
+	if (err) {
+		s->lfailed = true;
+		s->lerr = *err;
+	}
+	s->next = p->serve->done;
+	p->serve->done = s;
+	shmp__mpi_notify(&p->sync);
+	shmp__mpi_unlock(&p->sync);
+}
+
+/* The chunk is in s->lin: check it, run it (lock held; dropped around the
+ * node pool call). */
+static void run(struct shmp_mpi_pool *p, struct sch *s)
+{
+	struct shmp__mpi_serve *sv = p->serve;
+	const struct shmp__mpi_chunk_hdr *h = s->lin;
+	uint64_t count = h->count, in_size = h->in_size, out_size = h->out_size;
+	int r = 0;
+	if (h->magic != SHMP__MPI_MAGIC || (in_size && count > (s->lin_bytes - SHMP__MPI_HDR) / in_size) ||
+	    SHMP__MPI_HDR + count * in_size != s->lin_bytes || (out_size && count > p->max_bytes / out_size))
+		r = -SHMP_ECORRUPT;
+	else if (!p->np)
+		r = -SHMP_ECLOSED;
+	else if (sv->term || sv->closed)
+		r = -SHMP_ECLOSED;
+	s->lout_bytes = r ? SHMP__MPI_HDR : SHMP__MPI_HDR + count * out_size;
+	s->lout = shmp__mpi_buf_alloc(s->lout_bytes);
+	if (!r && !s->lout)
+		r = -ENOMEM;
+	if (!r) {
+		void *lh = NULL;
+		shmp__mpi_unlock(&p->sync);
+		r = shmp__mpi_node_run(p->np, s->lin, s->lin_bytes, s->lout, s->lout_bytes, node_done, s, &lh);
+		shmp__mpi_lock(&p->sync);
+		if (!r) {
+			s->lh = lh;
+			return;
+		}
+	}
+	s->lfailed = true;
+	s->lerr = (struct shmp_task_error){ .error = r, .exit_status = -1 };
+	s->next = sv->done;
+	sv->done = s;
+}
+
+/* Send the answer of a finished chunk. */
+static void answer(struct shmp_mpi_pool *p, struct sch *s)
+{
+	struct shmp__mpi_serve *sv = p->serve;
+	const struct shmp__mpi_chunk_hdr *h = s->lin;
+	uint32_t slot = h->slot;
+	static char empty[SHMP__MPI_HDR];
+	struct shmp__mpi_result_hdr *rh = s->lout ? s->lout : (void *)empty;
+	if (s->lfailed) {
+		memset(rh, 0, sizeof *rh);
+		rh->status = s->lerr.error;
+		rh->code = s->lerr.code;
+		rh->signal = s->lerr.signal;
+		rh->exit_status = s->lerr.exit_status;
+		rh->worker_pid = s->lerr.worker_pid;
+		rh->fail_index = h->first;
+	}
+	rh->magic = SHMP__MPI_MAGIC;
+	rh->slot = slot;
+	shmp__mpi_node_report(p->np, &rh->node);
+	size_t bytes = s->lfailed || !s->lout ? SHMP__MPI_HDR : s->lout_bytes;
+	MPI_Isend(rh, (int)bytes, MPI_BYTE, p->root, TAG_RES0 + (int)slot, p->comm, &s->sreq);
+	s->next = sv->sending;
+	sv->sending = s;
+}
+
+static bool poll_root(struct shmp_mpi_pool *p)
+{
+	struct shmp__mpi_serve *sv = p->serve;
+	bool any = false;
+	for (int k = 0; k < 16; k++) {
+		int flag = 0, bytes = 0;
+		MPI_Message msg;
+		MPI_Status st;
+		MPI_Improbe(p->root, MPI_ANY_TAG, p->comm, &flag, &msg, &st);
+		if (!flag)
+			break;
+		any = true;
+		MPI_Get_count(&st, MPI_BYTE, &bytes);
+		if (st.MPI_TAG == TAG_CTRL && bytes == (int)sizeof(int)) {
+			int cmd = 0;
+			MPI_Mrecv(&cmd, 1, MPI_INT, &msg, MPI_STATUS_IGNORE);
+			if (cmd == CTRL_DRAIN)
+				sv->drain = true;
+			else if (cmd == CTRL_TERMINATE)
+				sv->term = true;
+			else if (cmd == CTRL_STOP)
+				sv->stop = true;
+			continue;
+		}
+		if (st.MPI_TAG == TAG_CHUNK && p->np && bytes >= SHMP__MPI_HDR) {
+			struct sch *s = calloc(1, sizeof *s);
+			if (s) {
+				s->p = p;
+				s->lin_bytes = (size_t)bytes;
+				s->lin = shmp__mpi_buf_alloc(s->lin_bytes);
+			}
+			if (s && s->lin) {
+				MPI_Imrecv(s->lin, bytes, MPI_BYTE, &msg, &s->rreq);
+				s->sreq = MPI_REQUEST_NULL;
+				s->next = sv->receiving;
+				sv->receiving = s;
+				sv->inflight++;
+				continue;
+			}
+			if (s)
+				free(s);
+			/* No memory for it: the root's call would wait forever
+			 * for an answer that cannot be sent (the slot is in the
+			 * lost header). MPI's own fault model: end the job. */
+			MPI_Abort(p->comm, 12);
+		}
+		char *tmp = malloc(bytes > 0 ? (size_t)bytes : 1);
+		MPI_Mrecv(tmp, bytes, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+		free(tmp);
+	}
+	for (struct sch **pp = &sv->receiving; *pp;) {
+		struct sch *s = *pp;
+		int done = 0;
+		MPI_Test(&s->rreq, &done, MPI_STATUS_IGNORE);
+		if (!done) {
+			pp = &s->next;
+			continue;
+		}
+		*pp = s->next;
+		run(p, s);
+		any = true;
+	}
+	for (struct sch **pp = &sv->sending; *pp;) {
+		struct sch *s = *pp;
+		int done = 0;
+		MPI_Test(&s->sreq, &done, MPI_STATUS_IGNORE);
+		if (!done) {
+			pp = &s->next;
+			continue;
+		}
+		*pp = s->next;
+		sch_free(s);
+		sv->inflight--;
+		any = true;
+	}
+	return any;
+}
+
+/* Stop the node pool when told, and say FINAL when it has nothing left. */
+static bool finish(struct shmp_mpi_pool *p)
+{
+	struct shmp__mpi_serve *sv = p->serve;
+	if (sv->term && !sv->closed && p->np) {
+		sv->closed = true;
+		shmp__mpi_unlock(&p->sync);
+		shmp__mpi_node_terminate(p->np);
+		shmp__mpi_lock(&p->sync);
+		return true;
+	}
+	if (sv->drain && !sv->closed && sv->inflight == 0 && p->np) {
+		sv->closed = true;
+		shmp__mpi_unlock(&p->sync);
+		shmp__mpi_node_close(p->np);
+		shmp__mpi_lock(&p->sync);
+		return true;
+	}
+	if ((sv->drain || sv->term) && sv->inflight == 0 && !sv->final_sent) {
+		if (p->np && !sv->joined) {
+			shmp__mpi_unlock(&p->sync);
+			int r = shmp__mpi_node_join(p->np, 0.05);
+			shmp__mpi_lock(&p->sync);
+			if (r == -ETIMEDOUT)
+				return false;
+			sv->joined = true;
+		}
+		struct shmp__mpi_node_report rep;
+		shmp__mpi_node_report(p->np, &rep);
+		MPI_Send(&rep, (int)sizeof rep, MPI_BYTE, p->root, TAG_FINAL, p->comm);
+		sv->final_sent = true;
+		return true;
+	}
+	return false;
+}
+
+int shmp__mpi_serve(struct shmp_mpi_pool *p, double deadline)
+{
+	if (!p->serve && !(p->serve = calloc(1, sizeof *p->serve)))
+		return -ENOMEM;
+	struct shmp__mpi_serve *sv = p->serve;
+	shmp__mpi_lock(&p->sync);
+	sv->last = shmp__mpi_now();
+	int ret = 0;
+	for (;;) {
+		if (p->leader && p->np ? sv->final_sent : sv->stop)
+			break;
+		bool any = poll_root(p);
+		while (sv->done) {
+			struct sch *s = sv->done;
+			sv->done = s->next;
+			answer(p, s);
+			any = true;
+		}
+		any |= finish(p);
+		if (any) {
+			sv->last = shmp__mpi_now();
+			sv->sleeps = 0;
+			continue;
+		}
+		if (deadline >= 0 && shmp__mpi_left(deadline) <= 0) {
+			ret = -ETIMEDOUT;
+			break;
+		}
+		if (shmp__mpi_now() - sv->last < SPIN_S) {
+			shmp__mpi_unlock(&p->sync);
+			sched_yield();
+			shmp__mpi_lock(&p->sync);
+			continue;
+		}
+		double s = SLEEP_MIN_S * (double)(1u << (sv->sleeps < 7 ? sv->sleeps : 7));
+		sv->sleeps++;
+		if (s > SLEEP_MAX_S)
+			s = SLEEP_MAX_S;
+		if (deadline >= 0 && s > shmp__mpi_left(deadline))
+			s = shmp__mpi_left(deadline);
+		if (shmp__mpi_wait(&p->sync, s) == -EINTR) {
+			ret = -EINTR;
+			break;
+		}
+	}
+	shmp__mpi_unlock(&p->sync);
+	return ret;
+}
+
+void shmp__mpi_serve_free(struct shmp_mpi_pool *p)
+{
+	free(p->serve);
+	p->serve = NULL;
+}

@@ -1,0 +1,111 @@
+/* private: the MPI component's waits, on shmp's own Lock and Condition.
+ *
+ * They live in the default segment like any shmp object made without one;
+ * only this process uses them. Using shmp's primitives rather than
+ * pthread's gives every wait of the cluster Pool the core's interrupt rule
+ * (shmp_set_interruptible) without reading its setting: a condition wait
+ * or a semaphore acquire returns -EINTR exactly when a core wait would.
+ */
+#include "mpi_internal.h"
+
+#include <math.h>
+#include <time.h>
+#include <unistd.h>
+
+int shmp__mpi_sync_init(struct shmp__mpi_sync *s)
+{
+	s->mu = shmp_lock_create(NULL);
+	if (!s->mu)
+		return -errno;
+	struct shmp_cond_opts co = SHMP_OPTS(shmp_cond_opts, .lock = s->mu, .max_waiters = 1024);
+	s->cv = shmp_cond_create(&co);
+	if (!s->cv) {
+		int e = errno;
+		shmp_lock_destroy(s->mu);
+		s->mu = NULL;
+		return -e;
+	}
+	return 0;
+}
+
+void shmp__mpi_sync_fini(struct shmp__mpi_sync *s)
+{
+	shmp_cond_destroy(s->cv);
+	shmp_lock_destroy(s->mu);
+	s->cv = NULL;
+	s->mu = NULL;
+}
+
+void shmp__mpi_lock(struct shmp__mpi_sync *s)
+{
+	/* Only this process's threads take it, and none dies holding it: the
+	 * owner-died path cannot happen; if it did, the state is ours. */
+	int r = shmp_lock_acquire(s->mu, SHMP_FOREVER);
+	if (r == -EOWNERDEAD)
+		shmp_lock_consistent(s->mu);
+}
+
+void shmp__mpi_unlock(struct shmp__mpi_sync *s)
+{
+	shmp_lock_release(s->mu);
+}
+
+void shmp__mpi_notify(struct shmp__mpi_sync *s)
+{
+	shmp_cond_notify_all(s->cv);
+}
+
+int shmp__mpi_wait(struct shmp__mpi_sync *s, double seconds)
+{
+	int r = shmp_cond_wait(s->cv, seconds < 0 ? 0 : seconds);
+	if (r == -EOWNERDEAD)
+		shmp_lock_consistent(s->mu);
+	return r == -EINTR ? -EINTR : 0;
+}
+
+static shmp_sem_t *sleeper;
+static pthread_once_t sleeper_once = PTHREAD_ONCE_INIT;
+static void sleeper_init(void)
+{
+	sleeper = shmp_sem_create(0, NULL); /* never released: a sleep */
+}
+
+int shmp__mpi_sleep(double seconds)
+{
+	pthread_once(&sleeper_once, sleeper_init);
+	if (!sleeper) {
+		struct timespec t = { (time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9) };
+		nanosleep(&t, NULL);
+		return 0;
+	}
+	int r = shmp_sem_acquire(sleeper, seconds);
+	return r == -EINTR ? -EINTR : 0;
+}
+
+double shmp__mpi_now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+int shmp__mpi_deadline(double timeout, double *deadline)
+{
+	if (isnan(timeout))
+		return -EINVAL;
+	*deadline = timeout < 0 ? -1.0 : shmp__mpi_now() + timeout;
+	return 0;
+}
+
+double shmp__mpi_left(double deadline)
+{
+	if (deadline < 0)
+		return 1e9;
+	double l = deadline - shmp__mpi_now();
+	return l > 0 ? l : 0;
+}
+
+bool shmp__mpi_foreign(pid_t creator)
+{
+	return getpid() != creator;
+}
