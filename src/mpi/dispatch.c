@@ -29,9 +29,9 @@
 #include <signal.h>
 #include <stdlib.h>
 
-#define SPIN_S 50e-6
+#define SPIN_S 300e-6
 #define SLEEP_MIN_S 20e-6
-#define SLEEP_MAX_S 1e-3
+#define SLEEP_MAX_S 200e-6
 
 static struct shmp__mpi_chunk_hdr *hdr_of(struct shmp__mpi_chunk *ch)
 {
@@ -216,21 +216,23 @@ static struct shmp__mpi_chunk *cut(struct shmp_mpi_pool *p)
 }
 
 /* A node with room: the root's own first (no copy through MPI), then the
- * others in turn. */
+ * least loaded of the others (relative to its credit), so a lone apply
+ * goes to the same node each time (one awake rank, not all of them) and a
+ * burst spreads evenly. */
 static int pick_node(struct shmp_mpi_pool *p)
 {
-	for (unsigned i = 0; i < p->nnodes; i++)
-		if (p->nodes[i].local && !p->nodes[i].broken && p->nodes[i].inflight < p->nodes[i].credit)
-			return (int)i;
-	for (unsigned k = 0; k < p->nnodes; k++) {
-		unsigned i = (p->rr + k) % p->nnodes;
+	int best = -1;
+	for (unsigned i = 0; i < p->nnodes; i++) {
 		struct shmp__mpi_node *n = &p->nodes[i];
-		if (!n->local && !n->broken && n->inflight < n->credit) {
-			p->rr = i + 1;
+		if (n->broken || n->inflight >= n->credit)
+			continue;
+		if (n->local)
 			return (int)i;
-		}
+		if (best < 0 || (uint64_t)n->inflight * p->nodes[best].credit <
+					(uint64_t)p->nodes[best].inflight * n->credit)
+			best = (int)i;
 	}
-	return -1;
+	return best;
 }
 
 int shmp__mpi_chunk_status(struct shmp__mpi_chunk *ch)
@@ -303,6 +305,22 @@ static void fail_pool(struct shmp_mpi_pool *p, int error, int rank)
 	fail_queue(p, error, rank);
 }
 
+/* Credit: a node whose queue was empty when a chunk finished went idle
+ * waiting for the next one (the round trip is longer than its chunks
+ * take): it may hold more (half again, up to max_credit). A node with more
+ * queued than it has workers holds more than it needs: one less, down to
+ * the base (workers + prefetch), so the end of a map of long chunks is
+ * balanced as with the base credit. */
+static void adapt_credit(struct shmp__mpi_node *n)
+{
+	if (n->rep.queued == 0 && n->credit < n->max_credit) {
+		unsigned more = n->credit / 2 ? n->credit / 2 : 1;
+		n->credit = n->credit + more < n->max_credit ? n->credit + more : n->max_credit;
+	} else if (n->rep.queued > n->workers && n->credit > n->base_credit) {
+		n->credit--;
+	}
+}
+
 /* A chunk's result is in (rbuf_h, dest), or its local error in lerr. */
 static void complete(struct shmp_mpi_pool *p, struct shmp__mpi_chunk *ch)
 {
@@ -317,8 +335,10 @@ static void complete(struct shmp_mpi_pool *p, struct shmp__mpi_chunk *ch)
 		ch->lfailed = true;
 		ch->lerr = (struct shmp_task_error){ .error = -SHMP_ECORRUPT, .exit_status = -1 };
 	}
-	if (!ch->lfailed)
+	if (!ch->lfailed) {
 		n->rep = rh->node;
+		adapt_credit(n);
+	}
 	int status = shmp__mpi_chunk_status(ch);
 	uint64_t ok_items = !status ? ch->count : ch->lfailed ? 0 : rh->done < ch->count ? rh->done : ch->count;
 	n->items += ok_items;
@@ -352,6 +372,7 @@ static void complete(struct shmp_mpi_pool *p, struct shmp__mpi_chunk *ch)
 			pp = &(*pp)->next;
 		*pp = ch;
 		maybe_finish(p, c);
+		shmp__mpi_notify(&p->sync); /* imap_next waits for it */
 		return;
 	}
 	if (status) {
@@ -388,6 +409,7 @@ static bool take_completions(struct shmp_mpi_pool *p)
 		ch->next = NULL;
 		if (!ch->lfailed) {
 			memcpy(ch->rbuf_h, ch->lout, SHMP__MPI_HDR);
+			shmp__mpi_node_report(p->np, &rh_of(ch)->node);
 			size_t out_size = ch->call ? ch->call->out_size : 0;
 			if (!ch->dead && ch->call && ch->dest && out_size)
 				memcpy(ch->dest, (char *)ch->lout + SHMP__MPI_HDR, ch->count * out_size);

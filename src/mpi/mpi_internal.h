@@ -74,7 +74,7 @@ struct shmp__mpi_chunk_hdr {
 struct shmp__mpi_node_report {
 	uint64_t worker_deaths, workers_started;
 	uint32_t alive;
-	uint32_t reserved;
+	uint32_t queued; /* tasks waiting for a worker when it was taken */
 };
 
 struct shmp__mpi_result_hdr {
@@ -178,7 +178,8 @@ struct shmp__mpi_node {
 	int rank, ranks;
 	unsigned workers;
 	char host[64];
-	unsigned credit, inflight;
+	unsigned credit, inflight; /* chunks it may hold, and holds */
+	unsigned base_credit, max_credit;
 	bool local, broken, final;
 	uint64_t chunks, items, failed;
 	struct shmp__mpi_node_report rep;
@@ -253,7 +254,6 @@ struct shmp_mpi_pool {
 	struct shmp__mpi_chunk *completions;          /* local chunks done */
 	struct shmp__mpi_chunk *active;               /* chunks with MPI requests (remote) */
 	struct shmp_mpi_async *finish_list;           /* calls to finish */
-	unsigned rr;                                  /* next remote node to try */
 	struct shmp_mpi_async *calls;                 /* every call not yet freed */
 	uint64_t calls_alive;
 	uint64_t submitted, completed, failed, items, cb_errors;

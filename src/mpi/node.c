@@ -157,6 +157,7 @@ void shmp__mpi_node_report(struct shmp__mpi_nodepool *np, struct shmp__mpi_node_
 		r->worker_deaths = st.worker_deaths;
 		r->workers_started = st.workers_started;
 		r->alive = st.alive;
+		r->queued = st.queued > UINT32_MAX ? UINT32_MAX : (uint32_t)st.queued;
 	}
 }
 

@@ -76,8 +76,11 @@ static int plan(shmp_mpi_pool_t *p, const struct rank_info *all)
 		n->host[sizeof n->host - 1] = 0;
 		n->local = r == p->rank;
 		unsigned pre = p->prefetch ? p->prefetch : 1 + n->workers / 2;
-		n->credit = n->workers + pre;
-		credits += n->credit;
+		n->credit = n->base_credit = n->workers + pre;
+		/* Without a fixed prefetch, a node that runs dry grows its
+		 * credit (dispatch.c): room for that is reserved here. */
+		n->max_credit = p->prefetch ? n->credit : n->credit + 64 + 4 * n->workers;
+		credits += n->max_credit;
 		p->total_workers += (int)n->workers;
 	}
 	p->nstop = ns;

@@ -19,7 +19,7 @@
 #include <sched.h>
 #include <stdlib.h>
 
-#define SPIN_S 50e-6
+#define SPIN_S 300e-6
 #define SLEEP_MIN_S 20e-6
 #define SLEEP_MAX_S 2e-3
 
