@@ -284,7 +284,8 @@ SHMP_MPI_API int shmp_mpi_pool_nodes(shmp_mpi_pool_t *p, struct shmp_mpi_node_in
  * ====================================
  * The local Value, Array and Lock (value.h, sync.h) across the ranks of a
  * communicator: the memory lives in a window on one rank (opts.root,
- * default 0), allocated with MPI_Win_allocate, and every rank reaches it
+ * default 0), allocated with MPI_Win_allocate (MPI_Win_allocate_shared when
+ * every rank is on one machine), and every rank reaches it
  * with one-sided operations in a passive-target epoch opened at create
  * (MPI_Win_lock_all): atomics by MPI_Fetch_and_op and MPI_Compare_and_swap,
  * items and ranges by MPI_Get_accumulate / MPI_Accumulate (element-wise
@@ -309,6 +310,13 @@ SHMP_MPI_API int shmp_mpi_pool_nodes(shmp_mpi_pool_t *p, struct shmp_mpi_node_in
  * loop with a bounded back-off (sleeps of up to 1 ms), so it never spins a
  * CPU; owner is the rank. A rank's death ends the job (MPI), so there is
  * no owner-died state.
+ *
+ * Known MPI bug: Open MPI 4.1's MPI_Win_allocate windows crash in a 64-bit
+ * MPI_Compare_and_swap between two ranks of one node (Open MPI issue
+ * 7967). shmp avoids it (shared windows on one machine, a 32-bit lock
+ * word), but shmp_mpi_value_cas / array_cas on a 64-bit typecode, on a
+ * communicator spanning machines, with two ranks on one of them, still
+ * reach it there: use a 32-bit typecode, or Open MPI's osc/ucx.
  */
 typedef struct shmp_mpi_lock shmp_mpi_lock_t;
 typedef struct shmp_mpi_value shmp_mpi_value_t;

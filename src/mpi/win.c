@@ -29,7 +29,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#define DATA_OFF 8 /* the lock word comes first */
+#define DATA_OFF 8 /* the lock word (32 bits) comes first */
 
 struct shmp_mpi_lock {
 	pid_t creator;
@@ -119,14 +119,38 @@ static int comm_ok(MPI_Comm comm)
 	return 0;
 }
 
+/* 1 if every rank of comm shares this machine's memory. Collective. */
+static int one_node(MPI_Comm comm)
+{
+	MPI_Comm node;
+	int n = 0, size = 0;
+	MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+	MPI_Comm_size(node, &n);
+	MPI_Comm_size(comm, &size);
+	MPI_Comm_free(&node);
+	int mine = n == size, all = 0;
+	MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, comm);
+	return all;
+}
+
 /* Allocate the window (root: bytes, zeroed then init at DATA_OFF) and open
- * the epoch. Collective. */
+ * the epoch. Collective.
+ *
+ * On one machine the window is a shared-memory one (MPI_Win_allocate_shared,
+ * the MPI library's shared-memory path): the fastest there, and Open MPI
+ * 4.1's MPI_Win_allocate windows crash in 64-bit MPI_Compare_and_swap
+ * between ranks of one node (its issue 7967; btl/vader's emulated
+ * atomics). The lock word is 32 bits for the same reason. */
 static void win_open(MPI_Comm comm, int root, size_t bytes, const void *init, size_t init_bytes, MPI_Win *win)
 {
 	int rank;
 	MPI_Comm_rank(comm, &rank);
 	void *base = NULL;
-	MPI_Win_allocate(rank == root ? (MPI_Aint)bytes : 0, 1, MPI_INFO_NULL, comm, &base, win);
+	MPI_Aint sz = rank == root ? (MPI_Aint)bytes : 0;
+	if (one_node(comm))
+		MPI_Win_allocate_shared(sz, 1, MPI_INFO_NULL, comm, &base, win);
+	else
+		MPI_Win_allocate(sz, 1, MPI_INFO_NULL, comm, &base, win);
 	if (rank == root) {
 		memset(base, 0, bytes);
 		if (init && init_bytes)
@@ -211,10 +235,10 @@ void shmp_mpi_lock_destroy(shmp_mpi_lock_t *l)
 	free(l);
 }
 
-static int64_t word_op(shmp_mpi_lock_t *l, const int64_t *in, MPI_Op op)
+static int32_t word_op(shmp_mpi_lock_t *l, const int32_t *in, MPI_Op op)
 {
-	int64_t old = 0;
-	MPI_Fetch_and_op(in, &old, MPI_INT64_T, l->root, l->disp, op, l->win);
+	int32_t old = 0;
+	MPI_Fetch_and_op(in, &old, MPI_INT32_T, l->root, l->disp, op, l->win);
 	MPI_Win_flush(l->root, l->win);
 	return old;
 }
@@ -237,10 +261,10 @@ int shmp_mpi_lock_acquire(shmp_mpi_lock_t *l, double timeout)
 		return r;
 	}
 	pthread_mutex_unlock(&l->mu);
-	int64_t me = l->rank + 1, zero = 0, old = 0;
+	int32_t me = l->rank + 1, zero = 0, old = 0;
 	double pause = 1e-6;
 	for (;;) {
-		MPI_Compare_and_swap(&me, &zero, &old, MPI_INT64_T, l->root, l->disp, l->win);
+		MPI_Compare_and_swap(&me, &zero, &old, MPI_INT32_T, l->root, l->disp, l->win);
 		MPI_Win_flush(l->root, l->win);
 		if (old == 0)
 			break;
@@ -276,7 +300,7 @@ int shmp_mpi_lock_release(shmp_mpi_lock_t *l)
 	}
 	l->held = false;
 	pthread_mutex_unlock(&l->mu);
-	int64_t zero = 0;
+	int32_t zero = 0;
 	word_op(l, &zero, MPI_REPLACE);
 	return 0;
 }
@@ -296,7 +320,7 @@ int shmp_mpi_lock_owner(shmp_mpi_lock_t *l, int *rank)
 		return -EINVAL;
 	if (shmp__mpi_foreign(l->creator))
 		return -EPERM;
-	int64_t w = word_op(l, NULL, MPI_NO_OP);
+	int32_t w = word_op(l, NULL, MPI_NO_OP);
 	if (w == 0)
 		return 0;
 	if (rank)
