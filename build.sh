@@ -10,8 +10,10 @@ cd "$(dirname "$0")"
 # Needed to build and test. The benchmarks' optional peers (python3, ZeroMQ,
 # ck) are never required.
 PKGS="gcc make cmake pkg-config liburing-dev"
-# What only the tests need (the man-page renderer); the demo never waits for these.
-TEST_PKGS="scdoc"
+# What only the tests need (the man-page renderer; Open MPI, so that the
+# MPI component shmp::mpi is built and its tests run); the demo never
+# waits for these.
+TEST_PKGS="scdoc openmpi-bin libopenmpi-dev"
 
 install_deps() {
 	local missing=() p
