@@ -128,6 +128,7 @@ static struct shmp_mpi_async *start(shmp_mpi_pool_t *p, struct shmp_mpi_async *c
 	if (r < 0) {
 		shmp__mpi_unlock(&p->sync);
 		free(c->own_out);
+		free(c->own_in);
 		free(c);
 		*err = r;
 		return NULL;

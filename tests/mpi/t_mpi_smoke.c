@@ -41,6 +41,8 @@ int main(int argc, char **argv)
 			printf("node rank %d (%d ranks, %u workers): %llu chunks %llu items\n", ni[i].rank, ni[i].ranks,
 			       ni[i].workers, (unsigned long long)ni[i].chunks, (unsigned long long)ni[i].items);
 		shmp_mpi_pool_close(p);
+		free(in);
+		free(out);
 	}
 	int r = shmp_mpi_pool_join(p, 30);
 	if (r)
