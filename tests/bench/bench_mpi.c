@@ -2,6 +2,10 @@
  * same work and beside the local shmp Pool, in the same run:
  *
  *   mpirun -np 3 ./tests/bench/bench_mpi [--reps N] [--quick]
+ *   ./tests/bench/bench_mpi          (not under mpirun: runs itself so, 3 ranks)
+ *
+ * BENCH_QUICK=1 and BENCH_REPS=n in the environment work as for the other
+ * benchmarks (./build.sh bench mpi).
  *
  *  1. a CPU-bound map: shmp's cluster Pool (a pool per rank, one worker
  *     each) vs MPI_Scatterv / compute / MPI_Gatherv of the same items on
@@ -412,9 +416,49 @@ static void ratio(const char *what, int a, int b, const char *goal)
 	       med[1][b] ? med[1][a] / med[1][b] : 0, goal);
 }
 
+/* Started by hand rather than by mpirun: start again under mpiexec with
+ * 3 ranks on this machine. */
+static void relaunch(char **argv)
+{
+	static const char *const launched[] = { "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMI_RANK", "PMIX_RANK",
+						"MPI_LOCALNRANKS", "SHMP_BENCH_MPI_CHILD" };
+	for (unsigned i = 0; i < sizeof launched / sizeof launched[0]; i++)
+		if (getenv(launched[i]))
+			return;
+#ifdef SHMP_MPIEXEC
+	char *args[64];
+	int n = 0;
+	args[n++] = (char *)SHMP_MPIEXEC;
+	args[n++] = (char *)"-n";
+	args[n++] = (char *)"3";
+#ifdef SHMP_MPIEXEC_OVERSUBSCRIBE
+	args[n++] = (char *)"--oversubscribe";
+#endif
+	for (int i = 0; argv[i] && n < 63; i++)
+		args[n++] = argv[i];
+	args[n] = NULL;
+	setenv("SHMP_BENCH_MPI_CHILD", "1", 1);
+	if (geteuid() == 0) {
+		setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+		setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+	}
+	execv(SHMP_MPIEXEC, args);
+	perror("bench_mpi: " SHMP_MPIEXEC);
+#else
+	(void)argv;
+#endif
+}
+
 int main(int argc, char **argv)
 {
 	int prov;
+	relaunch(argv);
+	const char *q = getenv("BENCH_QUICK"), *rs = getenv("BENCH_REPS");
+	quick = q && *q && strcmp(q, "0");
+	if (rs && *rs)
+		reps = atoi(rs);
+	if (quick && !(rs && *rs))
+		reps = 1;
 	MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &prov);
 	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
 	MPI_Comm_size(MPI_COMM_WORLD, &size);
