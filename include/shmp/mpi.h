@@ -75,8 +75,9 @@ extern "C" {
  *
  * Threads. The root runs one dispatcher thread that makes the pool's MPI
  * calls (on a communicator of its own, a duplicate), so the root's MPI must
- * provide MPI_THREAD_MULTIPLE whenever another node runs work (-ENOTSUP at
- * create otherwise). The other ranks make MPI calls only from the thread
+ * provide MPI_THREAD_MULTIPLE whenever the communicator has other ranks
+ * (-ENOTSUP at create otherwise): MPI_Init_thread(..., MPI_THREAD_MULTIPLE).
+ * The other ranks make MPI calls only from the thread
  * in join/destroy. Callbacks run on the dispatcher thread, in the root.
  * Workers are processes forked from the node rank (see pool.h "What workers
  * see"): they must not call MPI (window objects refuse them, -EPERM);
@@ -140,9 +141,9 @@ struct shmp_mpi_pool_opts {
 	shmp_init_fn initializer;
 	void *initarg;
 	int max_tasks_per_child; /* per node pool; 0 unlimited, negative -EINVAL */
-	/* Bytes one chunk may carry (arguments + results); default 64 MiB, at
-	 * most 1 GiB. A chunk larger is -EMSGSIZE, naming this option; the
-	 * default chunksize is cut to fit. */
+	/* Bytes one chunk may carry (its arguments, or its results); default
+	 * 64 MiB, at most 1 GiB. A single item larger is -EMSGSIZE at the
+	 * call; chunksizes (given or default) are cut to fit, as locally. */
 	size_t max_task_bytes;
 	/* Chunks a node holds beyond one per worker (default 1 + workers / 2):
 	 * more hides network latency, fewer balances the end of a map better. */
@@ -166,7 +167,7 @@ struct shmp_mpi_call_opts {
  * or SHMP_CPUS; 0 or negative is -EINVAL. Fails on every rank alike when it
  * fails on one: -EINVAL (bad options, no rank running workers — a
  * communicator of one rank with SHMP_MPI_ROOT_IDLE), -ENOTSUP (the root's
- * MPI lacks MPI_THREAD_MULTIPLE and another node runs work), or the local
+ * MPI lacks MPI_THREAD_MULTIPLE and there are other ranks), or the local
  * Pool's errors. NULL + errno. */
 SHMP_MPI_API shmp_mpi_pool_t *shmp_mpi_pool_create(MPI_Comm comm, int workers_per_rank,
 						   const struct shmp_mpi_pool_opts *opts);

@@ -2,7 +2,8 @@
  * MPI_THREAD_MULTIPLE, a watchdog, and the pool mode from argv ("per": one
  * node pool per rank, so items cross MPI even on one machine; "shared":
  * ranks of this machine share one node pool; "idle": per-rank and the root
- * runs no workers, so every item runs on another rank). A failed check
+ * runs no workers, so every item runs on another rank; "threads": per-rank
+ * ThreadPools). A failed check
  * exits 1: mpiexec then ends the job and the test fails. */
 #ifndef SHMP_T_MPI_H
 #define SHMP_T_MPI_H
@@ -36,6 +37,8 @@ static inline unsigned t_mpi_flags(int argc, char **argv)
 		return SHMP_MPI_PER_RANK;
 	if (!strcmp(m, "idle"))
 		return SHMP_MPI_PER_RANK | (t_size > 1 ? SHMP_MPI_ROOT_IDLE : 0);
+	if (!strcmp(m, "threads"))
+		return SHMP_MPI_PER_RANK | SHMP_MPI_THREADS;
 	return 0;
 }
 
