@@ -122,7 +122,7 @@ int shmp__barrier_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_o
  * half-updated: break it rather than trust it. */
 static int lock_barrier(struct shmp__barrier_sh *sh)
 {
-	int r = shmp__lock_acquire_sh(&sh->lock, SHMP_FOREVER);
+	int r = shmp__lock_acquire_bounded(&sh->lock);
 	if (r == -EOWNERDEAD) {
 		shmp__lock_mark_consistent(&sh->lock);
 		r = 1;

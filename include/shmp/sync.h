@@ -15,14 +15,30 @@ extern "C" {
  * no system call; waits spin briefly (bounded) and then sleep on a futex.
  *
  * What a participant's death does:
- * - Lock/RLock: the holder dying (any signal, exit, thread exit) is detected
- *   by the next acquirer, or within ~50 ms by waiters already asleep; exactly
- *   one of them gets -EOWNERDEAD and owns the lock. It calls
- *   shmp_lock_consistent() after repairing the data; if it releases without
- *   that, the lock becomes unusable: every later acquire gets
- *   -ENOTRECOVERABLE. Death is detected by the owner's thread id, so all
- *   users must share a pid namespace; if the dead owner's id were reused by a
- *   new thread before anyone looked, recovery would wait for that thread.
+ * - Lock/RLock: the holder dying (any signal, exit, its thread ending) is
+ *   found by the next acquirer, and exactly one acquirer gets -EOWNERDEAD
+ *   and owns the lock. It calls shmp_lock_consistent() after repairing the
+ *   data; if it releases without that, the lock becomes unusable: every
+ *   later acquire gets -ENOTRECOVERABLE. As with glibc's robust mutexes:
+ *   . a thread that ends holding locks (returns from its start routine,
+ *     pthread_exit, cancellation) marks them owner-dead as it ends, before
+ *     pthread_join() returns: the next acquire, a zero-timeout one included,
+ *     gets -EOWNERDEAD at once, and a waiter asleep is woken at once. Each
+ *     thread tracks the first 16 locks it holds at once; a lock past those,
+ *     or taken by a thread-specific-data destructor after shmp's own ran,
+ *     is found as for a process below. Other keys' destructors run before
+ *     shmp's marks, so one that releases a lock at thread end releases it
+ *     normally.
+ *   . a process that dies holding a lock (a signal, exit()) marks nothing:
+ *     acquirers ask whether the owner's thread id still exists. Once the
+ *     dead process has been reaped (waitpid() returned), the next acquire,
+ *     a zero-timeout one included, gets -EOWNERDEAD at once; before that
+ *     (dying, or a zombie) a zero-timeout acquire may still get -ETIMEDOUT,
+ *     and waiters asleep find the death within 50 ms.
+ *   Death is told by the owner's thread id, so all users must share a pid
+ *   namespace; if the dead owner's id were reused by a new thread before
+ *   anyone looked, recovery would wait for that thread; a process that
+ *   calls exec() keeps its id and its locks.
  * - Semaphore: a permit held by a process that dies is not given back (as
  *   with POSIX semaphores); a waiter dying changes nothing for the others.
  * - Condition: a waiter dying is harmless: notify() wakes live waiters; a
@@ -66,7 +82,11 @@ SHMP_API int shmp_lock_consistent(shmp_lock_t *l);
 /* 1 if held by anyone, 0 if free, -ENOTRECOVERABLE. */
 SHMP_API int shmp_lock_is_locked(const shmp_lock_t *l);
 /* Current owner: 1 and *pid, *tid set (either may be NULL) if held, 0 if
- * free, -ENOTRECOVERABLE. */
+ * free, -ENOTRECOVERABLE, -EINVAL (l NULL). The pid is the one the owner
+ * stored when it acquired, so it outlives the owner thread; like everything
+ * read from shared memory, it is for display (whoever can write the
+ * segment can write any number there). An owner that died still counts as
+ * the owner until someone acquires. */
 SHMP_API int shmp_lock_owner(const shmp_lock_t *l, pid_t *pid, pid_t *tid);
 /* RLock recursion depth held by the calling thread (0 if not the owner). */
 SHMP_API int shmp_lock_count(const shmp_lock_t *l);
