@@ -41,9 +41,15 @@ extern "C" {
  *   calls exec() keeps its id and its locks.
  * - Semaphore: a permit held by a process that dies is not given back (as
  *   with POSIX semaphores); a waiter dying changes nothing for the others.
- * - Condition: a waiter dying is harmless: notify() wakes live waiters; a
- *   wake-up given to a waiter just before it died passes to the oldest live
- *   waiter within ~0.5 s. The lock follows the Lock rules above.
+ * - Condition: a waiter dying while it waits is harmless. One that dies
+ *   after a notify picked it, before its wait returned (killed while it
+ *   waits for the lock, or while stopped), would take the wake-up with it:
+ *   instead the wake-up passes to the oldest live waiter that was already
+ *   waiting at the notify, within a few milliseconds (a live waiter watches
+ *   picked waiters in 2-8 ms slices while any are outstanding; if that
+ *   watcher dies too, the others look every 0.5 s). A waiter that began
+ *   waiting after the notify is not owed it. The lock follows the Lock
+ *   rules above.
  * - Event: a waiter dying is harmless.
  * - Barrier: a party that dies while others wait breaks the barrier: the
  *   others get -SHMP_EBROKEN within ~50 ms instead of hanging. That covers
