@@ -306,6 +306,8 @@ static inline int lock_acquire(struct shmp__lock_sh *l, const struct shmp__deadl
 
 int shmp__lock_acquire_sh(struct shmp__lock_sh *l, double timeout)
 {
+	if (timeout != timeout)
+		return -EINVAL;
 	return lock_acquire(l, NULL, timeout, shmp__lock_spin_limit, true);
 }
 
@@ -462,7 +464,8 @@ int shmp__lock_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_obje
 
 int shmp_lock_acquire(shmp_lock_t *l, double timeout)
 {
-	if (shmp__unlikely(!l))
+	/* NaN has no meaning even when the lock is free. */
+	if (shmp__unlikely(!l || timeout != timeout))
 		return -EINVAL;
 	return lock_acquire(l->sh, NULL, timeout, shmp__lock_spin_limit, true);
 }
