@@ -48,8 +48,11 @@ extern "C" {
  *     pthread_join() returns: the next acquire, a zero-timeout one included,
  *     gets -EOWNERDEAD at once, and a waiter asleep is woken at once. Each
  *     thread tracks the first 16 locks it holds at once; a lock past those,
- *     or one taken by a thread-specific-data destructor after shmp's own
- *     ran, is found as for a process below (after the liveness check).
+ *     one taken by a thread-specific-data destructor after shmp's own ran,
+ *     and any held by a thread that ends without running destructors (a
+ *     raw SYS_exit) are found as for a process below: by the liveness
+ *     check, so a zero-timeout acquire right after pthread_join() may
+ *     still see -ETIMEDOUT until the kernel has released the thread.
  *     Other keys' destructors run before shmp's marks, so one that releases
  *     a lock at thread end releases it normally.
  *   . a process that dies holding a lock (a signal, exit()) marks nothing:
