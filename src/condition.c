@@ -457,8 +457,9 @@ int shmp_cond_wait(shmp_cond_t *c, double timeout)
 						memory_order_seq_cst, memory_order_seq_cst) &&
 				    look_at(sh, max, e, 0).any) {
 					s = W_SLEEPING;
-					atomic_compare_exchange_strong_explicit(&e->state, &s, W_WATCH,
-						memory_order_seq_cst, memory_order_seq_cst);
+					if (atomic_compare_exchange_strong_explicit(&e->state, &s, W_WATCH,
+							memory_order_seq_cst, memory_order_seq_cst))
+						sched_watch(&w, sh, WATCH_FIRST_NS);
 				}
 			} else {
 				uint64_t slice = k.fresh ? WATCH_FIRST_NS
