@@ -37,7 +37,7 @@ struct shmp_barrier {
 	uint32_t parties; /* trusted copy: sh->parties sizes the tables but is shared */
 	int (*action)(void *);
 	void *action_arg;
-	double timeout;
+	double timeout; /* opts.timeout: caps every wait of this handle; < 0 none */
 };
 
 static uint32_t *arrived(struct shmp__barrier_sh *sh) { return sh->tids; }
@@ -46,7 +46,8 @@ static uint32_t *members(struct shmp__barrier_sh *sh, uint32_t parties) { return
 shmp_barrier_t *shmp_barrier_create(unsigned parties, const struct shmp_barrier_opts *opts)
 {
 	struct shmp_barrier_opts o;
-	if (parties == 0 || parties > SHMP_BARRIER_PARTIES_MAX || SHMP__OPTS(o, opts) < 0) {
+	if (parties == 0 || parties > SHMP_BARRIER_PARTIES_MAX || SHMP__OPTS(o, opts) < 0 ||
+	    o.timeout != o.timeout) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -62,7 +63,7 @@ shmp_barrier_t *shmp_barrier_create(unsigned parties, const struct shmp_barrier_
 	b->pid = getpid();
 	b->action = o.action;
 	b->action_arg = o.action_arg;
-	b->timeout = o.timeout > 0 ? o.timeout : SHMP_FOREVER;
+	b->timeout = o.timeout > 0 ? o.timeout : SHMP_FOREVER; /* 0 (unset) or negative: no cap */
 	b->parties = parties;
 	b->sh->parties = parties;
 	b->sh->magic = BARRIER_MAGIC;
@@ -118,16 +119,25 @@ int shmp__barrier_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_o
 	return 0;
 }
 
-/* Under the lock. A holder of the lock that died may have left the round
- * half-updated: break it rather than trust it. */
+/* Take the state's lock: 0, or 1 if a holder died with it (it may have
+ * left the round half-updated: the caller breaks it rather than trust it),
+ * or -SHMP_ELOCKED (held past the internal bound: a stopped process, or a
+ * forged word) or -ENOTRECOVERABLE. Never interrupted: it guards a few
+ * stores. */
 static int lock_barrier(struct shmp__barrier_sh *sh)
 {
-	int r = shmp__lock_acquire_sh(&sh->lock, SHMP_FOREVER);
-	if (r == -EOWNERDEAD) {
-		shmp__lock_mark_consistent(&sh->lock);
-		r = 1;
-	}
-	return r;
+	int r = shmp__lock_acquire_bounded(&sh->lock);
+	return r == -EOWNERDEAD ? 1 : r;
+}
+
+/* A wait's deadline: the call's timeout, capped by the handle's. */
+static double wait_timeout(const shmp_barrier_t *b, double timeout)
+{
+	if (b->timeout < 0)
+		return timeout;
+	if (timeout < 0 || timeout > b->timeout)
+		return b->timeout;
+	return timeout;
 }
 
 /* Under the lock: end round `gen` as broken and wake everyone. */
@@ -164,7 +174,7 @@ int shmp_barrier_wait(shmp_barrier_t *b, double timeout)
 		return -EINVAL;
 	struct shmp__barrier_sh *sh = b->sh;
 	struct shmp__deadline d;
-	if (shmp__deadline_init(&d, timeout < 0 ? b->timeout : timeout) < 0)
+	if (timeout != timeout || shmp__deadline_init(&d, wait_timeout(b, timeout)) < 0)
 		return -EINVAL;
 
 	int lr = lock_barrier(sh);
@@ -204,21 +214,32 @@ int shmp_barrier_wait(shmp_barrier_t *b, double timeout)
 	shmp__checker_init(&check, SLICE_FIRST_NS, SLICE_MAX_NS);
 	while (atomic_load_explicit(&sh->gen, memory_order_acquire) == round) {
 		struct timespec until = shmp__checker_until(&check, &d);
+		/* Timed: a signal handler that ran cuts it short with EINTR
+		 * even under SA_RESTART. */
 		int w = shmp__futex_wait(&sh->gen, round, &until);
 		if (w == 0 || w == -EAGAIN)
 			continue;
+		bool intr = shmp__interrupted(w);
 		bool expired = shmp__deadline_passed(&d);
-		if (!expired && !shmp__checker_due(&check))
+		bool due = shmp__checker_due(&check);
+		if (!intr && !expired && !due)
 			continue; /* a signal: neither the deadline nor a check is due */
 		if ((lr = lock_barrier(sh)) < 0)
 			return lr;
-		bool same = atomic_load_explicit(&sh->gen, memory_order_relaxed) == round;
-		if (same && (expired || lr == 1 || party_died(sh, b->parties, idx == 0))) {
+		int why = 0;
+		if (atomic_load_explicit(&sh->gen, memory_order_relaxed) != round)
+			why = 0; /* the round ended meanwhile: its outcome is ours */
+		else if (expired)
+			why = -ETIMEDOUT;
+		else if (lr == 1 || (due && party_died(sh, b->parties, idx == 0)))
+			why = -SHMP_EBROKEN;
+		else if (intr)
+			why = -EINTR; /* we leave: the others cannot pass without us */
+		if (why)
 			break_round(sh);
-			shmp__lock_release_sh(&sh->lock);
-			return expired ? -ETIMEDOUT : -SHMP_EBROKEN;
-		}
 		shmp__lock_release_sh(&sh->lock);
+		if (why)
+			return why;
 	}
 done:
 	if (atomic_load_explicit(&sh->broken_mask, memory_order_acquire) & (1ull << (round & 63)))

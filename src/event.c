@@ -108,8 +108,8 @@ int shmp_event_is_set(const shmp_event_t *e)
 
 int shmp_event_wait(shmp_event_t *e, double timeout)
 {
-	if (!e)
-		return -EINVAL;
+	if (!e || timeout != timeout)
+		return -EINVAL; /* NaN has no meaning, even when set */
 	struct shmp__event_sh *sh = e->sh;
 	/* The generation first: a set() after this load either shows in the
 	 * flag below or moves the generation we sleep on. */
@@ -131,6 +131,10 @@ int shmp_event_wait(shmp_event_t *e, double timeout)
 	while (atomic_load_explicit(&sh->gen, memory_order_seq_cst) == g) {
 		struct timespec until = shmp__deadline_cap(&d, 1000000000L);
 		int w = shmp__futex_wait(&sh->gen, g, &until);
+		if (shmp__interrupted(w)) {
+			r = atomic_load_explicit(&sh->gen, memory_order_acquire) != g ? 0 : -EINTR;
+			break;
+		}
 		if (w == -ETIMEDOUT && shmp__deadline_passed(&d)) {
 			r = atomic_load_explicit(&sh->gen, memory_order_acquire) != g ? 0 : -ETIMEDOUT;
 			break;

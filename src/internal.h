@@ -153,14 +153,15 @@ static inline int shmp__futex_wake(_Atomic uint32_t *w, int n)
 enum { SHMP__KIND_LOCK = 1, SHMP__KIND_RLOCK = 2 };
 
 struct shmp__lock_sh {
-	_Atomic uint32_t word;   /* owner tid | WAITERS; 0 free */
+	_Atomic uint32_t word;   /* owner tid | OWNER_DIED | WAITERS; 0 free */
 	/* Depth held by the owner (1 for a Lock), touched only by the owner;
 	 * SHMP__INCONSISTENT is or-ed in after -EOWNERDEAD until repaired. One
 	 * field, so release tests both with a single compare against 1. */
 	uint32_t count;
 	uint32_t magic;
 	uint32_t kind;
-	uint32_t reserved[4];
+	int32_t owner_pid;       /* the owner's process, stored at acquire: display only */
+	uint32_t reserved[3];
 };
 #define SHMP__INCONSISTENT 0x80000000u
 #define SHMP__LOCK_MAGIC 0x4c4f434bu /* "LOCK" */
@@ -175,6 +176,12 @@ void shmp__lock_init(struct shmp__lock_sh *l, uint32_t kind);
  * -SHMP_ELOCKED instead of a hang. 0, -SHMP_ELOCKED or -ENOTRECOVERABLE. */
 #define SHMP__LOCK_BOUND_NS 2000000000L
 int shmp__lock_acquire_internal(struct shmp__lock_sh *l);
+/* The same bound, for state a dead holder may have left half-done: 0;
+ * -EOWNERDEAD (taken and consistent again: the caller repairs or discards);
+ * -SHMP_ELOCKED; -ENOTRECOVERABLE. */
+int shmp__lock_acquire_bounded(struct shmp__lock_sh *l);
+/* A user-level wait for the lock (Value/Array): -EINTR under
+ * shmp_set_interruptible(1), else as shmp_lock_acquire(). */
 int shmp__lock_acquire_sh(struct shmp__lock_sh *l, double timeout);
 int shmp__lock_release_sh(struct shmp__lock_sh *l);
 /* For Condition.wait: drop every level / take them back. */

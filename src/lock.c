@@ -1,19 +1,45 @@
 /* private: robust process-shared Lock and RLock on one futex word.
  *
- * The word holds the owner's thread id (bits 0-29) and a WAITERS bit. Taking
- * a free lock is one compare-and-swap, releasing it one exchange; a wake is
- * issued only when WAITERS is set. Owner death is detected without the
- * kernel's robust list (glibc owns it): sleepers wake on a bounded slice and
- * ask whether the owner's thread id still exists. The first to see it gone
- * swaps its own id in and reports -EOWNERDEAD; the lock is then
- * "inconsistent" until shmp_lock_consistent(), and released in that state it
- * becomes not recoverable for good (the word is parked at SHMP__NOTREC). */
+ * The word holds the owner's thread id (bits 0-29), OWNER_DIED (bit 30) and
+ * WAITERS (bit 31). Taking a free lock is one compare-and-swap, releasing it
+ * one exchange; a wake is issued only when WAITERS is set. The kernel's
+ * robust list belongs to glibc, so owner death is found two other ways:
+ *
+ * - A thread that ends (returns from its start routine, pthread_exit,
+ *   cancellation) holding locks: every thread lists the locks it holds in
+ *   TLS (pushed at acquire, popped at release: a few instructions, no
+ *   system call), and a pthread key destructor, which runs in the ending
+ *   thread before pthread_join() can return, sets OWNER_DIED in the word of
+ *   each and wakes a waiter. The next acquirer, a poll included, takes the
+ *   lock at once with -EOWNERDEAD.
+ * - A process that dies (a signal, exit()) runs no destructor: acquirers
+ *   ask whether the owner's thread id still exists (kill(tid, 0), and /proc
+ *   for a zombie). A poll asks once; sleepers wake on a bounded slice (2 ms,
+ *   doubling to 50 ms) to ask. Once the dead process is reaped its ids are
+ *   gone, so an acquire after waitpid() returned gets -EOWNERDEAD at once.
+ *
+ * The first to see the death swaps its own id in and reports -EOWNERDEAD;
+ * the lock is then "inconsistent" until shmp_lock_consistent(), and released
+ * in that state it becomes not recoverable for good (the word is parked at
+ * SHMP__NOTREC).
+ *
+ * Crash safety: the word is the only state others act on, and it changes by
+ * compare-and-swap alone; count and owner_pid are written by the owner only.
+ * A process killed between any two instructions leaves a word that is free
+ * or names it, and a name of the dead is found as above. Whoever can write
+ * the segment can forge the word (acquires then time out, or see an owner
+ * death) but nothing read from it is signalled: kill(tid, 0) sends nothing,
+ * and owner_pid is only ever displayed. */
 #include "internal.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 static pid_t tgid_of(pid_t tid);
+static pid_t owner_pid_of(const struct shmp__lock_sh *sh, pid_t tid);
+
+#define SHMP__OWNER_DIED 0x40000000u /* the owner thread ended holding it */
 
 #define SLICE_FIRST_NS 2000000L /* first liveness check after 2 ms asleep */
 #define SLICE_MAX_NS 50000000L  /* then at least every 50 ms */
@@ -25,9 +51,151 @@ void shmp__lock_init(struct shmp__lock_sh *l, uint32_t kind)
 	l->kind = kind;
 }
 
-static int took(struct shmp__lock_sh *l, int ret)
+/* ---- the locks this thread holds ----------------------------------------
+ * A short list in TLS, so that the thread's end can mark them owner-dead.
+ * HELD_MAX locks at once are tracked; past that (or if no pthread key was
+ * left to create) an ended owner is found by the liveness check instead, as
+ * for a dead process: a little later, and a poll may see -ETIMEDOUT until the
+ * kernel has reaped the thread. */
+#define HELD_MAX 16
+
+struct held {
+	struct shmp__lock_sh *l[HELD_MAX];
+	unsigned n;          /* entries in use */
+	unsigned cap;        /* HELD_MAX once this thread's exit hook is armed, else 0 */
+	unsigned dtor_calls; /* calls of held_exit in this thread */
+};
+static __thread struct held held_tls __attribute__((tls_model("initial-exec")));
+static pthread_key_t held_key;
+static bool held_key_ok;
+static pthread_once_t held_once = PTHREAD_ONCE_INIT;
+
+static void held_exit(void *arg);
+
+static void held_key_make(void)
+{
+	held_key_ok = pthread_key_create(&held_key, held_exit) == 0;
+}
+
+/* Is l still mapped here, a lock, and held by tid? The memory of a lock
+ * destroyed (or a segment unmapped) while held must not be touched. */
+static bool held_still(struct shmp__lock_sh *l, uint32_t tid)
+{
+	uint64_t serial, off;
+	if (!shmp__maps_find(l, sizeof *l, UINT64_MAX, &serial, &off))
+		return false;
+	return l->magic == SHMP__LOCK_MAGIC &&
+	       (atomic_load_explicit(&l->word, memory_order_relaxed) & SHMP__TID_MASK) == tid;
+}
+
+static __attribute__((noinline)) void held_push_slow(struct shmp__lock_sh *l)
+{
+	struct held *h = &held_tls;
+	if (h->cap == 0) {
+		/* First lock of this thread (or taken again in its exit hook):
+		 * arm the hook. A non-NULL value is what makes it run. */
+		pthread_once(&held_once, held_key_make);
+		if (held_key_ok)
+			pthread_setspecific(held_key, h);
+		h->cap = HELD_MAX;
+	}
+	if (h->n == h->cap) {
+		/* Full: drop what this thread no longer holds (a lock released
+		 * through another mapping, or destroyed while held). */
+		uint32_t tid = (uint32_t)shmp__tid();
+		unsigned j = 0;
+		for (unsigned i = 0; i < h->n; i++)
+			if (held_still(h->l[i], tid))
+				h->l[j++] = h->l[i];
+		h->n = j;
+	}
+	if (h->n < h->cap)
+		h->l[h->n++] = l;
+}
+
+static inline void held_push(struct shmp__lock_sh *l)
+{
+	struct held *h = &held_tls;
+	if (shmp__likely(h->n < h->cap))
+		h->l[h->n++] = l;
+	else
+		held_push_slow(l);
+}
+
+static void held_forget(struct shmp__lock_sh *l)
+{
+	struct held *h = &held_tls;
+	for (unsigned i = h->n; i-- > 0;)
+		if (h->l[i] == l) {
+			h->l[i] = h->l[--h->n];
+			return;
+		}
+}
+
+static inline void held_pop(struct shmp__lock_sh *l)
+{
+	struct held *h = &held_tls;
+	if (shmp__likely(h->n && h->l[h->n - 1] == l))
+		h->n--;
+	else
+		held_forget(l);
+}
+
+/* The thread is ending holding l: tell the next acquirer. */
+static void mark_owner_died(struct shmp__lock_sh *l, uint32_t tid)
+{
+	if (!held_still(l, tid))
+		return;
+	uint32_t w = atomic_load_explicit(&l->word, memory_order_relaxed);
+	do {
+		if ((w & SHMP__TID_MASK) != tid)
+			return;
+	} while (!atomic_compare_exchange_weak_explicit(&l->word, &w, w | SHMP__OWNER_DIED,
+							memory_order_release, memory_order_relaxed));
+	if (w & SHMP__WAITERS)
+		shmp__futex_wake(&l->word, 1);
+}
+
+/* The pthread key destructor: runs in the ending thread, before its joiner
+ * wakes. Other keys' destructors may still release locks, so it asks to be
+ * called again and marks in the last rounds but one (glibc runs up to
+ * PTHREAD_DESTRUCTOR_ITERATIONS rounds while any value is set); a lock taken
+ * by a destructor after that re-arms it for the last round. */
+static void held_exit(void *arg)
+{
+	struct held *h = &held_tls;
+	if (++h->dtor_calls + 1 < PTHREAD_DESTRUCTOR_ITERATIONS && h->n > 0) {
+		pthread_setspecific(held_key, arg);
+		return;
+	}
+	uint32_t tid = (uint32_t)shmp__tid();
+	while (h->n > 0)
+		mark_owner_died(h->l[--h->n], tid);
+	h->cap = 0;
+}
+
+/* A fork child's one thread is a copy of the forking thread, under a new
+ * id: the locks on the copied list are the parent's, not its own. */
+static void held_reset_in_child(void)
+{
+	held_tls.n = 0;
+	held_tls.dtor_calls = 0;
+}
+
+__attribute__((constructor)) static void lock_library_init(void)
+{
+	pthread_atfork(NULL, NULL, held_reset_in_child);
+}
+
+/* ---- acquire and release ----------------------------------------------- */
+
+/* The lock is ours: record the depth, who we are (for display) and that
+ * this thread holds it. */
+static inline int took(struct shmp__lock_sh *l, int ret)
 {
 	l->count = ret == -EOWNERDEAD ? 1 | SHMP__INCONSISTENT : 1;
+	__atomic_store_n(&l->owner_pid, (int32_t)shmp__pid(), __ATOMIC_RELAXED);
+	held_push(l);
 	return ret;
 }
 
@@ -43,7 +211,7 @@ static bool steal_from_dead(struct shmp__lock_sh *l, uint32_t tid)
 }
 
 static int shmp__lock_acquire_slow(struct shmp__lock_sh *l, pid_t stid, const struct shmp__deadline *d,
-				   unsigned spin)
+				   unsigned spin, bool intr)
 {
 	uint32_t tid = (uint32_t)stid, w;
 
@@ -54,8 +222,8 @@ static int shmp__lock_acquire_slow(struct shmp__lock_sh *l, pid_t stid, const st
 		if (w == 0 && atomic_compare_exchange_weak_explicit(&l->word, &w, tid,
 				memory_order_acquire, memory_order_relaxed))
 			return took(l, 0);
-		if ((w & SHMP__TID_MASK) == SHMP__NOTREC)
-			return -ENOTRECOVERABLE;
+		if ((w & SHMP__TID_MASK) == SHMP__NOTREC || (w & SHMP__OWNER_DIED))
+			break;
 		shmp__cpu_relax();
 	}
 
@@ -73,6 +241,14 @@ static int shmp__lock_acquire_slow(struct shmp__lock_sh *l, pid_t stid, const st
 		}
 		if (owner == SHMP__NOTREC)
 			return -ENOTRECOVERABLE;
+		if (w & SHMP__OWNER_DIED) {
+			/* Its thread ended holding it: ours, at once. Others may
+			 * sleep: keep their WAITERS. */
+			if (atomic_compare_exchange_weak_explicit(&l->word, &w, tid | (w & SHMP__WAITERS),
+					memory_order_acquire, memory_order_relaxed))
+				return took(l, -EOWNERDEAD);
+			continue;
+		}
 		if (d->kind == 2) { /* poll: one liveness check, no sleep */
 			if (steal_from_dead(l, tid))
 				return took(l, -EOWNERDEAD);
@@ -84,10 +260,14 @@ static int shmp__lock_acquire_slow(struct shmp__lock_sh *l, pid_t stid, const st
 				continue;
 			w |= SHMP__WAITERS;
 		}
+		/* Always a timed sleep: a signal handler that ran cuts it short
+		 * with EINTR even under SA_RESTART. */
 		struct timespec until = shmp__checker_until(&check, d);
 		int r = shmp__futex_wait(&l->word, w, &until);
 		if (r == -EAGAIN || r == 0)
 			continue; /* the word moved: look again */
+		if (intr && shmp__interrupted(r))
+			return -EINTR;
 		/* Timed out or interrupted: the check time may have come either way. */
 		if (shmp__checker_due(&check) || shmp__deadline_passed(d))
 			if (steal_from_dead(l, tid))
@@ -97,16 +277,16 @@ static int shmp__lock_acquire_slow(struct shmp__lock_sh *l, pid_t stid, const st
 	}
 }
 
+/* d: a deadline already made, or NULL for one from timeout. intr: give up
+ * with -EINTR when interrupted (if the process asked for it). */
 static inline int lock_acquire(struct shmp__lock_sh *l, const struct shmp__deadline *d, double timeout,
-			       unsigned spin)
+			       unsigned spin, bool intr)
 {
 	pid_t tid = shmp__tid();
 	uint32_t w = 0;
 	if (shmp__likely(atomic_compare_exchange_strong_explicit(&l->word, &w, (uint32_t)tid,
-			memory_order_acquire, memory_order_relaxed))) {
-		l->count = 1;
-		return 0;
-	}
+			memory_order_acquire, memory_order_relaxed)))
+		return took(l, 0);
 	if ((w & SHMP__TID_MASK) == (uint32_t)tid) {
 		if (l->kind != SHMP__KIND_RLOCK)
 			return -EDEADLK;
@@ -121,25 +301,31 @@ static inline int lock_acquire(struct shmp__lock_sh *l, const struct shmp__deadl
 			return -EINVAL;
 		d = &local;
 	}
-	return shmp__lock_acquire_slow(l, tid, d, spin);
+	return shmp__lock_acquire_slow(l, tid, d, spin, intr);
 }
 
 int shmp__lock_acquire_sh(struct shmp__lock_sh *l, double timeout)
 {
-	return lock_acquire(l, NULL, timeout, shmp__lock_spin_limit);
+	if (timeout != timeout)
+		return -EINVAL;
+	return lock_acquire(l, NULL, timeout, shmp__lock_spin_limit, true);
 }
 
-int shmp__lock_acquire_internal(struct shmp__lock_sh *l)
+int shmp__lock_acquire_bounded(struct shmp__lock_sh *l)
 {
 	struct shmp__deadline d;
 	if (shmp__deadline_init(&d, SHMP__LOCK_BOUND_NS * 1e-9) < 0)
 		return -EINVAL;
-	int r = lock_acquire(l, &d, 0, shmp__lock_spin_limit);
-	if (r == -EOWNERDEAD) {
+	int r = lock_acquire(l, &d, 0, shmp__lock_spin_limit, false);
+	if (r == -EOWNERDEAD)
 		shmp__lock_mark_consistent(l);
-		r = 0;
-	}
 	return r == -ETIMEDOUT ? -SHMP_ELOCKED : r;
+}
+
+int shmp__lock_acquire_internal(struct shmp__lock_sh *l)
+{
+	int r = shmp__lock_acquire_bounded(l);
+	return r == -EOWNERDEAD ? 0 : r;
 }
 
 /* Release with count != 1: an RLock level, or a lock still inconsistent. */
@@ -151,6 +337,7 @@ static int shmp__lock_release_slow(struct shmp__lock_sh *l)
 	}
 	/* Released while inconsistent: nobody can trust the data any more. */
 	l->count = 0;
+	held_pop(l);
 	atomic_store_explicit(&l->word, SHMP__NOTREC, memory_order_release);
 	shmp__futex_wake(&l->word, INT_MAX);
 	return 0;
@@ -163,6 +350,7 @@ int shmp__lock_release_sh(struct shmp__lock_sh *l)
 		return -EPERM;
 	if (shmp__unlikely(l->count != 1))
 		return shmp__lock_release_slow(l);
+	held_pop(l);
 	uint32_t old = atomic_exchange_explicit(&l->word, 0, memory_order_release);
 	if (shmp__unlikely(old & SHMP__WAITERS))
 		shmp__futex_wake(&l->word, 1);
@@ -181,8 +369,9 @@ int shmp__lock_release_all(struct shmp__lock_sh *l, uint32_t *saved)
 int shmp__lock_reacquire(struct shmp__lock_sh *l, uint32_t saved, const struct shmp__deadline *d)
 {
 	/* The notifier releases the lock right after notifying: spin for it
-	 * rather than pay a futex round trip. */
-	int r = lock_acquire(l, d, 0, shmp__spin_limit);
+	 * rather than pay a futex round trip. Not interruptible: a wait
+	 * returns holding the lock, whatever it returns. */
+	int r = lock_acquire(l, d, 0, shmp__spin_limit, false);
 	if (r == 0 || r == -EOWNERDEAD)
 		l->count = (l->count & SHMP__INCONSISTENT) | saved;
 	return r;
@@ -224,6 +413,9 @@ void shmp_lock_destroy(shmp_lock_t *l)
 {
 	if (!l)
 		return;
+	/* Destroyed while this thread holds it: its memory may go now, and
+	 * this thread's end must not touch it. */
+	held_forget(l->sh);
 	if (shmp__handle_release(l) && l->owns_memory)
 		shmp__free_ptr(l->seg, l->sh);
 	free(l);
@@ -259,12 +451,12 @@ int shmp__lock_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_obje
 	const struct shmp__lock_sh *sh = lock_at(seg, off, 0);
 	if (!sh)
 		return -SHMP_ECORRUPT;
-	uint32_t owner = atomic_load_explicit(&((struct shmp__lock_sh *)sh)->word, memory_order_acquire) &
-			 SHMP__TID_MASK;
+	uint32_t w = atomic_load_explicit(&((struct shmp__lock_sh *)sh)->word, memory_order_acquire);
+	uint32_t owner = w & SHMP__TID_MASK;
 	info->locked = owner != 0;
 	info->owner_tid = owner && owner != SHMP__NOTREC ? (pid_t)owner : 0;
-	info->owner_pid = info->owner_tid ? tgid_of(info->owner_tid) : 0;
-	info->owner_dead = info->owner_tid ? shmp__tid_dead(info->owner_tid) : 0;
+	info->owner_pid = info->owner_tid ? owner_pid_of(sh, info->owner_tid) : 0;
+	info->owner_dead = info->owner_tid ? (w & SHMP__OWNER_DIED) || shmp__tid_dead(info->owner_tid) : 0;
 	info->lock_depth = owner ? sh->count & ~SHMP__INCONSISTENT : 0;
 	info->valid = 1;
 	return 0;
@@ -272,9 +464,10 @@ int shmp__lock_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_obje
 
 int shmp_lock_acquire(shmp_lock_t *l, double timeout)
 {
-	if (shmp__unlikely(!l))
+	/* NaN has no meaning even when the lock is free. */
+	if (shmp__unlikely(!l || timeout != timeout))
 		return -EINVAL;
-	return lock_acquire(l->sh, NULL, timeout, shmp__lock_spin_limit);
+	return lock_acquire(l->sh, NULL, timeout, shmp__lock_spin_limit, true);
 }
 
 int shmp_lock_release(shmp_lock_t *l)
@@ -306,8 +499,8 @@ int shmp_lock_is_locked(const shmp_lock_t *l)
 	return owner != 0;
 }
 
-/* The process a thread id belongs to, from /proc: kept out of the shared
- * lock so that acquire and release store nothing but the word and count. */
+/* The process a thread id belongs to, from /proc (0 once the thread is
+ * gone): for locks taken by an older build, which stored no owner_pid. */
 static pid_t tgid_of(pid_t tid)
 {
 	char path[64], line[128];
@@ -323,6 +516,16 @@ static pid_t tgid_of(pid_t tid)
 	return pid;
 }
 
+/* The owner's process as its acquire stored it, which outlives the owner
+ * thread. Display data only: whoever can write the segment can write any
+ * number there, and an acquire racing with the read may show the previous
+ * owner's. */
+static pid_t owner_pid_of(const struct shmp__lock_sh *sh, pid_t tid)
+{
+	int32_t pid = __atomic_load_n(&sh->owner_pid, __ATOMIC_RELAXED);
+	return pid > 0 ? (pid_t)pid : tgid_of(tid);
+}
+
 int shmp_lock_owner(const shmp_lock_t *l, pid_t *pid, pid_t *tid)
 {
 	if (!l)
@@ -335,7 +538,7 @@ int shmp_lock_owner(const shmp_lock_t *l, pid_t *pid, pid_t *tid)
 	if (tid)
 		*tid = (pid_t)owner;
 	if (pid)
-		*pid = tgid_of((pid_t)owner);
+		*pid = owner_pid_of(l->sh, (pid_t)owner);
 	return 1;
 }
 

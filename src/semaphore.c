@@ -105,8 +105,8 @@ static bool try_take(struct shmp__sem_sh *sh)
 
 int shmp_sem_acquire(shmp_sem_t *s, double timeout)
 {
-	if (!s)
-		return -EINVAL;
+	if (!s || timeout != timeout)
+		return -EINVAL; /* NaN has no meaning, even with a permit free */
 	struct shmp__sem_sh *sh = s->sh;
 	if (try_take(sh))
 		return 0;
@@ -125,9 +125,15 @@ int shmp_sem_acquire(shmp_sem_t *s, double timeout)
 	bool slept = false;
 	while (!try_take(sh)) {
 		slept = true;
-		/* A long but bounded slice: EINTR and timeouts re-check the value. */
+		/* A long but bounded slice: EINTR and timeouts re-check the
+		 * value. Timed, so a signal handler that ran cuts it short
+		 * with EINTR even under SA_RESTART. */
 		struct timespec until = shmp__deadline_cap(&d, 1000000000L);
 		int w = shmp__futex_wait(&sh->value, 0, &until);
+		if (shmp__interrupted(w)) {
+			r = -EINTR; /* no permit taken */
+			break;
+		}
 		if (w == -ETIMEDOUT && shmp__deadline_passed(&d)) {
 			r = try_take(sh) ? 0 : -ETIMEDOUT;
 			break;

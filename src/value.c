@@ -173,7 +173,9 @@ int shmp__typed_inspect(const shmp_segment_t *seg, uint64_t off, bool is_array, 
 }
 
 /* get/set under the lock. A dead previous holder is absorbed: a Value's
- * bytes need no repair beyond what its last writer left. */
+ * bytes need no repair beyond what its last writer left. The wait has no
+ * time limit but gives up with -EINTR under shmp_set_interruptible(1),
+ * before anything is read or written. */
 static int typed_lock(struct typed *t)
 {
 	if (!t->lock)

@@ -9,8 +9,10 @@
  *   since) do not break the next round of new processes.
  * - A party late past its timeout gets -ETIMEDOUT (after about that time) and
  *   the others, waiting or arriving later, get -SHMP_EBROKEN.
- * - The default timeout from opts applies to wait(-1); an explicit timeout
- *   overrides it; opts.timeout 0 means none.
+ * - opts.timeout caps every wait: wait(-1), wait(-5) and wait(10) time out
+ *   after it, a shorter wait(0.05) keeps its own, wait(0) polls; a round
+ *   within the cap passes; opts.timeout 0 or negative means none; NaN is
+ *   EINVAL at create and -EINVAL for a wait (which then arrives nowhere).
  * - Barrier(1) never blocks; parties(), n_waiting(), broken().
  * - 0 or too many parties is EINVAL; NULL handles are -EINVAL. */
 #include "t.h"
@@ -304,7 +306,9 @@ static void test_timeout(void)
 	shmp_array_destroy(st);
 }
 
-static void test_default_timeout(void)
+/* opts.timeout caps every wait of the handle; the call's timeout keeps its
+ * common.h meaning (negative forever, 0 polls) under that cap. */
+static void test_opts_timeout(void)
 {
 	shmp_array_t *st = t_counters(16);
 	struct w_arg a;
@@ -313,28 +317,56 @@ static void test_default_timeout(void)
 	struct shmp_barrier_opts o = SHMP_OPTS(shmp_barrier_opts, .timeout = 0.2);
 	shmp_barrier_t *b = shmp_barrier_create(2, &o);
 	T_CHECK(b);
+	/* Forever, capped at 0.2 s. */
 	T_ABOUT(shmp_barrier_wait(b, SHMP_FOREVER), -ETIMEDOUT);
 	T_EQ(shmp_barrier_is_broken(b), 1);
 	T_EQ(shmp_barrier_reset(b), 0);
-	/* An explicit timeout overrides the default: the other party comes
-	 * after 500 ms, past the default's 200. */
-	p = start_w(&a, b, st, 0, 10, 500);
-	int r = shmp_barrier_wait(b, 10);
+	T_ABOUT(shmp_barrier_wait(b, -5), -ETIMEDOUT);
+	T_EQ(shmp_barrier_reset(b), 0);
+	/* A longer explicit timeout is capped too (Python's would override). */
+	T_ABOUT(shmp_barrier_wait(b, 10), -ETIMEDOUT);
+	T_EQ(shmp_barrier_reset(b), 0);
+	/* A shorter one is kept. */
+	double t0 = t_now();
+	T_EQ(shmp_barrier_wait(b, 0.05), -ETIMEDOUT);
+	double dt = t_now() - t0;
+	T_CHECK(dt >= 0.049 && dt < 0.19);
+	T_EQ(shmp_barrier_reset(b), 0);
+	/* 0 polls: at once. */
+	T_FAST(shmp_barrier_wait(b, 0), -ETIMEDOUT);
+	T_EQ(shmp_barrier_reset(b), 0);
+	/* Within the cap, a round passes. */
+	p = start_w(&a, b, st, 0, SHMP_FOREVER, 50);
+	int r = shmp_barrier_wait(b, SHMP_FOREVER);
 	t_wait_ok(p, 10);
 	T_CHECK(r == 0 || r == 1);
 	T_EQ(t_load(st, 0), 1 - r);
+	/* NaN is -EINVAL, and arrives nowhere. */
+	T_EQ(shmp_barrier_wait(b, 0.0 / 0.0), -EINVAL);
+	T_EQ(shmp_barrier_n_waiting(b), 0);
+	T_EQ(shmp_barrier_is_broken(b), 0);
 	shmp_barrier_destroy(b);
 
-	/* opts.timeout 0: no default timeout. */
-	o = SHMP_OPTS(shmp_barrier_opts, .timeout = 0);
-	b = shmp_barrier_create(2, &o);
-	T_CHECK(b);
-	p = start_w(&a, b, st, 0, 10, 400);
-	r = shmp_barrier_wait(b, SHMP_FOREVER);
-	t_wait_ok(p, 10);
-	T_CHECK(r == 0 || r == 1);
-	T_EQ(t_load(st, 0), 1 - r);
-	shmp_barrier_destroy(b);
+	/* opts.timeout 0 (unset) or negative: no cap. The other party comes
+	 * after 400 ms. */
+	const double none[2] = { 0, -1 };
+	for (int i = 0; i < 2; i++) {
+		o = SHMP_OPTS(shmp_barrier_opts, .timeout = none[i]);
+		b = shmp_barrier_create(2, &o);
+		T_CHECK(b);
+		p = start_w(&a, b, st, 0, 10, 400);
+		r = shmp_barrier_wait(b, -3);
+		t_wait_ok(p, 10);
+		T_CHECK(r == 0 || r == 1);
+		T_EQ(t_load(st, 0), 1 - r);
+		shmp_barrier_destroy(b);
+	}
+
+	/* opts.timeout NaN has no meaning. */
+	o = SHMP_OPTS(shmp_barrier_opts, .timeout = 0.0 / 0.0);
+	errno = 0;
+	T_CHECK(shmp_barrier_create(2, &o) == NULL);
+	T_EQ(errno, EINVAL);
 
 	shmp_array_destroy(st);
 }
@@ -419,7 +451,7 @@ int main(void)
 	test_abort_reset();
 	test_timeout();
 	test_reset_forgets_members();
-	test_default_timeout();
+	test_opts_timeout();
 	test_single_and_queries();
 	return 0;
 }

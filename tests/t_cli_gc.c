@@ -353,8 +353,9 @@ static void scenario(enum mode mode)
 	C_CHECK(line_starting(r.out, want, line, sizeof line));
 	snprintf(want, sizeof want, "  %-20s %-17s 1 of ", "Q", "queue");
 	C_CHECK(line_starting(r.out, want, line, sizeof line));
-	/* The creator is reaped: its pid is gone, the tid stays in the lock. */
-	snprintf(want, sizeof want, "  %-20s %-17s held by tid %d (process gone), owner dead", "L", "lock", (int)cs);
+	/* The creator is reaped: the lock's state still names its pid and tid. */
+	snprintf(want, sizeof want, "  %-20s %-17s held by pid %d (tid %d), owner dead", "L", "lock", (int)cs,
+		 (int)cs);
 	C_CHECK(line_starting(r.out, want, line, sizeof line));
 	C_EQ(cli(&r, "--json", "show", stale, NULL), 0);
 	jparse(r.out, r.outlen, &j);
