@@ -1,14 +1,17 @@
-/* private: Event — a flag, and a generation word that waiters sleep on.
- * set() bumps the generation, so a waiter returns once any set() happened
- * during its wait, even if a clear() came right after (a pulse), as
- * Python's threading.Event.wait() does. */
+/* private: Event — a flag and a generation in one futex word that waiters
+ * sleep on. set() bumps the generation and sets the flag in one atomic
+ * step, so a waiter returns once any set() happened during its wait, even
+ * if a clear() came right after (a pulse), as Python's
+ * threading.Event.wait() does — and never because of a set() that was
+ * over before its wait began (two separate stores let a late generation
+ * bump wake a wait that started after the flag was seen and cleared). */
 #include "internal.h"
 
 #include <stdlib.h>
 
 struct shmp__event_sh {
-	_Atomic uint32_t flag;
-	_Atomic uint32_t gen;     /* futex word: bumped by every set() */
+	_Atomic uint32_t word;    /* futex word: generation << 1 | flag */
+	uint32_t reserved0;
 	_Atomic uint32_t waiters;
 	uint32_t magic;
 };
@@ -74,7 +77,7 @@ int shmp__event_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_obj
 	struct shmp__event_sh *sh = event_at(seg, off);
 	if (!sh)
 		return -SHMP_ECORRUPT;
-	info->is_set = atomic_load_explicit(&sh->flag, memory_order_relaxed) != 0;
+	info->is_set = atomic_load_explicit(&sh->word, memory_order_relaxed) & 1;
 	info->waiters = atomic_load_explicit(&sh->waiters, memory_order_relaxed);
 	info->valid = 1;
 	return 0;
@@ -84,10 +87,13 @@ int shmp_event_set(shmp_event_t *e)
 {
 	if (!e)
 		return -EINVAL;
-	atomic_store_explicit(&e->sh->flag, 1, memory_order_seq_cst);
-	atomic_fetch_add_explicit(&e->sh->gen, 1, memory_order_seq_cst);
-	if (atomic_load_explicit(&e->sh->waiters, memory_order_seq_cst))
-		shmp__futex_wake(&e->sh->gen, INT_MAX);
+	struct shmp__event_sh *sh = e->sh;
+	uint32_t w = atomic_load_explicit(&sh->word, memory_order_relaxed);
+	while (!atomic_compare_exchange_weak_explicit(&sh->word, &w, (w + 2) | 1, memory_order_seq_cst,
+						      memory_order_relaxed))
+		;
+	if (atomic_load_explicit(&sh->waiters, memory_order_seq_cst))
+		shmp__futex_wake(&sh->word, INT_MAX);
 	return 0;
 }
 
@@ -95,7 +101,7 @@ int shmp_event_clear(shmp_event_t *e)
 {
 	if (!e)
 		return -EINVAL;
-	atomic_store_explicit(&e->sh->flag, 0, memory_order_release);
+	atomic_fetch_and_explicit(&e->sh->word, ~1u, memory_order_release);
 	return 0;
 }
 
@@ -103,7 +109,7 @@ int shmp_event_is_set(const shmp_event_t *e)
 {
 	if (!e)
 		return -EINVAL;
-	return atomic_load_explicit(&e->sh->flag, memory_order_acquire) != 0;
+	return (int)(atomic_load_explicit(&e->sh->word, memory_order_acquire) & 1);
 }
 
 int shmp_event_wait(shmp_event_t *e, double timeout)
@@ -111,11 +117,11 @@ int shmp_event_wait(shmp_event_t *e, double timeout)
 	if (!e || timeout != timeout)
 		return -EINVAL; /* NaN has no meaning, even when set */
 	struct shmp__event_sh *sh = e->sh;
-	/* The generation first: a set() after this load either shows in the
-	 * flag below or moves the generation we sleep on. */
-	uint32_t g = atomic_load_explicit(&sh->gen, memory_order_acquire);
-	if (atomic_load_explicit(&sh->flag, memory_order_acquire))
+	/* Flag and generation in one load: a set() after it moves the word. */
+	uint32_t w0 = atomic_load_explicit(&sh->word, memory_order_acquire);
+	if (w0 & 1)
 		return 0;
+	uint32_t g = w0 >> 1;
 	struct shmp__deadline d;
 	if (shmp__deadline_init(&d, timeout) < 0)
 		return -EINVAL;
@@ -123,20 +129,23 @@ int shmp_event_wait(shmp_event_t *e, double timeout)
 		return -ETIMEDOUT;
 	for (unsigned i = 0; i < shmp__spin_limit; i++) {
 		shmp__cpu_relax();
-		if (atomic_load_explicit(&sh->gen, memory_order_acquire) != g)
+		if (atomic_load_explicit(&sh->word, memory_order_acquire) >> 1 != g)
 			return 0;
 	}
 	atomic_fetch_add_explicit(&sh->waiters, 1, memory_order_seq_cst);
 	int r = 0;
-	while (atomic_load_explicit(&sh->gen, memory_order_seq_cst) == g) {
+	uint32_t w;
+	/* Only a set() moves the generation; a clear() of a flag we saw
+	 * unset cannot happen without one, so the word is w0 until a set. */
+	while ((w = atomic_load_explicit(&sh->word, memory_order_seq_cst)) >> 1 == g) {
 		struct timespec until = shmp__deadline_cap(&d, 1000000000L);
-		int w = shmp__futex_wait(&sh->gen, g, &until);
-		if (shmp__interrupted(w)) {
-			r = atomic_load_explicit(&sh->gen, memory_order_acquire) != g ? 0 : -EINTR;
+		int fw = shmp__futex_wait(&sh->word, w, &until);
+		if (shmp__interrupted(fw)) {
+			r = atomic_load_explicit(&sh->word, memory_order_acquire) >> 1 != g ? 0 : -EINTR;
 			break;
 		}
-		if (w == -ETIMEDOUT && shmp__deadline_passed(&d)) {
-			r = atomic_load_explicit(&sh->gen, memory_order_acquire) != g ? 0 : -ETIMEDOUT;
+		if (fw == -ETIMEDOUT && shmp__deadline_passed(&d)) {
+			r = atomic_load_explicit(&sh->word, memory_order_acquire) >> 1 != g ? 0 : -ETIMEDOUT;
 			break;
 		}
 	}
