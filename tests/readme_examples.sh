@@ -8,8 +8,11 @@
 #   - A block whose first line is `/* fragment */` is not a program: it is
 #     compiled (not run) inside a function body of a test harness, with
 #     shmp.h and the standard headers included.
+#   - A block whose first line is `/* mpi: N ranks */` is an MPI program: it
+#     is built with mpicc against libshmp_mpi and run under mpiexec with N
+#     ranks, when MPI was built (else it is skipped, saying so).
 set -euo pipefail
-build=$1 src=$2 cc=${3:-cc}
+build=$1 src=$2 cc=${3:-cc} mpiexec=${4:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 awk -v dir="$tmp" '
@@ -39,7 +42,23 @@ for f in "$tmp"/ex*.c; do
 		fi
 		continue
 	fi
-	if ! "$cc" -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -I "$src/include" "$f" -o "$tmp/$name" \
+	runner=()
+	if ranks=$(sed -n '1s|^/\* mpi: \([0-9]*\) ranks \*/$|\1|p' "$f") && [ -n "$ranks" ]; then
+		mpilib=$(find "$build/src/mpi" -maxdepth 1 -name 'libshmp_mpi.so' 2>/dev/null | head -n 1)
+		if [ -z "$mpilib" ] || [ -z "$mpiexec" ] || ! command -v mpicc >/dev/null; then
+			echo "skip $name (MPI not built here)"
+			continue
+		fi
+		mpidir=$(cd "$(dirname "$mpilib")" && pwd)
+		if ! mpicc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -I "$src/include" "$f" -o "$tmp/$name" \
+			-L "$mpidir" -lshmp_mpi -L "$libdir" -lshmp -Wl,-rpath,"$mpidir:$libdir" -lpthread 2> "$tmp/$name.err"; then
+			echo "README example $name (MPI) does not compile:"; cat "$tmp/$name.err"; nl "$f" | head -80; fail=1
+			continue
+		fi
+		extra=()
+		"$mpiexec" --version 2>/dev/null | grep -qE "Open MPI|OpenRTE" && extra=(--oversubscribe)
+		runner=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "$mpiexec" -n "$ranks" "${extra[@]}")
+	elif ! "$cc" -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -I "$src/include" "$f" -o "$tmp/$name" \
 		-L "$libdir" -lshmp -Wl,-rpath,"$libdir" -lpthread 2> "$tmp/$name.err"; then
 		echo "README example $name does not compile:"; cat "$tmp/$name.err"; nl "$f" | head -80; fail=1
 		continue
@@ -48,7 +67,7 @@ for f in "$tmp"/ex*.c; do
 	runs=${runs:-1}
 	want=$(sed -n 's|.*/\* prints: \(.*\) \*/.*|\1|p' "$f")
 	for ((i = 0; i < runs; i++)); do
-		if ! out=$(cd "$tmp" && timeout 60 "$tmp/$name" 2>&1); then
+		if ! out=$(cd "$tmp" && timeout 60 "${runner[@]}" "$tmp/$name" 2>&1); then
 			echo "README example $name failed (run $i):"; echo "$out" | head -40; fail=1; break
 		fi
 		while IFS= read -r w; do
