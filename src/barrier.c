@@ -190,10 +190,22 @@ int shmp_barrier_wait(shmp_barrier_t *b, double timeout)
 	uint32_t idx = sh->count++;
 	arrived(sh)[idx] = (uint32_t)shmp__tid();
 	if (sh->count == b->parties) {
-		if (b->action && b->action(b->action_arg) != 0) {
-			break_round(sh);
+		if (b->action) {
+			/* The action is the user's and may take long: run it
+			 * outside the state's lock (whose waits are bounded), with
+			 * the round full so that nobody else joins it. A party that
+			 * times out or finds us dead meanwhile breaks the round. */
 			shmp__lock_release_sh(&sh->lock);
-			return -SHMP_EBROKEN;
+			int ar = b->action(b->action_arg);
+			if ((lr = lock_barrier(sh)) < 0)
+				return lr;
+			if (lr == 1 || atomic_load_explicit(&sh->gen, memory_order_relaxed) != round ||
+			    atomic_load_explicit(&sh->broken, memory_order_relaxed) || ar != 0) {
+				if (atomic_load_explicit(&sh->gen, memory_order_relaxed) == round)
+					break_round(sh);
+				shmp__lock_release_sh(&sh->lock);
+				return -SHMP_EBROKEN;
+			}
 		}
 		memcpy(members(sh, b->parties), arrived(sh), sizeof(uint32_t) * b->parties);
 		sh->count = 0;

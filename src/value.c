@@ -32,6 +32,10 @@ struct typed {
 struct shmp_value { struct typed t; };
 struct shmp_array { struct typed t; };
 
+/* 'l' and 'L' are 8 bytes and every item goes through int64_t: shmp is
+ * for 64-bit Linux (LP64), where long is 64 bits. */
+_Static_assert(sizeof(long) == 8, "shmp needs an LP64 platform: long must be 64 bits");
+
 int shmp_typecode_size(char tc)
 {
 	switch (tc) {
@@ -245,6 +249,11 @@ static int typed_get_num(struct typed *t, size_t i, int64_t *iv, double *dv)
 static int typed_set_num(struct typed *t, size_t i, int64_t x, double y, bool from_double)
 {
 	unsigned char buf[8];
+	bool to_int = t->typecode != 'f' && t->typecode != 'd' && t->typecode != '?';
+	/* A double that no int64_t holds (NaN, inf, beyond 2^63) has no C
+	 * conversion (it is undefined): refuse it for integer items. */
+	if (from_double && to_int && !(y >= -9223372036854775808.0 && y < 9223372036854775808.0))
+		return -ERANGE;
 	if (from_double)
 		x = (int64_t)y;
 	else

@@ -3,7 +3,9 @@
  * wait (even one that would wait forever), abort and reset give up with
  * -SHMP_ELOCKED within the internal bound (2 s; up to 6 s allowed on a loaded
  * machine), and the queries answer at once. Once the word is given back,
- * a round passes again. */
+ * a round passes again. And the bound is the internal lock's only: an
+ * action that runs longer than it (3 s) does not make the other party's
+ * wait give up, and the round passes. */
 #include "t.h"
 #include "../src/internal.h"
 
@@ -14,6 +16,19 @@ static int sleeper(void *arg)
 {
 	(void)arg;
 	return t_until_orphaned(getppid());
+}
+
+static int slow_action(void *arg)
+{
+	(void)arg;
+	t_sleep_ms(3000);
+	return 0;
+}
+
+static int other_party(void *arg)
+{
+	int r = shmp_barrier_wait(arg, SHMP_FOREVER);
+	return r == 0 || r == 1 ? 0 : 100 + (r < 0 ? -r % 100 : r);
 }
 
 #define T_BOUNDED(call, want)                                                      \
@@ -73,6 +88,18 @@ int main(void)
 	T_EQ(shmp_barrier_is_broken(b), 0);
 
 	t_kill_reap(live, 10);
+
+	/* A long action runs outside the bounded lock. */
+	struct shmp_barrier_opts oa = SHMP_OPTS(shmp_barrier_opts, .segment = seg, .action = slow_action);
+	shmp_barrier_t *slow = shmp_barrier_create(2, &oa);
+	T_CHECK(slow);
+	pid_t other = t_fork(other_party, slow);
+	t_wait_n_waiting(slow, 1);
+	int me = shmp_barrier_wait(slow, SHMP_FOREVER);
+	T_CHECK(me == 0 || me == 1);
+	t_wait_ok(other, 20);
+	T_EQ(shmp_barrier_is_broken(slow), 0);
+	shmp_barrier_destroy(slow);
 	shmp_barrier_destroy(b);
 	shmp_segment_destroy(seg);
 	return 0;

@@ -159,6 +159,13 @@ static void test_convert(void)
 	T_EQ(x, -2);
 	T_EQ(shmp_value_get_f64(v, &d), 0);
 	T_CHECK(d == -2.0);
+	/* A double no int64_t holds has no conversion: refused, unchanged. */
+	T_EQ(shmp_value_set_f64(v, 0.0 / 0.0), -ERANGE);
+	T_EQ(shmp_value_set_f64(v, 1e300), -ERANGE);
+	T_EQ(shmp_value_set_f64(v, -1.0 / 0.0), -ERANGE);
+	T_EQ(shmp_value_set_f64(v, 9223372036854775808.0), -ERANGE);
+	T_EQ(shmp_value_get_i64(v, &x), 0);
+	T_EQ(x, -2);
 	shmp_value_destroy(v);
 
 	v = shmp_value_create('?', NULL, NULL);

@@ -20,7 +20,9 @@ extern "C" {
  *
  * Integer objects also have lock-free atomic load/store/add/compare-exchange,
  * which ignore the lock. Values pass through int64_t; unsigned and narrow
- * types wrap as C conversions do.
+ * types wrap as C conversions do. Setting an integer item from a double
+ * that no int64_t holds (NaN, an infinity, beyond 2^63) is -ERANGE. 'l' and
+ * 'L' are 8 bytes: shmp is for 64-bit (LP64) Linux.
  *
  * Errors (the contract of common.h and sync.h): NULL handles and NULL
  * pointers where a result or an input is needed are -EINVAL. The calls that
