@@ -193,8 +193,11 @@ SHMP_API shmp_lock_t *shmp_cond_lock(shmp_cond_t *c);
  * -EINTR (interruptible); -EOWNERDEAD from the re-acquire — in all four the
  * lock is held again. -EPERM if the caller does not own the lock, -EAGAIN
  * if max_waiters are already waiting, -EINVAL (c NULL, timeout NaN): the
- * lock untouched. -ENOTRECOVERABLE: the lock is gone for good. Waiters are
- * woken in the order they began to wait; no spurious wake-up is returned. */
+ * lock untouched. -ENOTRECOVERABLE: the lock is gone for good — which is
+ * also what waiting on a lock still inconsistent after -EOWNERDEAD does
+ * (the wait releases it unrepaired): call shmp_lock_consistent() first.
+ * Waiters are woken in the order they began to wait; no spurious wake-up is
+ * returned. */
 SHMP_API int shmp_cond_wait(shmp_cond_t *c, double timeout);
 /* Wait until pred(arg) is nonzero, checking it under the lock. 0 when it is,
  * -ETIMEDOUT (pred still 0), or the errors of shmp_cond_wait (-EINVAL also
