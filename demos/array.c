@@ -201,7 +201,7 @@ static double run_pool(size_t n, int workers, size_t nslices, uint64_t *sum_of_s
 			fprintf(stderr, "array: map: %s\n", shmp_strerror(rc));
 			*ok = 0;
 		}
-		shmp_async_release(h);
+		shmp_async_destroy(h);
 	}
 	shmp_pool_close(pool);
 	shmp_pool_join(pool, SHMP_FOREVER);

@@ -1,36 +1,87 @@
 /* private: Pool and ThreadPool — create, close, terminate, join, destroy,
- * stats. Task submission is in pool_submit.c. */
+ * stats. Task submission is in pool_submit.c, the supervisor in
+ * pool_super.c, workers and the zygote in pool_worker.c.
+ *
+ * Lifetime (src/internal.h's one rule): the handle is the pool; destroy
+ * frees it (terminating first if it was not closed), in the process that
+ * created it. A forked child's copy of the handle is only memory of the
+ * child: its calls return -ECHILD and its destroy frees that memory and
+ * nothing shared — never its parent's pool, workers or segment.
+ *
+ * Crash safety: the pool's process killed takes everything with it: the
+ * zygote watches it through a pidfd and kills its workers (its own
+ * unreaped children), the workers die with the zygote (PDEATHSIG), and the
+ * pool's data segment is anonymous. */
 #include "pool_internal.h"
 #include "waitset.h"
 #include "registry_internal.h"
 
-#include <stdio.h>
-
+#include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
-
-/* The handle users hold. It outlives the pool (never freed, kept on a
- * list) so that a call on a destroyed pool finds impl == NULL and fails
- * cleanly instead of touching freed memory. */
-struct shmp_pool {
-	struct shmp__pool *_Atomic impl;
-	struct shmp_pool *next;
-	uint64_t reserved[6];
-};
-static pthread_mutex_t handles_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct shmp_pool *handles;
-
-struct shmp__pool *shmp__pool_get(const shmp_pool_t *h)
-{
-	return h ? atomic_load_explicit(&((shmp_pool_t *)h)->impl, memory_order_acquire) : NULL;
-}
 
 #define DEFAULT_CAPACITY 16384u
 #define DEFAULT_TASK_BYTES ((size_t)64 << 20)
 #define DEFAULT_SEGMENT ((size_t)256 << 20)
 #define INLINE_SIZE 128u
+/* How long create waits for its workers to report (a fork each). */
+#define START_TIMEOUT_MS 30000
+
+int shmp__pool_check(const shmp_pool_t *p)
+{
+	if (!p)
+		return -EINVAL;
+	if (p->pid != getpid())
+		return -ECHILD; /* inherited through fork: the workers are not ours */
+	return 0;
+}
+
+int shmp__pool_stopped_error(struct shmp_pool *p)
+{
+	switch (atomic_load_explicit(&p->state, memory_order_acquire)) {
+	case SHMP_POOL_RUNNING: return 0;
+	case SHMP_POOL_BROKEN: {
+		int b = atomic_load_explicit(&p->broken, memory_order_acquire);
+		return b ? b : -SHMP_EBROKEN;
+	}
+	default: return -SHMP_ECLOSED;
+	}
+}
+
+void shmp__pool_set_state(struct shmp_pool *p, uint32_t to)
+{
+	uint32_t s = atomic_load_explicit(&p->state, memory_order_relaxed);
+	while ((s == SHMP_POOL_RUNNING || s == SHMP_POOL_CLOSED) &&
+	       !atomic_compare_exchange_weak_explicit(&p->state, &s, to, memory_order_acq_rel,
+						      memory_order_relaxed))
+		;
+	atomic_store_explicit(&p->sh->state, atomic_load(&p->state), memory_order_relaxed);
+}
+
+static void set_stop(struct shmp_pool *p, uint32_t to)
+{
+	atomic_store_explicit(&p->stop, to, memory_order_release);
+	atomic_store_explicit(&p->sh->stop, to, memory_order_release);
+	shmp__tasks_wake(p);
+	atomic_fetch_add_explicit(&p->sh->task_futex, 1, memory_order_relaxed);
+	shmp__futex_wake(&p->sh->task_futex, INT32_MAX);
+}
+
+void shmp__pool_stop_workers(struct shmp_pool *p)
+{
+	set_stop(p, STOP_NOW);
+}
+
+static void kick(int fd)
+{
+	uint64_t one = 1;
+	ssize_t r = write(fd, &one, sizeof one);
+	(void)r;
+}
 
 static unsigned pow2_at_least(unsigned v)
 {
@@ -40,16 +91,16 @@ static unsigned pow2_at_least(unsigned v)
 	return c;
 }
 
-/* A pool in a named segment names itself in the segment's directory, so
- * `shmp show` finds it: opts.name, else "pool", "pool.2"... Best effort:
- * a pool that cannot be named (directory full) still works. */
-static void register_pool(struct shmp__pool *p, const char *name, uint64_t off)
+/* A pool in a registry names itself in its directory, so `shmp show` finds
+ * it: opts.name, else "pool", "pool.2"... Best effort: a pool that cannot
+ * be named (directory full) still works. */
+static void register_pool(struct shmp_pool *p, const char *name)
 {
 	char buf[32];
 	for (int i = 1; i <= 64; i++) {
 		if (!name)
 			snprintf(buf, sizeof buf, i == 1 ? "pool" : "pool.%d", i);
-		int r = shmp__registry_add(p->seg, name ? name : buf, SHMP_TYPE_POOL, off);
+		int r = shmp__registry_add(p->seg, name ? name : buf, SHMP_TYPE_POOL, p->sh_off);
 		if (r == 0) {
 			p->registered = true;
 			return;
@@ -59,57 +110,198 @@ static void register_pool(struct shmp__pool *p, const char *name, uint64_t off)
 	}
 }
 
-void shmp__pool_free(struct shmp__pool *p)
+/* The memory of this process only (a forked child's copy ends here too). */
+static void free_local(struct shmp_pool *p)
 {
-	if (!p)
-		return;
-	if (p->registered)
-		shmp__registry_forget(p->seg, (uint64_t)((char *)p->sh - p->seg->base));
 	if (p->efd >= 0)
 		close(p->efd);
-	if (p->zfd >= 0)
-		close(p->zfd);
+	if (p->zsock >= 0)
+		close(p->zsock);
 	if (p->zygote_pidfd >= 0)
 		close(p->zygote_pidfd);
-	/* Calls whose handles the user never released go with the pool,
-	 * before the segment their buffers are in. */
-	for (unsigned i = 0; i < sizeof p->pages / sizeof p->pages[0]; i++) {
-		if (!p->pages[i])
-			continue;
-		for (unsigned k = 0; k < SHMP__CALLS_PER_PAGE; k++)
-			if (p->pages[i][k])
-				shmp__call_free_memory(p->pages[i][k]);
-		free(p->pages[i]);
-	}
-	shmp_ring_destroy(p->done);
-	if (p->seg) {
-		if (p->own_seg) {
-			shmp_segment_destroy(p->seg);
-		} else {
-			shmp__free_ptr(p->seg, p->recs);
-			shmp__free_ptr(p->seg, p->wk);
-			shmp__free_ptr(p->seg, p->sh);
-		}
-	}
+	if (p->wp)
+		for (int w = 0; w < p->nworkers; w++)
+			if (p->wp[w].pidfd >= 0)
+				close(p->wp[w].pidfd);
+	shmp__arena_fini(&p->arena);
+	free(p->shadow);
+	free(p->wp);
 	free(p->free_slots);
 	free(p->tw);
 	free(p->tw_joinable);
 	pthread_mutex_destroy(&p->submit_mu);
 	pthread_mutex_destroy(&p->calls_mu);
+	pthread_mutex_destroy(&p->wk_mu);
 	free(p);
+}
+
+void shmp__pool_free(struct shmp_pool *p)
+{
+	if (!p)
+		return;
+	if (p->pid != getpid()) {
+		/* A forked child's copy: its call handles and its mappings are
+		 * its own; nothing shared is touched. */
+		for (unsigned i = 0; i < sizeof p->pages / sizeof p->pages[0]; i++)
+			free(p->pages[i]);
+		shmp_ring_destroy(p->done);
+		if (p->dseg)
+			shmp_segment_destroy(p->dseg);
+		free_local(p);
+		return;
+	}
+	if (p->registered)
+		shmp__registry_forget(p->seg, p->sh_off);
+	shmp__calls_detach(p);
+	shmp_ring_destroy(p->done);
+	if (p->registry && p->seg) {
+		shmp__free_ptr(p->seg, p->recs);
+		shmp__free_ptr(p->seg, p->wk);
+		shmp__free_ptr(p->seg, p->sh);
+	}
+	if (p->dseg)
+		shmp_segment_destroy(p->dseg);
+	free_local(p);
 }
 
 /* The task table: in the pool's own fresh segment it is zero already, and
  * not writing it keeps its pages untouched until tasks use them (a pool
  * starts in a fraction of the time). */
-static void *table_alloc(struct shmp__pool *p, size_t size, uint64_t *off)
+static void *table_alloc(struct shmp_pool *p, size_t size, uint64_t *off)
 {
-	int r = shmp__segment_alloc(p->seg, size, 64, off, !p->own_seg);
+	int r = shmp__segment_alloc(p->seg, size, 64, off, p->registry != NULL);
 	if (r < 0) {
 		errno = -r;
 		return NULL;
 	}
 	return p->seg->base + *off;
+}
+
+/* The segments: the shared state in the registry's segment (or the pool's
+ * own), task data in an arena of the pool's own anonymous segment. */
+static int make_segments(struct shmp_pool *p, const struct shmp_pool_opts *o, unsigned cap, size_t rec_size,
+			 int workers)
+{
+	size_t data = o->segment_size ? o->segment_size : DEFAULT_SEGMENT;
+	size_t meta = 65536;
+	if (o->registry) {
+		if (!(p->seg = shmp_registry_segment(o->registry)))
+			return -EINVAL;
+		p->registry = o->registry;
+	} else {
+		meta += (size_t)cap * rec_size + (size_t)workers * sizeof(struct shmp__wk) + (size_t)cap * 2 * 128;
+	}
+	/* The allocator rounds a block up by at most a quarter: the arena is
+	 * one block. Address space only: pages cost nothing until touched. */
+	if (data > ((size_t)1 << 46))
+		return -SHMP_ESEGFULL;
+	if (!(p->dseg = shmp_segment_create(NULL, meta + data + data / 4 + ((size_t)1 << 20), NULL)))
+		return -errno;
+	if (!p->seg)
+		p->seg = p->dseg;
+	return 0;
+}
+
+static int make_arena(struct shmp_pool *p, const struct shmp_pool_opts *o)
+{
+	size_t data = o->segment_size ? o->segment_size : DEFAULT_SEGMENT;
+	uint64_t off = 0;
+	if (data) {
+		int r = shmp__segment_alloc(p->dseg, data, 64, &off, false);
+		if (r < 0)
+			return r;
+	}
+	return shmp__arena_init(&p->arena, off, data);
+}
+
+/* Start the zygote and have it fork every worker; returns once each
+ * worker's pid (and pidfd) arrived, so they are known when create returns. */
+static int start_zygote(struct shmp_pool *p)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	pid_t parent = getpid();
+	fflush(NULL); /* or each worker would print our pending output again */
+	pid_t z = fork();
+	if (z < 0) {
+		int e = errno;
+		close(sv[0]);
+		close(sv[1]);
+		return -e;
+	}
+	if (z == 0) {
+		close(sv[0]);
+		p->sh->zygote_pid = getpid();
+		shmp__zygote_main(p, sv[1], parent);
+		_exit(0);
+	}
+	close(sv[1]);
+	p->zsock = sv[0];
+	p->zygote = z;
+	p->sh->zygote_pid = z;
+	p->zygote_pidfd = (int)syscall(SYS_pidfd_open, z, 0);
+	if (p->zygote_pidfd < 0)
+		return -errno;
+	for (int w = 0; w < p->nworkers; w++)
+		shmp__spawn_request(p, (unsigned)w);
+	uint64_t until = shmp__now_ns() + (uint64_t)START_TIMEOUT_MS * 1000000u;
+	for (;;) {
+		int up = 0;
+		for (int w = 0; w < p->nworkers; w++)
+			up += p->wp[w].live || p->wp[w].reaped;
+		if (up == p->nworkers)
+			return 0;
+		for (int w = 0; w < p->nworkers; w++)
+			if (p->wp[w].send_spawn && shmp__zygote_send(p, ZM_SPAWN, (uint32_t)w) == 0)
+				p->wp[w].send_spawn = false;
+		struct pollfd pf[2] = { { .fd = p->zsock, .events = POLLIN },
+					{ .fd = p->zygote_pidfd, .events = POLLIN } };
+		int r = poll(pf, 2, 50);
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		if (shmp__zygote_recv(p, 0) < 0 || (pf[1].revents && !(pf[0].revents & POLLIN)))
+			return -EAGAIN; /* the zygote is gone */
+		if (shmp__now_ns() > until)
+			return -EAGAIN;
+	}
+}
+
+/* Undo a started zygote: it and its children are ours (unreaped). */
+static void stop_zygote(struct shmp_pool *p)
+{
+	if (p->zygote <= 0)
+		return;
+	pthread_mutex_lock(&p->wk_mu);
+	for (int w = 0; w < p->nworkers; w++)
+		if (p->wp[w].pidfd >= 0)
+			syscall(SYS_pidfd_send_signal, p->wp[w].pidfd, SIGKILL, NULL, 0);
+	pthread_mutex_unlock(&p->wk_mu);
+	kill(p->zygote, SIGKILL);
+	waitpid(p->zygote, NULL, 0);
+	p->zygote = 0;
+}
+
+static int start_threads(struct shmp_pool *p)
+{
+	for (int w = 0; w < p->nworkers; w++) {
+		int r = shmp__spawn_request(p, (unsigned)w);
+		if (r < 0) {
+			shmp__pool_stop_workers(p);
+			for (int k = 0; k < w; k++)
+				pthread_join(p->tw[k], NULL);
+			return r;
+		}
+	}
+	/* Each thread says its id first thing: wait for all of them. */
+	uint32_t up;
+	while ((up = atomic_load_explicit(&p->threads_up, memory_order_acquire)) < (uint32_t)p->nworkers) {
+		struct timespec until;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += 1;
+		shmp__futex_wait(&p->threads_up, up, &until);
+	}
+	return 0;
 }
 
 static shmp_pool_t *pool_new(int workers, const struct shmp_pool_opts *opts, bool threads)
@@ -128,15 +320,13 @@ static shmp_pool_t *pool_new(int workers, const struct shmp_pool_opts *opts, boo
 		errno = EINVAL;
 		return NULL;
 	}
-	shmp_pool_t *h = calloc(1, sizeof *h);
-	struct shmp__pool *p = calloc(1, sizeof *p);
-	if (!h || !p) {
-		free(h);
-		free(p);
+	struct shmp_pool *p = calloc(1, sizeof *p);
+	if (!p) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	p->efd = p->zfd = p->zygote_pidfd = -1;
+	p->pid = getpid();
+	p->efd = p->zsock = p->zygote_pidfd = -1;
 	p->threads = threads;
 	p->nworkers = workers;
 	p->init = o.initializer;
@@ -145,39 +335,38 @@ static shmp_pool_t *pool_new(int workers, const struct shmp_pool_opts *opts, boo
 	p->max_task_bytes = o.max_task_bytes ? o.max_task_bytes : DEFAULT_TASK_BYTES;
 	pthread_mutex_init(&p->submit_mu, NULL);
 	pthread_mutex_init(&p->calls_mu, NULL);
+	pthread_mutex_init(&p->wk_mu, NULL);
 	unsigned cap = pow2_at_least(o.queue_capacity ? o.queue_capacity : DEFAULT_CAPACITY);
 	size_t rec_size = (sizeof(struct shmp__rec) + INLINE_SIZE + 63) & ~(size_t)63;
-	int e = ENOMEM;
-
-	if (o.segment) {
-		p->seg = o.segment;
-	} else {
-		size_t meta = (size_t)cap * rec_size + (size_t)workers * sizeof(struct shmp__wk) +
-			      (size_t)cap * 2 * 128 + 65536;
-		size_t data = o.segment_size ? o.segment_size : DEFAULT_SEGMENT;
-		if (!(p->seg = shmp_segment_create(NULL, meta + data, NULL))) {
-			e = errno;
-			goto fail;
-		}
-		p->own_seg = true;
-	}
-	uint64_t off;
-	if (!(p->sh = shmp__alloc_ptr(p->seg, sizeof *p->sh, 64, &off)) ||
+	p->capacity = cap;
+	p->rec_size = (uint32_t)rec_size;
+	p->inline_size = (uint32_t)(rec_size - sizeof(struct shmp__rec));
+	int e;
+	if ((e = -make_segments(p, &o, cap, rec_size, workers)) > 0)
+		goto fail;
+	e = ENOMEM;
+	if (!(p->shadow = calloc(cap, sizeof *p->shadow)) || !(p->wp = calloc((size_t)workers, sizeof *p->wp)))
+		goto fail;
+	for (int w = 0; w < workers; w++)
+		p->wp[w].pidfd = -1;
+	if (!(p->sh = shmp__alloc_ptr(p->seg, sizeof *p->sh, 64, &p->sh_off)) ||
 	    !(p->recs = table_alloc(p, (size_t)cap * rec_size, &p->sh->recs_off)) ||
 	    !(p->wk = shmp__alloc_ptr(p->seg, (size_t)workers * sizeof *p->wk, 64, &p->sh->wk_off))) {
 		e = errno;
 		goto fail;
 	}
+	if ((e = -make_arena(p, &o)) > 0)
+		goto fail;
 	struct shmp__pool_sh *sh = p->sh;
 	sh->magic = SHMP__POOL_MAGIC;
 	sh->version = SHMP__POOL_VERSION;
 	sh->capacity = cap;
 	sh->nworkers = (uint32_t)workers;
-	sh->rec_size = (uint32_t)rec_size;
-	sh->inline_size = (uint32_t)(rec_size - sizeof(struct shmp__rec));
+	sh->rec_size = p->rec_size;
+	sh->inline_size = p->inline_size;
 	sh->max_tasks = p->max_tasks;
 	sh->threads = threads;
-	sh->owner_pid = getpid();
+	sh->owner_pid = p->pid;
 	/* Record words stay zero (FREE, first lap) until used: creating a
 	 * pool touches no page of the table. */
 	/* Finished tasks announce themselves here. Bounded: if it is ever full
@@ -185,21 +374,14 @@ static shmp_pool_t *pool_new(int workers, const struct shmp_pool_opts *opts, boo
 	struct shmp_ring_opts ro = SHMP_OPTS(shmp_ring_opts, .segment = p->seg, .capacity = cap < 4096 ? cap : 4096,
 					      .inline_size = 8, .max_message = 8,
 					      .flags = SHMP_RING_SINGLE_CONSUMER);
-	if (!(p->done = shmp_ring_create(&ro))) {
+	if (!(p->done = shmp_ring_create(&ro)) ||
+	    (p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
 		e = errno;
 		goto fail;
 	}
-	if ((p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
-		e = errno;
-		goto fail;
-	}
-	if (threads) {
-		p->tw = calloc((size_t)workers, sizeof *p->tw);
-		p->tw_joinable = calloc((size_t)workers, sizeof *p->tw_joinable);
-		if (!p->tw || !p->tw_joinable)
-			goto fail;
-	} else if ((p->zfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
-		e = errno;
+	if (threads && (!(p->tw = calloc((size_t)workers, sizeof *p->tw)) ||
+			!(p->tw_joinable = calloc((size_t)workers, sizeof *p->tw_joinable)))) {
+		e = ENOMEM;
 		goto fail;
 	}
 	/* The default segment holds the shared heap (shmp_malloc): mapped
@@ -210,7 +392,7 @@ static shmp_pool_t *pool_new(int workers, const struct shmp_pool_opts *opts, boo
 		e = errno;
 		goto fail;
 	}
-	/* Memory mapped up to now (the pool's segment, shared Arrays made
+	/* Memory mapped up to now (the pool's segments, shared Arrays made
 	 * before the pool, the default segment) is in every worker at the same
 	 * address. */
 	p->map_serial = shmp__maps_serial();
@@ -220,73 +402,29 @@ static shmp_pool_t *pool_new(int workers, const struct shmp_pool_opts *opts, boo
 		p->supervision = ws && shmp__waitset_uring(ws);
 		shmp__waitset_free(ws);
 	}
-	if (!threads) {
-		for (int w = 0; w < workers; w++)
-			atomic_store_explicit(&p->wk[w].spawn, 1, memory_order_relaxed);
-		fflush(NULL); /* or each worker would print our pending output again */
-		pid_t z = fork();
-		if (z < 0) {
-			e = errno;
-			goto fail;
-		}
-		if (z == 0) {
-			sh->zygote_pid = getpid();
-			shmp__zygote_main(p);
-			_exit(0);
-		}
-		sh->zygote_pid = z;
-		p->zygote = z;
-		p->zygote_pidfd = (int)syscall(SYS_pidfd_open, z, 0);
-		if (p->zygote_pidfd < 0) {
-			e = errno;
-			kill(z, SIGKILL);
-			waitpid(z, NULL, 0);
-			goto fail;
-		}
-	} else {
-		for (int w = 0; w < workers; w++) {
-			int r = shmp__spawn_request(p, (unsigned)w);
-			if (r < 0) {
-				e = -r;
-				atomic_store_explicit(&sh->stop, STOP_NOW, memory_order_release);
-				shmp__tasks_wake(p);
-				atomic_fetch_add(&sh->task_futex, 1);
-				shmp__futex_wake(&sh->task_futex, INT32_MAX);
-				for (int k = 0; k < w; k++)
-					pthread_join(p->tw[k], NULL);
-				goto fail;
-			}
-		}
+	int r = threads ? start_threads(p) : start_zygote(p);
+	if (r < 0) {
+		e = -r;
+		goto fail;
 	}
-	int r = pthread_create(&p->sup, NULL, shmp__supervisor_main, p);
+	r = shmp__thread_create(&p->sup, shmp__supervisor_main, p);
 	if (r) {
 		/* Without a supervisor nothing can be collected: undo. */
-		atomic_store_explicit(&sh->stop, STOP_NOW, memory_order_release);
-		atomic_fetch_add(&sh->task_futex, 1);
-		shmp__futex_wake(&sh->task_futex, INT32_MAX);
-		if (threads) {
+		shmp__pool_stop_workers(p);
+		if (threads)
 			for (int k = 0; k < workers; k++)
 				pthread_join(p->tw[k], NULL);
-		} else {
-			kill(p->zygote, SIGKILL);
-			waitpid(p->zygote, NULL, 0);
-		}
 		e = r;
 		goto fail;
 	}
 	p->sup_started = true;
 	sh->supervision = (uint32_t)p->supervision;
-	if (shmp_segment_name(p->seg))
-		register_pool(p, o.name, off);
-	atomic_store(&h->impl, p);
-	pthread_mutex_lock(&handles_mu);
-	h->next = handles;
-	handles = h;
-	pthread_mutex_unlock(&handles_mu);
-	return h;
+	if (p->registry)
+		register_pool(p, o.name);
+	return p;
 fail:
+	stop_zygote(p);
 	shmp__pool_free(p);
-	free(h);
 	errno = e;
 	return NULL;
 }
@@ -301,70 +439,49 @@ shmp_pool_t *shmp_threadpool_create(int workers, const struct shmp_pool_opts *op
 	return pool_new(workers, opts, true);
 }
 
-int shmp_pool_close(shmp_pool_t *h)
+int shmp_pool_close(shmp_pool_t *p)
 {
-	struct shmp__pool *p = shmp__pool_get(h);
-	if (!p)
-		return h ? -SHMP_ECLOSED : -EINVAL;
+	int r = shmp__pool_check(p);
+	if (r < 0)
+		return r;
 	uint32_t s = SHMP_POOL_RUNNING;
-	atomic_compare_exchange_strong(&p->sh->state, &s, SHMP_POOL_CLOSED);
+	if (atomic_compare_exchange_strong(&p->state, &s, SHMP_POOL_CLOSED))
+		atomic_store(&p->sh->state, SHMP_POOL_CLOSED);
 	/* Serialize with submitters: once we hold the lock no task is being
 	 * added, so workers can drain and leave. */
 	pthread_mutex_lock(&p->submit_mu);
-	uint32_t none = STOP_NONE;
-	atomic_compare_exchange_strong(&p->sh->stop, &none, STOP_DRAIN);
+	if (atomic_load(&p->stop) == STOP_NONE)
+		set_stop(p, STOP_DRAIN);
 	pthread_mutex_unlock(&p->submit_mu);
-	atomic_fetch_add(&p->sh->task_futex, 1);
-	shmp__futex_wake(&p->sh->task_futex, INT32_MAX);
-	uint64_t one = 1;
-	ssize_t r = write(p->efd, &one, sizeof one);
-	(void)r;
+	kick(p->efd);
 	return 0;
 }
 
-int shmp_pool_terminate(shmp_pool_t *h)
+int shmp_pool_terminate(shmp_pool_t *p)
 {
-	struct shmp__pool *p = shmp__pool_get(h);
-	if (!p)
-		return h ? -SHMP_ECLOSED : -EINVAL;
-	uint32_t s = atomic_load(&p->sh->state);
-	while ((s == SHMP_POOL_RUNNING || s == SHMP_POOL_CLOSED) &&
-	       !atomic_compare_exchange_weak(&p->sh->state, &s, SHMP_POOL_TERMINATED))
-		;
-	atomic_store(&p->sh->stop, STOP_NOW);
-	atomic_fetch_add(&p->sh->task_futex, 1);
-	shmp__futex_wake(&p->sh->task_futex, INT32_MAX);
+	int r = shmp__pool_check(p);
+	if (r < 0)
+		return r;
+	shmp__pool_set_state(p, SHMP_POOL_TERMINATED);
+	shmp__pool_stop_workers(p);
 	if (!p->threads) {
-		for (int w = 0; w < p->nworkers; w++) {
-			pid_t pid = atomic_load(&p->wk[w].pid);
-			if (pid > 0 && atomic_load(&p->wk[w].state) != SHMP_WORKER_EXITED)
-				kill(pid, SIGKILL);
-		}
-		atomic_store(&p->sh->zygote_exit, 1);
-		uint64_t one = 1;
-		ssize_t r = write(p->zfd, &one, sizeof one);
-		(void)r;
+		/* Through the pidfds the zygote handed over: they name our
+		 * workers and nobody else, whatever shared memory says. */
+		pthread_mutex_lock(&p->wk_mu);
+		for (int w = 0; w < p->nworkers; w++)
+			if (p->wp[w].pidfd >= 0)
+				syscall(SYS_pidfd_send_signal, p->wp[w].pidfd, SIGKILL, NULL, 0);
+		pthread_mutex_unlock(&p->wk_mu);
+		atomic_store(&p->zexit, true);
 	}
-	uint64_t one = 1;
-	ssize_t r = write(p->efd, &one, sizeof one);
-	(void)r;
+	kick(p->efd);
 	return 0;
 }
 
-static int pool_join(struct shmp__pool *p, double timeout);
-
-int shmp_pool_join(shmp_pool_t *h, double timeout)
+static int pool_join(struct shmp_pool *p, double timeout, bool interruptible)
 {
-	struct shmp__pool *p = shmp__pool_get(h);
-	if (!p)
-		return h ? -SHMP_ECLOSED : -EINVAL;
-	return pool_join(p, timeout);
-}
-
-static int pool_join(struct shmp__pool *p, double timeout)
-{
-	if (atomic_load(&p->sh->state) == SHMP_POOL_RUNNING)
-		return -EINVAL; /* Python: close() or terminate() first */
+	if (atomic_load(&p->state) == SHMP_POOL_RUNNING)
+		return -SHMP_ENOTCLOSED; /* Python: close() or terminate() first */
 	if (pthread_equal(pthread_self(), p->sup))
 		return -EDEADLK; /* a callback cannot wait for its own thread */
 	struct shmp__deadline d;
@@ -374,7 +491,9 @@ static int pool_join(struct shmp__pool *p, double timeout)
 		if (shmp__deadline_passed(&d))
 			return -ETIMEDOUT;
 		struct timespec until = shmp__deadline_cap(&d, 100 * 1000000L);
-		shmp__futex_wait(&p->sup_done, 0, &until);
+		int w = shmp__futex_wait(&p->sup_done, 0, &until);
+		if (interruptible && shmp__interrupted(w))
+			return -EINTR;
 	}
 	int expected = 0;
 	if (atomic_compare_exchange_strong(&p->joined, &expected, 1))
@@ -382,39 +501,47 @@ static int pool_join(struct shmp__pool *p, double timeout)
 	return 0;
 }
 
-void shmp_pool_destroy(shmp_pool_t *h)
+int shmp_pool_join(shmp_pool_t *p, double timeout)
 {
-	struct shmp__pool *p = shmp__pool_get(h);
+	int r = shmp__pool_check(p);
+	return r < 0 ? r : pool_join(p, timeout, true);
+}
+
+void shmp_pool_destroy(shmp_pool_t *p)
+{
 	if (!p)
 		return;
-	uint32_t st = atomic_load(&p->sh->state);
+	if (p->pid != getpid()) {
+		shmp__pool_free(p); /* a forked child's copy: its memory only */
+		return;
+	}
+	uint32_t st = atomic_load(&p->state);
 	if (st == SHMP_POOL_RUNNING || st == SHMP_POOL_BROKEN)
-		shmp_pool_terminate(h); /* a broken one: kills what is left */
-	atomic_store_explicit(&h->impl, NULL, memory_order_release);
+		shmp_pool_terminate(p); /* a broken one: kills what is left */
 	if (pthread_equal(pthread_self(), p->sup)) {
 		/* From a callback: the supervisor cannot wait for itself. It
 		 * finishes terminating and frees the pool when it returns. */
 		p->free_on_exit = true;
 		return;
 	}
-	pool_join(p, SHMP_FOREVER);
+	pool_join(p, SHMP_FOREVER, false);
 	shmp__pool_free(p);
 }
 
-int shmp_pool_workers(const shmp_pool_t *h)
+int shmp_pool_workers(const shmp_pool_t *p)
 {
-	struct shmp__pool *p = shmp__pool_get(h);
-	return p ? p->nworkers : (h ? -SHMP_ECLOSED : -EINVAL);
+	int r = shmp__pool_check(p);
+	return r < 0 ? r : p->nworkers;
 }
 
-int shmp_pool_is_threads(const shmp_pool_t *h)
+int shmp_pool_is_threads(const shmp_pool_t *p)
 {
-	struct shmp__pool *p = shmp__pool_get(h);
-	return p ? p->threads : (h ? -SHMP_ECLOSED : -EINVAL);
+	int r = shmp__pool_check(p);
+	return r < 0 ? r : p->threads;
 }
 
 /* Stats from the shared state alone, so that another process can read
- * them (shmp_pool_inspect) as the owner does. */
+ * them (shmp_pool_inspect); the owner then puts its own truth over them. */
 static void stats_of(struct shmp__pool_sh *sh, struct shmp__wk *wk, int nworkers, struct shmp_pool_stats *st)
 {
 	memset(st, 0, sizeof *st);
@@ -449,22 +576,43 @@ static int workers_of(struct shmp__wk *wk, int nworkers, struct shmp_worker_info
 	return nworkers;
 }
 
-int shmp_pool_stats(shmp_pool_t *h, struct shmp_pool_stats *st)
+int shmp_pool_stats(shmp_pool_t *p, struct shmp_pool_stats *st)
 {
-	struct shmp__pool *p = shmp__pool_get(h);
-	if (!p || !st)
-		return h && st ? -SHMP_ECLOSED : -EINVAL;
+	int r = shmp__pool_check(p);
+	if (r < 0 || !st)
+		return r < 0 ? r : -EINVAL;
 	stats_of(p->sh, p->wk, p->nworkers, st);
+	st->submitted = atomic_load(&p->n_submitted);
+	st->completed = atomic_load(&p->n_completed);
+	st->failed = atomic_load(&p->n_failed);
+	st->worker_deaths = atomic_load(&p->n_deaths);
+	st->workers_started = atomic_load(&p->n_started);
+	st->callback_errors = atomic_load(&p->n_cb_errors);
+	uint64_t head = atomic_load(&p->sh->head), tail = atomic_load(&p->tail);
+	uint64_t out = st->submitted - st->completed;
+	st->queued = tail > head ? tail - head : 0;
+	if (st->queued > out)
+		st->queued = out;
+	st->alive = 0;
+	for (int w = 0; w < p->nworkers; w++)
+		st->alive += p->wp[w].live && atomic_load(&p->wp[w].pid) > 0;
 	st->supervision = p->supervision;
+	st->state = (int)atomic_load(&p->state);
+	st->data_used = shmp__arena_used(&p->arena);
+	st->data_size = p->arena.size;
 	return 0;
 }
 
-int shmp_pool_worker_info(shmp_pool_t *h, struct shmp_worker_info *wi, unsigned n)
+int shmp_pool_worker_info(shmp_pool_t *p, struct shmp_worker_info *wi, unsigned n)
 {
-	struct shmp__pool *p = shmp__pool_get(h);
-	if (!p || (!wi && n))
-		return h ? (p ? -EINVAL : -SHMP_ECLOSED) : -EINVAL;
-	return workers_of(p->wk, p->nworkers, wi, n);
+	int r = shmp__pool_check(p);
+	if (r < 0 || (!wi && n))
+		return r < 0 ? r : -EINVAL;
+	workers_of(p->wk, p->nworkers, wi, n);
+	/* The pids this process knows (from the zygote, or its threads). */
+	for (unsigned w = 0; w < n && w < (unsigned)p->nworkers; w++)
+		wi[w].pid = atomic_load(&p->wp[w].pid);
+	return p->nworkers;
 }
 
 int shmp_pool_inspect(shmp_registry_t *r, const char *name, struct shmp_pool_stats *st,
@@ -480,10 +628,15 @@ int shmp_pool_inspect(shmp_registry_t *r, const char *name, struct shmp_pool_sta
 	if (info.type != SHMP_TYPE_POOL)
 		return -SHMP_ETYPE;
 	struct shmp__pool_sh *sh = shmp__sh_at(seg, info.offset, sizeof *sh, __alignof__(*sh));
-	if (!sh || sh->magic != SHMP__POOL_MAGIC || sh->version != SHMP__POOL_VERSION || sh->nworkers == 0 ||
-	    sh->nworkers > 65536 || !shmp__sh_at(seg, sh->wk_off, (size_t)sh->nworkers * sizeof(struct shmp__wk), __alignof__(struct shmp__wk)))
+	if (!sh || sh->magic != SHMP__POOL_MAGIC || sh->version != SHMP__POOL_VERSION)
 		return -SHMP_ECORRUPT;
-	struct shmp__wk *wk = (struct shmp__wk *)(seg->base + sh->wk_off);
-	stats_of(sh, wk, (int)sh->nworkers, st);
-	return workers_of(wk, (int)sh->nworkers, wi, n);
+	/* Read once: the owner may be rewriting it (or someone else). */
+	uint32_t nw = *(volatile uint32_t *)&sh->nworkers;
+	uint64_t wk_off = *(volatile uint64_t *)&sh->wk_off;
+	if (nw == 0 || nw > 65536 ||
+	    !shmp__sh_at(seg, wk_off, (size_t)nw * sizeof(struct shmp__wk), __alignof__(struct shmp__wk)))
+		return -SHMP_ECORRUPT;
+	struct shmp__wk *wk = (struct shmp__wk *)(seg->base + wk_off);
+	stats_of(sh, wk, (int)nw, st);
+	return workers_of(wk, (int)nw, wi, n);
 }

@@ -2,42 +2,52 @@
  * submit chunks, at most `window` in flight, so input is taken only as
  * results are consumed (backpressure: memory stays bounded for any input,
  * endless ones included). Results land in per-chunk buffers in the pool's
- * segment, written by the workers in place. */
+ * data arena, written by the workers in place.
+ *
+ * What next() reports, in order (imap) or as chunks finish (unordered):
+ * each item's result (1); for a chunk with a failing item, the items
+ * before it, then the failure at its index, then every later item of the
+ * chunk as -SHMP_ESKIPPED at its own index; after the last chunk, an input
+ * function's error (if it failed: the items it had produced for the chunk
+ * it was filling are dropped, as CPython's imap drops an unfinished
+ * chunk), then 0 for the end. */
 #include "pool_internal.h"
 
 #include <stdlib.h>
 
-
-static shmp_imap_t *imap_start(shmp_pool_t *h, shmp_task_fn fn, const void *in, size_t in_size, size_t n,
+static shmp_imap_t *imap_start(shmp_pool_t *p, shmp_task_fn fn, const void *in, size_t in_size, size_t n,
 			       size_t out_size, shmp_input_fn input, void *input_ctx,
 			       const struct shmp_call_opts *opts, bool ordered)
 {
-	struct shmp__pool *p = shmp__pool_get(h);
-	struct shmp_call_opts o;
-	int r = !p ? (h ? -SHMP_ECLOSED : -EINVAL) : SHMP__OPTS(o, opts);
+	struct shmp_call_opts o = { 0 };
+	int r = shmp__pool_check(p);
+	if (r == 0)
+		r = SHMP__OPTS(o, opts);
+	/* Python's imap takes no callbacks: refuse them rather than ignore
+	 * them silently. */
+	if (r == 0 && (o.callback || o.error_callback))
+		r = -EINVAL;
 	if (r == 0 && (!fn || (!in && !input && in_size && n) || (in && input)))
 		r = -EINVAL;
 	if (r == 0 && in && in_size && n > SIZE_MAX / in_size)
 		r = -EINVAL;
-	if (r == 0 && in_size + out_size > p->max_task_bytes)
-		r = -EMSGSIZE;
-	if (r == 0 && atomic_load(&p->sh->state) != SHMP_POOL_RUNNING)
-		r = atomic_load(&p->sh->state) == SHMP_POOL_BROKEN
-			    ? (p->sh->zygote_pid == -1 ? -SHMP_EBROKEN : -SHMP_EINIT)
-			    : -SHMP_ECLOSED;
+	if (r == 0)
+		r = shmp__imap_check(p, fn, in_size, out_size);
+	bool copy_in = false;
+	if (r == 0 && in_size) {
+		uint64_t ser, off;
+		copy_in = input || (!p->threads && !shmp__maps_find(in, n * in_size, p->map_serial, &ser, &off));
+	}
+	size_t cs = o.chunksize ? o.chunksize : 1; /* Python's imap default */
+	unsigned window = o.max_inflight ? o.max_inflight : r == 0 ? (unsigned)p->nworkers * 2 + 2 : 1;
+	if (window > 4096)
+		window = 4096;
+	if (r == 0)
+		r = shmp__imap_sizes(p, in_size, out_size, copy_in, &cs, &window);
 	if (r < 0) {
 		errno = -r;
 		return NULL;
 	}
-	size_t cs = o.chunksize ? o.chunksize : 1; /* Python's imap default */
-	size_t per = in_size + out_size;
-	if (per && cs > p->max_task_bytes / per)
-		cs = p->max_task_bytes / per;
-	if (cs > (1u << 20))
-		cs = 1u << 20;
-	unsigned window = o.max_inflight ? o.max_inflight : (unsigned)p->nworkers * 2 + 2;
-	if (window > 4096)
-		window = 4096;
 	struct shmp_imap *it = calloc(1, sizeof *it);
 	struct shmp__imap_slot *slots = calloc(window, sizeof *slots);
 	struct shmp_async *c = it && slots ? shmp__call_new(p, CALL_IMAP) : NULL;
@@ -60,37 +70,39 @@ static shmp_imap_t *imap_start(shmp_pool_t *h, shmp_task_fn fn, const void *in, 
 	c->out_size = out_size;
 	c->n = n;
 	c->chunksize = cs;
-	if (!(it->notify = shmp__alloc_ptr(p->seg, sizeof *it->notify, 64, &it->notify_off))) {
-		shmp__call_unref(c);
-		shmp__call_unref(c);
-		errno = ENOMEM;
-		return NULL;
-	}
-	for (unsigned i = 0; i < window; i++) {
-		if (!out_size)
-			continue;
-		if (shmp_segment_alloc(p->seg, cs * out_size, 64, &slots[i].buf_off) < 0) {
-			shmp__call_unref(c); /* the pool's reference */
-			shmp__call_unref(c); /* ours: frees the buffers */
-			errno = ENOMEM;
-			return NULL;
+	if (!(it->notify = shmp__alloc_ptr(p->seg, sizeof *it->notify, 64, &it->notify_off)))
+		r = -errno;
+	struct shmp__deadline d;
+	shmp__deadline_forever(&d);
+	for (unsigned i = 0; r == 0 && i < window && out_size; i++) {
+		uint64_t len = (uint64_t)cs * out_size;
+		if ((r = shmp__arena_alloc_wait(p, len, false, &d, &slots[i].buf_off)) == 0) {
+			slots[i].buf_len = len;
+			slots[i].buf = p->dseg->base + slots[i].buf_off;
 		}
-		slots[i].buf = p->seg->base + slots[i].buf_off;
+	}
+	if (r == 0 && input && in_size && !(it->gen = malloc(cs * in_size)))
+		r = -ENOMEM;
+	if (r < 0) {
+		shmp__call_unref(c); /* the pool's reference */
+		shmp__call_unref(c); /* ours: frees the buffers */
+		errno = -r;
+		return NULL;
 	}
 	return it;
 }
 
-shmp_imap_t *shmp_pool_imap(shmp_pool_t *h, shmp_task_fn fn, const void *in, size_t in_size, size_t n,
+shmp_imap_t *shmp_pool_imap(shmp_pool_t *p, shmp_task_fn fn, const void *in, size_t in_size, size_t n,
 			    size_t out_size, shmp_input_fn input, void *input_ctx, const struct shmp_call_opts *opts)
 {
-	return imap_start(h, fn, in, in_size, n, out_size, input, input_ctx, opts, true);
+	return imap_start(p, fn, in, in_size, n, out_size, input, input_ctx, opts, true);
 }
 
-shmp_imap_t *shmp_pool_imap_unordered(shmp_pool_t *h, shmp_task_fn fn, const void *in, size_t in_size,
+shmp_imap_t *shmp_pool_imap_unordered(shmp_pool_t *p, shmp_task_fn fn, const void *in, size_t in_size,
 				      size_t n, size_t out_size, shmp_input_fn input, void *input_ctx,
 				      const struct shmp_call_opts *opts)
 {
-	return imap_start(h, fn, in, in_size, n, out_size, input, input_ctx, opts, false);
+	return imap_start(p, fn, in, in_size, n, out_size, input, input_ctx, opts, false);
 }
 
 static void end_input(struct shmp_imap *it)
@@ -101,12 +113,37 @@ static void end_input(struct shmp_imap *it)
 	}
 }
 
+/* Read the next chunk's items from the input function into it->gen (what
+ * was read before a failed submit is kept). The number of items, 0 at the
+ * end; on the function's error the chunk is dropped and the input ends. */
+static size_t read_input(struct shmp_imap *it, uint64_t first, size_t count)
+{
+	struct shmp_async *c = it->call;
+	size_t k = it->gen_count;
+	for (; k < count; k++) {
+		int r = it->input(it->input_ctx, it->gen ? it->gen + k * c->in_size : NULL, first + k);
+		if (r < 0) {
+			it->input_error = r;
+			it->input_error_index = first + k;
+			it->gen_count = 0;
+			end_input(it);
+			return 0;
+		}
+		if (r == 0) {
+			c->n = first + k; /* the input's real length */
+			break;
+		}
+	}
+	it->gen_count = k;
+	return k;
+}
+
 /* Submit chunks while a window slot is free and input remains. */
 static void fill(struct shmp_imap *it)
 {
 	struct shmp_async *c = it->call;
-	struct shmp__pool *p = c->pool;
-	char *gen = NULL;
+	struct shmp_pool *p = c->pool;
+	it->room_blocked = false;
 	while (!it->input_done && it->chunks_submitted - it->chunks_taken < it->window) {
 		struct shmp__imap_slot *s = &it->slots[it->chunks_submitted % it->window];
 		if (atomic_load_explicit(&s->state, memory_order_acquire) != SLOT_EMPTY)
@@ -120,24 +157,7 @@ static void fill(struct shmp_imap *it)
 		if (c->n - first < count)
 			count = c->n - first;
 		if (it->input) {
-			if (!gen && c->in_size && !(gen = malloc(c->chunksize * c->in_size))) {
-				it->input_error = -ENOMEM;
-				end_input(it);
-				break;
-			}
-			size_t k = 0;
-			for (; k < count; k++) {
-				int r = it->input(it->input_ctx, gen ? gen + k * c->in_size : NULL, first + k);
-				if (r <= 0) {
-					if (r < 0)
-						it->input_error = r;
-					break;
-				}
-			}
-			if (k < count) {
-				count = k;
-				c->n = first + k; /* the input's real length */
-			}
+			count = read_input(it, first, count);
 			if (count == 0) {
 				end_input(it);
 				break;
@@ -148,10 +168,20 @@ static void fill(struct shmp_imap *it)
 		s->count = (uint32_t)count;
 		s->taken = 0;
 		atomic_store_explicit(&s->state, SLOT_BUSY, memory_order_relaxed);
-		int r = shmp__imap_submit(p, c, first, count, s, it->input ? (gen ? gen : "") : NULL);
+		int r = shmp__imap_submit(p, c, first, count, s, it->input ? (it->gen ? it->gen : "") : NULL);
+		if (r == -ETIMEDOUT) {
+			/* No room (arena or task table) now: try again later. */
+			atomic_store_explicit(&s->state, SLOT_EMPTY, memory_order_relaxed);
+			it->room_blocked = true;
+			break;
+		}
+		it->gen_count = 0;
 		if (r < 0) {
 			/* Report it in this chunk's place, then stop taking input. */
-			s->err = (struct shmp_task_error){ .error = r, .index = first };
+			s->err = (struct shmp_task_error){ .error = r, .index = first, .exit_status = -1,
+							   .skipped = count - 1 };
+			if (r == -SHMP_EINIT)
+				s->err.code = atomic_load(&p->init_code);
 			atomic_store_explicit(&s->state, SLOT_READY, memory_order_release);
 			it->chunks_submitted++;
 			it->items_submitted += count;
@@ -163,7 +193,6 @@ static void fill(struct shmp_imap *it)
 		if (it->items_submitted >= c->n)
 			end_input(it);
 	}
-	free(gen);
 }
 
 /* The slot to take the next result from, or NULL. */
@@ -187,23 +216,28 @@ static struct shmp__imap_slot *ready_slot(struct shmp_imap *it)
  * true if one became ready. */
 static bool collect_own(struct shmp_imap *it)
 {
-	struct shmp__pool *p = it->call->pool;
+	struct shmp_pool *p = it->call->pool;
 	bool any = false;
 	for (unsigned i = 0; i < it->window; i++) {
 		struct shmp__imap_slot *s = &it->slots[i];
 		if (atomic_load_explicit(&s->state, memory_order_relaxed) == SLOT_BUSY &&
 		    shmp__task_collect(p, s->seq, false))
 			any = true;
+		if (atomic_load_explicit(&s->state, memory_order_acquire) == SLOT_READY)
+			any = true; /* collected by someone else (a terminated pool) */
 	}
 	return any;
 }
 
 static bool own_done(struct shmp_imap *it)
 {
-	struct shmp__pool *p = it->call->pool;
+	struct shmp_pool *p = it->call->pool;
 	for (unsigned i = 0; i < it->window; i++) {
 		struct shmp__imap_slot *s = &it->slots[i];
-		if (atomic_load_explicit(&s->state, memory_order_relaxed) != SLOT_BUSY)
+		uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire);
+		if (st == SLOT_READY)
+			return true;
+		if (st != SLOT_BUSY)
 			continue;
 		uint64_t w = atomic_load_explicit(&pool_rec(p, s->seq)->word, memory_order_seq_cst);
 		if (rec_state(w) != REC_QUEUED && rec_state(w) != REC_RUNNING)
@@ -212,11 +246,54 @@ static bool own_done(struct shmp_imap *it)
 	return false;
 }
 
+/* Hand out the next item of a ready slot. */
+static int take(struct shmp_imap *it, struct shmp__imap_slot *s, void *out, uint64_t *index,
+		struct shmp_task_error *err)
+{
+	struct shmp_async *c = it->call;
+	uint32_t k = s->taken++;
+	uint64_t idx = s->first + k;
+	int r = 1;
+	if (s->err.error && idx >= s->err.index) {
+		if (idx == s->err.index) {
+			/* The failing item. */
+			r = s->err.error;
+			if (err)
+				*err = s->err;
+		} else {
+			/* Never ran: an earlier item of its chunk failed. */
+			r = -SHMP_ESKIPPED;
+			if (err)
+				*err = (struct shmp_task_error){ .error = r, .index = idx, .exit_status = -1,
+								 .skipped = s->first + s->count - idx - 1 };
+		}
+	} else {
+		if (c->out_size)
+			memcpy(out, s->buf + (size_t)k * c->out_size, c->out_size);
+		if (err)
+			memset(err, 0, sizeof *err);
+	}
+	if (index)
+		*index = idx;
+	if (s->taken >= s->count) {
+		atomic_store_explicit(&s->state, SLOT_EMPTY, memory_order_release);
+		it->chunks_taken++;
+		if (it->ordered)
+			it->cursor++;
+	}
+	return r;
+}
+
 int shmp_imap_next(shmp_imap_t *it, void *out, uint64_t *index, double timeout, struct shmp_task_error *err)
 {
 	if (!it)
 		return -EINVAL;
 	struct shmp_async *c = it->call;
+	if (!c->pool)
+		return -SHMP_ECLOSED; /* the pool was destroyed */
+	int r = shmp__pool_check(c->pool);
+	if (r < 0)
+		return r;
 	struct shmp__deadline d;
 	if (shmp__deadline_init(&d, timeout) < 0)
 		return -EINVAL;
@@ -226,46 +303,29 @@ int shmp_imap_next(shmp_imap_t *it, void *out, uint64_t *index, double timeout, 
 		struct shmp__imap_slot *s = ready_slot(it);
 		if (!s && collect_own(it))
 			s = ready_slot(it);
-		if (s && !out && c->out_size && !(s->err.error && s->first + s->taken >= s->err.index))
-			return -EINVAL; /* a result to copy and nowhere to put it */
 		if (s) {
-			uint32_t k = s->taken++;
-			uint64_t idx = s->first + k;
-			bool last = s->taken >= s->count;
-			int r = 1;
-			if (s->err.error && idx >= s->err.index) {
-				/* The failing item; the rest of its chunk never ran. */
-				if (err)
-					*err = s->err;
-				r = s->err.error;
-				idx = s->err.index;
-				last = true;
-			} else if (c->out_size) {
-				memcpy(out, s->buf + (size_t)k * c->out_size, c->out_size);
-			}
-			if (index)
-				*index = idx;
-			if (last) {
-				atomic_store_explicit(&s->state, SLOT_EMPTY, memory_order_release);
-				it->chunks_taken++;
-				if (it->ordered)
-					it->cursor++;
-			}
-			return r;
+			bool failed_item = s->err.error && s->first + s->taken >= s->err.index;
+			if (!out && c->out_size && !failed_item)
+				return -EINVAL; /* a result to copy and nowhere to put it */
+			return take(it, s, out, index, err);
 		}
 		if (it->input_done && it->chunks_taken == it->chunks_submitted) {
 			if (it->input_error) {
-				int r = it->input_error;
+				r = it->input_error;
 				it->input_error = 0;
 				if (err)
-					*err = (struct shmp_task_error){ .error = r, .index = it->items_submitted };
+					*err = (struct shmp_task_error){ .error = r, .index = it->input_error_index,
+									 .exit_status = -1 };
+				if (index)
+					*index = it->input_error_index;
 				return r;
 			}
 			return 0;
 		}
 		if (shmp__deadline_passed(&d))
 			return -ETIMEDOUT;
-		/* Poll for a round trip's time, then sleep on our notify word. */
+		/* Poll for a round trip's time, then sleep on our notify word
+		 * (briefly while waiting for room: others free it). */
 		uint64_t now = shmp__now_ns();
 		if (!spin_start)
 			spin_start = now;
@@ -277,11 +337,14 @@ int shmp_imap_next(shmp_imap_t *it, void *out, uint64_t *index, double timeout, 
 		struct shmp__notify *n = it->notify;
 		uint32_t f = atomic_load_explicit(&n->seq, memory_order_acquire);
 		atomic_fetch_add_explicit(&n->waiters, 1, memory_order_seq_cst);
+		int w = 0;
 		if (!own_done(it)) {
-			struct timespec until = shmp__deadline_cap(&d, 100 * 1000000L);
-			shmp__futex_wait(&n->seq, f, &until);
+			struct timespec until = shmp__deadline_cap(&d, (it->room_blocked ? 5 : 100) * 1000000L);
+			w = shmp__futex_wait(&n->seq, f, &until);
 		}
 		atomic_fetch_sub_explicit(&n->waiters, 1, memory_order_relaxed);
+		if (shmp__interrupted(w))
+			return -EINTR;
 		spin_start = 0;
 	}
 }
@@ -291,7 +354,15 @@ void shmp_imap_destroy(shmp_imap_t *it)
 	if (!it)
 		return;
 	struct shmp_async *c = it->call;
-	struct shmp__pool *p = c->pool;
+	struct shmp_pool *p = c->pool;
+	if (!p) {
+		shmp__call_unref(c); /* the pool went first: the handle's memory */
+		return;
+	}
+	if (p->pid != getpid()) {
+		shmp__call_free_memory(c, false); /* a forked child's copy */
+		return;
+	}
 	collect_own(it);
 	/* Chunks still running write into buffers that live until the pool's
 	 * reference goes, when the last of them is collected — by the

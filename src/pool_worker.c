@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 /* ---- task functions: offsets back to addresses, checked ------------- */
@@ -17,7 +18,7 @@ static _Atomic uintptr_t fn_ok[16];
 
 /* Is a in an executable mapping of this process? A corrupted record must
  * not make a worker jump anywhere. Checked once per distinct function. */
-static bool code_address(uintptr_t a)
+bool shmp__code_address(uintptr_t a)
 {
 	for (unsigned i = 0; i < 16; i++)
 		if (atomic_load_explicit(&fn_ok[i], memory_order_relaxed) == a)
@@ -42,24 +43,23 @@ static bool code_address(uintptr_t a)
 static shmp_task_fn fn_at(uint64_t off)
 {
 	uintptr_t a = (uintptr_t)&shmp_pool_create + (uintptr_t)off;
-	return code_address(a) ? (shmp_task_fn)a : NULL;
+	return shmp__code_address(a) ? (shmp_task_fn)a : NULL;
 }
 
 /* ---- task data ------------------------------------------------------- */
 
 static char empty_item[64] __attribute__((aligned(64)));
 
-static char *resolve(struct shmp__pool *p, struct shmp__rec *r, const struct shmp__desc *d, size_t len,
+static char *resolve(struct shmp_pool *p, struct shmp__rec *r, const struct shmp__desc *d, size_t len,
 		     bool input)
 {
 	switch (d->kind) {
 	case DESC_NONE:
 		return len == 0 ? empty_item : NULL;
 	case DESC_INLINE:
-		return d->a <= p->sh->inline_size && len <= p->sh->inline_size - d->a ? rec_payload(r) + d->a
-										     : NULL;
+		return d->a <= p->inline_size && len <= p->inline_size - d->a ? rec_payload(r) + d->a : NULL;
 	case DESC_SEG:
-		return d->a <= p->seg->size && len <= p->seg->size - d->a ? p->seg->base + d->a : NULL;
+		return arena_ptr(p, d->a, len);
 	case DESC_REF:
 		return shmp__maps_resolve(d->a, d->b, len);
 	case DESC_LOCAL: {
@@ -79,7 +79,7 @@ static char *resolve(struct shmp__pool *p, struct shmp__rec *r, const struct shm
 	}
 }
 
-static void run_task(struct shmp__pool *p, unsigned w, uint64_t seq, struct shmp__rec *r, void *user)
+static void run_task(struct shmp_pool *p, unsigned w, uint64_t seq, struct shmp__rec *r, void *user)
 {
 	struct shmp__wk *wk = &p->wk[w];
 	atomic_store_explicit(&wk->cur_index, r->first, memory_order_relaxed);
@@ -87,10 +87,16 @@ static void run_task(struct shmp__pool *p, unsigned w, uint64_t seq, struct shmp
 	size_t in_size = r->in_size, out_size = r->out_size, count = r->count;
 	uint32_t flags = r->flags; /* read before DONE: then the record may be reused */
 	shmp_task_fn fn = fn_at(r->fn);
-	char *in = resolve(p, r, &r->in, count * in_size, true);
-	char *out = resolve(p, r, &r->out, count * out_size, false);
+	bool sizes_ok = count <= (1u << 30) && in_size <= UINT32_MAX && out_size <= UINT32_MAX;
+	char *in = sizes_ok ? resolve(p, r, &r->in, count * in_size, true) : NULL;
+	char *out = sizes_ok ? resolve(p, r, &r->out, count * out_size, false) : NULL;
 	r->worker_pid = p->threads ? shmp__tid() : shmp__pid();
-	if (!fn || !in || !out || count > (1u << 30)) {
+	if (!fn) {
+		/* The caller checked it too: a function not in an executable
+		 * mapping of this worker (a library loaded after the pool). */
+		r->status = -SHMP_EBADFN;
+		r->fail_index = r->first;
+	} else if (!in || !out) {
 		r->status = -SHMP_ECORRUPT;
 		r->fail_index = r->first;
 	} else {
@@ -124,7 +130,7 @@ static void run_task(struct shmp__pool *p, unsigned w, uint64_t seq, struct shmp
 /* After a claim: if more tasks are queued and nobody polls, wake one
  * sleeper, so a burst spreads over the workers without the submitter
  * paying a wake per task. */
-static void wake_next(struct shmp__pool *p, uint64_t h)
+static void wake_next(struct shmp_pool *p, uint64_t h)
 {
 	uint64_t wd = atomic_load_explicit(&pool_rec(p, h + 1)->word, memory_order_relaxed);
 	if (rec_state(wd) == REC_QUEUED && rec_seq(wd) == ((h + 1) & REC_SEQ_MASK))
@@ -133,7 +139,7 @@ static void wake_next(struct shmp__pool *p, uint64_t h)
 
 /* Claim the next queued task: 1 (with *seq), or 0 when the worker should
  * exit (terminate, or close with nothing left). */
-static int claim(struct shmp__pool *p, unsigned w, uint64_t *seq)
+static int claim(struct shmp_pool *p, unsigned w, uint64_t *seq)
 {
 	struct shmp__pool_sh *sh = p->sh;
 	uint64_t spin_start = 0;
@@ -221,8 +227,9 @@ static int claim(struct shmp__pool *p, unsigned w, uint64_t *seq)
 	return ret;
 }
 
-/* The loop every worker runs: 0 on a planned exit. */
-static void work(struct shmp__pool *p, unsigned w, void *user)
+/* The loop every worker runs, until told to stop or retired by
+ * max_tasks_per_child (a planned exit). */
+static void work(struct shmp_pool *p, unsigned w, void *user)
 {
 	struct shmp__wk *wk = &p->wk[w];
 	uint64_t done = 0, seq;
@@ -237,16 +244,19 @@ static void work(struct shmp__pool *p, unsigned w, void *user)
 	atomic_store_explicit(&wk->state, SHMP_WORKER_EXITED, memory_order_release);
 }
 
-/* Runs the initializer; false if it failed (the pool is then broken). */
-static bool init_worker(struct shmp__pool *p, unsigned w, void **user)
+/* Runs the initializer: 0, or what it returned (the pool is then broken). */
+static int init_worker(struct shmp_pool *p, unsigned w, void **user)
 {
 	*user = NULL;
 	atomic_store_explicit(&p->wk[w].retired, 0, memory_order_relaxed);
-	if (!p->init || p->init(p->initarg, user) == 0)
-		return true;
+	atomic_store_explicit(&p->wk[w].init_failed, 0, memory_order_relaxed);
+	int rc = p->init ? p->init(p->initarg, user) : 0;
+	if (rc == 0)
+		return 0;
+	atomic_store_explicit(&p->wk[w].init_code, rc, memory_order_relaxed);
 	atomic_store_explicit(&p->wk[w].init_failed, 1, memory_order_release);
 	atomic_store_explicit(&p->wk[w].state, SHMP_WORKER_EXITED, memory_order_release);
-	return false;
+	return rc;
 }
 
 static void kick(int fd)
@@ -256,129 +266,232 @@ static void kick(int fd)
 	(void)r;
 }
 
-void shmp__worker_main(struct shmp__pool *p, unsigned w)
+void shmp__worker_main(struct shmp_pool *p, unsigned w)
 {
 	void *user;
-	if (init_worker(p, w, &user))
+	int rc = init_worker(p, w, &user);
+	if (rc == 0)
 		work(p, w, user);
 	kick(p->efd);
 	/* What tasks printed goes out, as Python's workers flush at exit;
 	 * _exit alone would drop it whenever stdout is a pipe or a file. */
 	fflush(NULL);
-	_exit(0);
+	/* How it ended, for the supervisor: the exit status (taken by the
+	 * zygote, handed over privately) with the shared word as a witness. */
+	_exit(rc ? SHMP__EXIT_INIT : 0);
 }
 
 void *shmp__thread_worker(void *arg)
 {
-	struct shmp__pool *p = *(struct shmp__pool **)arg;
+	struct shmp_pool *p = *(struct shmp_pool **)arg;
 	unsigned w = *(unsigned *)((char *)arg + sizeof(void *));
 	free(arg);
-	atomic_store_explicit(&p->wk[w].pid, shmp__tid(), memory_order_relaxed);
+	struct shmp__wpriv *wp = &p->wp[w];
+	pid_t tid = shmp__tid();
+	atomic_store_explicit(&wp->pid, tid, memory_order_release);
+	atomic_store_explicit(&p->wk[w].pid, tid, memory_order_relaxed);
+	atomic_fetch_add_explicit(&p->threads_up, 1, memory_order_release);
+	shmp__futex_wake(&p->threads_up, INT32_MAX);
 	void *user;
-	if (init_worker(p, w, &user))
+	int rc = init_worker(p, w, &user);
+	if (rc == 0)
 		work(p, w, user);
+	/* A thread's word is private memory: it is the truth. */
+	wp->t_init_failed = rc != 0;
+	wp->t_init_code = rc;
+	wp->t_retired = rc == 0;
+	atomic_store_explicit(&wp->t_done, true, memory_order_release);
 	kick(p->efd);
 	return NULL;
 }
 
-/* ---- the zygote -------------------------------------------------------- */
+/* ---- the zygote ----------------------------------------------------------
+ * A single-threaded process forked when the pool is created; every worker
+ * process is its child. It takes requests from the pool's process on a
+ * private socket and answers there: per fork {slot, generation, pid} with a
+ * pidfd of the child (SCM_RIGHTS: opened by the parent before it can reap
+ * the child, so it can only ever name that child), per reaped child {slot,
+ * generation, wait status}. It reaps and kills only the children in its own
+ * private table: nothing it reads from shared memory decides whom. */
 
-static void spawn(struct shmp__pool *p, unsigned w, int sfd, int ppfd, const sigset_t *old)
+struct zkid {
+	pid_t pid;
+	uint32_t slot, gen;
+};
+
+struct zygote {
+	struct shmp_pool *p;
+	int sock, ppfd, sfd;
+	pid_t self;
+	sigset_t old;
+	struct zkid *kids;
+	unsigned nkids, cap;
+	uint32_t *gen;
+	bool *pending;
+	bool exiting;
+};
+
+static void zygote_die(struct zygote *z)
 {
+	/* The pool's process is gone: its workers go with it. They are our
+	 * unreaped children, so these pids are theirs. */
+	for (unsigned i = 0; i < z->nkids; i++)
+		kill(z->kids[i].pid, SIGKILL);
+	_exit(0);
+}
+
+/* Send one message (and a descriptor); waits while the socket is full,
+ * but not past the pool's process's death. */
+static void zsend(struct zygote *z, const struct shmp__zmsg *m, int fd)
+{
+	struct iovec iov = { .iov_base = (void *)m, .iov_len = sizeof *m };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (fd >= 0) {
+		memset(&u, 0, sizeof u);
+		mh.msg_control = u.buf;
+		mh.msg_controllen = sizeof u.buf;
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+	}
+	for (;;) {
+		if (sendmsg(z->sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0)
+			return;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			zygote_die(z); /* the channel is broken: nobody supervises us */
+		struct pollfd pf[2] = { { .fd = z->sock, .events = POLLOUT }, { .fd = z->ppfd, .events = POLLIN } };
+		poll(pf, 2, 1000);
+		if (pf[1].revents)
+			zygote_die(z);
+	}
+}
+
+static void spawn(struct zygote *z, unsigned w)
+{
+	struct shmp_pool *p = z->p;
 	struct shmp__wk *wk = &p->wk[w];
-	/* Counted before the slot shows STARTING: whoever sees the new state
-	 * sees the count. */
-	atomic_fetch_add_explicit(&p->sh->started, 1, memory_order_relaxed);
+	if (z->nkids == z->cap) {
+		unsigned nc = z->cap ? 2 * z->cap : 16;
+		struct zkid *k = realloc(z->kids, nc * sizeof *k);
+		if (!k)
+			return; /* stays pending: tried again later */
+		z->kids = k;
+		z->cap = nc;
+	}
 	atomic_store_explicit(&wk->pid, 0, memory_order_relaxed);
 	atomic_store_explicit(&wk->state, SHMP_WORKER_STARTING, memory_order_release);
-	atomic_store_explicit(&wk->init_failed, 0, memory_order_relaxed);
 	pid_t pid = fork();
 	if (pid == 0) {
-		close(sfd);
-		close(ppfd);
-		close(p->zfd);
-		sigprocmask(SIG_SETMASK, old, NULL);
+		close(z->sfd);
+		close(z->ppfd);
+		close(z->sock);
+		sigprocmask(SIG_SETMASK, &z->old, NULL);
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != p->sh->zygote_pid)
+		if (getppid() != z->self)
 			_exit(1); /* the zygote died before the call */
 		atomic_store_explicit(&wk->pid, getpid(), memory_order_relaxed);
 		shmp__worker_main(p, w);
 	}
 	if (pid < 0) {
-		/* No process: leave the request for the next turn. */
-		atomic_fetch_sub_explicit(&p->sh->started, 1, memory_order_relaxed);
-		atomic_store_explicit(&wk->spawn, 1, memory_order_relaxed);
-		return;
+		struct shmp__zmsg m = { .op = ZM_FORKFAIL, .slot = w, .status = errno };
+		zsend(z, &m, -1);
+		return; /* stays pending: tried again on the next turn */
 	}
+	z->pending[w] = false;
+	uint32_t g = ++z->gen[w];
+	z->kids[z->nkids++] = (struct zkid){ pid, w, g };
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
 	atomic_store_explicit(&wk->pid, pid, memory_order_relaxed);
-	atomic_fetch_add_explicit(&wk->gen, 1, memory_order_release);
-	kick(p->efd);
+	atomic_store_explicit(&wk->gen, g, memory_order_relaxed);
+	struct shmp__zmsg m = { .op = ZM_SPAWNED, .slot = w, .gen = g, .pid = pid };
+	zsend(z, &m, fd);
+	if (fd >= 0)
+		close(fd);
 }
 
-static void reap(struct shmp__pool *p, unsigned *alive)
+static void reap(struct zygote *z)
 {
 	int st;
 	pid_t pid;
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-		for (unsigned w = 0; w < p->sh->nworkers; w++) {
-			struct shmp__wk *wk = &p->wk[w];
-			if (atomic_load_explicit(&wk->pid, memory_order_relaxed) == pid) {
-				atomic_store_explicit(&wk->status, st, memory_order_relaxed);
-				atomic_store_explicit(&wk->state, SHMP_WORKER_EXITED, memory_order_relaxed);
-				atomic_store_explicit(&wk->reaped, atomic_load(&wk->gen), memory_order_release);
-				(*alive)--;
-				break;
-			}
+		for (unsigned i = 0; i < z->nkids; i++) {
+			if (z->kids[i].pid != pid)
+				continue;
+			struct shmp__zmsg m = { .op = ZM_REAPED, .slot = z->kids[i].slot, .gen = z->kids[i].gen,
+						.pid = pid, .status = st };
+			z->kids[i] = z->kids[--z->nkids];
+			if (m.slot < (unsigned)z->p->nworkers)
+				atomic_store_explicit(&z->p->wk[m.slot].state, SHMP_WORKER_EXITED, memory_order_relaxed);
+			zsend(z, &m, -1);
+			break;
 		}
 	}
-	kick(p->efd);
 }
 
-void shmp__zygote_main(struct shmp__pool *p)
+/* The pool's requests. */
+static void take_requests(struct zygote *z)
 {
-	struct shmp__pool_sh *sh = p->sh;
+	struct shmp__zmsg m;
+	for (;;) {
+		ssize_t n = recv(z->sock, &m, sizeof m, MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return;
+		if (n == 0)
+			zygote_die(z); /* the pool closed the channel without asking us to end */
+		if (n != (ssize_t)sizeof m)
+			continue;
+		if (m.op == ZM_SPAWN && m.slot < (unsigned)z->p->nworkers && !z->exiting)
+			z->pending[m.slot] = true;
+		else if (m.op == ZM_EXIT)
+			z->exiting = true;
+	}
+}
+
+void shmp__zygote_main(struct shmp_pool *p, int sock, pid_t parent)
+{
 	signal(SIGINT, SIG_IGN);
-	pid_t parent = sh->owner_pid;
-	int ppfd = (int)syscall(SYS_pidfd_open, parent, 0);
-	if (ppfd < 0 || getppid() != parent)
+	struct zygote z = { .p = p, .sock = sock, .self = getpid() };
+	z.ppfd = (int)syscall(SYS_pidfd_open, parent, 0);
+	if (z.ppfd < 0 || getppid() != parent)
 		_exit(1); /* the pool's process is already gone */
-	sigset_t chld, old;
+	sigset_t chld;
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &chld, &old);
-	int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (sfd < 0)
+	sigprocmask(SIG_BLOCK, &chld, &z.old);
+	z.sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+	z.gen = calloc((size_t)p->nworkers, sizeof *z.gen);
+	z.pending = calloc((size_t)p->nworkers, sizeof *z.pending);
+	if (z.sfd < 0 || !z.gen || !z.pending)
 		_exit(1);
-	unsigned alive = 0;
 	for (;;) {
-		for (unsigned w = 0; w < sh->nworkers; w++)
-			if (atomic_load_explicit(&p->wk[w].spawn, memory_order_acquire) &&
-			    atomic_exchange_explicit(&p->wk[w].spawn, 0, memory_order_acq_rel) &&
-			    !atomic_load_explicit(&sh->zygote_exit, memory_order_acquire)) {
-				spawn(p, w, sfd, ppfd, &old);
-				alive++;
-			}
-		struct pollfd pf[3] = { { .fd = p->zfd, .events = POLLIN },
-					{ .fd = ppfd, .events = POLLIN },
-					{ .fd = sfd, .events = POLLIN } };
-		poll(pf, 3, 1000);
-		if (pf[1].revents) {
-			/* The pool's process died: its workers go with it. */
-			for (unsigned w = 0; w < sh->nworkers; w++) {
-				pid_t pid = atomic_load_explicit(&p->wk[w].pid, memory_order_relaxed);
-				if (pid > 0)
-					kill(pid, SIGKILL);
-			}
-			_exit(0);
+		bool any_pending = false;
+		for (int w = 0; w < p->nworkers; w++) {
+			if (z.pending[w] && !z.exiting)
+				spawn(&z, (unsigned)w);
+			any_pending |= z.pending[w] && !z.exiting;
 		}
-		uint64_t v;
-		if (pf[0].revents && read(p->zfd, &v, sizeof v) < 0)
-			(void)0;
+		struct pollfd pf[3] = { { .fd = z.sock, .events = POLLIN },
+					{ .fd = z.ppfd, .events = POLLIN },
+					{ .fd = z.sfd, .events = POLLIN } };
+		poll(pf, 3, any_pending ? 50 : 1000);
+		if (pf[1].revents)
+			zygote_die(&z);
+		take_requests(&z);
 		struct signalfd_siginfo si;
-		while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
+		while (read(z.sfd, &si, sizeof si) == (ssize_t)sizeof si)
 			;
-		reap(p, &alive);
-		if (atomic_load_explicit(&sh->zygote_exit, memory_order_acquire) && alive == 0)
+		reap(&z);
+		if (z.exiting && z.nkids == 0)
 			_exit(0);
 	}
 }

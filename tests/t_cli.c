@@ -745,7 +745,7 @@ static void test_show_pool(void)
 	struct run r = { 0 };
 	struct jv j;
 	enum { N = 20, NW = 2 };
-	struct shmp_pool_opts po = SHMP_OPTS(shmp_pool_opts, .segment = seg, .name = "workers",
+	struct shmp_pool_opts po = SHMP_OPTS(shmp_pool_opts, .registry = reg, .name = "workers",
 					     .queue_capacity = 64, .max_task_bytes = 1 << 16);
 	shmp_pool_t *p = shmp_pool_create(NW, &po);
 	T_CHECK(p);

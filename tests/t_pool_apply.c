@@ -227,8 +227,8 @@ static void test_async_get(const struct kind *k, shmp_pool_t *p)
 	r.y = 0;
 	T_EQ(shmp_async_get(h, 5, NULL), 0);
 	T_FAST(shmp_async_wait(h, 0), 0);
-	shmp_async_release(h);
-	shmp_async_release(NULL);
+	shmp_async_destroy(h);
+	shmp_async_destroy(NULL);
 
 	/* get with a timeout long enough: waits and returns the result. */
 	T_EQ(shmp_event_clear(g_go), 0);
@@ -240,7 +240,7 @@ static void test_async_get(const struct kind *k, shmp_pool_t *p)
 	T_EQ(shmp_async_get(h, 5, &err), 0);
 	T_EQ(r.y, 36);
 	T_EQ(shmp_async_is_successful(h), 1);
-	shmp_async_release(h);
+	shmp_async_destroy(h);
 }
 
 static void test_async_results(const struct kind *k, shmp_pool_t *p)
@@ -258,7 +258,7 @@ static void test_async_results(const struct kind *k, shmp_pool_t *p)
 		T_EQ(r->y, (10 + i) * (10 + i));
 		T_EQ(r->result_size, sizeof *r);
 		check_where(k, r);
-		shmp_async_release(h[i]);
+		shmp_async_destroy(h[i]);
 	}
 }
 
@@ -274,7 +274,7 @@ static void test_release(shmp_pool_t *p)
 	struct targ a = { .x = 9, .block = 1 };
 	shmp_async_t *h = shmp_pool_apply_async(p, task, &a, sizeof a, buf, sizeof buf, NULL);
 	T_CHECK(h);
-	shmp_async_release(h);
+	shmp_async_destroy(h);
 	T_EQ(shmp_event_set(g_go), 0);
 
 	/* The released call still runs to its end... */
@@ -295,7 +295,7 @@ static void test_release(shmp_pool_t *p)
 	h = shmp_pool_apply_async(p, task, &a, sizeof a, NULL, sizeof(struct tres), NULL);
 	T_CHECK(h);
 	T_EQ(shmp_async_wait(h, 5), 0);
-	shmp_async_release(h);
+	shmp_async_destroy(h);
 }
 
 static void test_callbacks(const struct kind *k, shmp_pool_t *p)
@@ -324,7 +324,7 @@ static void test_callbacks(const struct kind *k, shmp_pool_t *p)
 	t_sleep_ms(30);
 	T_EQ(atomic_load(&rec.ok), 1);
 	T_EQ(atomic_load(&rec.bad), 0);
-	shmp_async_release(h);
+	shmp_async_destroy(h);
 
 	/* A failing callback is counted, nothing else: the call succeeded and
 	 * later results and callbacks still arrive. */
@@ -342,7 +342,7 @@ static void test_callbacks(const struct kind *k, shmp_pool_t *p)
 		T_CHECK(t_now() < until);
 		t_sleep_ms(1);
 	}
-	shmp_async_release(h);
+	shmp_async_destroy(h);
 
 	struct cbrec rec2;
 	memset(&rec2, 0, sizeof rec2);
@@ -361,7 +361,7 @@ static void test_callbacks(const struct kind *k, shmp_pool_t *p)
 	wait_atomic(&rec2.ok, 5);
 	T_EQ(atomic_load(&rec2.bad), 0);
 	for (int i = 0; i < 5; i++)
-		shmp_async_release(hs[i]);
+		shmp_async_destroy(hs[i]);
 
 	/* A failing error_callback is counted too. */
 	memset(&rec, 0, sizeof rec);
@@ -377,7 +377,7 @@ static void test_callbacks(const struct kind *k, shmp_pool_t *p)
 		t_sleep_ms(1);
 	}
 	T_EQ(atomic_load(&rec.ok), 0);
-	shmp_async_release(h);
+	shmp_async_destroy(h);
 	T_EQ(t_pool_stats(p).callback_errors, cberr + 2);
 }
 
@@ -430,7 +430,7 @@ static void test_task_failure(const struct kind *k, shmp_pool_t *p)
 	t_sleep_ms(30);
 	T_EQ(atomic_load(&rec.bad), 1);
 	T_EQ(atomic_load(&rec.ok), 0);
-	shmp_async_release(h);
+	shmp_async_destroy(h);
 
 	/* Counted as failed tasks (4 above). */
 	T_EQ(t_pool_stats(p).failed, failed + 4);

@@ -336,7 +336,7 @@ static void death_in_map(shmp_pool_t *p, int how)
 	memset(&e, 0, sizeof(e));
 	T_FAST(shmp_async_get(a, 0, &e), -SHMP_EWORKERDIED);
 	check_death_error(&e, how, K, dead);
-	shmp_async_release(a);
+	shmp_async_destroy(a);
 
 	wait_replaced(p, dead, st0.worker_deaths + 1);
 	pid_t after[WORKERS];
@@ -409,7 +409,7 @@ static void death_in_apply_batch(shmp_pool_t *p, int how)
 	T_EQ(atomic_load(&n_cb), N - 1);
 	check_death_error(&ecb_err, how, 0, dead);
 	for (int i = 0; i < N; i++)
-		shmp_async_release(a[i]);
+		shmp_async_destroy(a[i]);
 	wait_replaced(p, dead, st0.worker_deaths + 1);
 	struct shmp_pool_stats st = t_pool_stats(p);
 	T_EQ(st.submitted - st0.submitted, N);
@@ -536,7 +536,7 @@ static void death_idle(void)
 	atomic_store(&sh->release, 1);
 	T_EQ(shmp_async_get(a, 10, NULL), 0);
 	T_EQ(out, 26);
-	shmp_async_release(a);
+	shmp_async_destroy(a);
 	st = t_pool_stats(p);
 	T_EQ(st.failed, st0.failed);
 	T_EQ(st.completed, st.submitted);
@@ -631,7 +631,7 @@ static void zygote_killed(void)
 	T_CHECK(r == 0 || r == -SHMP_EBROKEN || r == -SHMP_EWORKERDIED);
 	if (r == 0)
 		T_EQ(out, 10);
-	shmp_async_release(a);
+	shmp_async_destroy(a);
 
 	/* The workers die with the zygote (their parent; PR_SET_PDEATHSIG):
 	 * observed, not required. */
@@ -662,7 +662,7 @@ static void zygote_killed(void)
 	shmp_async_t *b = shmp_pool_apply_async(p, task, &it2, sizeof(it2), &out, sizeof(out), NULL);
 	if (b) {
 		T_FAST(shmp_async_get(b, 5, NULL), -SHMP_EBROKEN);
-		shmp_async_release(b);
+		shmp_async_destroy(b);
 		printf("zygote: apply_async gives a handle that fails with -SHMP_EBROKEN\n");
 	} else {
 		T_EQ(errno, SHMP_EBROKEN);

@@ -1,9 +1,11 @@
 /* A pool destroyed from inside one of its own callbacks (which run on the
  * pool's supervisor thread): the call returns, the pool finishes
- * terminating and frees itself, its handle then reports -SHMP_ECLOSED, and no
- * process or thread of it is left. Pool and ThreadPool. */
+ * terminating and frees itself, the async handle whose callback it was
+ * outlives it (get gives its result; its own destroy frees it), and no
+ * process or thread of the pool is left. Pool and ThreadPool. */
 #include "t.h"
 
+#include <dirent.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
@@ -28,9 +30,23 @@ static int destroy_cb(shmp_async_t *a, void *results, size_t n, void *cb_arg)
 	return 0;
 }
 
+/* Threads of this process. */
+static int threads_now(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	T_CHECK(d);
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)))
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
 static void run(shmp_pool_t *(*create)(int, const struct shmp_pool_opts *), bool threads)
 {
 	atomic_store(&g_destroyed, 0);
+	T_EQ(threads_now(), 1);
 	g_pool = create(2, NULL);
 	T_CHECK(g_pool);
 	long x = 21;
@@ -42,10 +58,14 @@ static void run(shmp_pool_t *(*create)(int, const struct shmp_pool_opts *), bool
 		T_CHECK(t_now() < until);
 		t_sleep_ms(1);
 	}
-	/* The handle is recognizably dead. (The async handle went with the
-	 * pool: destroy frees handles left.) */
-	T_EQ(shmp_pool_close(g_pool), -SHMP_ECLOSED);
-	T_EQ(shmp_pool_workers(g_pool), -SHMP_ECLOSED);
+	/* The async handle is the caller's: still there, with its result. */
+	T_EQ(shmp_async_get(a, 5, NULL), 0);
+	T_EQ(*(long *)shmp_async_results(a), 42);
+	/* Every thread of the pool ends (the supervisor last, freeing it). */
+	while (threads_now() != 1) {
+		T_CHECK(t_now() < until);
+		t_sleep_ms(1);
+	}
 	if (!threads) {
 		/* The zygote (our only child) is reaped by the exiting supervisor. */
 		while (!(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD)) {
@@ -53,8 +73,7 @@ static void run(shmp_pool_t *(*create)(int, const struct shmp_pool_opts *), bool
 			t_sleep_ms(1);
 		}
 	}
-	/* Let the supervisor finish freeing before the next round. */
-	t_sleep_ms(50);
+	shmp_async_destroy(a);
 }
 
 int main(void)

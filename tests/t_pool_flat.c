@@ -9,11 +9,12 @@
  *   handles;
  * - map of 1,000,000 items (private memory, so a process Pool copies it
  *   through the pool's segment), five times.
- * The pool's state lives in an anonymous segment of the test's, so its
- * allocator says what task memory is live: live blocks and used bytes after
- * the first 100,000 tasks and at the end are the same (small slack), and
- * once no call is running they are back to what they were before the first
- * call. The private resident size (/proc/PID/statm: resident - shared) of
+ * The pool's state lives in a registry on an anonymous segment of the
+ * test's, so its allocator says what shared state is live, and the pool's
+ * stats say what of its data segment is in use (data_used): live blocks,
+ * used bytes and data bytes after the first 100,000 tasks and at the end
+ * are the same (small slack), and once no call is running they are back to
+ * what they were before the first call (data: 0). The private resident size (/proc/PID/statm: resident - shared) of
  * the test process and of each worker process does not grow from the first 100,000 tasks to the end (and
  * from the third map of 1 M items to the fifth) beyond a small slack;
  * skipped under ASan, whose quarantine keeps freed memory resident. The
@@ -87,7 +88,7 @@ struct mem {
 	long rss;
 	long wrss[WMAX];
 	pid_t wpid[WMAX];
-	uint64_t used, blocks;
+	uint64_t used, blocks, data;
 };
 
 static int workers;
@@ -108,20 +109,23 @@ static struct mem measure(shmp_pool_t *p, shmp_segment_t *seg, int kind)
 	struct shmp_segment_stats ss = t_seg_stats(seg);
 	m.used = ss.used_bytes;
 	m.blocks = ss.live_blocks;
+	m.data = t_pool_stats(p).data_used;
 	return m;
 }
 
 /* `later` is no bigger than `early` (slack allowed). */
 static void flat(const struct mem *early, const struct mem *later, int kind, const char *what)
 {
-	printf("  %s: rss %+ld KiB, used %+lld B, blocks %+lld", what,
+	printf("  %s: rss %+ld KiB, used %+lld B, blocks %+lld, data %+lld B", what,
 	       (later->rss - early->rss) >> 10, (long long)later->used - (long long)early->used,
-	       (long long)later->blocks - (long long)early->blocks);
+	       (long long)later->blocks - (long long)early->blocks,
+	       (long long)later->data - (long long)early->data);
 	for (int i = 0; kind == 0 && i < workers; i++)
 		printf(", worker %d rss %+ld KiB", i, (later->wrss[i] - early->wrss[i]) >> 10);
 	printf("\n");
 	T_CHECK(later->used <= early->used + USED_SLACK);
 	T_CHECK(later->blocks <= early->blocks + BLOCKS_SLACK);
+	T_CHECK(later->data <= early->data + USED_SLACK);
 	if (ASAN)
 		return;
 	T_CHECK(later->rss <= early->rss + RSS_SLACK);
@@ -145,13 +149,14 @@ static struct mem at_rest(shmp_pool_t *p, shmp_segment_t *seg, int kind, const s
 		struct shmp_pool_stats st = t_pool_stats(p);
 		struct mem m = measure(p, seg, kind);
 		if ((st.queued == 0 && st.running == 0 && st.completed == st.submitted &&
-		     m.blocks == base->blocks && m.used == base->used) ||
+		     m.blocks == base->blocks && m.used == base->used && m.data == base->data) ||
 		    t_now() > until) {
 			T_EQ(st.queued, 0);
 			T_EQ(st.running, 0);
 			T_EQ(st.completed, st.submitted);
 			T_EQ(m.blocks, base->blocks);
 			T_EQ(m.used, base->used);
+			T_EQ(m.data, base->data);
 			return m;
 		}
 		t_sleep_ms(1);
@@ -163,7 +168,9 @@ static void run(int kind)
 	double t0 = t_now();
 	shmp_segment_t *seg = shmp_segment_create(NULL, 64 << 20, NULL);
 	T_CHECK(seg);
-	struct shmp_pool_opts po = SHMP_OPTS(shmp_pool_opts, .segment = seg);
+	shmp_registry_t *reg = shmp_registry_of(seg);
+	T_CHECK(reg);
+	struct shmp_pool_opts po = SHMP_OPTS(shmp_pool_opts, .registry = reg);
 	workers = 2;
 	shmp_pool_t *p = create[kind](workers, &po);
 	T_CHECK(p);
@@ -174,6 +181,7 @@ static void run(int kind)
 		t_sleep_ms(1);
 	}
 	struct mem base = measure(p, seg, kind);
+	T_EQ(base.data, 0);
 
 	/* imap_unordered, chunksize 1, input on demand. */
 	n_items = MILLION;
@@ -249,7 +257,7 @@ static void run(int kind)
 			long *res = shmp_async_results(h[i]);
 			T_CHECK(res);
 			T_EQ(*res, (done + i) * 5 + 3);
-			shmp_async_release(h[i]);
+			shmp_async_destroy(h[i]);
 		}
 	}
 	st = t_pool_stats(p);
@@ -290,6 +298,7 @@ static void run(int kind)
 	       kind_name[kind], n_items, t_imap, t_first, APPLIES, t_apply,
 	       t_now() - t0 - t_imap - t_apply);
 	shmp_pool_destroy(p);
+	shmp_registry_detach(reg);
 	shmp_segment_destroy(seg);
 	T_NO_CHILDREN();
 }

@@ -148,6 +148,7 @@ static void check_error(const struct shmp_task_error *e, int r)
 	T_EQ(e->worker_pid, k.victim);
 	T_CHECK(e->index < N);
 	T_EQ(e->index % CH, 0);
+	T_EQ(e->skipped, CH - 1); /* the rest of the lost chunk */
 }
 
 /* imap_unordered over everything; returns the number of failed chunks. */
@@ -175,16 +176,30 @@ static int run_imap(shmp_pool_t *p)
 			T_EQ(v, in[idx] * 3 + 1);
 			continue;
 		}
+		if (r == -SHMP_ESKIPPED) {
+			/* The rest of a lost chunk, each at its own index, right
+			 * after the chunk's failure. */
+			T_CHECK(idx < N && idx % CH != 0);
+			T_EQ(chunk_failed[idx / CH], 1);
+			T_EQ(e.index, idx);
+			T_EQ(seen[idx], 0);
+			seen[idx] = 2;
+			continue;
+		}
 		check_error(&e, r);
+		T_EQ(idx, e.index);
 		uint64_t c = e.index / CH;
 		T_EQ(chunk_failed[c], 0); /* a chunk fails once */
 		chunk_failed[c] = 1;
+		seen[idx] = 2;
 		failed++;
 	}
 	shmp_imap_destroy(it);
+	/* Every item once: a result, or (in a failed chunk) the failure or a
+	 * skip. */
 	for (int c = 0; c < NCH; c++)
 		for (int i = c * CH; i < (c + 1) * CH; i++)
-			T_EQ(seen[i], !chunk_failed[c]);
+			T_EQ(seen[i], chunk_failed[c] ? 2 : 1);
 	return failed;
 }
 
@@ -202,7 +217,7 @@ static int run_map_async(shmp_pool_t *p)
 	if (r == -ETIMEDOUT)
 		dump("map_async hung");
 	T_CHECK(r != -ETIMEDOUT);
-	shmp_async_release(a);
+	shmp_async_destroy(a);
 	long bad = -1;
 	if (r != 0) {
 		check_error(&e, r);

@@ -226,7 +226,7 @@ static void test_empty(shmp_pool_t *p)
 	wait_atomic(&rec.ok, 1);
 	T_EQ(rec.n, 0);
 	T_EQ(atomic_load(&rec.bad), 0);
-	shmp_async_release(h);
+	shmp_async_destroy(h);
 
 	shmp_imap_t *it = shmp_pool_imap(p, f, in, sizeof in[0], 0, sizeof out[0], NULL, NULL, NULL);
 	T_CHECK(it);
@@ -268,7 +268,7 @@ static void test_map_async(shmp_pool_t *p)
 	t_sleep_ms(30);
 	T_EQ(atomic_load(&rec.ok), 1);
 	T_EQ(atomic_load(&rec.bad), 0);
-	shmp_async_release(h);
+	shmp_async_destroy(h);
 
 	/* Failure (two items in two chunks): only error_callback, once, with
 	 * the error get() reports. */
@@ -294,11 +294,11 @@ static void test_map_async(shmp_pool_t *p)
 	shmp_async_t *h2 = shmp_pool_map_async(p, f, in, sizeof *in, 5, out, sizeof *out, NULL);
 	T_CHECK(h2);
 	T_EQ(shmp_async_get(h2, 10, NULL), 0);
-	shmp_async_release(h2);
+	shmp_async_destroy(h2);
 	t_sleep_ms(30);
 	T_EQ(atomic_load(&rec.bad), 1);
 	T_EQ(atomic_load(&rec.ok), 0);
-	shmp_async_release(h);
+	shmp_async_destroy(h);
 	free(in);
 	free(out);
 }
@@ -321,7 +321,7 @@ static void test_map_async_release(shmp_pool_t *p)
 	struct shmp_call_opts o = SHMP_OPTS(shmp_call_opts, .chunksize = 4);
 	shmp_async_t *h = shmp_pool_map_async(p, f, in, sizeof *in, N, out, sizeof *out, &o);
 	T_CHECK(h);
-	shmp_async_release(h);
+	shmp_async_destroy(h);
 	T_EQ(shmp_event_set(g_go), 0);
 	t_wait_eq(g_cnt, CNT_RUNS, runs + N, 5);
 	double until = t_now() + 5;
@@ -360,7 +360,7 @@ static void test_starmap(shmp_pool_t *p)
 		T_EQ(out[i].v, (int64_t)i * (100 - i) + 7 * i - 3);
 		T_EQ(out[i].index, i);
 	}
-	shmp_async_release(h);
+	shmp_async_destroy(h);
 }
 
 static void test_imap(shmp_pool_t *p)
@@ -644,7 +644,7 @@ static void test_zero_copy(const struct kind *k, shmp_pool_t *p, int64_t base)
 	T_CHECK(h);
 	T_EQ(shmp_async_get(h, 10, NULL), 0);
 	check_out(sin, sout, NZ);
-	shmp_async_release(h);
+	shmp_async_destroy(h);
 }
 
 static void test_einval(shmp_pool_t *p)

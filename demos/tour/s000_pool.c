@@ -59,8 +59,8 @@ int sec_apply_async(void)
 	CHECK_EQ(r2.i, 200);
 	CHECK(r1.pid > 0 && r1.pid != getpid());
 	CHECK(r2.pid > 0 && r2.pid != getpid());
-	shmp_async_release(p1);
-	shmp_async_release(p2);
+	shmp_async_destroy(p1);
+	shmp_async_destroy(p2);
 	/* Leaving the with-block: Python's __exit__ calls terminate(), and so
 	 * does destroy on a pool that was not closed. */
 	shmp_pool_destroy(p);
@@ -106,8 +106,8 @@ int sec_get_timeout(void)
 	/* p2 waits behind p1 on the single worker: it never ran. */
 	CHECK_EQ(rc2, -SHMP_ECLOSED);
 	CHECK_EQ(shmp_pool_join(p, TOUR_WAIT), 0);
-	shmp_async_release(p1);
-	shmp_async_release(p2);
+	shmp_async_destroy(p1);
+	shmp_async_destroy(p2);
 	shmp_pool_destroy(p);
 	return 0;
 }
@@ -129,8 +129,8 @@ int sec_close_join(void)
 		say("MainProcess: %ld", r2.i);
 	CHECK_EQ(r1.i, 100);
 	CHECK_EQ(r2.i, 100);
-	shmp_async_release(p1);
-	shmp_async_release(p2);
+	shmp_async_destroy(p1);
+	shmp_async_destroy(p2);
 	/* p.close(): "クローズして上げる必要がある". After it the pool takes
 	 * no new task (Python: ValueError: Pool not running). */
 	CHECK_EQ(shmp_pool_close(p), 0);
@@ -139,7 +139,7 @@ int sec_close_join(void)
 	say("MainProcess: apply_async after close() -> %s", late ? "a task!" : rcname(e));
 	CHECK(late == NULL);
 	CHECK_EQ(e, -SHMP_ECLOSED);
-	shmp_async_release(late);
+	shmp_async_destroy(late);
 	/* join() waits for the workers to exit; then C frees the pool. */
 	CHECK_EQ(shmp_pool_join(p, TOUR_WAIT), 0);
 	shmp_pool_destroy(p);

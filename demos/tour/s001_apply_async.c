@@ -47,7 +47,7 @@ int sec_apply_async_list(void)
 			continue;
 		say("%s", results[i].s);
 		CHECK(!strcmp(results[i].s, names[i]));
-		shmp_async_release(tasks[i]);
+		shmp_async_destroy(tasks[i]);
 	}
 	shmp_pool_destroy(p);
 	return 0;
@@ -113,7 +113,7 @@ int sec_apply_async_error(void)
 			CHECK(!strcmp(results[i].s, names[i]));
 			CHECK_EQ(shmp_async_is_successful(tasks[i]), 1);
 		}
-		shmp_async_release(tasks[i]);
+		shmp_async_destroy(tasks[i]);
 	}
 	struct shmp_pool_stats st;
 	CHECK_EQ(shmp_pool_stats(p, &st), 0);
@@ -167,7 +167,7 @@ int sec_callback(void)
 	CHECK(h != NULL);
 	/* The handle is not needed to get the callback: drop it, as Python
 	 * drops the AsyncResult it never stored. */
-	shmp_async_release(h);
+	shmp_async_destroy(h);
 	CHECK_EQ(shmp_pool_close(p), 0);
 	CHECK_EQ(shmp_pool_join(p, TOUR_WAIT), 0);
 	/* After join the callback has run, once, in this process, while the

@@ -158,7 +158,7 @@ int sec_map_async(void)
 	shmp_value_load(g_printed, &printed);
 	CHECK_EQ(printed, 4);
 	check_squares(inputs, out, 4);
-	shmp_async_release(h);
+	shmp_async_destroy(h);
 	shmp_pool_destroy(p);
 	shmp_value_destroy(g_printed);
 	return 0;

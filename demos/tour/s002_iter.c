@@ -116,7 +116,7 @@ int sec_starmap(void)
 	if (CHECK(h != NULL) && CHECK_EQ(shmp_async_get(h, TOUR_WAIT, NULL), 0))
 		say("starmap_async(...).get() -> [%ld, %ld]", out2[0], out2[1]);
 	CHECK(out2[0] == 3 && out2[1] == 7);
-	shmp_async_release(h);
+	shmp_async_destroy(h);
 	tour_pool_close_join(p);
 	return 0;
 }
@@ -182,7 +182,7 @@ int sec_apply(void)
 		if (h[x])
 			CHECK_EQ(shmp_async_get(h[x], 0, NULL), 0);
 		CHECK(r[x].x == x && r[x].pid != getpid());
-		shmp_async_release(h[x]);
+		shmp_async_destroy(h[x]);
 	}
 	shmp_pool_destroy(p);
 	shmp_value_destroy(g_running);

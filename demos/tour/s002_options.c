@@ -121,7 +121,7 @@ int sec_initializer(void)
 		shmp_async_t *h = shmp_pool_apply_async(p, foo, &a[x], sizeof a[x], NULL,
 							sizeof(struct foo_res), NULL);
 		CHECK(h != NULL);
-		shmp_async_release(h);
+		shmp_async_destroy(h);
 	}
 	/* result = pool.map(foo, range(3)): blocks, so the result is complete */
 	struct foo_res r[3];
@@ -141,7 +141,7 @@ int sec_initializer(void)
 	say("After ...");
 	CHECK_EQ(shmp_pool_close(p), 0);
 	CHECK_EQ(shmp_pool_join(p, TOUR_WAIT), 0);
-	shmp_async_release(h);
+	shmp_async_destroy(h);
 	/* The callback ran once, in the main process ("由main process執行"). */
 	CHECK_EQ(atomic_load(&bar_calls), 1);
 	CHECK_EQ(atomic_load(&bar_pid), getpid());
@@ -255,7 +255,7 @@ static uint64_t map_chunks(shmp_pool_t *p, size_t n, size_t chunksize, int quiet
 		if (quiet)
 			CHECK_EQ(tour_wait_progress(p, h, label, (n + cs - 1) / cs), 0);
 		CHECK_EQ(shmp_async_get(h, TOUR_WAIT, NULL), 0);
-		shmp_async_release(h);
+		shmp_async_destroy(h);
 	}
 	*secs = tour_now() - t;
 	shmp_pool_stats(p, &st);

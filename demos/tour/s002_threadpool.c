@@ -72,7 +72,7 @@ int sec_terminate(void)
 	CHECK_EQ(shmp_pool_stats(p, &st), 0);
 	CHECK_EQ(st.alive, 0);
 	CHECK_EQ(st.state, SHMP_POOL_TERMINATED);
-	shmp_async_release(h);
+	shmp_async_destroy(h);
 	shmp_pool_destroy(p);
 	shmp_value_destroy(g_started);
 	shmp_value_destroy(g_finished);
@@ -149,7 +149,7 @@ static void run_pool(int threads, int workers, const struct job *jobs, const uin
 		if (jobs[0].rounds)
 			CHECK_EQ(tour_wait_progress(p, h, label, NJOBS), 0);
 		CHECK_EQ(shmp_async_get(h, TOUR_WAIT, NULL), 0);
-		shmp_async_release(h);
+		shmp_async_destroy(h);
 	}
 	*t_run = tour_now() - t;
 	/* The same results as the loop, computed where they should be: in this

@@ -146,7 +146,7 @@ int shmp__mpi_node_run(struct shmp__mpi_nodepool *np, void *in, size_t in_bytes,
 
 void shmp__mpi_node_release(void *handle)
 {
-	shmp_async_release(handle);
+	shmp_async_destroy(handle);
 }
 
 void shmp__mpi_node_report(struct shmp__mpi_nodepool *np, struct shmp__mpi_node_report *r)

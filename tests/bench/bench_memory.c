@@ -268,7 +268,7 @@ static void tasks(shmp_pool_t *p, long n)
 			check(shmp_async_get(h[i], SHMP_FOREVER, NULL), "get");
 			if (out[i] != x * x)
 				die("wrong result");
-			shmp_async_release(h[i]);
+			shmp_async_destroy(h[i]);
 		}
 		done += k;
 	}

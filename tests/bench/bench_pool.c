@@ -219,7 +219,7 @@ static double burst_once(shmp_pool_t *p)
 	}
 	for (long i = 0; i < N_BURST; i++) {
 		check(shmp_async_get(burst_h[i], SHMP_FOREVER, NULL), "async get");
-		shmp_async_release(burst_h[i]);
+		shmp_async_destroy(burst_h[i]);
 	}
 	t = bench_now() - t;
 	for (long i = 0; i < N_BURST; i++)
