@@ -345,7 +345,8 @@ int shmp_imap_next(shmp_imap_t *it, void *out, uint64_t *index, double timeout, 
 		atomic_fetch_sub_explicit(&n->waiters, 1, memory_order_relaxed);
 		if (shmp__interrupted(w))
 			return -EINTR;
-		spin_start = 0;
+		if (w != -ETIMEDOUT)
+			spin_start = 0; /* woken: poll again before the next sleep */
 	}
 }
 

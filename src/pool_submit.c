@@ -291,6 +291,8 @@ static int wait_record(struct shmp_pool *p, uint64_t seq)
 			until.tv_sec++;
 			until.tv_nsec -= 1000000000L;
 		}
+		/* (A handler that runs between two of these sleeps, not during
+		 * one, goes unseen: a window of a few instructions per slice.) */
 		if (shmp__interrupted(shmp__futex_wait(&r->wake, 1, &until)))
 			return -EINTR;
 	}
