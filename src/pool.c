@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -342,6 +343,10 @@ static shmp_pool_t *pool_new(int workers, const struct shmp_pool_opts *opts, boo
 	p->rec_size = (uint32_t)rec_size;
 	p->inline_size = (uint32_t)(rec_size - sizeof(struct shmp__rec));
 	int e;
+	if (getrandom(p->key, sizeof p->key, 0) != (ssize_t)sizeof p->key) {
+		e = errno ? errno : EIO;
+		goto fail;
+	}
 	if ((e = -make_segments(p, &o, cap, rec_size, workers)) > 0)
 		goto fail;
 	e = ENOMEM;

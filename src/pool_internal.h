@@ -75,24 +75,71 @@ struct shmp__notify {
 	_Atomic uint32_t waiters;
 };
 
-struct shmp__rec {
-	_Atomic uint64_t word;
+/* What the submitter writes in a record for the worker. Tagged (see
+ * shmp__task_tag): a worker runs only what the pool's process submitted. */
+struct shmp__task {
 	uint32_t call, call_gen; /* process-local call table (thread workers only) */
 	uint64_t first;          /* first item index */
 	uint32_t count, flags;
 	uint64_t fn;             /* code offset from shmp_pool_create */
 	uint32_t in_size, out_size;
 	struct shmp__desc in, out;
-	uint64_t reserved0;
+	uint64_t notify_off;     /* REC_F_NOTIFY: pool-segment offset of a shmp__notify */
+};
+
+struct shmp__rec {
+	_Atomic uint64_t word;
+	struct shmp__task t;
+	uint64_t tag;            /* keyed MAC of (seq, t) */
 	/* written by the worker (or the supervisor for a lost task) */
 	int32_t status, code, signal, exit_status;
 	uint64_t fail_index;
 	int32_t worker_pid;
 	_Atomic uint32_t wake; /* REC_F_CALLER: the caller sleeps on it */
-	uint64_t notify_off;   /* REC_F_NOTIFY: pool-segment offset of a shmp__notify */
-	uint64_t reserved[1];
+	uint64_t reserved[2];
 	/* inline payload follows */
 };
+
+/* A record's tag: SipHash-1-3 of (seq, task) under the pool's key. The key
+ * is drawn when the pool is created and lives only in the memory of the
+ * pool's process, its zygote and its workers (inherited by fork), never
+ * in shared memory: whoever writes the segment can destroy records, not
+ * make a worker call a function, or read or write memory, the pool's
+ * process did not ask for. */
+static inline uint64_t shmp__rotl(uint64_t x, int b)
+{
+	return (x << b) | (x >> (64 - b));
+}
+#define SHMP__SIPROUND(v0, v1, v2, v3)                                                           \
+	do {                                                                                  \
+		v0 += v1; v1 = shmp__rotl(v1, 13); v1 ^= v0; v0 = shmp__rotl(v0, 32);            \
+		v2 += v3; v3 = shmp__rotl(v3, 16); v3 ^= v2;                                      \
+		v0 += v3; v3 = shmp__rotl(v3, 21); v3 ^= v0;                                      \
+		v2 += v1; v1 = shmp__rotl(v1, 17); v1 ^= v2; v2 = shmp__rotl(v2, 32);            \
+	} while (0)
+static inline uint64_t shmp__task_tag(const uint64_t key[2], uint64_t seq, const struct shmp__task *t)
+{
+	uint64_t v0 = key[0] ^ 0x736f6d6570736575ull, v1 = key[1] ^ 0x646f72616e646f6dull;
+	uint64_t v2 = key[0] ^ 0x6c7967656e657261ull, v3 = key[1] ^ 0x7465646279746573ull;
+	uint64_t m[1 + sizeof(struct shmp__task) / 8];
+	m[0] = seq;
+	memcpy(&m[1], t, sizeof *t);
+	for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
+		v3 ^= m[i];
+		SHMP__SIPROUND(v0, v1, v2, v3);
+		v0 ^= m[i];
+	}
+	uint64_t b = (uint64_t)sizeof m << 56;
+	v3 ^= b;
+	SHMP__SIPROUND(v0, v1, v2, v3);
+	v0 ^= b;
+	v2 ^= 0xff;
+	SHMP__SIPROUND(v0, v1, v2, v3);
+	SHMP__SIPROUND(v0, v1, v2, v3);
+	SHMP__SIPROUND(v0, v1, v2, v3);
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+_Static_assert(sizeof(struct shmp__task) % 8 == 0, "task header in words");
 
 /* The shared worker table: written by workers and the pool for display
  * (shmp show), and a few hints from a worker about its own exit. The pool's
@@ -214,6 +261,7 @@ struct shmp__shadow {
 	uint64_t block, block_len; /* arena block of its copied data, 0 none */
 	uint32_t out_at;           /* copied results: offset in the payload or block */
 	uint32_t out_where;        /* OUT_* */
+	uint64_t notify_off;       /* REC_F_NOTIFY: the caller's wake word */
 };
 
 /* The data arena: one block of the pool's data segment, carved by an
@@ -285,6 +333,7 @@ struct shmp_pool {
 	pid_t zygote;
 	int zygote_pidfd;
 	uint64_t map_serial; /* mappings up to this are in the workers too */
+	uint64_t key[2];     /* records' tags (private: see shmp__task_tag) */
 	size_t max_task_bytes;
 	shmp_init_fn init;
 	void *initarg;
@@ -414,9 +463,11 @@ bool shmp__task_collect(struct shmp_pool *p, uint64_t seq, bool supervisor);
 void shmp__task_fail(struct shmp_pool *p, uint64_t seq, uint64_t word, int error, int code, int sig,
 		     int exit_status);
 void shmp__tasks_fail_private(struct shmp_pool *p, int error, int code);
+bool shmp__task_fail_shadow(struct shmp_pool *p, uint64_t q, int error, int code);
+void shmp__tasks_check_stalled(struct shmp_pool *p);
 uint64_t shmp__tasks_outstanding(struct shmp_pool *p);
 void shmp__notify_supervisor(struct shmp_pool *p);
-void shmp__wake_caller(struct shmp_pool *p, struct shmp__rec *r, uint32_t flags);
+void shmp__wake_caller(struct shmp_pool *p, struct shmp__rec *r, uint32_t flags, uint64_t notify_off);
 uint64_t shmp__fn_offset(shmp_task_fn fn);
 void shmp__count_add(struct shmp_pool *p, _Atomic uint64_t *priv, _Atomic uint64_t *shared, uint64_t n);
 

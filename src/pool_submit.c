@@ -103,21 +103,20 @@ static int submit_task(struct shmp_pool *p, struct shmp_async *c, const struct r
 	}
 	struct shmp__rec *rec = pool_rec(p, seq);
 	struct shmp__shadow *s = pool_shadow(p, seq);
-	s->call = rec->call = c->slot;
-	s->call_gen = rec->call_gen = c->gen;
-	s->first = rec->first = first;
-	s->count = rec->count = (uint32_t)count;
-	s->flags = rec->flags = flags;
+	s->call = c->slot;
+	s->call_gen = c->gen;
+	s->first = first;
+	s->count = (uint32_t)count;
+	s->flags = flags;
 	s->block = block;
 	s->block_len = block ? need : 0;
 	s->out_at = (uint32_t)ALIGN16(in_copy);
 	s->out_where = !out_copy ? OUT_INPLACE : inline_ok ? OUT_INLINE : OUT_BLOCK;
-	rec->fn = shmp__fn_offset(c->fn);
-	rec->in_size = (uint32_t)c->in_size;
-	rec->out_size = (uint32_t)c->out_size;
-	rec->in = in;
-	rec->out = out;
-	rec->notify_off = slot ? c->it->notify_off : 0;
+	s->notify_off = slot ? c->it->notify_off : 0;
+	rec->t = (struct shmp__task){ .call = c->slot, .call_gen = c->gen, .first = first,
+				      .count = (uint32_t)count, .flags = flags, .fn = shmp__fn_offset(c->fn),
+				      .in_size = (uint32_t)c->in_size, .out_size = (uint32_t)c->out_size,
+				      .in = in, .out = out, .notify_off = s->notify_off };
 	if (in_copy && inline_ok)
 		memcpy(rec_payload(rec), in_src, in_copy);
 	atomic_fetch_add_explicit(&c->pending, 1, memory_order_relaxed);

@@ -29,7 +29,28 @@ struct sup {
 	struct shmp__waitset *ws;
 	int *ws_fd;      /* the pidfd armed in the waitset per slot, -1 none */
 	bool exit_sent;  /* ZM_EXIT went to the zygote */
+	uint64_t last_completed, progress_at;
 };
+
+/* How long tasks may be out with none finishing before their records are
+ * looked at (shmp__tasks_check_stalled). */
+#define STALL_NS (1000ull * 1000000ull)
+
+static void check_stall(struct sup *s)
+{
+	struct shmp_pool *p = s->p;
+	uint64_t done = atomic_load_explicit(&p->n_completed, memory_order_acquire);
+	uint64_t now = shmp__now_ns();
+	if (done != s->last_completed || shmp__tasks_outstanding(p) == 0 || !s->progress_at) {
+		s->last_completed = done;
+		s->progress_at = now;
+		return;
+	}
+	if (now - s->progress_at < STALL_NS)
+		return;
+	s->progress_at = now;
+	shmp__tasks_check_stalled(p);
+}
 
 int shmp__thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
 {
@@ -477,6 +498,7 @@ void *shmp__supervisor_main(void *arg)
 		drain_done(p);
 		run_finish_queue(p);
 		check_workers(&s);
+		check_stall(&s);
 		drain_done(p);
 		run_finish_queue(p);
 		if (finished(&s))

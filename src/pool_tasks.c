@@ -54,10 +54,9 @@ void shmp__tasks_wake(struct shmp_pool *p)
 }
 
 /* A task the caller collects is finished (or failed): wake the caller. */
-void shmp__wake_caller(struct shmp_pool *p, struct shmp__rec *r, uint32_t flags)
+void shmp__wake_caller(struct shmp_pool *p, struct shmp__rec *r, uint32_t flags, uint64_t off)
 {
 	if (flags & REC_F_NOTIFY) {
-		uint64_t off = r->notify_off;
 		if (off > p->seg->size || sizeof(struct shmp__notify) > p->seg->size - off ||
 		    off % _Alignof(struct shmp__notify))
 			return; /* corrupted: the caller's sleeps are bounded anyway */
@@ -133,7 +132,8 @@ void shmp__task_publish(struct shmp_pool *p, uint64_t seq, struct shmp__rec *r)
 	r->status = r->code = r->signal = 0;
 	r->exit_status = -1;
 	r->worker_pid = 0;
-	r->fail_index = r->first;
+	r->fail_index = r->t.first;
+	r->tag = shmp__task_tag(p->key, seq, &r->t);
 	atomic_store_explicit(&r->wake, 0, memory_order_relaxed);
 	/* Counted before anyone can collect it: outstanding never reads 0
 	 * while a task is out. */
@@ -261,32 +261,81 @@ void shmp__task_fail(struct shmp_pool *p, uint64_t seq, uint64_t word, int error
 						     memory_order_release, memory_order_relaxed))
 		return; /* it finished after all */
 	if (s->flags & REC_F_CALLER)
-		shmp__wake_caller(p, r, s->flags);
+		shmp__wake_caller(p, r, s->flags, s->notify_off);
 	/* A caller-collected task is left to its caller (or, if the caller
 	 * left, to the supervisor's sweep). */
 	shmp__task_collect(p, seq, true);
 }
 
+/* Fail task q from its shadow alone (its record cannot be trusted, or
+ * nobody is left to finish it). False if it was not live. A caller waiting
+ * for its own task (apply, imap) sees its shadow collected. */
+bool shmp__task_fail_shadow(struct shmp_pool *p, uint64_t q, int error, int code)
+{
+	struct shmp__shadow *s = pool_shadow(p, q);
+	uint64_t live = shadow_word(q, SHADOW_LIVE);
+	if (atomic_load_explicit(&s->word, memory_order_acquire) != live ||
+	    !atomic_compare_exchange_strong_explicit(&s->word, &live, shadow_word(q, SHADOW_COLLECTING),
+						     memory_order_acquire, memory_order_relaxed))
+		return false;
+	struct shmp__rec *r = pool_rec(p, q);
+	uint32_t flags = s->flags;
+	uint64_t notify = s->notify_off;
+	struct shmp_task_error e = { .error = error, .code = code, .index = s->first, .exit_status = -1,
+				     .skipped = s->count ? s->count - 1 : 0 };
+	finish_claimed(p, q, s, &e, true);
+	if (flags & REC_F_CALLER)
+		shmp__wake_caller(p, r, flags, notify);
+	return true;
+}
+
 /* Every worker is gone for good (terminated or broken): fail what is still
- * out, from the shadows alone — whatever the shared records say. A caller
- * waiting for its own task (apply, imap) sees its shadow collected. */
+ * out, from the shadows alone — whatever the shared records say. */
 void shmp__tasks_fail_private(struct shmp_pool *p, int error, int code)
 {
 	uint64_t end = atomic_load_explicit(&p->tail, memory_order_acquire);
 	uint64_t start = end > p->capacity ? end - p->capacity : 0;
+	for (uint64_t q = start; q < end; q++)
+		shmp__task_fail_shadow(p, q, error, code);
+}
+
+/* No task finished for a while though some are out: look at the records of
+ * the live ones. One collected by nobody is collected; one whose record
+ * no longer says what we published (rewritten by someone) fails with
+ * -SHMP_ECORRUPT; a queued one behind the workers' claim hint (moved on by
+ * someone) brings the hint back. A forged "running" record still waits
+ * (for its worker, or for terminate). */
+void shmp__tasks_check_stalled(struct shmp_pool *p)
+{
+	uint64_t end = atomic_load_explicit(&p->tail, memory_order_acquire);
+	uint64_t start = end > p->capacity ? end - p->capacity : 0;
+	uint64_t lowest = UINT64_MAX;
 	for (uint64_t q = start; q < end; q++) {
 		struct shmp__shadow *s = pool_shadow(p, q);
-		uint64_t live = shadow_word(q, SHADOW_LIVE);
-		if (atomic_load_explicit(&s->word, memory_order_acquire) != live ||
-		    !atomic_compare_exchange_strong_explicit(&s->word, &live, shadow_word(q, SHADOW_COLLECTING),
-							     memory_order_acquire, memory_order_relaxed))
+		if (atomic_load_explicit(&s->word, memory_order_acquire) != shadow_word(q, SHADOW_LIVE))
 			continue;
-		struct shmp__rec *r = pool_rec(p, q);
-		uint32_t flags = s->flags;
-		struct shmp_task_error e = { .error = error, .code = code, .index = s->first, .exit_status = -1,
-					     .skipped = s->count ? s->count - 1 : 0 };
-		finish_claimed(p, q, s, &e, true);
-		if (flags & REC_F_CALLER)
-			shmp__wake_caller(p, r, flags);
+		uint64_t w = atomic_load_explicit(&pool_rec(p, q)->word, memory_order_acquire);
+		bool ours = rec_seq(w) == (q & REC_SEQ_MASK);
+		unsigned st = rec_state(w);
+		if (ours && st == REC_QUEUED) {
+			if (q < lowest)
+				lowest = q;
+		} else if (ours && st == REC_DONE) {
+			if (!(s->flags & REC_F_CALLER))
+				shmp__task_collect(p, q, true);
+		} else if (!(ours && (st == REC_RUNNING || st == REC_FREE))) {
+			/* (FREE and ours: being published right now.) */
+			shmp__task_fail_shadow(p, q, -SHMP_ECORRUPT, 0);
+		}
+	}
+	if (lowest == UINT64_MAX)
+		return;
+	uint64_t h = atomic_load_explicit(&p->sh->head, memory_order_relaxed);
+	while (h > lowest && !atomic_compare_exchange_weak_explicit(&p->sh->head, &h, lowest, memory_order_release,
+								     memory_order_relaxed))
+		;
+	if (h > lowest) {
+		atomic_fetch_add_explicit(&p->sh->task_futex, 1, memory_order_relaxed);
+		shmp__futex_wake(&p->sh->task_futex, INT32_MAX);
 	}
 }

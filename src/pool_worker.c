@@ -50,8 +50,8 @@ static shmp_task_fn fn_at(uint64_t off)
 
 static char empty_item[64] __attribute__((aligned(64)));
 
-static char *resolve(struct shmp_pool *p, struct shmp__rec *r, const struct shmp__desc *d, size_t len,
-		     bool input)
+static char *resolve(struct shmp_pool *p, struct shmp__rec *r, const struct shmp__task *t,
+		     const struct shmp__desc *d, size_t len, bool input)
 {
 	switch (d->kind) {
 	case DESC_NONE:
@@ -65,7 +65,7 @@ static char *resolve(struct shmp_pool *p, struct shmp__rec *r, const struct shmp
 	case DESC_LOCAL: {
 		if (!p->threads)
 			return NULL; /* only a thread shares the caller's memory */
-		struct shmp_async *c = shmp__call_lookup(p, r->call, r->call_gen);
+		struct shmp_async *c = shmp__call_lookup(p, t->call, t->call_gen);
 		if (!c)
 			return NULL;
 		size_t total = input ? c->n * c->in_size : (c->kind == CALL_APPLY ? c->out_size : c->n * c->out_size);
@@ -82,33 +82,42 @@ static char *resolve(struct shmp_pool *p, struct shmp__rec *r, const struct shmp
 static void run_task(struct shmp_pool *p, unsigned w, uint64_t seq, struct shmp__rec *r, void *user)
 {
 	struct shmp__wk *wk = &p->wk[w];
-	atomic_store_explicit(&wk->cur_index, r->first, memory_order_relaxed);
+	/* One copy of what was submitted, checked against its tag: from here
+	 * on nothing of the task is read from shared memory again. */
+	struct shmp__task t;
+	memcpy(&t, &r->t, sizeof t);
+	uint64_t tag = r->tag;
+	bool genuine = tag == shmp__task_tag(p->key, seq, &t);
+	atomic_store_explicit(&wk->cur_index, t.first, memory_order_relaxed);
 	atomic_store_explicit(&wk->state, SHMP_WORKER_BUSY, memory_order_relaxed);
-	size_t in_size = r->in_size, out_size = r->out_size, count = r->count;
-	uint32_t flags = r->flags; /* read before DONE: then the record may be reused */
-	shmp_task_fn fn = fn_at(r->fn);
-	bool sizes_ok = count <= (1u << 30) && in_size <= UINT32_MAX && out_size <= UINT32_MAX;
-	char *in = sizes_ok ? resolve(p, r, &r->in, count * in_size, true) : NULL;
-	char *out = sizes_ok ? resolve(p, r, &r->out, count * out_size, false) : NULL;
+	size_t in_size = t.in_size, out_size = t.out_size, count = t.count;
+	shmp_task_fn fn = genuine ? fn_at(t.fn) : NULL;
+	bool sizes_ok = genuine && count <= (1u << 30);
+	char *in = sizes_ok ? resolve(p, r, &t, &t.in, count * in_size, true) : NULL;
+	char *out = sizes_ok ? resolve(p, r, &t, &t.out, count * out_size, false) : NULL;
 	r->worker_pid = p->threads ? shmp__tid() : shmp__pid();
-	if (!fn) {
+	if (!genuine) {
+		/* Not what the pool submitted: never run it. */
+		r->status = -SHMP_ECORRUPT;
+		r->fail_index = t.first;
+	} else if (!fn) {
 		/* The caller checked it too: a function not in an executable
 		 * mapping of this worker (a library loaded after the pool). */
 		r->status = -SHMP_EBADFN;
-		r->fail_index = r->first;
+		r->fail_index = t.first;
 	} else if (!in || !out) {
 		r->status = -SHMP_ECORRUPT;
-		r->fail_index = r->first;
+		r->fail_index = t.first;
 	} else {
 		struct shmp_task_ctx ctx = { .arg_size = in_size, .result_size = out_size, .worker = w,
 					     .user = user };
 		for (size_t i = 0; i < count; i++) {
-			ctx.index = r->first + i;
+			ctx.index = t.first + i;
 			int rc = fn(in + i * in_size, out + i * out_size, &ctx);
 			if (rc) {
 				r->status = -SHMP_ETASK;
 				r->code = rc;
-				r->fail_index = r->first + i;
+				r->fail_index = t.first + i;
 				break;
 			}
 		}
@@ -118,8 +127,8 @@ static void run_task(struct shmp_pool *p, unsigned w, uint64_t seq, struct shmp_
 	atomic_fetch_add_explicit(&wk->tasks_done, 1, memory_order_relaxed);
 	atomic_store_explicit(&wk->state, SHMP_WORKER_IDLE, memory_order_relaxed);
 	atomic_store_explicit(&r->word, rec_word(seq, REC_DONE, w), memory_order_release);
-	if (flags & REC_F_CALLER) {
-		shmp__wake_caller(p, r, flags);
+	if (t.flags & REC_F_CALLER) {
+		shmp__wake_caller(p, r, t.flags, t.notify_off);
 	} else {
 		if (shmp_ring_put(p->done, &seq, sizeof seq, 0) != 0)
 			atomic_store_explicit(&p->sh->scan_needed, 1, memory_order_relaxed);

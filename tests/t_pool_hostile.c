@@ -15,6 +15,12 @@
  *    sizes, pids, the claim and futex words: every word): a map_async is
  *    started, terminate and join still return within 5 s, get returns
  *    (0 or an error) within 5 s, destroy returns; the canary is alive.
+ *  - Forged tasks: records at the head of the task table rewritten as
+ *    queued tasks calling `forbidden` (a function of the program, which
+ *    counts its calls in shared memory) on data of the hostile's choice,
+ *    while a map runs: `forbidden` is never called (records carry a tag
+ *    only the pool's processes can make), the map returns (0 or an error),
+ *    terminate and join return within 5 s; the canary is alive.
  * No call may hang: each is bounded, and a watchdog ends the test. Then
  * the canary is still ours to kill (it was never signalled), and no
  * process of the pools is left. */
@@ -31,7 +37,8 @@ static shmp_pool_t *(*const create[2])(int, const struct shmp_pool_opts *) = {
 static const char *const kind_name[2] = { "Pool", "ThreadPool" };
 
 static const char *g_regname;
-static shmp_value_t *g_phase; /* 0 stop, 1 worker table, 2 + header */
+static shmp_value_t *g_phase; /* 0 stop, 1 worker table, 2 + header, 3 forged tasks */
+static shmp_array_t *g_forbidden; /* calls of forbidden() */
 static shmp_array_t *g_rewrites;
 static pid_t g_canary;
 
@@ -40,6 +47,28 @@ static int triple(const void *arg, void *res, const struct shmp_task_ctx *c)
 	(void)c;
 	*(long *)res = *(const long *)arg * 3 + 1;
 	return 0;
+}
+
+static int forbidden(const void *arg, void *res, const struct shmp_task_ctx *c)
+{
+	(void)arg, (void)res, (void)c;
+	shmp_array_add(g_forbidden, 0, 1, NULL);
+	return 0;
+}
+
+/* Queued tasks calling forbidden(), at the head of the table. */
+static void forge_tasks(struct shmp__pool_sh *sh, char *recs, uint32_t cap, uint32_t rec_size)
+{
+	uint64_t head = atomic_load_explicit(&sh->head, memory_order_relaxed);
+	for (uint64_t q = head; q < head + 4; q++) {
+		struct shmp__rec *r = (struct shmp__rec *)(recs + (size_t)(q & (cap - 1)) * rec_size);
+		r->t = (struct shmp__task){ .first = 0, .count = 1,
+					    .fn = (uint64_t)((uintptr_t)forbidden - (uintptr_t)&shmp_pool_create),
+					    .in = { .kind = DESC_NONE }, .out = { .kind = DESC_NONE } };
+		r->tag = q * 0x9e3779b97f4a7c15ull; /* a guess */
+		atomic_store_explicit(&r->word, rec_word(q, REC_QUEUED, 0), memory_order_release);
+	}
+	atomic_fetch_add(&sh->task_futex, 1);
 }
 
 static int canary(void *arg)
@@ -88,6 +117,11 @@ static int hostile(void *arg)
 	if (info.offset + sizeof *sh > size || wk_off > size || wk_len > size - wk_off)
 		return 12;
 	_Atomic uint32_t *wk = (_Atomic uint32_t *)(base + wk_off);
+	uint32_t cap = sh->capacity, rec_size = sh->rec_size;
+	uint64_t recs_off = sh->recs_off;
+	if (!cap || (cap & (cap - 1)) || rec_size < sizeof(struct shmp__rec) || recs_off > size ||
+	    (size_t)cap * rec_size > size - recs_off)
+		return 13;
 	_Atomic uint32_t *hdr = (_Atomic uint32_t *)sh;
 	uint64_t s = 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
 	int64_t phase;
@@ -98,6 +132,8 @@ static int hostile(void *arg)
 		if (phase == 2)
 			for (size_t i = 0; i < sizeof *sh / 4; i++)
 				atomic_store_explicit(&hdr[i], forged(&s, g_canary), memory_order_relaxed);
+		if (phase == 3)
+			forge_tasks(sh, base + recs_off, cap, rec_size);
 		if (++n % 64 == 0) {
 			shmp_array_store(g_rewrites, 0, n);
 			sched_yield();
@@ -214,6 +250,21 @@ static void run(int kind)
 	}
 	stop_hostile(h);
 	canary_alive();
+
+	/* Forged tasks while a map runs. */
+	struct shmp_pool_opts po3 = SHMP_OPTS(shmp_pool_opts, .registry = reg, .queue_capacity = 64);
+	p = create[kind](W, &po3);
+	T_CHECK(p);
+	T_EQ(shmp_array_store(g_forbidden, 0, 0), 0);
+	h = start_hostile(3);
+	struct shmp_task_error err;
+	int rc = shmp_pool_map(p, triple, in, sizeof *in, N / 10, out, sizeof *out, &o, &err);
+	printf("  map among forged tasks: %s\n", shmp_strerror(rc));
+	T_CHECK(rc == 0 || rc == -SHMP_ECORRUPT);
+	end_pool(p);
+	stop_hostile(h);
+	T_EQ(t_load(g_forbidden, 0), 0);
+	canary_alive();
 	shmp_registry_destroy(reg);
 	free(in);
 	free(out);
@@ -227,6 +278,7 @@ int main(void)
 	T_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
 	g_phase = t_raw_value('q');
 	g_rewrites = t_counters(1);
+	g_forbidden = t_counters(1);
 	g_canary = t_spawn(canary, NULL);
 	for (int kind = 0; kind < 2; kind++) {
 		g_regname = t_segname(kind ? "hostile-t" : "hostile-p");
@@ -240,5 +292,6 @@ int main(void)
 	T_NO_CHILDREN();
 	shmp_value_destroy(g_phase);
 	shmp_array_destroy(g_rewrites);
+	shmp_array_destroy(g_forbidden);
 	return 0;
 }
