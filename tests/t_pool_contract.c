@@ -23,7 +23,10 @@
  *    place) runs the 100 KiB items;
  *  - a forked child's inherited pool handle: its calls return -ECHILD, its
  *    destroy frees only its copy: the parent's pool goes on mapping with
- *    the same workers. */
+ *    the same workers;
+ *  - no descriptor grows: 20 pools created and destroyed, and one pool
+ *    whose 200 workers are each replaced after one task (pidfds handed over
+ *    per fork), leave this process with the descriptors it had. */
 #include "t.h"
 
 #include <dirent.h>
@@ -365,6 +368,46 @@ static void test_fork(int kind)
 	shmp_pool_destroy(p);
 }
 
+static int fd_count(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	T_CHECK(d);
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)))
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+static void test_fds(int kind)
+{
+	int before = fd_count();
+	for (int i = 0; i < 20; i++) {
+		shmp_pool_t *p = create[kind](2, NULL);
+		T_CHECK(p);
+		shmp_pool_destroy(p);
+	}
+	T_EQ(fd_count(), before);
+	struct shmp_pool_opts po = SHMP_OPTS(shmp_pool_opts, .max_tasks_per_child = 1);
+	shmp_pool_t *p = create[kind](2, &po);
+	T_CHECK(p);
+	enum { N = 200 };
+	long in[N], out[N];
+	for (int i = 0; i < N; i++)
+		in[i] = i;
+	struct shmp_call_opts o = SHMP_OPTS(shmp_call_opts, .chunksize = 1);
+	/* (Counted once the pool is warm: its supervisor opens its wait.) */
+	T_EQ(shmp_pool_map(p, twice, in, sizeof in[0], 4, out, sizeof out[0], &o, NULL), 0);
+	int during = fd_count();
+	T_EQ(shmp_pool_map(p, twice, in, sizeof in[0], N, out, sizeof out[0], &o, NULL), 0);
+	T_CHECK(t_pool_stats(p).workers_started >= N);
+	/* (A slot between its old worker's pidfd and its new one's: +-2.) */
+	T_CHECK(fd_count() <= during + 2);
+	shmp_pool_destroy(p);
+	T_EQ(fd_count(), before);
+}
+
 int main(void)
 {
 	t_watchdog(120);
@@ -378,6 +421,7 @@ int main(void)
 		test_skipped(kind);
 		test_limits(kind);
 		test_fork(kind);
+		test_fds(kind);
 		T_NO_CHILDREN();
 		printf("%s: ok\n", kind_name[kind]);
 	}
