@@ -24,6 +24,8 @@
  *  - a forked child's inherited pool handle: its calls return -ECHILD, its
  *    destroy frees only its copy: the parent's pool goes on mapping with
  *    the same workers;
+ *  - an imap iterator that outlives its pool: next returns -SHMP_ECLOSED,
+ *    its destroy frees it (ASan: no use after free);
  *  - no descriptor grows: 20 pools created and destroyed, and one pool
  *    whose 200 workers are each replaced after one task (pidfds handed over
  *    per fork), leave this process with the descriptors it had. */
@@ -368,6 +370,20 @@ static void test_fork(int kind)
 	shmp_pool_destroy(p);
 }
 
+static void test_outlive(int kind)
+{
+	shmp_pool_t *p = create[kind](2, NULL);
+	T_CHECK(p);
+	long in[8] = { 1, 2, 3, 4, 5, 6, 7, 8 }, v;
+	shmp_imap_t *it = shmp_pool_imap(p, twice, in, sizeof in[0], 8, sizeof v, NULL, NULL, NULL);
+	T_CHECK(it);
+	T_EQ(shmp_imap_next(it, &v, NULL, 5, NULL), 1);
+	T_EQ(v, 2);
+	shmp_pool_destroy(p);
+	T_FAST(shmp_imap_next(it, &v, NULL, 5, NULL), -SHMP_ECLOSED);
+	shmp_imap_destroy(it);
+}
+
 static int fd_count(void)
 {
 	DIR *d = opendir("/proc/self/fd");
@@ -421,6 +437,7 @@ int main(void)
 		test_skipped(kind);
 		test_limits(kind);
 		test_fork(kind);
+		test_outlive(kind);
 		test_fds(kind);
 		T_NO_CHILDREN();
 		printf("%s: ok\n", kind_name[kind]);
