@@ -222,6 +222,8 @@ static void fn_loop(shmp_pipeline_t *pl, int stage, int worker)
 	for (unsigned idle = 0;;) {
 		struct shmp_ring_ticket t;
 		int r = shmp_ring_peek(in, &t, pl->o.spin ? 0 : SHMP_FOREVER);
+		if (r == -EINTR)
+			continue; /* interruptible (inherited): the worker goes on */
 		if (r == -ETIMEDOUT) {
 			/* Spinning stage: poll, and let others run now and then
 			 * (two cores are easily shared by more workers). */
@@ -285,6 +287,23 @@ static void *thread_main(void *p)
 	return NULL;
 }
 
+/* A thread of the pipeline's own (the supervisor, thread workers) with
+ * every asynchronous signal blocked: a signal sent to the process (Ctrl-C)
+ * goes to the caller's threads, where an interruptible wait hears of it,
+ * not to a helper that would swallow it. Faults stay deliverable. */
+static int thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	static const int sync_sigs[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT };
+	for (size_t i = 0; i < sizeof sync_sigs / sizeof sync_sigs[0]; i++)
+		sigdelset(&all, sync_sigs[i]);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	int r = pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return r;
+}
+
 /* Start worker w (its slot in the table) of stage s; caller holds mu. */
 static int spawn(shmp_pipeline_t *pl, int s, int w)
 {
@@ -296,7 +315,7 @@ static int spawn(shmp_pipeline_t *pl, int s, int w)
 		if (!a)
 			return -ENOMEM;
 		*a = (struct thread_arg){ pl, s, w };
-		int r = pthread_create(&wk->thread, NULL, thread_main, a);
+		int r = thread_start(&wk->thread, thread_main, a);
 		if (r) {
 			free(a);
 			return -r;
@@ -314,6 +333,7 @@ static int spawn(shmp_pipeline_t *pl, int s, int w)
 		if (getppid() != parent)
 			_exit(1);
 		signal(SIGINT, SIG_IGN); /* the parent decides */
+		pthread_sigmask(SIG_SETMASK, &pl->sigmask, NULL);
 		shmp__self_init();
 		atomic_store(&pl->wsh[slot].pid, (int32_t)getpid());
 		worker_body(pl, s, w);
@@ -476,6 +496,7 @@ int shmp_pipeline_start(shmp_pipeline_t *pl)
 		pl->wk[i].pidfd = -1;
 	if (!pl->o.threads && (pl->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
 		return -errno;
+	pthread_sigmask(SIG_SETMASK, NULL, &pl->sigmask);
 	atomic_store(&sh->t_start, shmp__now_ns());
 	set_state(sh, SHMP_PIPELINE_RUNNING);
 	pl->started = true;
@@ -486,7 +507,7 @@ int shmp_pipeline_start(shmp_pipeline_t *pl)
 			r = spawn(pl, s, (int)w);
 	pthread_mutex_unlock(&pl->mu);
 	if (r == 0 && !pl->o.threads) {
-		r = -pthread_create(&pl->sup, NULL, supervisor_main, pl);
+		r = -thread_start(&pl->sup, supervisor_main, pl);
 		pl->sup_started = r == 0;
 	}
 	if (r < 0) {
@@ -681,7 +702,8 @@ int shmp_pipeline_join(shmp_pipeline_t *pl, double timeout)
 		if (shmp__deadline_passed(&d))
 			return -ETIMEDOUT;
 		struct timespec until = shmp__deadline_cap(&d, 100000000L);
-		shmp__futex_wait(&pl->sh->state, s, &until);
+		if (shmp__interrupted(shmp__futex_wait(&pl->sh->state, s, &until)))
+			return -EINTR;
 	}
 	if (pl->o.threads) {
 		for (int i = 0; i < pl->nwk; i++)

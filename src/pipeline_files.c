@@ -113,6 +113,8 @@ static int read_file(shmp_pipeline_t *pl, shmp_ring_t *r, struct uring *u, struc
 			 * behind our own uncommitted reservations. Submit and reap
 			 * one instead. */
 			int e = shmp_ring_reserve(r, HDR + bs, &s->t, inflight ? 0 : SHMP_FOREVER);
+			if (e == -EINTR)
+				continue; /* interruptible (inherited): try again */
 			if (e == -ETIMEDOUT && inflight)
 				break;
 			if (e < 0) {
@@ -213,6 +215,8 @@ int shmp__pl_file_sink(shmp_pipeline_t *pl, int stage)
 		unsigned n = 0;
 		/* Wait for one, then take what else is there, up to depth. */
 		int e = shmp_ring_peek(r, &t[n], SHMP_FOREVER);
+		if (e == -EINTR)
+			continue; /* interruptible (inherited): the sink goes on */
 		if (e < 0)
 			break;
 		do {

@@ -5,6 +5,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <signal.h>
 
 #define PL_MAGIC 0x50495045u /* "PIPE" */
 #define PL_VERSION 1u
@@ -92,6 +93,9 @@ struct shmp_pipeline {
 	size_t block_size;
 	unsigned depth;
 	int sink_fd;
+	/* The signal mask of the thread that started it: forked workers get
+	 * it back (the supervisor, which forks replacements, blocks signals). */
+	sigset_t sigmask;
 	/* supervision (processes) */
 	pthread_t sup;
 	bool sup_started;

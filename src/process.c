@@ -147,12 +147,33 @@ static bool poll_child(shmp_process_t *p)
 	return p->ended;
 }
 
+/* Sleep until the child may have ended, at most until `until`: on its
+ * pidfd, or in 1 ms naps without one (kernels before 5.3). Both are
+ * interrupted, not restarted, when a signal handler runs, SA_RESTART or
+ * not: -EINTR then, else 0. */
+static int wait_slice(shmp_process_t *p, struct timespec until)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	long ms = (long)(until.tv_sec - now.tv_sec) * 1000 + (until.tv_nsec - now.tv_nsec) / 1000000 + 1;
+	if (p->pidfd >= 0) {
+		struct pollfd pf = { .fd = p->pidfd, .events = POLLIN };
+		return poll(&pf, 1, (int)(ms < 0 ? 0 : ms)) < 0 ? -errno : 0;
+	}
+	struct timespec nap = { 0, 1000000L };
+	return nanosleep(&nap, NULL) < 0 ? -errno : 0;
+}
+
 int shmp_process_join(shmp_process_t *p, double timeout)
 {
 	if (!p || !p->started)
 		return -EINVAL;
-	if (timeout < 0 && !p->ended) {
-		/* No deadline: block in waitpid itself, as a plain fork+waitpid. */
+	struct shmp__deadline d;
+	if (shmp__deadline_init(&d, timeout) < 0)
+		return -EINVAL;
+	if (d.kind == 0 && p->pidfd < 0 && !atomic_load(&shmp__intr_on) && !p->ended) {
+		/* No pidfd, no deadline, not interruptible: block in waitpid,
+		 * as a plain fork+waitpid (SA_RESTART restarts it). */
 		int status;
 		pid_t r;
 		while ((r = waitpid(p->pid, &status, 0)) < 0 && errno == EINTR)
@@ -163,21 +184,13 @@ int shmp_process_join(shmp_process_t *p, double timeout)
 			poll_child(p); /* ECHILD: reaped elsewhere */
 		return 0;
 	}
-	struct shmp__deadline d;
-	if (shmp__deadline_init(&d, timeout) < 0)
-		return -EINVAL;
+	/* Otherwise never in waitpid, which SA_RESTART would restart: on the
+	 * pidfd, in slices, reaping with WNOHANG. */
 	while (!poll_child(p)) {
 		if (shmp__deadline_passed(&d))
 			return -ETIMEDOUT;
-		struct timespec until = shmp__deadline_cap(&d, 100000000L), now;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		long ms = (until.tv_sec - now.tv_sec) * 1000 + (until.tv_nsec - now.tv_nsec) / 1000000 + 1;
-		if (p->pidfd >= 0) {
-			struct pollfd pf = { .fd = p->pidfd, .events = POLLIN };
-			poll(&pf, 1, (int)(ms < 0 ? 0 : ms));
-		} else {
-			usleep(1000);
-		}
+		if (shmp__interrupted(wait_slice(p, shmp__deadline_cap(&d, 1000000000L))))
+			return -EINTR;
 	}
 	return 0;
 }
