@@ -1,5 +1,18 @@
 /* private: Process — fork, pidfd, join, exit codes, and reaping of children
- * whose handle was destroyed while they ran. */
+ * whose handle was destroyed while they ran.
+ *
+ * Whom we act on: a child is signalled through its pidfd (pidfd_send_signal;
+ * kill() on the pid only on kernels without pidfds), and waited for and
+ * reaped by the pid fork() returned, kept in the handle: private memory,
+ * never shared. Unreaped, that pid cannot name anyone else.
+ *
+ * How a child ends: fn's return value goes to exit(), so the handlers the
+ * child registered itself (atexit, on_exit) run, newest first. Right after
+ * the fork the child registers one more, before any of its own: glibc runs
+ * the list newest first, so it runs after all of the child's and before
+ * every handler inherited from the parent, flushes stdio and _exit()s with
+ * the status. The parent's handlers never run in the child (Python 3.12's
+ * rule), whether fn returns or calls exit(n). */
 #include "internal.h"
 
 #include <poll.h>
@@ -92,6 +105,15 @@ shmp_process_t *shmp_process_create(shmp_process_fn fn, void *arg, const struct 
 	return p;
 }
 
+/* Runs after the child's own exit handlers and before the parent's (see
+ * the top of the file): what exit() would still do for stdio, then out. */
+static void child_exit_hook(int status, void *arg)
+{
+	(void)arg;
+	fflush(NULL);
+	_exit(status & 0xff);
+}
+
 int shmp_process_start(shmp_process_t *p)
 {
 	if (!p)
@@ -109,7 +131,10 @@ int shmp_process_start(shmp_process_t *p)
 			if (getppid() != parent) /* died before the prctl: as if after */
 				raise(SIGKILL);
 		}
+		bool hooked = on_exit(child_exit_hook, NULL) == 0;
 		int code = p->fn(p->arg);
+		if (hooked)
+			exit(code & 0xff); /* the child's own handlers, then the hook */
 		fflush(NULL);
 		_exit(code & 0xff);
 	}
@@ -224,14 +249,23 @@ int shmp_process_pidfd(const shmp_process_t *p)
 	return p->pidfd;
 }
 
+/* Signal the running child: through its pidfd, which names that process
+ * and no other; by pid (unreaped, so not reused) only without one. */
+static int signal_child(shmp_process_t *p, int sig)
+{
+	if (p->pidfd >= 0)
+		return syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) == 0 ? 0 : -errno;
+	return kill(p->pid, sig) == 0 ? 0 : -errno;
+}
+
 static int send_signal(shmp_process_t *p, int sig)
 {
 	if (!p || !p->started)
 		return -EINVAL;
 	if (poll_child(p))
 		return 0;
-	/* The child is unreaped, so its pid cannot have been reused. */
-	return kill(p->pid, sig) == 0 ? 0 : -errno;
+	int r = signal_child(p, sig);
+	return r == -ESRCH ? 0 : r; /* ended meanwhile (a zombie is not ESRCH, but be safe) */
 }
 
 int shmp_process_terminate(shmp_process_t *p)
@@ -250,8 +284,9 @@ void shmp_process_destroy(shmp_process_t *p)
 		return;
 	if (p->started && !poll_child(p)) {
 		if (p->opts.daemon) {
-			kill(p->pid, SIGKILL);
-			shmp_process_join(p, SHMP_FOREVER);
+			signal_child(p, SIGKILL);
+			while (shmp_process_join(p, SHMP_FOREVER) == -EINTR)
+				; /* a destroy does not stop half way */
 		} else {
 			add_orphan(p->pid);
 		}
