@@ -101,7 +101,10 @@ SHMP_API shmp_ring_t *shmp_queue_ring(shmp_queue_t *q);
  * other end has closed it or died, and what was sent before is read: not
  * when one of several holders exits. So, as in Python, close the ends a
  * process will not use, right after the fork: the parent closes the write
- * end it gave a child, or it never sees end of file. send() fails with
+ * end it gave a child, or it never sees end of file. A Pool's zygote and
+ * workers, or a pipeline's workers, forked while a pipe exists hold its
+ * ends as long as they live: make such pipes after the pool, or close the
+ * ends first, as with Python's inherited descriptors. send() fails with
  * -SHMP_ECLOSED once the other end is gone (a death is noticed within
  * about 0.1 s by a blocked call, by send within 10 ms or 64 sends).
  * Holders are up to 64 per end by pid (a dead one is noticed by probing
