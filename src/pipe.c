@@ -7,7 +7,8 @@
  *   - The creating process holds both ends from create.
  *   - A process forked while this one holds an end holds it too (atfork:
  *     the parent reserves a slot for the child before the fork, marked
- *     PENDING and alive while the parent is; the child takes it over).
+ *     PENDING: alive while the parent is, and for 2 s in any case; the
+ *     child takes it over first thing).
  *   - close() and destroy() in a process drop its holds.
  *   - A holder found dead by a liveness probe (/proc/<pid>/stat: gone, a
  *     zombie, or another process since — its start time differs) is gone;
@@ -31,7 +32,10 @@
  * which the next probe clears; a fork that fails gives its reservation
  * back (glibc and musl keep fork's errno for the parent's atfork handler);
  * a child killed before it takes its reserved slot leaves it PENDING, alive
- * while its parent is — end of file then waits for the parent to end.
+ * while its parent is — end of file then waits for the parent to end. A
+ * child that could not run for 2 s after its fork, while its parent has
+ * closed the end or died, may find the end declared closed: it then holds
+ * nothing, and its calls say closed (never a message after end of file).
  *
  * Lifetime (the one rule): destroying a conn releases this process's
  * handle and its hold; the shared pipe is freed by the creating process
@@ -52,10 +56,15 @@
 #define ST_OVF_MAX 0x7fffull
 #define ST_OVF(st) (((st) >> ST_OVF_SHIFT) & ST_OVF_MAX)
 #define ST_ADDS_MASK (ST_OVF_ONE - 1)
-/* A holder slot: pid << 32 | PENDING | start time (low 31 bits, clock ticks
- * since boot; 0 if unknown). 0: free. */
+/* A holder slot: pid << 32 | start time (low 31 bits, clock ticks since
+ * boot; 0 if unknown). A reservation for a child being forked: the forking
+ * pid << 32 | PENDING | when (CLOCK_MONOTONIC, ms, low 31 bits); it counts
+ * as alive while the forking process lives, or for PENDING_GRACE_MS (a
+ * parent that exits right after the fork, as daemons do, must not make its
+ * child lose the end before the child had a chance to run). 0: free. */
 #define H_PENDING 0x80000000ull
 #define H_START_MASK 0x7fffffffull
+#define PENDING_GRACE_MS 2000u
 
 struct pipe_end {
 	_Atomic uint64_t state;
@@ -157,12 +166,11 @@ static uint64_t me_word(void)
 	return v;
 }
 
-/* Is the process a holder word names alive (and the same process)? Only a
- * probe: /proc, or signal 0 where /proc cannot be read. */
-static bool holder_alive(uint64_t v)
+/* Is process pid there (not a zombie)? With start != 0, is it still the
+ * process that started then? Only a probe: /proc, or signal 0 where /proc
+ * cannot be read. */
+static bool pid_alive(pid_t pid, uint64_t start)
 {
-	pid_t pid = (pid_t)(uint32_t)(v >> 32);
-	uint64_t start = v & H_START_MASK;
 	if (pid <= 0)
 		return false; /* garbage: holds nothing */
 	if (atomic_load(&proc_ok) < 0)
@@ -180,6 +188,21 @@ static bool holder_alive(uint64_t v)
 		return start == 0 || (now & H_START_MASK) == start;
 	}
 	return kill(pid, 0) == 0 || errno != ESRCH;
+}
+
+static uint32_t now_ms(void)
+{
+	return (uint32_t)(shmp__now_ns() / 1000000u) & (uint32_t)H_START_MASK;
+}
+
+/* Does the holder word v still hold its end? */
+static bool holder_alive(uint64_t v)
+{
+	pid_t pid = (pid_t)(uint32_t)(v >> 32);
+	if (!(v & H_PENDING))
+		return pid_alive(pid, v & H_START_MASK);
+	uint32_t age = (now_ms() - (uint32_t)(v & H_START_MASK)) & (uint32_t)H_START_MASK;
+	return age < PENDING_GRACE_MS || pid_alive(pid, 0);
 }
 
 /* ---- holding ------------------------------------------------------------ */
@@ -272,7 +295,7 @@ static struct pipe_local *pipes;
 static void atfork_prepare(void)
 {
 	pthread_mutex_lock(&pipes_mu);
-	uint64_t pending = me_word() | H_PENDING;
+	uint64_t pending = (me_word() & ~H_START_MASK) | H_PENDING | now_ms();
 	for (struct pipe_local *p = pipes; p; p = p->next)
 		for (int e = 0; e < 2; e++) {
 			p->pend[e] = HOLD_NONE;

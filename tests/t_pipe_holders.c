@@ -12,7 +12,10 @@
  * - kill -9 of holders one by one: no end of file until the last dies;
  * - a child forks a grandchild and at once closes b and exits: the
  *   grandchild still holds b (its slot was reserved before the fork), sends
- *   0.2 s later, is heard, then its exit gives end of file (20 rounds);
+ *   0.2 s later, is heard, then its exit gives end of file (20 rounds; in
+ *   5, an atfork handler of the test delays the grandchild by 0.3 s before
+ *   the library's own, so that the child is long dead and the reader has
+ *   looked at the holders before the grandchild claims its slot);
  * - a fork that fails (seccomp makes clone return EAGAIN in a helper that
  *   holds b) leaves nothing reserved: once the helper has closed b, end of
  *   file comes while it is still alive;
@@ -23,6 +26,7 @@
  *   so the child's sends to it go through. */
 #include "t.h"
 
+#include <pthread.h>
 #include <stddef.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -191,9 +195,21 @@ static int grandchild(void *arg)
 	return shmp_conn_send(B, "grandchild", 10, 5) == 0 ? 0 : 1;
 }
 
+/* Set in a child just before it forks: the grandchild's first atfork
+ * handler (the test's, registered before the library's) sleeps. */
+static volatile int slow_grandchild;
+static void test_atfork_child(void)
+{
+	if (slow_grandchild) {
+		struct timespec t = { 0, 300000000L };
+		while (nanosleep(&t, &t) != 0 && errno == EINTR)
+			;
+	}
+}
+
 static int forks_then_closes(void *arg)
 {
-	(void)arg;
+	slow_grandchild = arg != NULL;
 	fflush(NULL);
 	pid_t g = fork();
 	if (g < 0)
@@ -210,7 +226,7 @@ static void test_grandchild(void)
 {
 	for (int round = 0; round < 20; round++) {
 		mkpipe(1);
-		pid_t c = t_spawn(forks_then_closes, NULL);
+		pid_t c = t_spawn(forks_then_closes, round < 5 ? "slow" : NULL);
 		T_EQ(shmp_conn_close(B), 0);
 		t_wait_ok(c, 10);
 		expect_msg("grandchild", 5);
@@ -362,6 +378,8 @@ int main(void)
 {
 	t_watchdog(150);
 	atexit(t_reap_all);
+	/* Before any pipe exists, so before the library's handler. */
+	T_EQ(pthread_atfork(NULL, NULL, test_atfork_child), 0);
 	T_CHECK(pipe(go) == 0 && pipe(up) == 0);
 	uint64_t base = t_live_blocks(shmp_segment_default());
 	test_cpython();
