@@ -12,7 +12,8 @@
  * the list newest first, so it runs after all of the child's and before
  * every handler inherited from the parent, flushes stdio and _exit()s with
  * the status. The parent's handlers never run in the child (Python 3.12's
- * rule), whether fn returns or calls exit(n). */
+ * rule), whether fn returns or calls exit(n). (glibc; a libc without
+ * on_exit keeps the old way: fn's return runs no handler at all.) */
 #include "internal.h"
 
 #include <poll.h>
@@ -105,6 +106,7 @@ shmp_process_t *shmp_process_create(shmp_process_fn fn, void *arg, const struct 
 	return p;
 }
 
+#ifdef __GLIBC__
 /* Runs after the child's own exit handlers and before the parent's (see
  * the top of the file): what exit() would still do for stdio, then out. */
 static void child_exit_hook(int status, void *arg)
@@ -113,6 +115,7 @@ static void child_exit_hook(int status, void *arg)
 	fflush(NULL);
 	_exit(status & 0xff);
 }
+#endif
 
 int shmp_process_start(shmp_process_t *p)
 {
@@ -131,7 +134,11 @@ int shmp_process_start(shmp_process_t *p)
 			if (getppid() != parent) /* died before the prctl: as if after */
 				raise(SIGKILL);
 		}
+#ifdef __GLIBC__
 		bool hooked = on_exit(child_exit_hook, NULL) == 0;
+#else
+		bool hooked = false; /* no on_exit(): fn's return skips every handler */
+#endif
 		int code = p->fn(p->arg);
 		if (hooked)
 			exit(code & 0xff); /* the child's own handlers, then the hook */
