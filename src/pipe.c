@@ -268,9 +268,10 @@ static bool end_gone(struct pipe_local *p, int e, bool scan)
 		for (int i = 0; i < HOLDERS && !alive; i++) {
 			uint64_t v = atomic_load(&pe->holder[i]);
 			/* A dead holder's slot is cleared by exactly the value
-			 * seen: if a child took it over meanwhile, look again. */
-			while (v && !alive)
-				if (holder_alive(v))
+			 * seen: if a child took it over meanwhile, look again
+			 * (a few times: a slot that never settles is held). */
+			for (int k = 0; v && !alive; k++)
+				if (k == 4 || holder_alive(v))
 					alive = true;
 				else if (atomic_compare_exchange_strong(&pe->holder[i], &v, 0))
 					v = 0;
@@ -289,6 +290,7 @@ static bool end_gone(struct pipe_local *p, int e, bool scan)
 
 static pthread_mutex_t pipes_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct pipe_local *pipes;
+static int fork_errno; /* the caller's errno across a fork (under pipes_mu) */
 
 /* Before fork: reserve a slot for the child in every end we hold. The
  * list stays locked until the fork is over. */
@@ -305,7 +307,9 @@ static void atfork_prepare(void)
 			p->pend[e] = hold_add(&p->sh->end[e], pending);
 		}
 	/* fork() leaves errno alone on success: zero tells the parent's
-	 * handler whether a child exists to take the reservations. */
+	 * handler whether a child exists to take the reservations. (Were it
+	 * wrong, the child would only take a fresh slot instead.) */
+	fork_errno = errno;
 	errno = 0;
 }
 
@@ -318,6 +322,8 @@ static void atfork_parent(void)
 				hold_drop(&p->sh->end[e], p->pend[e], p->pend_val[e]);
 			p->pend[e] = HOLD_NONE;
 		}
+	if (!failed)
+		errno = fork_errno; /* as the caller left it */
 	pthread_mutex_unlock(&pipes_mu);
 }
 
@@ -341,6 +347,7 @@ static void atfork_child(void)
 			atomic_store(&p->hold[e], h);
 		}
 	/* Handles the parent had closed or destroyed stay as they were. */
+	errno = fork_errno;
 }
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
