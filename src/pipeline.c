@@ -56,31 +56,44 @@ shmp_pipeline_t *shmp_pipeline_create(const struct shmp_pipeline_opts *opts)
 		return NULL;
 	pl->o = o;
 	pl->o.name = NULL; /* the caller's string is used at create only */
+	pl->o.registry = NULL; /* nor is the registry handle kept: its segment is */
 	pl->efd = -1;
 	pl->sink_fd = -1;
 	pthread_mutex_init(&pl->mu, NULL);
-	if (o.segment) {
-		pl->seg = o.segment;
+	if (o.registry) {
+		if (!(pl->seg = shmp_registry_segment(o.registry)))
+			errno = EINVAL;
 	} else if ((pl->seg = shmp_segment_create(NULL, o.segment_size ? o.segment_size : DEFAULT_SEGMENT, NULL))) {
 		pl->own_seg = true;
 	}
 	uint64_t off;
-	if (!pl->seg || !(pl->sh = shmp__alloc_ptr(pl->seg, sizeof *pl->sh, SHMP__CACHELINE, &off))) {
-		int e = errno;
-		if (pl->own_seg)
-			shmp_segment_destroy(pl->seg);
-		free(pl);
-		errno = e;
-		return NULL;
-	}
+	if (!pl->seg || !(pl->sh = shmp__alloc_ptr(pl->seg, sizeof *pl->sh, SHMP__CACHELINE, &off)))
+		goto fail;
 	pl->sh->version = PL_VERSION;
 	pl->sh->on_crash = (uint32_t)o.on_crash;
 	pl->sh->threads = o.threads != 0;
 	atomic_store(&pl->sh->state, SHMP_PIPELINE_NEW);
 	__atomic_store_n(&pl->sh->magic, PL_MAGIC, __ATOMIC_RELEASE);
-	if (shmp_segment_name(pl->seg))
-		pl->registered = shmp__registry_add(pl->seg, o.name ? o.name : "pipeline", SHMP_TYPE_PIPELINE, off) == 0;
+	if (o.registry) {
+		/* Named in the registry's directory, for `shmp show` and
+		 * shmp_pipeline_inspect: a name taken is the caller's error. */
+		int e = shmp__registry_add(pl->seg, o.name ? o.name : "pipeline", SHMP_TYPE_PIPELINE, off);
+		if (e < 0) {
+			shmp__free_ptr(pl->seg, pl->sh);
+			errno = -e;
+			goto fail;
+		}
+		pl->registered = true;
+	}
 	return pl;
+fail:;
+	int e = errno;
+	if (pl->own_seg)
+		shmp_segment_destroy(pl->seg);
+	pthread_mutex_destroy(&pl->mu);
+	free(pl);
+	errno = e;
+	return NULL;
 }
 
 static int add(shmp_pipeline_t *pl, const char *name, int kind, shmp_stage_fn fn, void *arg, unsigned workers)
@@ -206,7 +219,7 @@ static void set_state(struct shmp__pl_sh *sh, uint32_t s)
 
 static void close_all(shmp_pipeline_t *pl)
 {
-	for (uint32_t i = 0; i < pl->sh->nrings; i++)
+	for (int i = 0; i < pl->nrings; i++)
 		shmp_ring_close(pl->ring[i]);
 }
 
@@ -214,14 +227,16 @@ static void close_all(shmp_pipeline_t *pl)
  * drained. */
 static void fn_loop(shmp_pipeline_t *pl, int stage, int worker)
 {
-	struct pl_stage_sh *ss = &pl->sh->stage[stage];
-	shmp_ring_t *in = pl->ring[ss->in_ring];
-	shmp_stage_ctx_t ctx = { .pl = pl, .stage = stage, .worker = worker,
-				 .out = ss->out_ring >= 0 ? pl->ring[ss->out_ring] : NULL };
+	struct pl_stage_sh *ss = &pl->sh->stage[stage]; /* counters only */
 	struct pl_stage *s = &pl->st[stage];
+	shmp_ring_t *in = pl->ring[s->in_ring];
+	shmp_stage_ctx_t ctx = { .pl = pl, .stage = stage, .worker = worker,
+				 .out = s->out_ring >= 0 ? pl->ring[s->out_ring] : NULL };
 	for (unsigned idle = 0;;) {
 		struct shmp_ring_ticket t;
 		int r = shmp_ring_peek(in, &t, pl->o.spin ? 0 : SHMP_FOREVER);
+		if (r == -EINTR)
+			continue; /* interruptible (inherited): the worker goes on */
 		if (r == -ETIMEDOUT) {
 			/* Spinning stage: poll, and let others run now and then
 			 * (two cores are easily shared by more workers). */
@@ -254,15 +269,29 @@ static void fn_loop(shmp_pipeline_t *pl, int stage, int worker)
 
 static void worker_body(shmp_pipeline_t *pl, int stage, int worker)
 {
-	switch (pl->sh->stage[stage].kind) {
+	switch (pl->st[stage].kind) {
 	case KIND_FN: fn_loop(pl, stage, worker); break;
 	case KIND_FILE_SOURCE: shmp__pl_file_source(pl, stage); break;
 	case KIND_FILE_SINK: shmp__pl_file_sink(pl, stage); break;
 	}
 }
 
-/* Threads: the last worker of a stage to end closes its output; the last
- * stage to end ends the pipeline. */
+/* A worker of stage s ended on purpose. The last of its stage closes the
+ * stage's output; the last stage's end ends the pipeline. Counted in
+ * private memory (the shared count is for display). */
+static void stage_finished(shmp_pipeline_t *pl, int s)
+{
+	struct pl_stage *st = &pl->st[s];
+	atomic_fetch_add(&pl->sh->stage[s].finished, 1);
+	if (atomic_fetch_add(&st->finished, 1) + 1 != st->workers)
+		return;
+	if (st->out_ring >= 0)
+		shmp_ring_close(pl->ring[st->out_ring]);
+	if (s == pl->nst - 1 && atomic_load(&pl->sh->state) != SHMP_PIPELINE_STOPPED)
+		set_state(pl->sh, SHMP_PIPELINE_DONE);
+}
+
+/* Threads: each worker is a thread of this process. */
 struct thread_arg {
 	shmp_pipeline_t *pl;
 	int stage, worker;
@@ -273,22 +302,36 @@ static void *thread_main(void *p)
 	struct thread_arg a = *(struct thread_arg *)p;
 	free(p);
 	shmp_pipeline_t *pl = a.pl;
-	struct pl_stage_sh *ss = &pl->sh->stage[a.stage];
-	atomic_store(&pl->wsh[ss->first_worker + (uint32_t)a.worker].pid, (int32_t)shmp__tid());
+	struct pl_stage *s = &pl->st[a.stage];
+	uint32_t slot = s->first_worker + (uint32_t)a.worker;
+	atomic_store(&pl->wsh[slot].pid, (int32_t)shmp__tid()); /* display */
 	worker_body(pl, a.stage, a.worker);
-	if (atomic_fetch_add(&ss->finished, 1) + 1 == ss->workers) {
-		if (ss->out_ring >= 0)
-			shmp_ring_close(pl->ring[ss->out_ring]);
-		if ((uint32_t)a.stage == pl->sh->nstages - 1)
-			set_state(pl->sh, SHMP_PIPELINE_DONE);
-	}
+	atomic_store(&pl->wsh[slot].done, 1);
+	stage_finished(pl, a.stage);
 	return NULL;
+}
+
+/* A thread of the pipeline's own (the supervisor, thread workers) with
+ * every asynchronous signal blocked: a signal sent to the process (Ctrl-C)
+ * goes to the caller's threads, where an interruptible wait hears of it,
+ * not to a helper that would swallow it. Faults stay deliverable. */
+static int thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	static const int sync_sigs[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT };
+	for (size_t i = 0; i < sizeof sync_sigs / sizeof sync_sigs[0]; i++)
+		sigdelset(&all, sync_sigs[i]);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	int r = pthread_create(t, NULL, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return r;
 }
 
 /* Start worker w (its slot in the table) of stage s; caller holds mu. */
 static int spawn(shmp_pipeline_t *pl, int s, int w)
 {
-	uint32_t slot = pl->sh->stage[s].first_worker + (uint32_t)w;
+	uint32_t slot = pl->st[s].first_worker + (uint32_t)w;
 	struct pl_worker *wk = &pl->wk[slot];
 	atomic_store(&pl->wsh[slot].done, 0);
 	if (pl->o.threads) {
@@ -296,7 +339,7 @@ static int spawn(shmp_pipeline_t *pl, int s, int w)
 		if (!a)
 			return -ENOMEM;
 		*a = (struct thread_arg){ pl, s, w };
-		int r = pthread_create(&wk->thread, NULL, thread_main, a);
+		int r = thread_start(&wk->thread, thread_main, a);
 		if (r) {
 			free(a);
 			return -r;
@@ -314,6 +357,7 @@ static int spawn(shmp_pipeline_t *pl, int s, int w)
 		if (getppid() != parent)
 			_exit(1);
 		signal(SIGINT, SIG_IGN); /* the parent decides */
+		pthread_sigmask(SIG_SETMASK, &pl->sigmask, NULL);
 		shmp__self_init();
 		atomic_store(&pl->wsh[slot].pid, (int32_t)getpid());
 		worker_body(pl, s, w);
@@ -324,7 +368,7 @@ static int spawn(shmp_pipeline_t *pl, int s, int w)
 	wk->pid = pid;
 	wk->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	wk->running = true;
-	atomic_store(&pl->wsh[slot].pid, (int32_t)pid);
+	atomic_store(&pl->wsh[slot].pid, (int32_t)pid); /* for display only */
 	return 0;
 }
 
@@ -339,20 +383,18 @@ static void worker_ended(shmp_pipeline_t *pl, uint32_t slot, struct shmp__waitse
 	close(wk->pidfd);
 	wk->pidfd = -1;
 	wk->running = false;
-	uint32_t s = pl->wsh[slot].stage;
-	struct pl_stage_sh *ss = &pl->sh->stage[s];
+	int s = wk->stage;
+	struct pl_stage *st = &pl->st[s];
+	struct pl_stage_sh *ss = &pl->sh->stage[s]; /* counters only */
+	/* Its `done` flag is the worker's word that it ended on purpose (a
+	 * forged one can only make this pipeline stop or finish early). */
 	bool ok = atomic_load(&pl->wsh[slot].done) && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 	if (ok) {
-		if (atomic_fetch_add(&ss->finished, 1) + 1 == ss->workers) {
-			if (ss->out_ring >= 0)
-				shmp_ring_close(pl->ring[ss->out_ring]);
-			if (s == pl->sh->nstages - 1 && atomic_load(&pl->sh->state) != SHMP_PIPELINE_STOPPED)
-				set_state(pl->sh, SHMP_PIPELINE_DONE);
-		}
+		stage_finished(pl, s);
 	} else if (!atomic_load(&pl->quit)) {
 		atomic_fetch_add(&ss->deaths, 1);
-		pid_t dead = pl->wk[slot].pid;
-		bool restart = pl->sh->on_crash == SHMP_PIPELINE_RESTART;
+		pid_t dead = wk->pid;
+		bool restart = pl->o.on_crash == SHMP_PIPELINE_RESTART;
 		if (!restart) {
 			/* Closed before its slots are freed: room made by the
 			 * recovery must not let a blocked put slip in. */
@@ -361,12 +403,12 @@ static void worker_ended(shmp_pipeline_t *pl, uint32_t slot, struct shmp__waitse
 		}
 		/* What it held is lost now, not when a producer laps round to
 		 * it: counted at once, and its large blocks freed. */
-		if (ss->in_ring >= 0)
-			shmp__ring_recover_tid(pl->ring[ss->in_ring], dead);
-		if (ss->out_ring >= 0)
-			shmp__ring_recover_tid(pl->ring[ss->out_ring], dead);
+		if (st->in_ring >= 0)
+			shmp__ring_recover_tid(pl->ring[st->in_ring], dead);
+		if (st->out_ring >= 0)
+			shmp__ring_recover_tid(pl->ring[st->out_ring], dead);
 		if (restart) {
-			if (spawn(pl, (int)s, (int)pl->wsh[slot].index) == 0) {
+			if (spawn(pl, s, (int)wk->index) == 0) {
 				atomic_fetch_add(&ss->restarts, 1);
 				shmp__waitset_add(ws, pl->wk[slot].pidfd, slot);
 			} else {
@@ -444,21 +486,28 @@ int shmp_pipeline_start(shmp_pipeline_t *pl)
 					     .inline_size = inl, .max_message = maxm };
 		if (!(pl->ring[k] = shmp_ring_create(&ro)))
 			return -errno;
+		pl->nrings = k + 1;
 		sh->ring_off[k] = shmp__ring_offset(pl->ring[k]);
 	}
 	sh->nrings = (uint32_t)nrings;
 	pl->src_ring = src_here ? 0 : -1;
 	pl->sink_ring = sink_here ? nrings - 1 : -1;
-	uint32_t nwk = 0;
+	/* The layout, decided here and kept here: the shared copy is what
+	 * `shmp show` displays. */
+	unsigned nwk = 0;
 	for (int s = 0; s < pl->nst; s++) {
+		struct pl_stage *st = &pl->st[s];
+		st->in_ring = st->kind == KIND_FILE_SOURCE ? -1 : s - 1 + src_here;
+		st->out_ring = st->kind == KIND_FILE_SINK ? -1 : s + src_here;
+		st->first_worker = nwk;
+		nwk += st->workers;
 		struct pl_stage_sh *ss = &sh->stage[s];
-		memcpy(ss->name, pl->st[s].name, sizeof ss->name);
-		ss->kind = (uint32_t)pl->st[s].kind;
-		ss->workers = pl->st[s].workers;
-		ss->in_ring = pl->st[s].kind == KIND_FILE_SOURCE ? -1 : s - 1 + src_here;
-		ss->out_ring = pl->st[s].kind == KIND_FILE_SINK ? -1 : s + src_here;
-		ss->first_worker = nwk;
-		nwk += ss->workers;
+		memcpy(ss->name, st->name, sizeof ss->name);
+		ss->kind = (uint32_t)st->kind;
+		ss->workers = st->workers;
+		ss->in_ring = st->in_ring;
+		ss->out_ring = st->out_ring;
+		ss->first_worker = st->first_worker;
 	}
 	sh->nstages = (uint32_t)pl->nst;
 	sh->nworkers = nwk;
@@ -467,26 +516,30 @@ int shmp_pipeline_start(shmp_pipeline_t *pl)
 	if (!pl->wsh || !pl->wk)
 		return -ENOMEM;
 	for (int s = 0; s < pl->nst; s++)
-		for (uint32_t w = 0; w < sh->stage[s].workers; w++) {
-			pl->wsh[sh->stage[s].first_worker + w].stage = (uint32_t)s;
-			pl->wsh[sh->stage[s].first_worker + w].index = w;
+		for (unsigned w = 0; w < pl->st[s].workers; w++) {
+			unsigned i = pl->st[s].first_worker + w;
+			pl->wk[i].stage = s;
+			pl->wk[i].index = w;
+			pl->wsh[i].stage = (uint32_t)s;
+			pl->wsh[i].index = w;
 		}
 	pl->nwk = (int)nwk;
 	for (uint32_t i = 0; i < nwk; i++)
 		pl->wk[i].pidfd = -1;
 	if (!pl->o.threads && (pl->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
 		return -errno;
+	pthread_sigmask(SIG_SETMASK, NULL, &pl->sigmask);
 	atomic_store(&sh->t_start, shmp__now_ns());
 	set_state(sh, SHMP_PIPELINE_RUNNING);
 	pl->started = true;
 	int r = 0;
 	pthread_mutex_lock(&pl->mu);
 	for (int s = 0; s < pl->nst && r == 0; s++)
-		for (uint32_t w = 0; w < sh->stage[s].workers && r == 0; w++)
+		for (unsigned w = 0; w < pl->st[s].workers && r == 0; w++)
 			r = spawn(pl, s, (int)w);
 	pthread_mutex_unlock(&pl->mu);
 	if (r == 0 && !pl->o.threads) {
-		r = -pthread_create(&pl->sup, NULL, supervisor_main, pl);
+		r = -thread_start(&pl->sup, supervisor_main, pl);
 		pl->sup_started = r == 0;
 	}
 	if (r < 0) {
@@ -681,7 +734,8 @@ int shmp_pipeline_join(shmp_pipeline_t *pl, double timeout)
 		if (shmp__deadline_passed(&d))
 			return -ETIMEDOUT;
 		struct timespec until = shmp__deadline_cap(&d, 100000000L);
-		shmp__futex_wait(&pl->sh->state, s, &until);
+		if (shmp__interrupted(shmp__futex_wait(&pl->sh->state, s, &until)))
+			return -EINTR;
 	}
 	if (pl->o.threads) {
 		for (int i = 0; i < pl->nwk; i++)
@@ -715,9 +769,14 @@ void shmp_pipeline_destroy(shmp_pipeline_t *pl)
 			if (pl->o.threads) {
 				pthread_join(wk->thread, NULL); /* rings are closed: it ends */
 			} else {
-				kill(wk->pid, SIGKILL);
-				waitpid(wk->pid, NULL, 0);
-				close(wk->pidfd);
+				/* Unreaped (only the supervisor reaps, and it has
+				 * ended): the pidfd, or else the pid, is still it. */
+				if (wk->pidfd < 0 || syscall(SYS_pidfd_send_signal, wk->pidfd, SIGKILL, NULL, 0) < 0)
+					kill(wk->pid, SIGKILL);
+				while (waitpid(wk->pid, NULL, 0) < 0 && errno == EINTR)
+					;
+				if (wk->pidfd >= 0)
+					close(wk->pidfd);
 			}
 		}
 		if (pl->holding)
@@ -762,10 +821,12 @@ static uint64_t percentile(const struct shmp__pl_sh *sh, uint64_t count, double 
 	return atomic_load(&((struct shmp__pl_sh *)sh)->lat_max);
 }
 
-/* Stats from shared memory alone (the owner and shmp_pipeline_inspect).
+/* Stats from shared memory (the owner and shmp_pipeline_inspect), for
+ * display: everything read there is only copied out or bounded by the
+ * counts the caller vouches for (nrings rings, nworkers entries in wsh).
  * rings[k] may be NULL: queue depths are then 0. */
-static void stats_of(struct shmp__pl_sh *sh, struct pl_worker_sh *wsh,
-		     shmp_ring_t *const *rings, struct shmp_pipeline_stats *st)
+static void stats_of(struct shmp__pl_sh *sh, struct pl_worker_sh *wsh, uint32_t nworkers,
+		     shmp_ring_t *const *rings, uint32_t nrings, struct shmp_pipeline_stats *st)
 {
 	memset(st, 0, sizeof *st);
 	st->nstages = sh->nstages < PL_MAX ? sh->nstages : PL_MAX;
@@ -785,7 +846,7 @@ static void stats_of(struct shmp__pl_sh *sh, struct pl_worker_sh *wsh,
 	st->lat_p50 = percentile(sh, st->lat_count, 0.50);
 	st->lat_p99 = percentile(sh, st->lat_count, 0.99);
 	st->lat_p999 = percentile(sh, st->lat_count, 0.999);
-	for (uint32_t k = 0; k < sh->nrings && k <= PL_MAX; k++) {
+	for (uint32_t k = 0; k < nrings; k++) {
 		struct shmp_ring_stats rs;
 		if (rings[k] && shmp_ring_stats(rings[k], &rs) == 0)
 			st->lost += rs.lost;
@@ -800,12 +861,15 @@ static void stats_of(struct shmp__pl_sh *sh, struct pl_worker_sh *wsh,
 		o->failed = atomic_load(&ss->failed);
 		o->deaths = atomic_load(&ss->deaths);
 		o->restarts = atomic_load(&ss->restarts);
-		if (ss->in_ring >= 0 && (uint32_t)ss->in_ring < sh->nrings && rings[ss->in_ring])
-			o->queued = (uint64_t)shmp_ring_count(rings[ss->in_ring]);
-		for (uint32_t w = 0; wsh && w < ss->workers && ss->first_worker + w < sh->nworkers; w++) {
-			int32_t pid = atomic_load(&wsh[ss->first_worker + w].pid);
-			o->alive += pid > 0 && !atomic_load(&wsh[ss->first_worker + w].done) &&
-				    !shmp__tid_dead(pid);
+		int32_t in = ss->in_ring;
+		if (in >= 0 && (uint32_t)in < nrings && rings[in])
+			o->queued = (uint64_t)shmp_ring_count(rings[in]);
+		uint32_t first = ss->first_worker, n = ss->workers;
+		for (uint32_t w = 0; wsh && w < n && first < nworkers && w < nworkers - first; w++) {
+			/* A pid from shared memory: probed for display (signal 0,
+			 * /proc), never signalled. */
+			int32_t pid = atomic_load(&wsh[first + w].pid);
+			o->alive += pid > 0 && !atomic_load(&wsh[first + w].done) && !shmp__tid_dead(pid);
 		}
 	}
 }
@@ -814,7 +878,20 @@ int shmp_pipeline_stats(shmp_pipeline_t *pl, struct shmp_pipeline_stats *st)
 {
 	if (checked(pl) < 0 || !st)
 		return -EINVAL;
-	stats_of(pl->sh, pl->wsh, pl->ring, st);
+	stats_of(pl->sh, pl->wsh, (uint32_t)pl->nwk, pl->ring, (uint32_t)pl->nrings, st);
+	/* The owner knows its workers without asking shared memory. */
+	pthread_mutex_lock(&pl->mu);
+	for (int s = 0; s < pl->nst && s < PL_MAX; s++) {
+		struct shmp_stage_stats *o = &st->stage[s];
+		o->workers = pl->st[s].workers;
+		o->alive = 0;
+		for (unsigned w = 0; pl->wk && w < pl->st[s].workers; w++) {
+			unsigned i = pl->st[s].first_worker + w;
+			o->alive += pl->wk[i].running && (pl->o.threads ? !atomic_load(&pl->wsh[i].done) &&
+						 atomic_load(&pl->wsh[i].pid) > 0 : true);
+		}
+	}
+	pthread_mutex_unlock(&pl->mu);
 	return 0;
 }
 
@@ -849,7 +926,7 @@ int shmp_pipeline_inspect(shmp_registry_t *r, const char *name, struct shmp_pipe
 	shmp_ring_t *rings[PL_MAX + 1] = { 0 };
 	for (uint32_t k = 0; k < sh->nrings; k++)
 		rings[k] = shmp__ring_open(seg, sh->ring_off[k]); /* read-only use */
-	stats_of(sh, wsh, rings, st);
+	stats_of(sh, wsh, wsh ? sh->nworkers : 0, rings, sh->nrings, st);
 	for (uint32_t k = 0; k < sh->nrings; k++)
 		free(rings[k]);
 	return 0;

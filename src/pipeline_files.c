@@ -113,6 +113,8 @@ static int read_file(shmp_pipeline_t *pl, shmp_ring_t *r, struct uring *u, struc
 			 * behind our own uncommitted reservations. Submit and reap
 			 * one instead. */
 			int e = shmp_ring_reserve(r, HDR + bs, &s->t, inflight ? 0 : SHMP_FOREVER);
+			if (e == -EINTR)
+				continue; /* interruptible (inherited): try again */
 			if (e == -ETIMEDOUT && inflight)
 				break;
 			if (e < 0) {
@@ -158,7 +160,7 @@ static int read_file(shmp_pipeline_t *pl, shmp_ring_t *r, struct uring *u, struc
 
 int shmp__pl_file_source(shmp_pipeline_t *pl, int stage)
 {
-	shmp_ring_t *r = pl->ring[pl->sh->stage[stage].out_ring];
+	shmp_ring_t *r = pl->ring[pl->st[stage].out_ring];
 	struct uring u;
 	uring_init(&u, r, pl->depth);
 	struct read_slot *slots = calloc(pl->depth, sizeof *slots);
@@ -203,7 +205,7 @@ static int write_all(int fd, const char *p, size_t n)
 int shmp__pl_file_sink(shmp_pipeline_t *pl, int stage)
 {
 	struct pl_stage_sh *ss = &pl->sh->stage[stage];
-	shmp_ring_t *r = pl->ring[ss->in_ring];
+	shmp_ring_t *r = pl->ring[pl->st[stage].in_ring];
 	unsigned depth = 8;
 	struct uring u;
 	uring_init(&u, r, depth);
@@ -213,6 +215,8 @@ int shmp__pl_file_sink(shmp_pipeline_t *pl, int stage)
 		unsigned n = 0;
 		/* Wait for one, then take what else is there, up to depth. */
 		int e = shmp_ring_peek(r, &t[n], SHMP_FOREVER);
+		if (e == -EINTR)
+			continue; /* interruptible (inherited): the sink goes on */
 		if (e < 0)
 			break;
 		do {

@@ -5,6 +5,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <signal.h>
 
 #define PL_MAGIC 0x50495045u /* "PIPE" */
 #define PL_VERSION 1u
@@ -59,23 +60,30 @@ struct shmp__pl_sh {
 	struct pl_stage_sh stage[PL_MAX];
 };
 
+/* What the creating process (and every worker, which has a copy) trusts:
+ * shared copies are for display and may be scribbled on, these may not. */
 struct pl_stage {
 	char name[32];
 	int kind;
 	shmp_stage_fn fn;
 	void *arg;
 	unsigned workers;
+	int in_ring, out_ring;         /* -1: none */
+	unsigned first_worker;         /* index into the worker table */
+	_Atomic unsigned finished;     /* workers that ended normally */
 };
 
 struct pl_worker {
-	pid_t pid;
+	pid_t pid;                     /* from fork(); unreaped while running */
 	int pidfd;
 	pthread_t thread;
 	bool running;
+	int stage;
+	unsigned index;                /* within its stage */
 };
 
 struct shmp_pipeline {
-	shmp_segment_t *seg;
+	shmp_segment_t *seg;           /* its own, or opts.registry's */
 	bool own_seg, registered;
 	struct shmp__pl_sh *sh;
 	struct pl_worker_sh *wsh;
@@ -83,6 +91,7 @@ struct shmp_pipeline {
 	struct pl_stage st[PL_MAX];
 	int nst;
 	shmp_ring_t *ring[PL_MAX + 1];
+	int nrings;
 	int src_ring, sink_ring;       /* this process's ends, -1 if a stage has them */
 	struct pl_worker *wk;
 	int nwk;
@@ -92,6 +101,9 @@ struct shmp_pipeline {
 	size_t block_size;
 	unsigned depth;
 	int sink_fd;
+	/* The signal mask of the thread that started it: forked workers get
+	 * it back (the supervisor, which forks replacements, blocks signals). */
+	sigset_t sigmask;
 	/* supervision (processes) */
 	pthread_t sup;
 	bool sup_started;

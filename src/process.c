@@ -1,5 +1,19 @@
 /* private: Process — fork, pidfd, join, exit codes, and reaping of children
- * whose handle was destroyed while they ran. */
+ * whose handle was destroyed while they ran.
+ *
+ * Whom we act on: a child is signalled through its pidfd (pidfd_send_signal;
+ * kill() on the pid only on kernels without pidfds), and waited for and
+ * reaped by the pid fork() returned, kept in the handle: private memory,
+ * never shared. Unreaped, that pid cannot name anyone else.
+ *
+ * How a child ends: fn's return value goes to exit(), so the handlers the
+ * child registered itself (atexit, on_exit) run, newest first. Right after
+ * the fork the child registers one more, before any of its own: glibc runs
+ * the list newest first, so it runs after all of the child's and before
+ * every handler inherited from the parent, flushes stdio and _exit()s with
+ * the status. The parent's handlers never run in the child (Python 3.12's
+ * rule), whether fn returns or calls exit(n). (glibc; a libc without
+ * on_exit keeps the old way: fn's return runs no handler at all.) */
 #include "internal.h"
 
 #include <poll.h>
@@ -92,6 +106,17 @@ shmp_process_t *shmp_process_create(shmp_process_fn fn, void *arg, const struct 
 	return p;
 }
 
+#ifdef __GLIBC__
+/* Runs after the child's own exit handlers and before the parent's (see
+ * the top of the file): what exit() would still do for stdio, then out. */
+static void child_exit_hook(int status, void *arg)
+{
+	(void)arg;
+	fflush(NULL);
+	_exit(status & 0xff);
+}
+#endif
+
 int shmp_process_start(shmp_process_t *p)
 {
 	if (!p)
@@ -109,7 +134,14 @@ int shmp_process_start(shmp_process_t *p)
 			if (getppid() != parent) /* died before the prctl: as if after */
 				raise(SIGKILL);
 		}
+#ifdef __GLIBC__
+		bool hooked = on_exit(child_exit_hook, NULL) == 0;
+#else
+		bool hooked = false; /* no on_exit(): fn's return skips every handler */
+#endif
 		int code = p->fn(p->arg);
+		if (hooked)
+			exit(code & 0xff); /* the child's own handlers, then the hook */
 		fflush(NULL);
 		_exit(code & 0xff);
 	}
@@ -147,12 +179,33 @@ static bool poll_child(shmp_process_t *p)
 	return p->ended;
 }
 
+/* Sleep until the child may have ended, at most until `until`: on its
+ * pidfd, or in 1 ms naps without one (kernels before 5.3). Both are
+ * interrupted, not restarted, when a signal handler runs, SA_RESTART or
+ * not: -EINTR then, else 0. */
+static int wait_slice(shmp_process_t *p, struct timespec until)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	long ms = (long)(until.tv_sec - now.tv_sec) * 1000 + (until.tv_nsec - now.tv_nsec) / 1000000 + 1;
+	if (p->pidfd >= 0) {
+		struct pollfd pf = { .fd = p->pidfd, .events = POLLIN };
+		return poll(&pf, 1, (int)(ms < 0 ? 0 : ms)) < 0 ? -errno : 0;
+	}
+	struct timespec nap = { 0, 1000000L };
+	return nanosleep(&nap, NULL) < 0 ? -errno : 0;
+}
+
 int shmp_process_join(shmp_process_t *p, double timeout)
 {
 	if (!p || !p->started)
 		return -EINVAL;
-	if (timeout < 0 && !p->ended) {
-		/* No deadline: block in waitpid itself, as a plain fork+waitpid. */
+	struct shmp__deadline d;
+	if (shmp__deadline_init(&d, timeout) < 0)
+		return -EINVAL;
+	if (d.kind == 0 && p->pidfd < 0 && !atomic_load(&shmp__intr_on) && !p->ended) {
+		/* No pidfd, no deadline, not interruptible: block in waitpid,
+		 * as a plain fork+waitpid (SA_RESTART restarts it). */
 		int status;
 		pid_t r;
 		while ((r = waitpid(p->pid, &status, 0)) < 0 && errno == EINTR)
@@ -163,21 +216,13 @@ int shmp_process_join(shmp_process_t *p, double timeout)
 			poll_child(p); /* ECHILD: reaped elsewhere */
 		return 0;
 	}
-	struct shmp__deadline d;
-	if (shmp__deadline_init(&d, timeout) < 0)
-		return -EINVAL;
+	/* Otherwise never in waitpid, which SA_RESTART would restart: on the
+	 * pidfd, in slices, reaping with WNOHANG. */
 	while (!poll_child(p)) {
 		if (shmp__deadline_passed(&d))
 			return -ETIMEDOUT;
-		struct timespec until = shmp__deadline_cap(&d, 100000000L), now;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		long ms = (until.tv_sec - now.tv_sec) * 1000 + (until.tv_nsec - now.tv_nsec) / 1000000 + 1;
-		if (p->pidfd >= 0) {
-			struct pollfd pf = { .fd = p->pidfd, .events = POLLIN };
-			poll(&pf, 1, (int)(ms < 0 ? 0 : ms));
-		} else {
-			usleep(1000);
-		}
+		if (shmp__interrupted(wait_slice(p, shmp__deadline_cap(&d, 1000000000L))))
+			return -EINTR;
 	}
 	return 0;
 }
@@ -211,14 +256,23 @@ int shmp_process_pidfd(const shmp_process_t *p)
 	return p->pidfd;
 }
 
+/* Signal the running child: through its pidfd, which names that process
+ * and no other; by pid (unreaped, so not reused) only without one. */
+static int signal_child(shmp_process_t *p, int sig)
+{
+	if (p->pidfd >= 0)
+		return syscall(SYS_pidfd_send_signal, p->pidfd, sig, NULL, 0) == 0 ? 0 : -errno;
+	return kill(p->pid, sig) == 0 ? 0 : -errno;
+}
+
 static int send_signal(shmp_process_t *p, int sig)
 {
 	if (!p || !p->started)
 		return -EINVAL;
 	if (poll_child(p))
 		return 0;
-	/* The child is unreaped, so its pid cannot have been reused. */
-	return kill(p->pid, sig) == 0 ? 0 : -errno;
+	int r = signal_child(p, sig);
+	return r == -ESRCH ? 0 : r; /* ended meanwhile (a zombie is not ESRCH, but be safe) */
 }
 
 int shmp_process_terminate(shmp_process_t *p)
@@ -237,8 +291,9 @@ void shmp_process_destroy(shmp_process_t *p)
 		return;
 	if (p->started && !poll_child(p)) {
 		if (p->opts.daemon) {
-			kill(p->pid, SIGKILL);
-			shmp_process_join(p, SHMP_FOREVER);
+			signal_child(p, SIGKILL);
+			while (shmp_process_join(p, SHMP_FOREVER) == -EINTR)
+				; /* a destroy does not stop half way */
 		} else {
 			add_orphan(p->pid);
 		}

@@ -221,9 +221,13 @@ int shmp_queue_join(shmp_queue_t *q, double timeout)
 			r = -ETIMEDOUT;
 			break;
 		}
-		/* Short slices: a loss recovered by the ring does not wake us. */
+		/* Short slices: a loss recovered by the ring does not wake us.
+		 * Timed, so a signal handler's run is reported (-EINTR). */
 		struct timespec until = shmp__deadline_cap(&d, 100000000L);
-		shmp__futex_wait(&q->sh->unfinished, v, &until);
+		if (shmp__interrupted(shmp__futex_wait(&q->sh->unfinished, v, &until))) {
+			r = -EINTR;
+			break;
+		}
 	}
 	atomic_fetch_sub_explicit(&q->sh->join_waiters, 1, memory_order_relaxed);
 	return r;

@@ -366,7 +366,7 @@ static void poll_stuck(shmp_ring_t *r, struct slot *s, uint64_t w)
 
 /* Blocked on slot s (last seen holding word w): spin, then sleep on the
  * side's futex; look for a dead holder when the check is due. 0 to retry,
- * -ETIMEDOUT, -SHMP_ECLOSED. */
+ * -ETIMEDOUT, -EINTR (a signal handler ran and shmp_set_interruptible(1)). */
 static int block_on(shmp_ring_t *r, bool producer, struct waiter *wt, struct slot *s, uint64_t w)
 {
 	if (wt->d.kind == 2) {
@@ -396,11 +396,17 @@ static int block_on(shmp_ring_t *r, bool producer, struct waiter *wt, struct slo
 	/* Sleep even when closed: the caller waits on this slot (a message
 	 * being written drains after close too), and close() has bumped the
 	 * futex for anyone who should look again. */
+	int fr = 0;
 	if (atomic_load_explicit(&s->word, memory_order_seq_cst) == w) {
+		/* Always with a time limit: a timed futex wait is not restarted
+		 * after a signal handler ran, so an interruptible caller hears
+		 * of it (-EINTR) whether or not the handler has SA_RESTART. */
 		struct timespec until = shmp__checker_until(&wt->check, &wt->d);
-		shmp__futex_wait(futex, seen, &until);
+		fr = shmp__futex_wait(futex, seen, &until);
 	}
 	atomic_fetch_sub_explicit(waiters, 1, memory_order_relaxed);
+	if (shmp__interrupted(fr))
+		return -EINTR; /* nothing claimed yet: the call leaves no trace */
 	bool expired = shmp__deadline_passed(&wt->d);
 	if (shmp__checker_due(&wt->check) || expired)
 		recover_dead(r, s, atomic_load_explicit(&s->word, memory_order_acquire));

@@ -170,9 +170,9 @@ int main(void)
 	T_CHECK(vmax);
 	shmp_array_t *ctl = shmp_registry_array(reg, "ctl", 'c', 6, "\x1b[2J\x07\\", SHMP_REG_CREATE_ONLY);
 	T_CHECK(ctl);
-	/* A pipeline in the registry's segment, with one stage (threads: no
-	 * process to reap), started so that its stage name is in the segment. */
-	struct shmp_pipeline_opts po = SHMP_OPTS(shmp_pipeline_opts, .segment = shmp_registry_segment(reg),
+	/* A pipeline in the registry, with one stage (threads: no process to
+	 * reap), started so that its stage name is in the segment. */
+	struct shmp_pipeline_opts po = SHMP_OPTS(shmp_pipeline_opts, .registry = reg,
 						 .name = "plmark", .threads = 1, .capacity = 8);
 	shmp_pipeline_t *pl = shmp_pipeline_create(&po);
 	T_CHECK(pl);

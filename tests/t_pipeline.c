@@ -20,7 +20,9 @@
  * - errors: NULLs -EINVAL, start with no stage -EINVAL, start twice and
  *   add_stage after start -EBUSY, the 17th stage -ENOSPC (16 stages run),
  *   messages over max_message -EMSGSIZE at the source and in a stage;
- * - a pipeline in a named segment is seen by shmp_pipeline_inspect from a
+ * - a pipeline in a registry (opts.registry) lives in its segment, is
+ *   named there (a second one of the same name: NULL, EEXIST, nothing left
+ *   allocated), and is seen by shmp_pipeline_inspect from a
  *   child that attaches to the segment by name; its name goes at destroy.
  * Every worker process is reaped by destroy (no child left). */
 #include "t.h"
@@ -772,16 +774,25 @@ static void test_named(void)
 	reset_counters();
 	memset(&S, 0, sizeof S);
 	S.ordered = 0;
-	struct shmp_pipeline_opts o = SHMP_OPTS(shmp_pipeline_opts, .segment = seg, .name = "plx");
+	shmp_registry_t *r = shmp_registry_of(seg);
+	T_CHECK(r);
+	uint64_t blocks = t_live_blocks(seg);
+	struct shmp_pipeline_opts o = SHMP_OPTS(shmp_pipeline_opts, .registry = r, .name = "plx");
 	shmp_pipeline_t *pl = shmp_pipeline_create(&o);
 	T_CHECK(pl);
+	/* Its state is in the registry's segment. */
+	T_CHECK(t_live_blocks(seg) > blocks);
+	/* The name is taken now: a second one is refused, leaving nothing. */
+	blocks = t_live_blocks(seg);
+	errno = 0;
+	T_CHECK(!shmp_pipeline_create(&o));
+	T_EQ(errno, EEXIST);
+	T_EQ(t_live_blocks(seg), blocks);
 	SA[1] = (struct stage_arg){ K_EMIT, 1, 1 };
 	SA[2] = (struct stage_arg){ K_ZC, 2, 2 };
 	T_EQ(shmp_pipeline_add_stage(pl, "alpha", stage_fn, &SA[1], 1), 1);
 	T_EQ(shmp_pipeline_add_stage(pl, "beta", stage_fn, &SA[2], 2), 2);
 	T_EQ(shmp_pipeline_start(pl), 0);
-	shmp_registry_t *r = shmp_registry_of(seg);
-	T_CHECK(r);
 	shmp_value_t *v = shmp_registry_value(r, "val", 'q', NULL, 0);
 	T_CHECK(v);
 	unsigned char *buf = BUF;

@@ -43,6 +43,25 @@ extern "C" {
  *
  * Latency is measured per message, from the source's commit to the sink's
  * take (CLOCK_MONOTONIC), into a histogram: stats give p50/p99/p99.9.
+ *
+ * Errors: int calls return 0 or -code (common.h), create returns NULL with
+ * errno set. Timeouts are seconds (negative: no limit, 0: poll once). With
+ * shmp_set_interruptible(1), put, reserve, next, join and a stage's emit
+ * and reserve return -EINTR once a signal handler ran during the wait
+ * (nothing is taken or left half-written); the pipeline's own threads block
+ * asynchronous signals so that the caller's thread gets them, and workers
+ * themselves never stop for an interrupted wait.
+ *
+ * Lifetime: the pipeline is its creator's. destroy() stops it, kills and
+ * reaps its workers and frees its shared state (its own segment, or its
+ * blocks and name in opts.registry). Only the creating process may call the
+ * source, sink, join and destroy functions; workers use the stage ones.
+ *
+ * Trust: workers are processes this process forked: they are signalled
+ * through pidfds and reaped by the pids fork() returned, both kept in this
+ * process's memory. The worker pids and the layout in shared memory are for
+ * `shmp show` only: rewriting them can make stats and inspect show garbage,
+ * never make the pipeline signal, wait for or index anything by them.
  */
 typedef struct shmp_pipeline shmp_pipeline_t;
 typedef struct shmp_stage_ctx shmp_stage_ctx_t;
@@ -72,9 +91,16 @@ enum { SHMP_PIPELINE_STOP = 0, SHMP_PIPELINE_RESTART = 1 };
 
 struct shmp_pipeline_opts {
 	size_t sz;
-	shmp_segment_t *segment; /* NULL: an anonymous segment of its own. A named
-				  * one makes it visible to `shmp show`/`top` */
-	const char *name;        /* its name in that segment's directory ("pipeline") */
+	/* Where its shared state lives. NULL: an anonymous segment of its own
+	 * (segment_size), gone with the pipeline. A registry: the pipeline
+	 * lives in that registry's segment and is named in its directory, for
+	 * `shmp show`/`top` and shmp_pipeline_inspect (a named registry makes
+	 * it visible to other processes). Keep the registry attached while the
+	 * pipeline lives. (Not `segment`: for other objects a NULL segment
+	 * means the default segment, which a pipeline never uses.) */
+	shmp_registry_t *registry;
+	const char *name;        /* its name in the registry ("pipeline"); copied.
+				  * -EEXIST from create if taken */
 	unsigned capacity;       /* messages per ring; default 256 */
 	unsigned inline_size;    /* bytes a slot holds (bigger messages use a block);
 				  * default 256 */
@@ -83,10 +109,14 @@ struct shmp_pipeline_opts {
 	int spin;                /* 1: workers poll their input instead of sleeping:
 				  * lowest latency, one busy core per worker */
 	int threads;             /* 1: workers are threads of this process */
-	size_t segment_size;     /* of its own segment; default 256 MiB (lazy) */
+	size_t segment_size;     /* of its own segment (no registry); default
+				  * 256 MiB (address space, touched lazily) */
 };
 
 /* public */
+/* A new pipeline, not started. NULL with errno: EINVAL (options), EEXIST
+ * (opts.name taken in opts.registry), ENOSPC (registry directory full),
+ * SHMP_ESEGFULL / ENOMEM (no room). */
 SHMP_API shmp_pipeline_t *shmp_pipeline_create(const struct shmp_pipeline_opts *opts);
 /* Add the next stage, run by `workers` workers (>= 1). Before start. The
  * stage's index (1, 2, ...) or -EINVAL, -EBUSY (started), -ENOSPC (16 max). */
@@ -115,11 +145,12 @@ SHMP_API int shmp_pipeline_add_file_sink(shmp_pipeline_t *pl, int fd);
 SHMP_API int shmp_pipeline_start(shmp_pipeline_t *pl);
 
 /* ---- the source, in this process ---- */
-/* Copy a message in. 0, -ETIMEDOUT, -EMSGSIZE, -SHMP_ECLOSED (closed, or
- * stopped by a crash), -EBUSY (file source), -EINVAL. */
+/* Copy a message in, waiting up to timeout for room. 0, -ETIMEDOUT,
+ * -EINTR, -EMSGSIZE, -SHMP_ECLOSED (closed, or stopped by a crash), -EBUSY
+ * (file source), -EINVAL. */
 SHMP_API int shmp_pipeline_put(shmp_pipeline_t *pl, const void *data, size_t len, uint32_t tag, double timeout);
-/* Zero-copy: reserve len bytes at t->data, fill, commit (final length <=
- * len) or cancel. */
+/* Zero-copy: reserve len bytes at t->data (waiting as put does, same
+ * errors), fill, commit (final length <= len) or cancel. */
 struct shmp_pipeline_ticket {
 	void *data;
 	size_t len;
@@ -132,18 +163,20 @@ SHMP_API int shmp_pipeline_cancel(shmp_pipeline_t *pl, struct shmp_pipeline_tick
 SHMP_API int shmp_pipeline_close(shmp_pipeline_t *pl);
 
 /* ---- the sink, in this process ---- */
-/* Take the next output message (zero-copy), and record its latency. Give it
- * back with shmp_pipeline_done before the next call. 0, -ETIMEDOUT,
- * -SHMP_ECLOSED (everything drained), -SHMP_EWORKERDIED (stopped by a crash),
- * -EBUSY (file sink). */
+/* Take the next output message (zero-copy), waiting up to timeout, and
+ * record its latency. Give it back with shmp_pipeline_done before the next
+ * call. 0, -ETIMEDOUT, -EINTR, -SHMP_ECLOSED (everything drained),
+ * -SHMP_EWORKERDIED (stopped by a crash), -EBUSY (file sink). */
 SHMP_API int shmp_pipeline_next(shmp_pipeline_t *pl, struct shmp_msg *out, double timeout);
 SHMP_API int shmp_pipeline_done(shmp_pipeline_t *pl);
 
 /* ---- stage functions' side ---- */
 /* Send a message downstream, carrying the input's seq, t0, tag, offset and
- * flags. 0, -SHMP_ECLOSED (pipeline stopped), -EMSGSIZE. Waits for room. */
+ * flags. Waits for room, without limit. 0, -SHMP_ECLOSED (pipeline
+ * stopped), -EMSGSIZE, -EINTR (interruptible, see above). */
 SHMP_API int shmp_stage_emit(shmp_stage_ctx_t *ctx, const void *data, size_t len);
-/* Zero-copy: room for len bytes downstream (NULL + errno), then commit. */
+/* Zero-copy: room for len bytes downstream (NULL with errno: emit's codes),
+ * then commit. */
 SHMP_API void *shmp_stage_reserve(shmp_stage_ctx_t *ctx, size_t len);
 SHMP_API int shmp_stage_commit(shmp_stage_ctx_t *ctx, size_t len);
 /* Which worker of its stage this is (0..workers-1), and the stage (1..). */
@@ -151,7 +184,7 @@ SHMP_API int shmp_stage_worker(const shmp_stage_ctx_t *ctx);
 SHMP_API int shmp_stage_index(const shmp_stage_ctx_t *ctx);
 
 /* Wait until every stage has finished (after close, or when a file source
- * ran out). 0, -ETIMEDOUT, -SHMP_EWORKERDIED (stopped by a crash). */
+ * ran out). 0, -ETIMEDOUT, -EINTR, -SHMP_EWORKERDIED (stopped by a crash). */
 SHMP_API int shmp_pipeline_join(shmp_pipeline_t *pl, double timeout);
 /* Stop now: close every ring, kill the workers, reap them. Then free.
  * Accepts NULL. */
@@ -188,7 +221,9 @@ enum { SHMP_PIPELINE_NEW, SHMP_PIPELINE_RUNNING, SHMP_PIPELINE_DRAINING, SHMP_PI
 SHMP_API int shmp_pipeline_stats(shmp_pipeline_t *pl, struct shmp_pipeline_stats *st);
 /* Start a new latency measurement (e.g. after a warm-up). */
 SHMP_API int shmp_pipeline_reset_latency(shmp_pipeline_t *pl);
-/* The same stats from any process, for a pipeline in a named segment. */
+/* The same stats from any process that has the registry the pipeline was
+ * created in (opts.registry; by name from another process). Read-only, for
+ * display: -ENOENT, -SHMP_ETYPE (not a pipeline), -SHMP_ECORRUPT. */
 SHMP_API int shmp_pipeline_inspect(shmp_registry_t *r, const char *name, struct shmp_pipeline_stats *st);
 
 #ifdef __cplusplus

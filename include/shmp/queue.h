@@ -12,8 +12,32 @@ extern "C" {
  * A Queue carries messages (byte strings) between processes: no pickling,
  * one copy in and one out. Unlike Python's, its size is bounded (maxsize
  * messages, default 65536): put() blocks when it is full. Handles made before
- * fork work in the children. destroy() frees it for everyone: call it once,
- * when no process uses it any more.
+ * fork work in the children; other processes find one by name in a registry
+ * (shmp_registry_queue).
+ *
+ * Errors: int calls return 0 (or a count) or -code (common.h); create
+ * returns NULL with errno set (EINVAL, SHMP_ESEGFULL, ENOMEM). Timeouts are
+ * seconds: negative waits without limit, 0 polls once, NaN is -EINVAL. With
+ * shmp_set_interruptible(1), put, get and join return -EINTR once a signal
+ * handler ran during the wait; nothing was put or taken then.
+ *
+ * Lifetime (the one rule): destroying a handle releases this process's
+ * handle. The queue is freed by the destroy of the handle its create
+ * returned, in the creating process (a registry's queue: by the last handle
+ * after shmp_registry_remove) — never by a forked child's destroy of an
+ * inherited handle. Destroy the creating handle when no process uses the
+ * queue any more.
+ *
+ * Python's ways to end a consumer, in C:
+ *   - close: the producer calls shmp_queue_close() once it has put
+ *     everything; consumers drain what is left, then get() returns
+ *     -SHMP_ECLOSED. No sentinel needed, and any number of consumers stop.
+ *       while ((rc = shmp_queue_get(q, buf, sizeof buf, &len, SHMP_FOREVER)) == 0)
+ *               work(buf, len);
+ *       if (rc != -SHMP_ECLOSED) ... an error ...
+ *   - a sentinel message, as `q.put(None)`: one agreed message (say, of
+ *     length 0) per consumer; each consumer stops at the first it gets.
+ *     Works with a queue that stays open for later rounds.
  */
 typedef struct shmp_queue shmp_queue_t;
 
@@ -31,14 +55,18 @@ SHMP_API shmp_queue_t *shmp_queue_create(const struct shmp_queue_opts *opts);
 SHMP_API shmp_queue_t *shmp_simple_queue_create(const struct shmp_queue_opts *opts);
 /* A JoinableQueue: also task_done() and join(). */
 SHMP_API shmp_queue_t *shmp_joinable_queue_create(const struct shmp_queue_opts *opts);
+/* Release this handle (the rule above). Accepts NULL. */
 SHMP_API void shmp_queue_destroy(shmp_queue_t *q);
 
-/* 0; -ETIMEDOUT when still full at the timeout (Python's Full); -SHMP_ECLOSED
- * after close(); -EMSGSIZE; -ENOMEM. */
+/* Copy a message in, waiting up to timeout for room. 0; -ETIMEDOUT when
+ * still full at the timeout (Python's Full); -EINTR; -SHMP_ECLOSED after
+ * close(); -EMSGSIZE (over max_message); -SHMP_ESEGFULL / -ENOMEM (no room
+ * in the segment for a large message). */
 SHMP_API int shmp_queue_put(shmp_queue_t *q, const void *msg, size_t len, double timeout);
-/* 0 and *len; -ETIMEDOUT when still empty (Python's Empty); -SHMP_ECLOSED
- * once closed and drained; -EMSGSIZE if cap is too small (*len = needed,
- * the message stays). */
+/* Copy the oldest message out, waiting up to timeout. 0 and *len;
+ * -ETIMEDOUT when still empty (Python's Empty); -EINTR; -SHMP_ECLOSED once
+ * closed and drained; -EMSGSIZE if cap is too small (*len = needed, the
+ * message stays). */
 SHMP_API int shmp_queue_get(shmp_queue_t *q, void *buf, size_t cap, size_t *len, double timeout);
 /* Approximate, as in Python. */
 SHMP_API int shmp_queue_qsize(shmp_queue_t *q);
@@ -53,7 +81,7 @@ SHMP_API int shmp_queue_task_done(shmp_queue_t *q);
  * ring lost to a producer or consumer killed mid-message (ring stats' lost)
  * count as done: nobody can finish them. An item a consumer got and then
  * died with is not: use a timeout if consumers may die. 0, -ETIMEDOUT,
- * -ENOTSUP. */
+ * -EINTR, -ENOTSUP. */
 SHMP_API int shmp_queue_join(shmp_queue_t *q, double timeout);
 /* The ring underneath, for batch and zero-copy calls. */
 SHMP_API shmp_ring_t *shmp_queue_ring(shmp_queue_t *q);
@@ -64,10 +92,35 @@ SHMP_API shmp_ring_t *shmp_queue_ring(shmp_queue_t *q);
  * only sends. Messages keep their boundaries and may be as large as
  * max_message (default 64 MiB; they travel through segment blocks).
  *
- * End of file: recv() and poll() report -SHMP_ECLOSED once the other end is
- * closed, or the last process that used it has died, and nothing is left to
- * read. send() then fails with -SHMP_ECLOSED too (a death is noticed by
- * send within 10 ms or 64 sends, whichever is later).
+ * Holders and end of file, as with a pipe's file descriptors. The creating
+ * process holds both ends. A process forked (fork(), and everything built
+ * on it: shmp_process_start, pools, pipelines) while this process holds an
+ * end holds it too, from the fork on. close() and destroy() drop this
+ * process's hold; exit and death drop it too. recv() and poll() on one end
+ * report end of file (-SHMP_ECLOSED, poll 1) once every process holding the
+ * other end has closed it or died, and what was sent before is read: not
+ * when one of several holders exits. So, as in Python, close the ends a
+ * process will not use, right after the fork: the parent closes the write
+ * end it gave a child, or it never sees end of file. A Pool's zygote and
+ * workers, or a pipeline's workers, forked while a pipe exists hold its
+ * ends as long as they live: make such pipes after the pool, or close the
+ * ends first, as with Python's inherited descriptors. send() fails with
+ * -SHMP_ECLOSED once the other end is gone (a death is noticed within
+ * about 0.1 s by a blocked call, by send within 10 ms or 64 sends).
+ * Holders are up to 64 per end by pid (a dead one is noticed by probing
+ * /proc: gone, a zombie, or its pid reused); more are counted but not
+ * named, and the end then stays held until each of those closes it — their
+ * deaths are not noticed. A process that exec()s holds on until it exits.
+ * Pids in the pipe's shared memory are only ever probed, never signalled.
+ *
+ * Errors: int calls return 0 or -code (common.h). Timeouts as for Queue;
+ * with shmp_set_interruptible(1), send, recv and poll return -EINTR once a
+ * signal handler ran during the wait.
+ *
+ * Lifetime (the one rule): destroying a conn releases this process's
+ * handle and its hold. The pipe's shared memory is freed by the creating
+ * process once it has destroyed both of its ends — do that after the other
+ * processes are done with theirs; a forked child's destroy never frees it.
  */
 typedef struct shmp_conn shmp_conn_t;
 
@@ -79,21 +132,26 @@ struct shmp_pipe_opts {
 	size_t max_message;  /* default 64 MiB */
 };
 
-/* Make a pipe; *a and *b get its two ends. 0 or -errno. */
+/* Make a pipe; *a and *b get its two ends, both held by this process.
+ * 0, -EINVAL, -SHMP_ESEGFULL, -ENOMEM. */
 SHMP_API int shmp_pipe_create(shmp_conn_t **a, shmp_conn_t **b, const struct shmp_pipe_opts *opts);
-/* 0; -EBADF (this end cannot send); -SHMP_ECLOSED; -ETIMEDOUT (full);
- * -EMSGSIZE; -ENOMEM. */
+/* Send a message, waiting up to timeout for room. 0; -EBADF (this end
+ * cannot send); -SHMP_ECLOSED (this process closed this end, or the other
+ * end is gone); -ETIMEDOUT (full); -EINTR; -EMSGSIZE; -ENOMEM. */
 SHMP_API int shmp_conn_send(shmp_conn_t *c, const void *msg, size_t len, double timeout);
-/* 0 and *len; -EMSGSIZE if cap is too small (*len = needed, nothing lost);
- * -SHMP_ECLOSED at end of file; -ETIMEDOUT; -EBADF. */
+/* Receive the next message, waiting up to timeout. 0 and *len; -EMSGSIZE
+ * if cap is too small (*len = needed, nothing lost); -SHMP_ECLOSED at end
+ * of file, or on an end this process closed; -ETIMEDOUT; -EINTR; -EBADF. */
 SHMP_API int shmp_conn_recv(shmp_conn_t *c, void *buf, size_t cap, size_t *len, double timeout);
-/* 1 if a message (or end of file) is there to recv, 0 if not by the timeout. */
+/* 1 if a message (or end of file) is there to recv, 0 if not by the
+ * timeout; -SHMP_ECLOSED (this process closed this end), -EINTR, -EBADF. */
 SHMP_API int shmp_conn_poll(shmp_conn_t *c, double timeout);
-/* Close this end for every process; the other end sees end of file. */
+/* Drop this process's hold of this end (Python's conn.close()): its calls
+ * here now give -SHMP_ECLOSED; other holders go on. The last holder's close
+ * gives the other end end of file at once. Twice is fine. */
 SHMP_API int shmp_conn_close(shmp_conn_t *c);
-/* Free this handle. The pipe's shared memory is freed when the creating
- * process has destroyed both its ends: do that after the other processes
- * are done with theirs. Accepts NULL. */
+/* Close (if not yet) and release this handle; see Lifetime above. Accepts
+ * NULL. */
 SHMP_API void shmp_conn_destroy(shmp_conn_t *c);
 
 #ifdef __cplusplus

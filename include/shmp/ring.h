@@ -32,6 +32,19 @@ extern "C" {
  * Large-message blocks carry a header naming their ring and message, so a
  * corrupted slot cannot make the ring read or free another object's block
  * (such a block is left alone and counted in lost_blocks).
+ *
+ * Errors: int calls return 0 (or a count) or -code (common.h); create
+ * returns NULL with errno set (EINVAL, SHMP_ESEGFULL, ENOMEM). Timeouts are
+ * seconds: negative waits without limit, 0 polls once (never sleeps), NaN
+ * is -EINVAL. Blocking is a short spin, then a futex sleep in slices of at
+ * most 50 ms (each one looks for a dead holder of the slot waited on). With
+ * shmp_set_interruptible(1), every call that waits returns -EINTR once a
+ * signal handler ran during its sleep, having claimed nothing.
+ *
+ * Lifetime (the one rule): destroying a handle releases this process's
+ * handle; the ring is freed by the destroy of the handle its create
+ * returned, in the creating process — never by a forked child's destroy of
+ * an inherited handle.
  */
 typedef struct shmp_ring shmp_ring_t;
 
@@ -71,15 +84,19 @@ struct shmp_ring_stats {
 
 /* public */
 SHMP_API shmp_ring_t *shmp_ring_create(const struct shmp_ring_opts *opts);
-/* Frees the ring. Only once, when no process uses it. Accepts NULL. */
+/* Release this handle; in the creating process, the creating handle's
+ * destroy frees the ring (do it when no process uses it any more). Accepts
+ * NULL. */
 SHMP_API void shmp_ring_destroy(shmp_ring_t *r);
 
-/* Copy a message in. 0; -ETIMEDOUT (full); -EMSGSIZE (len > max_message);
- * -ENOMEM (no segment room for a large message); -SHMP_ECLOSED; -EINVAL. */
+/* Copy a message in. 0; -ETIMEDOUT (full); -EINTR; -EMSGSIZE (len >
+ * max_message); -SHMP_ESEGFULL or -ENOMEM (no segment room for a large
+ * message); -SHMP_ECLOSED; -EINVAL. */
 SHMP_API int shmp_ring_put(shmp_ring_t *r, const void *msg, size_t len, double timeout);
 /* Copy the oldest message out into buf (cap bytes); *len = its length.
  * -EMSGSIZE if cap is too small: *len says how much is needed and the
- * message stays. -ETIMEDOUT (empty); -SHMP_ECLOSED (closed and drained). */
+ * message stays. -ETIMEDOUT (empty); -EINTR; -SHMP_ECLOSED (closed and
+ * drained); -SHMP_ECORRUPT. */
 SHMP_API int shmp_ring_get(shmp_ring_t *r, void *buf, size_t cap, size_t *len, double timeout);
 /* Put up to n messages; waits (up to timeout) only for the first. Returns
  * how many were put (>= 1) or the first one's error. */
@@ -100,8 +117,8 @@ SHMP_API int shmp_ring_cancel(shmp_ring_t *r, struct shmp_ring_ticket *t);
 SHMP_API int shmp_ring_peek(shmp_ring_t *r, struct shmp_ring_ticket *t, double timeout);
 SHMP_API int shmp_ring_release(shmp_ring_t *r, struct shmp_ring_ticket *t);
 
-/* Wait until a message can be taken: 0, -ETIMEDOUT, -SHMP_ECLOSED (closed and
- * drained). Takes nothing. */
+/* Wait until a message can be taken: 0, -ETIMEDOUT, -EINTR, -SHMP_ECLOSED
+ * (closed and drained). Takes nothing. */
 SHMP_API int shmp_ring_poll(shmp_ring_t *r, double timeout);
 /* After close, puts fail with -SHMP_ECLOSED and gets drain what is left, then
  * fail with -SHMP_ECLOSED. Wakes every waiter. Closing twice is fine. */
