@@ -53,9 +53,12 @@ extern "C" {
  * work inside shmp_mpi_pool_join (or destroy): call it right after create.
  *
  * Work moves in chunks (chunksize items, default n / (4 * all workers)
- * rounded up, as the local Pool). Each node holds at most its workers plus
- * opts.prefetch chunks; a result coming back is its request for the next
- * one, so a slower node gets less work (dynamic load balancing). The
+ * rounded up, as the local Pool). Each node holds its workers plus a
+ * credit of chunks: opts.prefetch when given (fixed), else a credit that
+ * starts at 1 + workers / 2, grows (up to 64 + 4 * workers) when the node
+ * runs dry between chunks and shrinks when it over-queues; a result coming
+ * back is its request for the next one, so a slower node gets less work
+ * (dynamic load balancing). The
  * root's own node takes chunks through shared memory. Arguments go to
  * other nodes by MPI straight from the caller's array and results land
  * straight in the caller's array. One chunk is one task of the node pool
@@ -145,8 +148,9 @@ struct shmp_mpi_pool_opts {
 	 * 64 MiB, at most 1 GiB. A single item larger is -EMSGSIZE at the
 	 * call; chunksizes (given or default) are cut to fit, as locally. */
 	size_t max_task_bytes;
-	/* Chunks a node holds beyond one per worker (default 1 + workers / 2):
-	 * more hides network latency, fewer balances the end of a map better. */
+	/* Chunks a node holds beyond one per worker, fixed (at most 4096); 0:
+	 * adaptive (see above). More hides network latency, fewer balances the
+	 * end of a map better. */
 	unsigned prefetch;
 };
 
@@ -164,11 +168,15 @@ struct shmp_mpi_call_opts {
 /* public */
 /* Collective over comm (an intracommunicator; MPI_COMM_NULL is -EINVAL).
  * workers_per_rank: this rank's contribution to its node pool, 1 or more,
- * or SHMP_CPUS; 0 or negative is -EINVAL. Fails on every rank alike when it
- * fails on one: -EINVAL (bad options, no rank running workers — a
- * communicator of one rank with SHMP_MPI_ROOT_IDLE), -ENOTSUP (the root's
- * MPI lacks MPI_THREAD_MULTIPLE and there are other ranks), or the local
- * Pool's errors. NULL + errno. */
+ * or SHMP_CPUS; 0 or negative is -EINVAL. Once every rank reached the
+ * collective, a failure on one fails it on every rank alike: -EINVAL (bad
+ * options, prefetch > 4096, no rank running workers — a communicator of one
+ * rank with SHMP_MPI_ROOT_IDLE), -ENOTSUP (the root's MPI lacks
+ * MPI_THREAD_MULTIPLE and there are other ranks), or the local Pool's
+ * errors. A rank that cannot take part at all (MPI not initialized there,
+ * a communicator invalid there, no memory for its handle) fails alone, and
+ * the others may then wait in the collective, as with any MPI collective.
+ * NULL + errno. */
 SHMP_MPI_API shmp_mpi_pool_t *shmp_mpi_pool_create(MPI_Comm comm, int workers_per_rank,
 						   const struct shmp_mpi_pool_opts *opts);
 /* Collective. On the root: terminate unless closed, join, free. Elsewhere:
@@ -252,7 +260,8 @@ struct shmp_mpi_pool_stats {
 	uint64_t completed;  /* chunks back (ok or failed) */
 	uint64_t failed;     /* chunks that failed */
 	uint64_t items;      /* items back */
-	uint64_t queued;     /* chunks cut but not yet handed out */
+	uint64_t queued;     /* chunks of queued map/apply calls not yet handed
+			      * out (imap chunks waiting to be sent are not counted) */
 	uint64_t running;    /* chunks at node pools now */
 	uint64_t worker_deaths;   /* over all node pools, as last reported */
 	uint64_t workers_started;
@@ -298,7 +307,9 @@ SHMP_MPI_API int shmp_mpi_pool_nodes(shmp_mpi_pool_t *p, struct shmp_mpi_node_in
  * Create and destroy are collective over the communicator (every rank gets
  * a handle; init is read on the root). Handles belong to the process that
  * created them: a forked child (a process Pool's worker) gets -EPERM from
- * every call and its destroy releases nothing (MPI allows no calls from it).
+ * every call that reaches MPI or the object's state, and its destroy
+ * releases nothing (MPI allows no calls from it); the plain queries
+ * (typecode, length, lock_count, is_recursive) answer from its copy.
  *
  * Synchronized by default: get/set/read/write take the object's RLock (on
  * the same window; re-entered at no cost by the rank and thread that hold

@@ -7,21 +7,6 @@
 
 #include <stdlib.h>
 
-static int load_call_opts(const struct shmp_mpi_call_opts *opts, struct shmp_mpi_call_opts *o)
-{
-	memset(o, 0, sizeof *o);
-	if (!opts)
-		return 0;
-	size_t sz = opts->sz;
-	if (sz < sizeof(size_t))
-		return -EINVAL;
-	memcpy(o, opts, sz < sizeof *o ? sz : sizeof *o);
-	for (size_t i = sizeof *o; i < sz; i++)
-		if (((const char *)opts)[i])
-			return -EINVAL;
-	return 0;
-}
-
 /* Lock held: may a new call start? */
 static int accepting(shmp_mpi_pool_t *p)
 {
@@ -70,7 +55,7 @@ static struct shmp_mpi_async *new_call(shmp_mpi_pool_t *p, int kind, shmp_task_f
 	struct shmp_mpi_call_opts o = { 0 };
 	int r = check(p);
 	if (!r)
-		r = load_call_opts(opts, &o);
+		r = SHMP__OPTS(o, opts);
 	if (!r && ((!in && in_size && n) || (!out && out_size && n && kind == CALL_MAP) || !fn ||
 		   (in_size && n > SIZE_MAX / in_size) || (out_size && n > SIZE_MAX / out_size)))
 		r = -EINVAL;
@@ -169,10 +154,20 @@ static int result_of(struct shmp_mpi_async *c, struct shmp_mpi_task_error *err)
 	return c->failed ? c->err.error : 0;
 }
 
-static void set_err(struct shmp_mpi_task_error *err, int r)
+/* A call refused or failed before it ran. A broken pool's error names the
+ * rank that broke it (an initializer failing there). */
+static void set_err(shmp_mpi_pool_t *p, struct shmp_mpi_task_error *err, int r)
 {
-	if (err)
-		*err = (struct shmp_mpi_task_error){ .error = r, .exit_status = -1, .rank = -1 };
+	if (!err)
+		return;
+	int rank = -1;
+	if (p && r < 0 && check(p) == 0) {
+		shmp__mpi_lock(&p->sync);
+		if (p->state == SHMP_POOL_BROKEN && r == p->broken_error)
+			rank = p->broken_rank;
+		shmp__mpi_unlock(&p->sync);
+	}
+	*err = (struct shmp_mpi_task_error){ .error = r, .exit_status = -1, .rank = rank };
 }
 
 shmp_mpi_async_t *shmp_mpi_pool_apply_async(shmp_mpi_pool_t *p, shmp_task_fn fn, const void *arg,
@@ -213,13 +208,13 @@ int shmp_mpi_pool_apply(shmp_mpi_pool_t *p, shmp_task_fn fn, const void *arg, si
 			size_t result_size, struct shmp_mpi_task_error *err)
 {
 	if ((!arg && arg_size) || (!result && result_size)) {
-		set_err(err, -EINVAL);
+		set_err(p, err, -EINVAL);
 		return -EINVAL;
 	}
 	struct shmp_mpi_async *c = shmp_mpi_pool_apply_async(p, fn, arg, arg_size, result, result_size, NULL);
 	if (!c) {
 		int r = -errno;
-		set_err(err, r);
+		set_err(p, err, r);
 		return r;
 	}
 	int r = shmp_mpi_async_get(c, SHMP_FOREVER, err);
@@ -253,7 +248,7 @@ int shmp_mpi_pool_map(shmp_mpi_pool_t *p, shmp_task_fn fn, const void *in, size_
 	struct shmp_mpi_async *c = shmp_mpi_pool_map_async(p, fn, in, in_size, n, out, out_size, opts);
 	if (!c) {
 		int r = -errno;
-		set_err(err, r);
+		set_err(p, err, r);
 		return r;
 	}
 	int r = shmp_mpi_async_get(c, SHMP_FOREVER, err);
@@ -290,7 +285,7 @@ int shmp_mpi_async_get(shmp_mpi_async_t *a, double timeout, struct shmp_mpi_task
 {
 	int r = shmp_mpi_async_wait(a, timeout);
 	if (r < 0) {
-		set_err(err, r);
+		set_err(a ? a->pool : NULL, err, r);
 		return r;
 	}
 	shmp__mpi_lock(&a->pool->sync);
@@ -303,6 +298,8 @@ int shmp_mpi_async_is_ready(shmp_mpi_async_t *a)
 {
 	if (!a)
 		return -EINVAL;
+	if (shmp__mpi_foreign(a->pool->creator))
+		return -EPERM;
 	shmp__mpi_lock(&a->pool->sync);
 	int r = a->done;
 	shmp__mpi_unlock(&a->pool->sync);
@@ -313,6 +310,8 @@ int shmp_mpi_async_is_successful(shmp_mpi_async_t *a)
 {
 	if (!a)
 		return -EINVAL;
+	if (shmp__mpi_foreign(a->pool->creator))
+		return -EPERM;
 	shmp__mpi_lock(&a->pool->sync);
 	int r = a->done ? !a->failed : -EAGAIN;
 	shmp__mpi_unlock(&a->pool->sync);
@@ -321,8 +320,10 @@ int shmp_mpi_async_is_successful(shmp_mpi_async_t *a)
 
 void *shmp_mpi_async_results(shmp_mpi_async_t *a)
 {
-	if (!a)
+	if (!a || shmp__mpi_foreign(a->pool->creator)) {
+		errno = a ? EPERM : EINVAL;
 		return NULL;
+	}
 	if (a->kind == CALL_APPLY)
 		return a->user_out ? a->user_out : a->own_out;
 	return a->out;
@@ -330,7 +331,9 @@ void *shmp_mpi_async_results(shmp_mpi_async_t *a)
 
 void shmp_mpi_async_destroy(shmp_mpi_async_t *a)
 {
-	if (!a)
+	/* A copy inherited through fork is the parent's: leave it (its lock
+	 * is shared with the parent, its bookkeeping is not ours). */
+	if (!a || shmp__mpi_foreign(a->pool->creator))
 		return;
 	shmp_mpi_pool_t *p = a->pool;
 	shmp__mpi_lock(&p->sync);
@@ -591,8 +594,8 @@ int shmp_mpi_imap_next(shmp_mpi_imap_t *it, void *out, uint64_t *index, double t
 
 void shmp_mpi_imap_destroy(shmp_mpi_imap_t *it)
 {
-	if (!it)
-		return;
+	if (!it || shmp__mpi_foreign(it->call->pool->creator))
+		return; /* the parent's, as for async handles */
 	struct shmp_mpi_async *c = it->call;
 	shmp_mpi_pool_t *p = c->pool;
 	shmp__mpi_lock(&p->sync);

@@ -29,6 +29,8 @@
 #include <string.h>
 #include <pthread.h>
 
+#include "../opts.h"
+
 #include "shmp.h"
 #include "shmp/mpi.h"
 
@@ -113,7 +115,6 @@ void shmp__mpi_node_destroy(struct shmp__mpi_nodepool *np);
  * heap), else plain memory (copied by the pool). */
 void *shmp__mpi_buf_alloc(size_t n);
 void shmp__mpi_buf_free(void *p);
-extern int shmp__mpi_task_rank_v;
 
 /* ---- waits (wait.c) --------------------------------------------------- */
 /* The pool's state lock and condition: shmp's own (so waits honour

@@ -16,11 +16,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-int shmp__mpi_task_rank_v = -1;
+/* Per thread (ThreadPool workers are threads), set for a chunk's run only. */
+static __thread int task_rank = -1;
 
 int shmp_mpi_task_rank(void)
 {
-	return shmp__mpi_task_rank_v;
+	return task_rank;
 }
 
 struct shmp__mpi_nodepool {
@@ -55,7 +56,7 @@ static int chunk_task(const void *arg, void *res, const struct shmp_task_ctx *ct
 		rh->status = -SHMP_EBADFN;
 		return 0;
 	}
-	shmp__mpi_task_rank_v = h->rank;
+	task_rank = h->rank;
 	const char *in = (const char *)arg + SHMP__MPI_HDR;
 	char *out = (char *)res + SHMP__MPI_HDR;
 	struct shmp_task_ctx c = { .arg_size = in_size, .result_size = out_size, .worker = ctx->worker,
@@ -68,10 +69,12 @@ static int chunk_task(const void *arg, void *res, const struct shmp_task_ctx *ct
 			rh->code = rc;
 			rh->fail_index = h->first + i;
 			rh->done = (uint32_t)i;
+			task_rank = -1;
 			return 0;
 		}
 	}
 	rh->done = (uint32_t)count;
+	task_rank = -1;
 	return 0;
 }
 

@@ -118,19 +118,8 @@ shmp_mpi_pool_t *shmp_mpi_pool_create(MPI_Comm comm, int workers_per_rank, const
 		return NULL;
 	}
 	/* The options struct: bytes past what this version knows must be 0. */
-	struct shmp_mpi_pool_opts o = { 0 };
-	int err = 0;
-	if (opts) {
-		size_t sz = opts->sz;
-		if (sz < sizeof(size_t))
-			err = -EINVAL;
-		else {
-			memcpy(&o, opts, sz < sizeof o ? sz : sizeof o);
-			for (size_t i = sizeof o; i < sz; i++)
-				if (((const char *)opts)[i])
-					err = -EINVAL;
-		}
-	}
+	struct shmp_mpi_pool_opts o;
+	int err = SHMP__OPTS(o, opts);
 	shmp_mpi_pool_t *p = calloc(1, sizeof *p);
 	if (!p) {
 		errno = ENOMEM;
@@ -199,14 +188,12 @@ shmp_mpi_pool_t *shmp_mpi_pool_create(MPI_Comm comm, int workers_per_rank, const
 		goto fail;
 	p->total_workers = shared[1];
 
-	/* Node pools. The task rank is set first: workers inherit it. */
+	/* Node pools. */
 	if (p->leader && sum > 0) {
-		shmp__mpi_task_rank_v = p->rank;
 		p->np = shmp__mpi_node_create(sum, o.flags, o.initializer, o.initarg, o.max_tasks_per_child,
 					      p->max_bytes);
 		if (!p->np)
 			err = -errno;
-		shmp__mpi_task_rank_v = -1;
 	}
 	if ((err = worst(p->comm, err)) < 0)
 		goto fail;

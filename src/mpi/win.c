@@ -86,22 +86,6 @@ static bool tc_is_int(char tc)
 	return tc != 'f' && tc != 'd' && tc != 'c' && tc != '?';
 }
 
-/* Options: bytes past what this version knows must be zero. */
-static int load_opts(const void *opts, void *o, size_t osz)
-{
-	memset(o, 0, osz);
-	if (!opts)
-		return 0;
-	size_t sz = *(const size_t *)opts;
-	if (sz < sizeof(size_t))
-		return -EINVAL;
-	memcpy(o, opts, sz < osz ? sz : osz);
-	for (size_t i = osz; i < sz; i++)
-		if (((const char *)opts)[i])
-			return -EINVAL;
-	return 0;
-}
-
 /* Collective: the worst error of all ranks (codes are positive). */
 static int agree(MPI_Comm comm, int err)
 {
@@ -189,7 +173,7 @@ static shmp_mpi_lock_t *lock_new(MPI_Comm comm, const struct shmp_mpi_lock_opts 
 		errno = -r;
 		return NULL;
 	}
-	r = load_opts(opts, &o, sizeof o);
+	r = shmp__opts_load(&o, sizeof o, opts);
 	int size;
 	MPI_Comm_size(comm, &size);
 	if (!r && (o.root < 0 || o.root >= size))
@@ -353,7 +337,7 @@ static int obj_init(struct obj *o, MPI_Comm comm, char tc, size_t len, const voi
 	int r = comm_ok(comm);
 	if (r < 0)
 		return r;
-	r = load_opts(opts, &vo, sizeof vo);
+	r = shmp__opts_load(&vo, sizeof vo, opts);
 	int size, isz = shmp_typecode_size(tc);
 	MPI_Comm_size(comm, &size);
 	if (!r && (isz < 0 || dt_of(tc) == MPI_DATATYPE_NULL || len == 0 || vo.root < 0 || vo.root >= size ||

@@ -107,6 +107,9 @@ int main(int argc, char **argv)
 		T_CHECK(memcmp(out, ref, N * sizeof *out) == 0);
 	}
 
+	/* Outside tasks, on the root's own thread, there is no task rank,
+	 * whatever the node pools ran (ThreadPool workers included). */
+	T_EQ(shmp_mpi_task_rank(), -1);
 	STEP("maps");
 	/* imap and imap_unordered */
 	check_imap(p, in, ref, true, 100);
