@@ -22,7 +22,7 @@ static const char *const shmp_codes[] = {
 	[SHMP_ETYPE - SHMP_EBASE] = "object has another type",
 	[SHMP_EINIT - SHMP_EBASE] = "a pool worker's initializer failed",
 	[SHMP_EOWNER - SHMP_EBASE] = "segment is owned by another user or writable by others "
-				     "(see the allow_uid/allow_gid/SHMP_SEGMENT_ALLOW_SHARED options)",
+				     "(see the trust options SHMP_TRUST_UID, _GID, _ANYONE)",
 	[SHMP_ESEGFULL - SHMP_EBASE] = "segment is full: raise its size (create's size, "
 				       "SHMP_DEFAULT_SEGMENT_SIZE, or the pool's segment_size)",
 	[SHMP_ENOTCLOSED - SHMP_EBASE] = "still running: close() or terminate() it first",
