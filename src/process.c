@@ -38,9 +38,12 @@ struct shmp_process {
 static pthread_mutex_t orphans_mu = PTHREAD_MUTEX_INITIALIZER;
 static pid_t *orphans;
 static size_t n_orphans, cap_orphans;
+static _Atomic bool have_orphans; /* a lock-free look for the common case: none */
 
 static void reap_orphans(void)
 {
+	if (!atomic_load_explicit(&have_orphans, memory_order_relaxed))
+		return;
 	pthread_mutex_lock(&orphans_mu);
 	for (size_t i = 0; i < n_orphans;) {
 		pid_t r = waitpid(orphans[i], NULL, WNOHANG);
@@ -49,6 +52,7 @@ static void reap_orphans(void)
 		else
 			i++;
 	}
+	atomic_store_explicit(&have_orphans, n_orphans != 0, memory_order_relaxed);
 	pthread_mutex_unlock(&orphans_mu);
 }
 
@@ -65,6 +69,7 @@ static void add_orphan(pid_t pid)
 	}
 	if (n_orphans < cap_orphans)
 		orphans[n_orphans++] = pid;
+	atomic_store_explicit(&have_orphans, n_orphans != 0, memory_order_relaxed);
 	pthread_mutex_unlock(&orphans_mu);
 }
 
@@ -119,6 +124,7 @@ static void child_exit_hook(int status, void *arg)
 
 int shmp_process_start(shmp_process_t *p)
 {
+	reap_orphans();
 	if (!p)
 		return -EINVAL;
 	if (p->started)
@@ -198,6 +204,7 @@ static int wait_slice(shmp_process_t *p, struct timespec until)
 
 int shmp_process_join(shmp_process_t *p, double timeout)
 {
+	reap_orphans();
 	if (!p || !p->started)
 		return -EINVAL;
 	struct shmp__deadline d;
@@ -229,6 +236,7 @@ int shmp_process_join(shmp_process_t *p, double timeout)
 
 int shmp_process_exitcode(shmp_process_t *p, int *code)
 {
+	reap_orphans();
 	if (!p || !code)
 		return -EINVAL;
 	if (!poll_child(p))
@@ -239,6 +247,7 @@ int shmp_process_exitcode(shmp_process_t *p, int *code)
 
 int shmp_process_is_alive(shmp_process_t *p)
 {
+	reap_orphans();
 	if (!p)
 		return -EINVAL;
 	return p->started && !poll_child(p);

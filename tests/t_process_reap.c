@@ -77,8 +77,15 @@ static void kill_reap(pid_t pid)
 	}
 }
 
-static void test_orphan_reaped_by_next_call(void)
+/* Which call reaps: 0 create, 1 is_alive, 2 exitcode, 3 join (of another,
+ * already started handle). */
+static void test_orphan_reaped_by_next_call(int how)
 {
+	shmp_process_t *other = NULL;
+	if (how) {
+		T_CHECK((other = shmp_process_create(child_ret0, NULL, NULL)));
+		T_EQ(shmp_process_start(other), 0);
+	}
 	shmp_event_t *ev = shmp_event_create(NULL);
 	T_CHECK(ev);
 	shmp_process_t *p = shmp_process_create(child_until_event, ev, NULL);
@@ -104,13 +111,23 @@ static void test_orphan_reaped_by_next_call(void)
 	T_EQ(proc_state(pid), 'Z');
 
 	/* The next shmp_process call reaps it. */
-	shmp_process_t *q = shmp_process_create(child_ret0, NULL, NULL);
-	T_CHECK(q);
+	shmp_process_t *q = NULL;
+	int code;
+	switch (how) {
+	case 0: T_CHECK((q = shmp_process_create(child_ret0, NULL, NULL))); break;
+	case 1: T_CHECK(shmp_process_is_alive(other) >= 0); break;
+	case 2: T_CHECK(shmp_process_exitcode(other, &code) >= 0); break;
+	case 3: T_EQ(shmp_process_join(other, 10), 0); break;
+	}
 	T_EQ(proc_state(pid), 0);
 	errno = 0;
 	T_EQ(waitpid(pid, NULL, WNOHANG), -1);
 	T_EQ(errno, ECHILD);
 	shmp_process_destroy(q);
+	if (other) {
+		T_EQ(shmp_process_join(other, 10), 0);
+		shmp_process_destroy(other);
+	}
 	shmp_event_destroy(ev);
 }
 
@@ -316,7 +333,8 @@ int main(void)
 		perror("PR_SET_CHILD_SUBREAPER");
 		return T_SKIP;
 	}
-	test_orphan_reaped_by_next_call();
+	for (int how = 0; how < 4; how++)
+		test_orphan_reaped_by_next_call(how);
 	test_orphan_reaped_at_exit();
 	test_daemon_destroy();
 	test_die_with_parent(1);

@@ -24,8 +24,9 @@ extern "C" {
  *
  * Lifetime: destroying the handle releases it. A Process destroyed while
  * its child still runs: a daemon child is killed and reaped; any other
- * child is reaped as soon as it ends, by the next shmp_process call or at
- * exit, so no zombie stays behind. A forked copy of a handle (in a child of
+ * child is reaped as soon as it ends, by the next create, start, join,
+ * exitcode, is_alive or destroy (of any Process) or at exit, so no zombie
+ * stays behind. A forked copy of a handle (in a child of
  * the parent) does not own the child: there it reports the child as ended.
  *
  * Errors: int calls return -code (see common.h); create returns NULL with
@@ -58,14 +59,15 @@ SHMP_API int shmp_process_start(shmp_process_t *p);
  * timeout is NaN. */
 SHMP_API int shmp_process_join(shmp_process_t *p, double timeout);
 /* 1 and *code set if the child has ended: its exit status, or minus the
- * signal that killed it. 0 if not started or still running. Never blocks. */
+ * signal that killed it (a child something else reaped, e.g. with SIGCHLD
+ * ignored, reports 0). 0 if not started or still running. Never blocks. */
 SHMP_API int shmp_process_exitcode(shmp_process_t *p, int *code);
 /* 1 if started and not ended. */
 SHMP_API int shmp_process_is_alive(shmp_process_t *p);
 /* The child's pid, 0 before start. */
 SHMP_API pid_t shmp_process_pid(const shmp_process_t *p);
 /* A pidfd for poll/epoll/io_uring: readable once the child ends. Owned by the
- * handle. -EINVAL before start. */
+ * handle. -EINVAL before start, and on kernels without pidfds (before 5.3). */
 SHMP_API int shmp_process_pidfd(const shmp_process_t *p);
 /* SIGTERM / SIGKILL to a running child, through its pidfd; 0 if it has
  * already ended; -EINVAL if not started. */
