@@ -194,23 +194,6 @@ void *shmp__alloc_ptr(shmp_segment_t *seg, size_t size, size_t align, uint64_t *
 	return seg->base + o;
 }
 
-void *shmp__object_new(shmp_segment_t **seg, size_t hsize, size_t shsize, void **sh)
-{
-	if (!(*seg = shmp__segment_or_default(*seg)))
-		return NULL;
-	void *h = calloc(1, hsize);
-	if (!h)
-		return NULL;
-	((struct shmp__head *)h)->pid = getpid();
-	if (!(*sh = shmp__alloc_ptr(*seg, shsize, SHMP__CACHELINE, NULL))) {
-		int e = errno;
-		free(h);
-		errno = e;
-		return NULL;
-	}
-	return h;
-}
-
 void shmp__free_ptr(shmp_segment_t *seg, void *p)
 {
 	uint64_t off;

@@ -10,35 +10,54 @@
  * Death: waiters wake on a bounded slice. The first arriver checks every
  * party that has arrived and every member of the last passed round; the
  * others check the first arriver. A dead one breaks the round. */
-#include "internal.h"
+#include "types.h"
 
 #include <stdlib.h>
 
 struct shmp__barrier_sh {
+	uint32_t magic;
+	uint32_t version;
 	_Atomic uint32_t gen;
 	_Atomic uint32_t broken;
 	uint32_t parties;
 	uint32_t count;
-	uint32_t magic;
-	uint32_t reserved;
 	_Atomic uint64_t broken_mask;
 	struct shmp__lock_sh lock;
 	uint32_t tids[]; /* arrived[parties], then members[parties] */
 };
 #define BARRIER_MAGIC 0x42415252u
+#define BARRIER_VERSION 1u
+/* Pinned: other processes, maybe of another build, map it. */
+SHMP__PIN(struct shmp__barrier_sh, 64);
+_Static_assert(offsetof(struct shmp__barrier_sh, gen) == 8 && offsetof(struct shmp__barrier_sh, count) == 20 &&
+	       offsetof(struct shmp__barrier_sh, broken_mask) == 24 && offsetof(struct shmp__barrier_sh, lock) == 32 &&
+	       offsetof(struct shmp__barrier_sh, tids) == 64, "barrier fields");
 #define SLICE_FIRST_NS 5000000L
 #define SLICE_MAX_NS 50000000L
 
+static size_t tables_bytes(uint32_t parties)
+{
+	return 2 * sizeof(uint32_t) * parties;
+}
+
+static bool barrier_check(const shmp_segment_t *seg, uint64_t off, const void *p, uint32_t want)
+{
+	(void)want;
+	const struct shmp__barrier_sh *sh = p;
+	return sh->parties > 0 && sh->parties <= SHMP_BARRIER_PARTIES_MAX && shmp__lock_sound(&sh->lock) &&
+	       shmp__sh_at(seg, off, sizeof *sh + tables_bytes(sh->parties), 1);
+}
+const struct shmp__layout shmp__barrier_layout =
+	SHMP__LAYOUT(struct shmp__barrier_sh, BARRIER_MAGIC, BARRIER_VERSION, barrier_check);
+
 struct shmp_barrier {
-	shmp_segment_t *seg;
-	struct shmp__barrier_sh *sh;
-	_Atomic uint32_t *ref;
-	pid_t pid;               /* the process that made this handle */
+	SHMP__HEAD(struct shmp__barrier_sh);
 	uint32_t parties; /* trusted copy: sh->parties sizes the tables but is shared */
 	int (*action)(void *);
 	void *action_arg;
 	double timeout; /* opts.timeout: caps every wait of this handle; < 0 none */
 };
+SHMP__HEAD_CHECK(struct shmp_barrier);
 
 static uint32_t *arrived(struct shmp__barrier_sh *sh) { return sh->tids; }
 static uint32_t *members(struct shmp__barrier_sh *sh, uint32_t parties) { return sh->tids + parties; }
@@ -51,71 +70,42 @@ shmp_barrier_t *shmp_barrier_create(unsigned parties, const struct shmp_barrier_
 		errno = EINVAL;
 		return NULL;
 	}
-	shmp_segment_t *seg = o.segment;
-	void *sh;
-	/* Arrived and member tables follow the header: 2 x parties tids. */
-	size_t bytes = sizeof(struct shmp__barrier_sh) + 2 * sizeof(uint32_t) * parties;
-	shmp_barrier_t *b = shmp__object_new(&seg, sizeof *b, bytes, &sh);
+	shmp_barrier_t *b = shmp__obj_new(o.segment, sizeof *b, &shmp__barrier_layout, tables_bytes(parties));
 	if (!b)
 		return NULL;
-	b->sh = sh;
-	b->seg = seg;
-	b->pid = getpid();
 	b->action = o.action;
 	b->action_arg = o.action_arg;
 	b->timeout = o.timeout > 0 ? o.timeout : SHMP_FOREVER; /* 0 (unset) or negative: no cap */
 	b->parties = parties;
 	b->sh->parties = parties;
-	b->sh->magic = BARRIER_MAGIC;
 	shmp__lock_init(&b->sh->lock, SHMP__KIND_LOCK);
+	shmp__obj_publish(b->sh, &shmp__barrier_layout);
 	return b;
 }
 
 void shmp_barrier_destroy(shmp_barrier_t *b)
 {
-	if (!b)
-		return;
-	if (shmp__handle_release(b))
-		shmp__free_ptr(b->seg, b->sh);
-	free(b);
-}
-
-SHMP__HEAD_CHECK(struct shmp_barrier);
-
-static struct shmp__barrier_sh *barrier_at(const shmp_segment_t *seg, uint64_t off)
-{
-	struct shmp__barrier_sh *sh = shmp__sh_at(seg, off, sizeof *sh, __alignof__(*sh));
-	if (!sh || sh->magic != BARRIER_MAGIC || sh->parties == 0 || sh->parties > SHMP_BARRIER_PARTIES_MAX ||
-	    sh->lock.magic != SHMP__LOCK_MAGIC ||
-	    !shmp__sh_at(seg, off, sizeof *sh + 2 * sizeof(uint32_t) * sh->parties, 1))
-		return NULL;
-	return sh;
+	shmp__obj_destroy(b);
 }
 
 shmp_barrier_t *shmp__barrier_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref)
 {
-	struct shmp__barrier_sh *sh = barrier_at(seg, off);
-	if (!sh) {
-		errno = SHMP_ECORRUPT;
-		return NULL;
+	shmp_barrier_t *b = shmp__obj_open(seg, off, &shmp__barrier_layout, 0, sizeof *b, ref);
+	if (b) {
+		b->parties = b->sh->parties;
+		b->timeout = SHMP_FOREVER;
 	}
-	shmp_barrier_t *b = calloc(1, sizeof *b);
-	if (b)
-		*b = (struct shmp_barrier){ .seg = seg, .pid = getpid(), .sh = sh, .ref = ref, .parties = sh->parties,
-					    .timeout = SHMP_FOREVER };
 	return b;
 }
 
-int shmp__barrier_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info)
+int shmp__barrier_inspect(const shmp_segment_t *seg, const void *p, struct shmp_object_info *info)
 {
-	struct shmp__barrier_sh *sh = barrier_at(seg, off);
-	if (!sh)
-		return -SHMP_ECORRUPT;
+	(void)seg;
+	struct shmp__barrier_sh *sh = (struct shmp__barrier_sh *)p;
 	info->parties = sh->parties;
 	info->broken = atomic_load_explicit(&sh->broken, memory_order_relaxed) != 0;
 	uint32_t n = __atomic_load_n(&sh->count, __ATOMIC_RELAXED);
 	info->waiters = info->broken ? 0 : (n < sh->parties ? n : sh->parties);
-	info->valid = 1;
 	return 0;
 }
 

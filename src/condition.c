@@ -30,7 +30,7 @@
  * take the lock and look again. Whoever can write the segment can make
  * waits time out or wake early, never make us signal or wait on anything
  * outside the table: indices are bounded by the handle's own size. */
-#include "internal.h"
+#include "types.h"
 
 #include <stdlib.h>
 
@@ -46,14 +46,20 @@ struct cond_waiter {
 
 struct shmp__cond_sh {
 	uint32_t magic;
+	uint32_t version;
 	uint32_t max_waiters;
+	uint32_t used;      /* entries [0, used) may be in use */
 	uint64_t lock_off;
 	uint64_t next_ticket;
-	uint32_t used;      /* entries [0, used) may be in use */
-	uint32_t reserved;
 	struct cond_waiter w[];
 };
 #define COND_MAGIC 0x434f4e44u
+#define COND_VERSION 1u
+/* Pinned: other processes, maybe of another build, map it. */
+SHMP__PIN(struct shmp__cond_sh, 32);
+_Static_assert(offsetof(struct shmp__cond_sh, used) == 12 && offsetof(struct shmp__cond_sh, lock_off) == 16 &&
+	       offsetof(struct shmp__cond_sh, w) == 32, "cond fields");
+_Static_assert(sizeof(struct cond_waiter) == 16 && offsetof(struct cond_waiter, ticket) == 8, "cond waiter");
 #define DEFAULT_MAX_WAITERS 128u
 #define CHECK_FIRST_NS 50000000L   /* a non-watcher's first look, 50 ms */
 #define CHECK_MAX_NS 500000000L    /* and at least every 0.5 s */
@@ -61,10 +67,7 @@ struct shmp__cond_sh {
 #define WATCH_MAX_NS 8000000L      /* while the same signalled stay alive */
 
 struct shmp_cond {
-	shmp_segment_t *seg;
-	struct shmp__cond_sh *sh;
-	_Atomic uint32_t *ref;
-	pid_t pid;               /* the process that made this handle */
+	SHMP__HEAD(struct shmp__cond_sh);
 	shmp_lock_t *lock;
 	uint32_t max; /* the table's size, trusted (sh->max_waiters is shared) */
 	bool owns_lock;
@@ -79,6 +82,15 @@ static inline uint32_t state_of(const struct cond_waiter *e)
 {
 	return atomic_load_explicit(&((struct cond_waiter *)e)->state, memory_order_seq_cst);
 }
+
+static bool cond_check(const shmp_segment_t *seg, uint64_t off, const void *p, uint32_t want)
+{
+	(void)want;
+	const struct shmp__cond_sh *sh = p;
+	return sh->max_waiters > 0 && sh->max_waiters <= SHMP_COND_WAITERS_MAX &&
+	       shmp__sh_at(seg, off, sizeof *sh + sh->max_waiters * sizeof(struct cond_waiter), 1);
+}
+const struct shmp__layout shmp__cond_layout = SHMP__LAYOUT(struct shmp__cond_sh, COND_MAGIC, COND_VERSION, cond_check);
 
 shmp_cond_t *shmp_cond_create(const struct shmp_cond_opts *opts)
 {
@@ -99,33 +111,24 @@ shmp_cond_t *shmp_cond_create(const struct shmp_cond_opts *opts)
 		return NULL;
 	}
 	uint32_t max = o.max_waiters ? o.max_waiters : DEFAULT_MAX_WAITERS;
-	shmp_cond_t *c = calloc(1, sizeof *c);
+	shmp_cond_t *c = shmp__obj_new(seg, sizeof *c, &shmp__cond_layout, max * sizeof(struct cond_waiter));
 	if (!c)
 		return NULL;
-	c->seg = seg;
-	c->pid = getpid();
 	if (!lock) {
 		struct shmp_lock_opts lo = { .sz = sizeof lo, .segment = seg };
 		if (!(lock = shmp_rlock_create(&lo))) {
-			free(c);
+			int e = errno;
+			shmp__obj_destroy(c);
+			errno = e;
 			return NULL;
 		}
 		c->owns_lock = true;
 	}
 	c->lock = lock;
-	c->sh = shmp__alloc_ptr(seg, sizeof *c->sh + max * sizeof(struct cond_waiter), SHMP__CACHELINE, NULL);
-	if (!c->sh) {
-		int e = errno;
-		if (c->owns_lock)
-			shmp_lock_destroy(lock);
-		free(c);
-		errno = e;
-		return NULL;
-	}
 	shmp_segment_offset(seg, lock->sh, &c->sh->lock_off);
 	c->sh->max_waiters = max;
 	c->max = max;
-	c->sh->magic = COND_MAGIC;
+	shmp__obj_publish(c->sh, &shmp__cond_layout);
 	return c;
 }
 
@@ -149,42 +152,35 @@ void shmp_cond_destroy(shmp_cond_t *c)
 SHMP__HEAD_CHECK(struct shmp_cond);
 static uint32_t used_of(const struct shmp__cond_sh *sh, uint32_t max);
 
-static struct shmp__cond_sh *cond_at(const shmp_segment_t *seg, uint64_t off)
-{
-	struct shmp__cond_sh *sh = shmp__sh_at(seg, off, sizeof *sh, __alignof__(*sh));
-	if (!sh || sh->magic != COND_MAGIC || sh->max_waiters == 0 || sh->max_waiters > SHMP_COND_WAITERS_MAX ||
-	    !shmp__sh_at(seg, off, sizeof *sh + sh->max_waiters * sizeof(struct cond_waiter), 1))
-		return NULL;
-	return sh;
-}
-
 /* A registry Condition always has a lock of its own, freed with it. */
 shmp_cond_t *shmp__cond_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref)
 {
-	struct shmp__cond_sh *sh = cond_at(seg, off);
-	shmp_lock_t *lock = sh ? shmp__lock_open(seg, sh->lock_off, 0, NULL) : NULL;
-	shmp_cond_t *c = lock ? calloc(1, sizeof *c) : NULL;
-	if (!c) {
-		free(lock);
-		if (!sh || !lock)
-			errno = SHMP_ECORRUPT;
+	shmp_cond_t *c = shmp__obj_open(seg, off, &shmp__cond_layout, 0, sizeof *c, ref);
+	if (!c)
+		return NULL;
+	if (!(c->lock = shmp__lock_open(seg, c->sh->lock_off, 0, NULL))) {
+		int e = errno;
+		free(c);
+		errno = e;
 		return NULL;
 	}
-	*c = (struct shmp_cond){ .seg = seg, .pid = getpid(), .sh = sh, .ref = ref, .lock = lock,
-				 .max = sh->max_waiters, .owns_lock = true };
+	c->max = c->sh->max_waiters;
+	c->owns_lock = true;
 	return c;
 }
 
-int shmp__cond_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info)
+int shmp__cond_inspect(const shmp_segment_t *seg, const void *p, struct shmp_object_info *info)
 {
-	struct shmp__cond_sh *sh = cond_at(seg, off);
-	if (!sh || shmp__lock_inspect(seg, sh->lock_off, info) < 0)
-		return -SHMP_ECORRUPT;
+	struct shmp__cond_sh *sh = (struct shmp__cond_sh *)p;
+	int e;
+	const struct shmp__lock_sh *l = shmp__lock_at(seg, sh->lock_off, 0, &e);
+	if (!l)
+		return e;
+	shmp__lock_inspect(seg, l, info);
 	unsigned n = 0;
 	for (uint32_t i = 0; i < used_of(sh, sh->max_waiters); i++)
 		n += is_waiting(atomic_load_explicit(&sh->w[i].state, memory_order_relaxed));
 	info->waiters = n;
-	info->valid = 1;
 	return 0;
 }
 

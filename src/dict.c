@@ -19,8 +19,7 @@
  *
  * Every index and offset read from shared memory is checked before use; a
  * chain longer than the pool is corruption. */
-#include "internal.h"
-#include "registry_internal.h"
+#include "types.h"
 
 #include <stdlib.h>
 
@@ -71,7 +70,7 @@ struct dentry {
 /* Pinned: another version's process may map the same Dict (DICT_VERSION
  * changes with any of these). Reserved fields are zero, for later use. */
 _Static_assert(sizeof(struct stripe) == 64, "stripe");
-_Static_assert(sizeof(struct shmp__dict_sh) == 4352, "dict header size");
+SHMP__PIN(struct shmp__dict_sh, 4352);
 _Static_assert(offsetof(struct shmp__dict_sh, buckets_off) == 40, "buckets_off");
 _Static_assert(offsetof(struct shmp__dict_sh, free_top) == 128, "free_top");
 _Static_assert(offsetof(struct shmp__dict_sh, used) == 192, "used");
@@ -79,10 +78,7 @@ _Static_assert(offsetof(struct shmp__dict_sh, stripes) == 256, "stripes");
 _Static_assert(offsetof(struct dentry, vstate) == 16 && offsetof(struct dentry, key) == 24, "dict entry");
 
 struct shmp_dict {
-	shmp_segment_t *seg;
-	struct shmp__dict_sh *sh;
-	_Atomic uint32_t *ref;
-	pid_t pid;               /* the process that made this handle */
+	SHMP__HEAD(struct shmp__dict_sh);
 	/* Trusted copies, checked when the handle was made. */
 	_Atomic uint32_t *buckets;
 	char *entries;
@@ -143,6 +139,24 @@ static void pool_push(shmp_dict_t *d, uint32_t idx)
 
 /* ---- create / open ------------------------------------------------------ */
 
+static bool dict_check(const shmp_segment_t *seg, uint64_t off, const void *p, uint32_t want);
+const struct shmp__layout shmp__dict_layout = SHMP__LAYOUT(struct shmp__dict_sh, DICT_MAGIC, DICT_VERSION, dict_check);
+
+/* The handle's trusted copies of a checked header. */
+static void dict_adopt(shmp_dict_t *d, const shmp_segment_t *seg)
+{
+	const struct shmp__dict_sh *sh = d->sh;
+	d->buckets = (void *)(seg->base + sh->buckets_off);
+	d->entries = seg->base + sh->entries_off;
+	d->capacity = sh->capacity;
+	d->nentries = sh->nentries;
+	d->bmask = sh->nbuckets - 1;
+	d->key_max = sh->key_max;
+	d->value_inline = sh->value_inline;
+	d->esz = sh->entry_size;
+	d->max_value = sh->max_value;
+}
+
 shmp_dict_t *shmp_dict_create(const struct shmp_dict_opts *opts)
 {
 	struct shmp_dict_opts o;
@@ -160,81 +174,60 @@ shmp_dict_t *shmp_dict_create(const struct shmp_dict_opts *opts)
 		nb <<= 1;
 	uint32_t nent = cap + NSTRIPES;
 	size_t esz = entry_size(kmax, vin);
-	shmp_segment_t *seg = shmp__segment_or_default(o.segment);
-	if (!seg)
-		return NULL;
-	shmp_dict_t *d = calloc(1, sizeof *d);
+	shmp_dict_t *d = shmp__obj_new(o.segment, sizeof *d, &shmp__dict_layout, 0);
 	if (!d)
 		return NULL;
-	uint64_t sh_off, b_off, e_off;
-	struct shmp__dict_sh *sh = shmp__alloc_ptr(seg, sizeof *sh, SHMP__CACHELINE, &sh_off);
-	void *b = sh ? shmp__alloc_ptr(seg, (size_t)nb * 4, SHMP__CACHELINE, &b_off) : NULL;
-	void *e = b ? shmp__alloc_ptr(seg, esz * nent, SHMP__CACHELINE, &e_off) : NULL;
-	if (!e) {
+	struct shmp__dict_sh *sh = d->sh;
+	shmp_segment_t *seg = d->seg;
+	if (!shmp__alloc_ptr(seg, (size_t)nb * 4, SHMP__CACHELINE, &sh->buckets_off) ||
+	    !shmp__alloc_ptr(seg, esz * nent, SHMP__CACHELINE, &sh->entries_off)) {
 		int err = errno;
-		shmp__free_ptr(seg, b);
-		shmp__free_ptr(seg, sh);
-		free(d);
+		if (sh->buckets_off)
+			shmp_segment_free(seg, sh->buckets_off);
+		shmp__obj_destroy(d);
 		errno = err;
 		return NULL;
 	}
-	*d = (struct shmp_dict){ .seg = seg, .pid = getpid(), .sh = sh, .buckets = b, .entries = e, .capacity = cap,
-				 .nentries = nent, .bmask = nb - 1, .key_max = kmax, .value_inline = vin,
-				 .esz = (uint32_t)esz, .max_value = o.max_value ? o.max_value : DEFAULT_MAX_VALUE };
-	for (uint32_t i = 0; i < nent; i++) /* the free list: 0 -> 1 -> ... */
-		atomic_store_explicit(&ent(d, i)->next, i + 1 < nent ? i + 2 : 0, memory_order_relaxed);
-	atomic_store_explicit(&sh->free_top, 1, memory_order_relaxed);
-	for (uint32_t i = 0; i < NSTRIPES; i++)
-		shmp__lock_init(&sh->stripes[i].lock, SHMP__KIND_LOCK);
-	sh->version = DICT_VERSION;
 	sh->capacity = cap;
 	sh->nentries = nent;
 	sh->nbuckets = nb;
 	sh->key_max = kmax;
 	sh->value_inline = vin;
 	sh->entry_size = (uint32_t)esz;
-	sh->max_value = d->max_value;
-	sh->buckets_off = b_off;
-	sh->entries_off = e_off;
-	__atomic_store_n(&sh->magic, DICT_MAGIC, __ATOMIC_RELEASE);
+	sh->max_value = o.max_value ? o.max_value : DEFAULT_MAX_VALUE;
+	dict_adopt(d, seg);
+	for (uint32_t i = 0; i < nent; i++) /* the free list: 0 -> 1 -> ... */
+		atomic_store_explicit(&ent(d, i)->next, i + 1 < nent ? i + 2 : 0, memory_order_relaxed);
+	atomic_store_explicit(&sh->free_top, 1, memory_order_relaxed);
+	for (uint32_t i = 0; i < NSTRIPES; i++)
+		shmp__lock_init(&sh->stripes[i].lock, SHMP__KIND_LOCK);
+	shmp__obj_publish(sh, &shmp__dict_layout);
 	return d;
 }
 
-/* The dict at off, checked whole; fills the trusted copies of d. */
-static struct shmp__dict_sh *dict_at(const shmp_segment_t *seg, uint64_t off, shmp_dict_t *d)
+/* Everything a handle trusts from the header, checked whole. */
+static bool dict_check(const shmp_segment_t *seg, uint64_t off, const void *p, uint32_t want)
 {
-	struct shmp__dict_sh *sh = shmp__sh_at(seg, off, sizeof *sh, __alignof__(*sh));
-	if (!sh || __atomic_load_n(&sh->magic, __ATOMIC_ACQUIRE) != DICT_MAGIC || sh->version != DICT_VERSION ||
-	    sh->capacity == 0 || sh->capacity > MAX_CAPACITY || sh->nentries != sh->capacity + NSTRIPES ||
+	(void)off, (void)want;
+	const struct shmp__dict_sh *sh = p;
+	if (sh->capacity == 0 || sh->capacity > MAX_CAPACITY || sh->nentries != sh->capacity + NSTRIPES ||
 	    sh->nbuckets < sh->capacity || (sh->nbuckets & (sh->nbuckets - 1)) || sh->nbuckets > 2 * MAX_CAPACITY ||
 	    sh->key_max == 0 || sh->key_max > MAX_KEY_MAX || sh->value_inline < 8 || sh->value_inline % 8 ||
 	    sh->value_inline > MAX_INLINE || sh->entry_size != entry_size(sh->key_max, sh->value_inline) ||
 	    sh->max_value > SHMP_RING_MAX_MESSAGE || !shmp_segment_ptr(seg, sh->buckets_off, (size_t)sh->nbuckets * 4) ||
 	    !shmp_segment_ptr(seg, sh->entries_off, (size_t)sh->entry_size * sh->nentries))
-		return NULL;
+		return false;
 	for (uint32_t i = 0; i < NSTRIPES; i++)
-		if (sh->stripes[i].lock.magic != SHMP__LOCK_MAGIC)
-			return NULL;
-	*d = (struct shmp_dict){ .seg = (shmp_segment_t *)seg, .pid = getpid(), .sh = sh,
-				 .buckets = (void *)(seg->base + sh->buckets_off),
-				 .entries = seg->base + sh->entries_off, .capacity = sh->capacity,
-				 .nentries = sh->nentries, .bmask = sh->nbuckets - 1, .key_max = sh->key_max,
-				 .value_inline = sh->value_inline, .esz = sh->entry_size, .max_value = sh->max_value };
-	return sh;
+		if (!shmp__lock_sound(&sh->stripes[i].lock))
+			return false;
+	return true;
 }
 
 shmp_dict_t *shmp__dict_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref)
 {
-	shmp_dict_t tmp;
-	if (!dict_at(seg, off, &tmp)) {
-		errno = SHMP_ECORRUPT;
-		return NULL;
-	}
-	shmp_dict_t *d = malloc(sizeof *d);
-	if (d) {
-		*d = tmp;
-		d->ref = ref;
-	}
+	shmp_dict_t *d = shmp__obj_open(seg, off, &shmp__dict_layout, 0, sizeof *d, ref);
+	if (d)
+		dict_adopt(d, seg);
 	return d;
 }
 
@@ -807,13 +800,11 @@ int shmp_dict_next(shmp_dict_t *d, uint64_t *cursor, char *key, size_t keycap, v
 	return 0;
 }
 
-int shmp__dict_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info)
+int shmp__dict_inspect(const shmp_segment_t *seg, const void *p, struct shmp_object_info *info)
 {
-	shmp_dict_t d;
-	if (!dict_at(seg, off, &d))
-		return -SHMP_ECORRUPT;
+	shmp_dict_t d = { .seg = (shmp_segment_t *)seg, .sh = (struct shmp__dict_sh *)p };
+	dict_adopt(&d, seg);
 	info->depth = (uint64_t)shmp_dict_len(&d);
 	info->capacity = d.capacity;
-	info->valid = 1;
 	return 0;
 }

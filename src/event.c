@@ -5,23 +5,26 @@
  * threading.Event.wait() does — and never because of a set() that was
  * over before its wait began (two separate stores let a late generation
  * bump wake a wait that started after the flag was seen and cleared). */
-#include "internal.h"
+#include "types.h"
 
 #include <stdlib.h>
 
 struct shmp__event_sh {
-	_Atomic uint32_t word;    /* futex word: generation << 1 | flag */
-	uint32_t reserved0;
-	_Atomic uint32_t waiters;
 	uint32_t magic;
+	uint32_t version;
+	_Atomic uint32_t word;    /* futex word: generation << 1 | flag */
+	_Atomic uint32_t waiters;
 };
 #define EVENT_MAGIC 0x45564e54u
+#define EVENT_VERSION 1u
+/* Pinned: other processes, maybe of another build, map it. */
+SHMP__PIN(struct shmp__event_sh, 16);
+_Static_assert(offsetof(struct shmp__event_sh, word) == 8 && offsetof(struct shmp__event_sh, waiters) == 12,
+	       "event fields");
+const struct shmp__layout shmp__event_layout = SHMP__LAYOUT(struct shmp__event_sh, EVENT_MAGIC, EVENT_VERSION, NULL);
 
 struct shmp_event {
-	shmp_segment_t *seg;
-	struct shmp__event_sh *sh;
-	_Atomic uint32_t *ref;
-	pid_t pid;               /* the process that made this handle */
+	SHMP__HEAD(struct shmp__event_sh);
 };
 SHMP__HEAD_CHECK(struct shmp_event);
 
@@ -32,54 +35,28 @@ shmp_event_t *shmp_event_create(const struct shmp_event_opts *opts)
 		errno = EINVAL;
 		return NULL;
 	}
-	shmp_segment_t *seg = o.segment;
-	void *sh;
-	shmp_event_t *e = shmp__object_new(&seg, sizeof *e, sizeof *e->sh, &sh);
-	if (!e)
-		return NULL;
-	e->sh = sh;
-	e->seg = seg;
-	e->pid = getpid();
-	e->sh->magic = EVENT_MAGIC;
+	shmp_event_t *e = shmp__obj_new(o.segment, sizeof *e, &shmp__event_layout, 0);
+	if (e)
+		shmp__obj_publish(e->sh, &shmp__event_layout);
 	return e;
 }
 
 void shmp_event_destroy(shmp_event_t *e)
 {
-	if (!e)
-		return;
-	if (shmp__handle_release(e))
-		shmp__free_ptr(e->seg, e->sh);
-	free(e);
-}
-
-static struct shmp__event_sh *event_at(const shmp_segment_t *seg, uint64_t off)
-{
-	struct shmp__event_sh *sh = shmp__sh_at(seg, off, sizeof *sh, __alignof__(*sh));
-	return sh && sh->magic == EVENT_MAGIC ? sh : NULL;
+	shmp__obj_destroy(e);
 }
 
 shmp_event_t *shmp__event_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref)
 {
-	struct shmp__event_sh *sh = event_at(seg, off);
-	if (!sh) {
-		errno = SHMP_ECORRUPT;
-		return NULL;
-	}
-	shmp_event_t *e = calloc(1, sizeof *e);
-	if (e)
-		*e = (struct shmp_event){ .seg = seg, .pid = getpid(), .sh = sh, .ref = ref };
-	return e;
+	return shmp__obj_open(seg, off, &shmp__event_layout, 0, sizeof(shmp_event_t), ref);
 }
 
-int shmp__event_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info)
+int shmp__event_inspect(const shmp_segment_t *seg, const void *p, struct shmp_object_info *info)
 {
-	struct shmp__event_sh *sh = event_at(seg, off);
-	if (!sh)
-		return -SHMP_ECORRUPT;
+	(void)seg;
+	struct shmp__event_sh *sh = (struct shmp__event_sh *)p;
 	info->is_set = atomic_load_explicit(&sh->word, memory_order_relaxed) & 1;
 	info->waiters = atomic_load_explicit(&sh->waiters, memory_order_relaxed);
-	info->valid = 1;
 	return 0;
 }
 

@@ -131,21 +131,36 @@ static inline int shmp__futex_wake(_Atomic uint32_t *w, int n)
 
 enum { SHMP__KIND_LOCK = 1, SHMP__KIND_RLOCK = 2 };
 
+/* Shared; pinned in lock.c (magic and version first, as every object's:
+ * see object.h). Embedded in other objects' state, whose own version
+ * covers it there. */
 struct shmp__lock_sh {
+	uint32_t magic;          /* SHMP__LOCK_MAGIC */
+	uint32_t version;        /* SHMP__LOCK_VERSION */
 	_Atomic uint32_t word;   /* owner tid | OWNER_DIED | WAITERS; 0 free */
 	/* Depth held by the owner (1 for a Lock), touched only by the owner;
 	 * SHMP__INCONSISTENT is or-ed in after -EOWNERDEAD until repaired. One
 	 * field, so release tests both with a single compare against 1. */
 	uint32_t count;
-	uint32_t magic;
-	uint32_t kind;
+	uint32_t kind;           /* SHMP__KIND_* */
 	int32_t owner_pid;       /* the owner's process, stored at acquire: display only */
-	uint32_t reserved[3];
+	uint32_t reserved[2];    /* zero, for later versions */
 };
 #define SHMP__INCONSISTENT 0x80000000u
 #define SHMP__LOCK_MAGIC 0x4c4f434bu /* "LOCK" */
+#define SHMP__LOCK_VERSION 1u
 
 void shmp__lock_init(struct shmp__lock_sh *l, uint32_t kind);
+/* The Lock or RLock (kind; 0: either) whose state is at off in seg, checked
+ * (object.h): NULL with *err = -SHMP_ECORRUPT or -SHMP_EVERSION. For the
+ * locks Values and Conditions name by offset. */
+struct shmp__lock_sh *shmp__lock_at(const shmp_segment_t *seg, uint64_t off, uint32_t kind, int *err);
+/* Is the lock embedded in another object's state one (magic and kind)? */
+static inline bool shmp__lock_sound(const struct shmp__lock_sh *l)
+{
+	return l->magic == SHMP__LOCK_MAGIC && l->version == SHMP__LOCK_VERSION &&
+	       (l->kind == SHMP__KIND_LOCK || l->kind == SHMP__KIND_RLOCK);
+}
 
 /* Acquire for internal use (allocator, directory, Dict stripes, barrier
  * state...): owner death is absorbed (the caller's state is written to
@@ -225,11 +240,6 @@ shmp_segment_t *shmp__segment_or_default(shmp_segment_t *seg);
 int shmp__segment_alloc(shmp_segment_t *seg, size_t size, size_t align, uint64_t *off, bool zero);
 /* Allocate and return the address; NULL + errno. */
 void *shmp__alloc_ptr(shmp_segment_t *seg, size_t size, size_t align, uint64_t *off);
-/* The common start of a create: a zeroed process-local handle of hsize
- * bytes, and in *seg (NULL: the default segment, stored back) a zeroed
- * shared block of shsize bytes on a cache line of its own, in *sh. The
- * handle, or NULL + errno with nothing left allocated. */
-void *shmp__object_new(shmp_segment_t **seg, size_t hsize, size_t shsize, void **sh);
 /* Free by address (ignores NULL). */
 void shmp__free_ptr(shmp_segment_t *seg, void *p);
 /* Does the segment contain [p, p+len)? */
@@ -262,12 +272,17 @@ int shmp__header_validate(const struct shmp__seg_hdr *h, uint64_t file_size);
  * of its own (not in the directory entry, so that a removed name's entry is
  * free at once even while handles remain). pid is the process that made the
  * handle: a copy inherited through fork neither frees the object nor drops
- * the reference its maker holds. */
+ * the reference its maker holds.
+ *
+ * SHMP__HEAD(T) declares the four fields, T being the type's shared state;
+ * each handle struct starts with it. */
+#define SHMP__HEAD(sh_type)    \
+	shmp_segment_t *seg;   \
+	sh_type *sh;           \
+	_Atomic uint32_t *ref; \
+	pid_t pid
 struct shmp__head {
-	shmp_segment_t *seg;
-	void *sh;
-	_Atomic uint32_t *ref;
-	pid_t pid;
+	SHMP__HEAD(void);
 };
 #define SHMP__HEAD_CHECK(type) \
 	_Static_assert(offsetof(type, seg) == offsetof(struct shmp__head, seg) && \
@@ -294,24 +309,16 @@ bool shmp__handle_release(void *handle);
 
 /* Lock handle, shared with Value/Condition which embed or borrow one. */
 struct shmp_lock {
-	shmp_segment_t *seg;
-	struct shmp__lock_sh *sh;
-	_Atomic uint32_t *ref;
-	pid_t pid;
+	SHMP__HEAD(struct shmp__lock_sh);
 	bool owns_memory; /* destroy frees sh */
 };
 
-/* Open a handle on the object whose shared state is at `off` in seg,
- * validating it first (NULL + errno = SHMP_ECORRUPT if it fails; EINVAL for
- * a kind that does not match). The handle holds `ref` (may be NULL). Used
- * by the registry; never writes to shared memory. */
+/* A handle on the Lock or RLock (kind; 0: either) at off in seg, checked
+ * first (object.h): NULL + errno SHMP_ECORRUPT or SHMP_EVERSION. It holds
+ * ref (may be NULL). Never writes to shared memory. */
 shmp_lock_t *shmp__lock_open(shmp_segment_t *seg, uint64_t off, uint32_t kind, _Atomic uint32_t *ref);
-shmp_value_t *shmp__value_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref);
-shmp_array_t *shmp__array_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref);
-shmp_sem_t *shmp__sem_open(shmp_segment_t *seg, uint64_t off, bool bounded, _Atomic uint32_t *ref);
-shmp_event_t *shmp__event_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref);
-shmp_cond_t *shmp__cond_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref);
-shmp_barrier_t *shmp__barrier_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref);
+/* A handle on the ring at off (not lent by the registry: no reference),
+ * checked as above. */
 shmp_ring_t *shmp__ring_open(shmp_segment_t *seg, uint64_t off);
 uint64_t shmp__ring_offset(const shmp_ring_t *r);
 /* Free at once the slots a dead thread held (claimed, never finished),
@@ -320,19 +327,6 @@ int shmp__ring_recover_tid(shmp_ring_t *r, pid_t tid);
 /* The ring's slot array, which io_uring may register. */
 void shmp__ring_slots(const shmp_ring_t *r, void **base, size_t *len);
 
-shmp_queue_t *shmp__queue_open(shmp_segment_t *seg, uint64_t off, bool joinable, _Atomic uint32_t *ref);
-
-/* Read-only snapshots for shmp_registry_info: validate, then fill the
- * type's fields of info and set info->valid. 0 or -SHMP_ECORRUPT. Never
- * write to shared memory and take no lock. */
-struct shmp_object_info;
-int shmp__lock_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info);
-int shmp__typed_inspect(const shmp_segment_t *seg, uint64_t off, bool is_array, struct shmp_object_info *info);
-int shmp__sem_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info);
-int shmp__event_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info);
-int shmp__cond_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info);
-int shmp__barrier_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info);
-int shmp__queue_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info);
 /* The shared block at off, if [off, off+len) is inside seg and off is a
  * multiple of align (that of the struct read there: a misaligned one is
  * corruption, and undefined to read). */

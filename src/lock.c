@@ -30,7 +30,7 @@
  * the segment can forge the word (acquires then time out, or see an owner
  * death) but nothing read from it is signalled: kill(tid, 0) sends nothing,
  * and owner_pid is only ever displayed. */
-#include "internal.h"
+#include "types.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -44,10 +44,23 @@ static pid_t owner_pid_of(const struct shmp__lock_sh *sh, pid_t tid);
 #define SLICE_FIRST_NS 2000000L /* first liveness check after 2 ms asleep */
 #define SLICE_MAX_NS 50000000L  /* then at least every 50 ms */
 
+/* Pinned: other processes, maybe of another build, map the same lock (and
+ * the objects that embed one). SHMP__LOCK_VERSION changes with any of it. */
+SHMP__PIN(struct shmp__lock_sh, 32);
+_Static_assert(offsetof(struct shmp__lock_sh, word) == 8 && offsetof(struct shmp__lock_sh, count) == 12 &&
+	       offsetof(struct shmp__lock_sh, kind) == 16 && offsetof(struct shmp__lock_sh, owner_pid) == 20,
+	       "lock fields");
+
+static bool lock_check(const shmp_segment_t *seg, uint64_t off, const void *sh, uint32_t kind);
+const struct shmp__layout shmp__lock_layout =
+	SHMP__LAYOUT(struct shmp__lock_sh, SHMP__LOCK_MAGIC, SHMP__LOCK_VERSION, lock_check);
+
+/* Embedded locks are made here too: not published (their container is). */
 void shmp__lock_init(struct shmp__lock_sh *l, uint32_t kind)
 {
 	memset(l, 0, sizeof *l);
 	l->magic = SHMP__LOCK_MAGIC;
+	l->version = SHMP__LOCK_VERSION;
 	l->kind = kind;
 }
 
@@ -386,14 +399,9 @@ static shmp_lock_t *lock_new(uint32_t kind, const struct shmp_lock_opts *opts)
 		errno = EINVAL;
 		return NULL;
 	}
-	shmp_segment_t *seg = o.segment;
-	void *sh;
-	shmp_lock_t *l = shmp__object_new(&seg, sizeof *l, sizeof *l->sh, &sh);
+	shmp_lock_t *l = shmp__obj_new(o.segment, sizeof *l, &shmp__lock_layout, 0);
 	if (!l)
 		return NULL;
-	l->sh = sh;
-	l->seg = seg;
-	l->pid = getpid();
 	l->owns_memory = true;
 	shmp__lock_init(l->sh, kind);
 	return l;
@@ -416,41 +424,38 @@ void shmp_lock_destroy(shmp_lock_t *l)
 	/* Destroyed while this thread holds it: its memory may go now, and
 	 * this thread's end must not touch it. */
 	held_forget(l->sh);
-	if (shmp__handle_release(l) && l->owns_memory)
-		shmp__free_ptr(l->seg, l->sh);
-	free(l);
+	if (l->owns_memory)
+		shmp__obj_destroy(l);
+	else
+		free(l);
 }
 
 SHMP__HEAD_CHECK(struct shmp_lock);
 
-static struct shmp__lock_sh *lock_at(const shmp_segment_t *seg, uint64_t off, uint32_t kind)
+static bool lock_check(const shmp_segment_t *seg, uint64_t off, const void *sh, uint32_t kind)
 {
-	struct shmp__lock_sh *sh = shmp__sh_at(seg, off, sizeof *sh, __alignof__(*sh));
-	if (!sh || sh->magic != SHMP__LOCK_MAGIC || (sh->kind != SHMP__KIND_LOCK && sh->kind != SHMP__KIND_RLOCK) ||
-	    (kind && sh->kind != kind))
-		return NULL;
-	return sh;
+	(void)seg, (void)off;
+	const struct shmp__lock_sh *l = sh;
+	return shmp__lock_sound(l) && (!kind || l->kind == kind);
+}
+
+struct shmp__lock_sh *shmp__lock_at(const shmp_segment_t *seg, uint64_t off, uint32_t kind, int *err)
+{
+	return shmp__obj_at(seg, off, &shmp__lock_layout, kind, err);
 }
 
 shmp_lock_t *shmp__lock_open(shmp_segment_t *seg, uint64_t off, uint32_t kind, _Atomic uint32_t *ref)
 {
-	struct shmp__lock_sh *sh = lock_at(seg, off, kind);
-	if (!sh) {
-		errno = SHMP_ECORRUPT;
-		return NULL;
-	}
-	shmp_lock_t *l = calloc(1, sizeof *l);
-	if (!l)
-		return NULL;
-	*l = (struct shmp_lock){ .seg = seg, .pid = getpid(), .sh = sh, .ref = ref, .owns_memory = true };
+	shmp_lock_t *l = shmp__obj_open(seg, off, &shmp__lock_layout, kind, sizeof *l, ref);
+	if (l)
+		l->owns_memory = true;
 	return l;
 }
 
-int shmp__lock_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info)
+int shmp__lock_inspect(const shmp_segment_t *seg, const void *p, struct shmp_object_info *info)
 {
-	const struct shmp__lock_sh *sh = lock_at(seg, off, 0);
-	if (!sh)
-		return -SHMP_ECORRUPT;
+	(void)seg;
+	const struct shmp__lock_sh *sh = p;
 	uint32_t w = atomic_load_explicit(&((struct shmp__lock_sh *)sh)->word, memory_order_acquire);
 	uint32_t owner = w & SHMP__TID_MASK;
 	info->locked = owner != 0;
@@ -458,7 +463,6 @@ int shmp__lock_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_obje
 	info->owner_pid = info->owner_tid ? owner_pid_of(sh, info->owner_tid) : 0;
 	info->owner_dead = info->owner_tid ? (w & SHMP__OWNER_DIED) || shmp__tid_dead(info->owner_tid) : 0;
 	info->lock_depth = owner ? sh->count & ~SHMP__INCONSISTENT : 0;
-	info->valid = 1;
 	return 0;
 }
 

@@ -1,28 +1,41 @@
 /* private: Queue, SimpleQueue, JoinableQueue — the ring plus Python's
  * bookkeeping. */
-#include "internal.h"
+#include "types.h"
 
 #include <stdlib.h>
 
 struct shmp__queue_sh {
 	uint32_t magic;
+	uint32_t version;
 	uint32_t joinable;
+	uint32_t maxsize;
 	_Atomic uint32_t unfinished; /* futex for join(): items put, not yet task_done */
 	_Atomic uint32_t join_waiters;
 	uint64_t ring_off;           /* so that another process can open it */
-	uint32_t maxsize;
-	uint32_t reserved;
 };
 #define QUEUE_MAGIC 0x51554555u
+#define QUEUE_VERSION 1u
+/* Pinned: other processes, maybe of another build, map it. */
+SHMP__PIN(struct shmp__queue_sh, 32);
+_Static_assert(offsetof(struct shmp__queue_sh, unfinished) == 16 && offsetof(struct shmp__queue_sh, ring_off) == 24,
+	       "queue fields");
+
+/* want: 1 + joinable, or 0 for either. The ring is checked by its open. */
+static bool queue_check(const shmp_segment_t *seg, uint64_t off, const void *p, uint32_t want)
+{
+	(void)seg, (void)off;
+	const struct shmp__queue_sh *sh = p;
+	return sh->joinable <= 1 && (!want || want - 1 == sh->joinable);
+}
+const struct shmp__layout shmp__queue_layout = SHMP__LAYOUT(struct shmp__queue_sh, QUEUE_MAGIC, QUEUE_VERSION,
+							     queue_check);
 
 struct shmp_queue {
-	shmp_segment_t *seg;
-	struct shmp__queue_sh *sh;
-	_Atomic uint32_t *ref;
-	pid_t pid;               /* the process that made this handle */
+	SHMP__HEAD(struct shmp__queue_sh);
 	shmp_ring_t *ring;
 	unsigned maxsize;
 };
+SHMP__HEAD_CHECK(struct shmp_queue);
 
 static shmp_queue_t *queue_new(const struct shmp_queue_opts *opts, bool joinable)
 {
@@ -31,32 +44,24 @@ static shmp_queue_t *queue_new(const struct shmp_queue_opts *opts, bool joinable
 		errno = EINVAL;
 		return NULL;
 	}
-	shmp_segment_t *seg = shmp__segment_or_default(o.segment);
-	if (!seg)
-		return NULL;
-	shmp_queue_t *q = calloc(1, sizeof *q);
+	shmp_queue_t *q = shmp__obj_new(o.segment, sizeof *q, &shmp__queue_layout, 0);
 	if (!q)
 		return NULL;
 	struct shmp_ring_opts ro = {
-		.sz = sizeof ro, .segment = seg, .capacity = o.maxsize ? o.maxsize : 65536,
+		.sz = sizeof ro, .segment = q->seg, .capacity = o.maxsize ? o.maxsize : 65536,
 		.inline_size = o.inline_size, .max_message = o.max_message,
 	};
-	q->ring = shmp_ring_create(&ro);
-	q->sh = q->ring ? shmp__alloc_ptr(seg, sizeof *q->sh, SHMP__CACHELINE, NULL) : NULL;
-	if (!q->sh) {
+	if (!(q->ring = shmp_ring_create(&ro))) {
 		int e = errno;
-		shmp_ring_destroy(q->ring);
-		free(q);
+		shmp__obj_destroy(q);
 		errno = e;
 		return NULL;
 	}
-	q->seg = seg;
-	q->pid = getpid();
 	q->maxsize = ro.capacity;
 	q->sh->maxsize = ro.capacity;
 	q->sh->ring_off = shmp__ring_offset(q->ring);
 	q->sh->joinable = joinable;
-	q->sh->magic = QUEUE_MAGIC;
+	shmp__obj_publish(q->sh, &shmp__queue_layout);
 	return q;
 }
 
@@ -78,40 +83,29 @@ void shmp_queue_destroy(shmp_queue_t *q)
 	free(q);
 }
 
-SHMP__HEAD_CHECK(struct shmp_queue);
-
-static struct shmp__queue_sh *queue_at(const shmp_segment_t *seg, uint64_t off, shmp_ring_t **ring)
-{
-	struct shmp__queue_sh *sh = shmp__sh_at(seg, off, sizeof *sh, __alignof__(*sh));
-	if (!sh || sh->magic != QUEUE_MAGIC || sh->joinable > 1 ||
-	    !(*ring = shmp__ring_open((shmp_segment_t *)seg, sh->ring_off)))
-		return NULL;
-	return sh;
-}
-
 shmp_queue_t *shmp__queue_open(shmp_segment_t *seg, uint64_t off, bool joinable, _Atomic uint32_t *ref)
 {
-	shmp_ring_t *ring = NULL;
-	struct shmp__queue_sh *sh = queue_at(seg, off, &ring);
-	shmp_queue_t *q = sh && sh->joinable == joinable ? calloc(1, sizeof *q) : NULL;
-	if (!q) {
-		free(ring);
-		if (!sh || sh->joinable != joinable)
-			errno = SHMP_ECORRUPT;
+	shmp_queue_t *q = shmp__obj_open(seg, off, &shmp__queue_layout, 1u + joinable, sizeof *q, ref);
+	if (!q)
+		return NULL;
+	if (!(q->ring = shmp__ring_open(seg, q->sh->ring_off))) {
+		int e = errno;
+		free(q);
+		errno = e;
 		return NULL;
 	}
 	struct shmp_ring_stats st;
-	shmp_ring_stats(ring, &st);
-	*q = (struct shmp_queue){ .seg = seg, .pid = getpid(), .sh = sh, .ref = ref, .ring = ring, .maxsize = st.capacity };
+	shmp_ring_stats(q->ring, &st);
+	q->maxsize = st.capacity;
 	return q;
 }
 
-int shmp__queue_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info)
+int shmp__queue_inspect(const shmp_segment_t *seg, const void *p, struct shmp_object_info *info)
 {
-	shmp_ring_t *ring = NULL;
-	struct shmp__queue_sh *sh = queue_at(seg, off, &ring);
-	if (!sh)
-		return -SHMP_ECORRUPT;
+	struct shmp__queue_sh *sh = (struct shmp__queue_sh *)p;
+	shmp_ring_t *ring = shmp__ring_open((shmp_segment_t *)seg, sh->ring_off);
+	if (!ring)
+		return -errno;
 	struct shmp_ring_stats st;
 	shmp_ring_stats(ring, &st);
 	free(ring); /* a handle of our own: nothing shared to let go */
@@ -120,7 +114,6 @@ int shmp__queue_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_obj
 	info->closed = st.closed;
 	uint32_t n = atomic_load_explicit(&sh->unfinished, memory_order_relaxed);
 	info->unfinished = sh->joinable ? (n > st.lost ? n - st.lost : 0) : 0;
-	info->valid = 1;
 	return 0;
 }
 

@@ -106,7 +106,7 @@ static int dir_at(const shmp_segment_t *seg, struct shmp__reg_dir **out)
 	if (d->version != DIR_VERSION)
 		return -SHMP_EVERSION;
 	if (d->capacity == 0 || d->capacity > MAX_CAPACITY || d->entry_size != sizeof(struct entry) ||
-	    !shmp__sh_at(seg, off, dir_bytes(d->capacity), 1) || d->lock.magic != SHMP__LOCK_MAGIC)
+	    !shmp__sh_at(seg, off, dir_bytes(d->capacity), 1) || !shmp__lock_sound(&d->lock))
 		return -SHMP_ECORRUPT;
 	*out = d;
 	return 0;
@@ -321,13 +321,6 @@ static void obj_destroy(int type, void *h)
 	const struct shmp__type_ops *ops = shmp__type(type);
 	if (ops && ops->destroy)
 		ops->destroy(h);
-}
-
-static void obj_inspect(const shmp_segment_t *seg, int type, uint64_t off, struct shmp_object_info *info)
-{
-	const struct shmp__type_ops *ops = shmp__type(type);
-	if (ops && ops->inspect)
-		ops->inspect(seg, off, info);
 }
 
 /* Free a removed object now that no handle is left. */
@@ -710,7 +703,7 @@ int shmp_registry_info(shmp_registry_t *r, unsigned index, struct shmp_object_in
 		return -ERANGE;
 	if (!entry_snapshot(r, index, info))
 		return 0;
-	obj_inspect(r->seg, info->type, info->offset, info);
+	shmp__type_inspect(r->seg, info->type, info->offset, info);
 	return 1;
 }
 
@@ -723,7 +716,7 @@ int shmp_registry_lookup(shmp_registry_t *r, const char *name, struct shmp_objec
 		return e;
 	for (uint32_t i = 0; i < r->cap; i++)
 		if (entry_snapshot(r, i, info) && strcmp(info->name, name) == 0) {
-			obj_inspect(r->seg, info->type, info->offset, info);
+			shmp__type_inspect(r->seg, info->type, info->offset, info);
 			return 0;
 		}
 	return -ENOENT;

@@ -1,12 +1,8 @@
-/* private: what the registry needs from Dict, and what the layers above
- * (pool, pipeline) need from the registry. */
+/* private: what the layers above (pool, pipeline) need from the registry. */
 #ifndef SHMP_REGISTRY_INTERNAL_H
 #define SHMP_REGISTRY_INTERNAL_H
 
 #include "internal.h"
-
-shmp_dict_t *shmp__dict_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref);
-int shmp__dict_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info);
 
 /* Name an object another layer owns (SHMP_TYPE_POOL...), so tools find it;
  * creates the segment's directory if needed. 0, -EEXIST, -ENOSPC... */

@@ -1,22 +1,35 @@
 /* private: counting and bounded semaphores on one futex word.
  * A waiter count lets release skip the wake system call when nobody sleeps. */
-#include "internal.h"
+#include "types.h"
 
 #include <stdlib.h>
 
 struct shmp__sem_sh {
+	uint32_t magic;
+	uint32_t version;
 	_Atomic uint32_t value;
 	_Atomic uint32_t waiters;
 	uint32_t max;   /* bounded: the initial value; else SHMP_SEM_VALUE_MAX */
-	uint32_t magic;
+	uint32_t reserved; /* zero, for later versions */
 };
 #define SEM_MAGIC 0x53454d41u
+#define SEM_VERSION 1u
+/* Pinned: other processes, maybe of another build, map it. */
+SHMP__PIN(struct shmp__sem_sh, 24);
+_Static_assert(offsetof(struct shmp__sem_sh, value) == 8 && offsetof(struct shmp__sem_sh, max) == 16,
+	       "sem fields");
+
+/* want: 1 + bounded, or 0 for either. */
+static bool sem_check(const shmp_segment_t *seg, uint64_t off, const void *p, uint32_t want)
+{
+	(void)seg, (void)off;
+	const struct shmp__sem_sh *sh = p;
+	return sh->max <= SHMP_SEM_VALUE_MAX && (!want || want - 1 == (sh->max != SHMP_SEM_VALUE_MAX));
+}
+const struct shmp__layout shmp__sem_layout = SHMP__LAYOUT(struct shmp__sem_sh, SEM_MAGIC, SEM_VERSION, sem_check);
 
 struct shmp_sem {
-	shmp_segment_t *seg;
-	struct shmp__sem_sh *sh;
-	_Atomic uint32_t *ref;
-	pid_t pid;               /* the process that made this handle */
+	SHMP__HEAD(struct shmp__sem_sh);
 };
 SHMP__HEAD_CHECK(struct shmp_sem);
 
@@ -27,17 +40,12 @@ static shmp_sem_t *sem_new(unsigned value, bool bounded, const struct shmp_sem_o
 		errno = EINVAL;
 		return NULL;
 	}
-	shmp_segment_t *seg = o.segment;
-	void *sh;
-	shmp_sem_t *s = shmp__object_new(&seg, sizeof *s, sizeof *s->sh, &sh);
+	shmp_sem_t *s = shmp__obj_new(o.segment, sizeof *s, &shmp__sem_layout, 0);
 	if (!s)
 		return NULL;
-	s->sh = sh;
-	s->seg = seg;
-	s->pid = getpid();
 	s->sh->max = bounded ? value : SHMP_SEM_VALUE_MAX;
-	s->sh->magic = SEM_MAGIC;
-	atomic_store_explicit(&s->sh->value, value, memory_order_release);
+	atomic_store_explicit(&s->sh->value, value, memory_order_relaxed);
+	shmp__obj_publish(s->sh, &shmp__sem_layout);
 	return s;
 }
 
@@ -53,43 +61,21 @@ shmp_sem_t *shmp_bounded_sem_create(unsigned value, const struct shmp_sem_opts *
 
 void shmp_sem_destroy(shmp_sem_t *s)
 {
-	if (!s)
-		return;
-	if (shmp__handle_release(s))
-		shmp__free_ptr(s->seg, s->sh);
-	free(s);
-}
-
-static struct shmp__sem_sh *sem_at(const shmp_segment_t *seg, uint64_t off)
-{
-	struct shmp__sem_sh *sh = shmp__sh_at(seg, off, sizeof *sh, __alignof__(*sh));
-	if (!sh || sh->magic != SEM_MAGIC || sh->max > SHMP_SEM_VALUE_MAX)
-		return NULL;
-	return sh;
+	shmp__obj_destroy(s);
 }
 
 shmp_sem_t *shmp__sem_open(shmp_segment_t *seg, uint64_t off, bool bounded, _Atomic uint32_t *ref)
 {
-	struct shmp__sem_sh *sh = sem_at(seg, off);
-	if (!sh || bounded != (sh->max != SHMP_SEM_VALUE_MAX)) {
-		errno = SHMP_ECORRUPT;
-		return NULL;
-	}
-	shmp_sem_t *s = calloc(1, sizeof *s);
-	if (s)
-		*s = (struct shmp_sem){ .seg = seg, .pid = getpid(), .sh = sh, .ref = ref };
-	return s;
+	return shmp__obj_open(seg, off, &shmp__sem_layout, 1u + bounded, sizeof(shmp_sem_t), ref);
 }
 
-int shmp__sem_inspect(const shmp_segment_t *seg, uint64_t off, struct shmp_object_info *info)
+int shmp__sem_inspect(const shmp_segment_t *seg, const void *p, struct shmp_object_info *info)
 {
-	struct shmp__sem_sh *sh = sem_at(seg, off);
-	if (!sh)
-		return -SHMP_ECORRUPT;
+	(void)seg;
+	struct shmp__sem_sh *sh = (struct shmp__sem_sh *)p;
 	info->value = (int)(atomic_load_explicit(&sh->value, memory_order_relaxed) & SHMP_SEM_VALUE_MAX);
 	info->max = sh->max;
 	info->waiters = atomic_load_explicit(&sh->waiters, memory_order_relaxed);
-	info->valid = 1;
 	return 0;
 }
 
@@ -103,6 +89,9 @@ static bool try_take(struct shmp__sem_sh *sh)
 	return false;
 }
 
+/* The wait has Event's shape (fast path, poll, bounded spin, then timed
+ * futex sleeps counted in waiters): written out in each, because the fast
+ * paths and what a wake-up means differ, and they are the hot path. */
 int shmp_sem_acquire(shmp_sem_t *s, double timeout)
 {
 	if (!s || timeout != timeout)

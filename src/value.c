@@ -1,26 +1,30 @@
 /* private: Value and Array. A Value is an Array of one item: both handles
  * wrap one `struct typed`, so every operation is written once. */
-#include "internal.h"
+#include "types.h"
 
 #include <stdlib.h>
 
 struct shmp__typed_sh {       /* shared header, then the lock (if own), then data */
 	uint32_t magic;
+	uint32_t version;
 	char typecode;
 	uint8_t itemsize;
 	uint8_t is_array;
-	uint8_t reserved0;
+	uint8_t reserved0;    /* zero, for later versions */
+	uint32_t reserved1;   /* zero, for later versions */
 	uint64_t length;
 	uint64_t lock_off;    /* offset of the lock in the segment, 0 if raw */
 	uint64_t data_off;    /* offset of the items in the segment */
 };
 #define TYPED_MAGIC 0x54595045u
+#define TYPED_VERSION 1u
+/* Pinned: other processes, maybe of another build, map it. */
+SHMP__PIN(struct shmp__typed_sh, 40);
+_Static_assert(offsetof(struct shmp__typed_sh, typecode) == 8 && offsetof(struct shmp__typed_sh, length) == 16 &&
+	       offsetof(struct shmp__typed_sh, data_off) == 32, "typed fields");
 
 struct typed {
-	shmp_segment_t *seg;
-	struct shmp__typed_sh *sh;
-	_Atomic uint32_t *ref;  /* lent by the registry, or NULL */
-	pid_t pid;               /* the process that made this handle */
+	SHMP__HEAD(struct shmp__typed_sh);
 	char *data;
 	size_t length;
 	unsigned itemsize;
@@ -53,37 +57,60 @@ static bool typecode_is_int(char tc)
 	return tc != 'f' && tc != 'd' && tc != 'c' && tc != '?';
 }
 
-static int typed_init(struct typed *t, char tc, size_t length, const void *init,
-		      const struct shmp_value_opts *opts, bool is_array)
+/* A whole, valid Value (want 1) or Array (want 2), or either (want 0). */
+static bool typed_check(const shmp_segment_t *seg, uint64_t off, const void *p, uint32_t want)
+{
+	(void)off;
+	const struct shmp__typed_sh *sh = p;
+	int isz = shmp_typecode_size(sh->typecode), e;
+	if (sh->is_array > 1 || (want && want - 1 != sh->is_array))
+		return false;
+	if (isz < 0 || sh->itemsize != isz || sh->length == 0 || (!sh->is_array && sh->length != 1) ||
+	    sh->length > seg->size / (uint64_t)isz ||
+	    !shmp_segment_ptr(seg, sh->data_off, sh->length * (uint64_t)isz))
+		return false;
+	return !sh->lock_off || shmp__lock_at(seg, sh->lock_off, 0, &e);
+}
+const struct shmp__layout shmp__typed_layout = SHMP__LAYOUT(struct shmp__typed_sh, TYPED_MAGIC, TYPED_VERSION,
+							     typed_check);
+
+/* A new Value (is_array false) or Array: its handle, NULL + errno. */
+static struct typed *typed_new(char tc, size_t length, const void *init, const struct shmp_value_opts *opts,
+			       bool is_array)
 {
 	int isz = shmp_typecode_size(tc);
 	struct shmp_value_opts o;
-	if (isz < 0 || length == 0 || SHMP__OPTS(o, opts) < 0)
-		return -EINVAL;
-	if (length > (SIZE_MAX / 2) / (size_t)isz)
-		return -SHMP_ESEGFULL;
+	if (isz < 0 || length == 0 || SHMP__OPTS(o, opts) < 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (length > (SIZE_MAX / 2) / (size_t)isz) {
+		errno = SHMP_ESEGFULL;
+		return NULL;
+	}
 	shmp_lock_t *given = o.lock;
-	bool raw = o.raw;
-	if (raw && given)
-		return -EINVAL; /* raw means no lock: a lock too is a contradiction */
+	if (o.raw && given) {
+		errno = EINVAL; /* raw means no lock: a lock too is a contradiction */
+		return NULL;
+	}
 	shmp_segment_t *seg = o.segment;
 	if (!seg && given)
 		seg = given->seg;
 	if (!(seg = shmp__segment_or_default(seg)))
-		return -errno;
-	if (given && !shmp__seg_contains(seg, given->sh, sizeof *given->sh))
-		return -EXDEV;
+		return NULL;
+	if (given && !shmp__seg_contains(seg, given->sh, sizeof *given->sh)) {
+		errno = EXDEV;
+		return NULL;
+	}
 
-	bool own_lock = !raw && !given;
+	bool own_lock = !o.raw && !given;
 	size_t head = sizeof(struct shmp__typed_sh) + (own_lock ? sizeof(struct shmp__lock_sh) : 0);
 	head = (head + 15) & ~(size_t)15; /* items 16-byte aligned */
-	uint64_t off;
-	int r = shmp_segment_alloc(seg, head + length * (size_t)isz, SHMP__CACHELINE, &off);
-	if (r < 0)
-		return r;
-	t->seg = seg;
-	t->pid = getpid();
-	t->sh = (struct shmp__typed_sh *)(seg->base + off);
+	struct typed *t = shmp__obj_new(seg, sizeof(struct typed), &shmp__typed_layout,
+					head - sizeof(struct shmp__typed_sh) + length * (size_t)isz);
+	if (!t)
+		return NULL;
+	uint64_t off = (uint64_t)((char *)t->sh - seg->base);
 	t->data = seg->base + off + head;
 	t->length = length;
 	t->itemsize = (unsigned)isz;
@@ -107,46 +134,18 @@ static int typed_init(struct typed *t, char tc, size_t length, const void *init,
 	sh->data_off = off + head;
 	if (t->lock)
 		shmp_segment_offset(seg, t->lock->sh, &sh->lock_off);
-	__atomic_store_n(&sh->magic, TYPED_MAGIC, __ATOMIC_RELEASE);
-	return 0;
-}
-
-static void typed_fini(struct typed *t)
-{
-	if (shmp__handle_release(t))
-		shmp__free_ptr(t->seg, t->sh);
+	shmp__obj_publish(sh, &shmp__typed_layout);
+	return t;
 }
 
 SHMP__HEAD_CHECK(struct typed);
 
-/* The object at off if it is a whole, valid Value (is_array 0) or Array. */
-static struct shmp__typed_sh *typed_at(const shmp_segment_t *seg, uint64_t off, bool is_array)
+static struct typed *typed_open(shmp_segment_t *seg, uint64_t off, bool is_array, _Atomic uint32_t *ref)
 {
-	struct shmp__typed_sh *sh = shmp__sh_at(seg, off, sizeof *sh, __alignof__(*sh));
-	if (!sh || __atomic_load_n(&sh->magic, __ATOMIC_ACQUIRE) != TYPED_MAGIC || sh->is_array != is_array)
+	struct typed *t = shmp__obj_open(seg, off, &shmp__typed_layout, 1u + is_array, sizeof *t, ref);
+	if (!t)
 		return NULL;
-	int isz = shmp_typecode_size(sh->typecode);
-	if (isz < 0 || sh->itemsize != isz || sh->length == 0 || (!is_array && sh->length != 1) ||
-	    sh->length > seg->size / (uint64_t)isz ||
-	    !shmp_segment_ptr(seg, sh->data_off, sh->length * (uint64_t)isz))
-		return NULL;
-	if (sh->lock_off) {
-		const struct shmp__lock_sh *l = shmp__sh_at(seg, sh->lock_off, sizeof *l, __alignof__(*l));
-		if (!l || l->magic != SHMP__LOCK_MAGIC)
-			return NULL;
-	}
-	return sh;
-}
-
-static int typed_open(struct typed *t, shmp_segment_t *seg, uint64_t off, bool is_array, _Atomic uint32_t *ref)
-{
-	struct shmp__typed_sh *sh = typed_at(seg, off, is_array);
-	if (!sh)
-		return -SHMP_ECORRUPT;
-	t->seg = seg;
-	t->pid = getpid();
-	t->sh = sh;
-	t->ref = ref;
+	struct shmp__typed_sh *sh = t->sh;
 	t->data = seg->base + sh->data_off;
 	t->length = sh->length;
 	t->itemsize = sh->itemsize;
@@ -156,23 +155,22 @@ static int typed_open(struct typed *t, shmp_segment_t *seg, uint64_t off, bool i
 		t->own_lock = (struct shmp_lock){ .seg = seg, .sh = (void *)(seg->base + sh->lock_off) };
 		t->lock = &t->own_lock;
 	}
-	return 0;
+	return t;
 }
 
-int shmp__typed_inspect(const shmp_segment_t *seg, uint64_t off, bool is_array, struct shmp_object_info *info)
+int shmp__typed_inspect(const shmp_segment_t *seg, const void *p, struct shmp_object_info *info)
 {
-	const struct shmp__typed_sh *sh = typed_at(seg, off, is_array);
-	if (!sh)
-		return -SHMP_ECORRUPT;
+	const struct shmp__typed_sh *sh = p;
 	info->typecode = sh->typecode;
 	info->length = sh->length;
 	uint64_t bytes = sh->length * sh->itemsize;
 	info->preview_bytes = bytes < sizeof info->preview ? (uint32_t)bytes : sizeof info->preview;
 	/* Racy on purpose: a snapshot for people, never worth a lock. */
 	memcpy(info->preview, seg->base + sh->data_off, info->preview_bytes);
-	if (sh->lock_off)
-		shmp__lock_inspect(seg, sh->lock_off, info);
-	info->valid = 1;
+	int e;
+	const struct shmp__lock_sh *l = sh->lock_off ? shmp__lock_at(seg, sh->lock_off, 0, &e) : NULL;
+	if (l) /* checked with the Value */
+		shmp__lock_inspect(seg, l, info);
 	return 0;
 }
 
@@ -321,37 +319,20 @@ static shmp_lock_t *typed_get_lock(struct typed *t)
 
 /* ---- Value ------------------------------------------------------------ */
 
+/* A Value is an Array of one item: one handle, two names for it. */
 shmp_value_t *shmp_value_create(char tc, const void *init, const struct shmp_value_opts *opts)
 {
-	shmp_value_t *v = calloc(1, sizeof *v);
-	if (!v)
-		return NULL;
-	int r = typed_init(&v->t, tc, 1, init, opts, false);
-	if (r < 0) {
-		free(v);
-		errno = -r; /* shmp's own codes too: -errno gives them back */
-		return NULL;
-	}
-	return v;
+	return (shmp_value_t *)typed_new(tc, 1, init, opts, false);
 }
 
 shmp_value_t *shmp__value_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref)
 {
-	shmp_value_t *v = calloc(1, sizeof *v);
-	if (v && typed_open(&v->t, seg, off, false, ref) < 0) {
-		free(v);
-		errno = SHMP_ECORRUPT;
-		return NULL;
-	}
-	return v;
+	return (shmp_value_t *)typed_open(seg, off, false, ref);
 }
 
 void shmp_value_destroy(shmp_value_t *v)
 {
-	if (!v)
-		return;
-	typed_fini(&v->t);
-	free(v);
+	shmp__obj_destroy(v);
 }
 
 #define V_CHECK(v) do { if (shmp__unlikely(!(v))) return -EINVAL; } while (0)
@@ -404,35 +385,17 @@ char shmp_value_typecode(const shmp_value_t *v)
 
 shmp_array_t *shmp_array_create(char tc, size_t length, const void *init, const struct shmp_value_opts *opts)
 {
-	shmp_array_t *a = calloc(1, sizeof *a);
-	if (!a)
-		return NULL;
-	int r = typed_init(&a->t, tc, length, init, opts, true);
-	if (r < 0) {
-		free(a);
-		errno = -r; /* shmp's own codes too: -errno gives them back */
-		return NULL;
-	}
-	return a;
+	return (shmp_array_t *)typed_new(tc, length, init, opts, true);
 }
 
 shmp_array_t *shmp__array_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref)
 {
-	shmp_array_t *a = calloc(1, sizeof *a);
-	if (a && typed_open(&a->t, seg, off, true, ref) < 0) {
-		free(a);
-		errno = SHMP_ECORRUPT;
-		return NULL;
-	}
-	return a;
+	return (shmp_array_t *)typed_open(seg, off, true, ref);
 }
 
 void shmp_array_destroy(shmp_array_t *a)
 {
-	if (!a)
-		return;
-	typed_fini(&a->t);
-	free(a);
+	shmp__obj_destroy(a);
 }
 
 size_t shmp_array_len(const shmp_array_t *a) { return a ? a->t.length : 0; }

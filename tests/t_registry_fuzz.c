@@ -648,7 +648,7 @@ static uint64_t single_cases(void)
 	MUT(it++, put32(b, root + D_CAPACITY, (uint32_t)((IMG_SIZE - root - D_ENTRIES) / E_SIZE + 1)), ECORRUPT_POS);
 	MUT(it++, put32(b, root + D_ENTRY_SIZE, E_SIZE + 1), ECORRUPT_POS);
 	MUT(it++, put32(b, root + D_ENTRY_SIZE, 0), ECORRUPT_POS);
-	MUT(it++, put32(b, root + D_LOCK + 8, 0), ECORRUPT_POS); /* lock magic */
+	MUT(it++, put32(b, root + D_LOCK + offsetof(struct shmp__lock_sh, magic), 0), ECORRUPT_POS); /* lock magic */
 	/* Fields that are hints or that fit: accepted and harmless. */
 	MUT(it++, put32(b, root + D_COUNT, UINT32_MAX), 0);
 	MUT(it++, put64(b, root + D_GEN, UINT64_MAX), 0);

@@ -184,7 +184,8 @@ struct shmp_object_info {
 	uint64_t offset;        /* of the object's shared state in the segment */
 	pid_t creator_pid;
 	uint32_t handles;       /* open through the registry (dead holders included) */
-	int valid;              /* 1 if the object passed validation; else only the above is set */
+	int valid;              /* 1 if the object passed validation; else only the above
+				 * and error are set */
 	/* Value, Array */
 	char typecode;
 	uint64_t length;
@@ -211,7 +212,15 @@ struct shmp_object_info {
 	uint64_t capacity;
 	int closed;
 	uint64_t unfinished;
-	uint64_t reserved[8];
+	/* Pool: workers, depth = tasks queued, capacity = task records, state
+	 * (SHMP_POOL_*). Pipeline: stages, workers, depth = messages in its
+	 * rings, state (SHMP_PIPELINE_*). */
+	uint32_t workers;
+	uint32_t stages;
+	int state;
+	int error;              /* why not valid: -SHMP_ECORRUPT, or -SHMP_EVERSION (made by
+				 * a library with another layout of its type); else 0 */
+	uint64_t reserved[6];   /* zero, for later versions */
 };
 /* Fill info for directory slot `index`: 1 if the slot holds an object, 0
  * if it is free, -ERANGE past the last slot. */
