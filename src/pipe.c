@@ -41,7 +41,7 @@
  * handle and its hold; the shared pipe is freed by the creating process
  * once it has destroyed both of its ends; a forked child's destroy never
  * frees it. */
-#include "internal.h"
+#include "object.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -73,11 +73,19 @@ struct pipe_end {
 
 struct shmp__pipe_sh {
 	uint32_t magic;
+	uint32_t version;
 	uint32_t one_way;
-	uint32_t reserved[14];
+	uint32_t reserved[13]; /* zero, for later versions */
 	struct pipe_end end[2];
 };
-#define PIPE_MAGIC 0x50495046u /* layout 2: holder tables */
+#define PIPE_MAGIC 0x50495046u
+#define PIPE_VERSION 2u /* 2: holder tables */
+/* Pinned: every process holding an end maps it, maybe of another build. */
+SHMP__PIN(struct shmp__pipe_sh, 1104);
+_Static_assert(offsetof(struct shmp__pipe_sh, one_way) == 8 && offsetof(struct shmp__pipe_sh, end) == 64 &&
+	       sizeof(struct pipe_end) == 520 && offsetof(struct pipe_end, holder) == 8, "pipe fields");
+/* Published, never opened by offset: a pipe is reached through its ends. */
+static const struct shmp__layout pipe_layout = SHMP__LAYOUT(struct shmp__pipe_sh, PIPE_MAGIC, PIPE_VERSION, NULL);
 #define CHECK_FIRST_NS 10000000L
 #define CHECK_MAX_NS 100000000L
 #define PEER_CHECK_NS 10000000ull
@@ -101,10 +109,7 @@ struct pipe_local {
 };
 
 struct shmp_conn {
-	shmp_segment_t *seg;
-	struct shmp__pipe_sh *sh;
-	_Atomic uint32_t *ref; /* always NULL: pipes are not lent by the registry */
-	pid_t pid;             /* the process that made this handle */
+	SHMP__HEAD(struct shmp__pipe_sh); /* ref always NULL: pipes are not lent by the registry */
 	struct pipe_local *p;
 	int end;
 	bool can_send, can_recv;
@@ -395,10 +400,10 @@ int shmp_pipe_create(shmp_conn_t **a, shmp_conn_t **b, const struct shmp_pipe_op
 		return -e;
 	}
 	p->sh->one_way = o.one_way != 0;
-	p->sh->magic = PIPE_MAGIC;
 	uint64_t me = me_word();
 	for (int e = 0; e < 2; e++)
 		atomic_store(&p->hold[e], hold_add(&p->sh->end[e], me)); /* an empty table: slot 0 */
+	shmp__obj_publish(p->sh, &pipe_layout);
 	*ca = (struct shmp_conn){ .p = p, .end = 0, .can_recv = true, .can_send = !o.one_way };
 	*cb = (struct shmp_conn){ .p = p, .end = 1, .can_recv = !o.one_way, .can_send = true };
 	shmp__head_init(ca, seg, p->sh, NULL);

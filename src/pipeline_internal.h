@@ -2,7 +2,7 @@
 #ifndef SHMP_PIPELINE_INTERNAL_H
 #define SHMP_PIPELINE_INTERNAL_H
 
-#include "internal.h"
+#include "object.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -49,7 +49,7 @@ struct shmp__pl_sh {
 	uint32_t threads;
 	uint64_t ring_off[PL_MAX + 1];
 	uint64_t workers_off;
-	uint64_t reserved[4];
+	uint64_t reserved[4];          /* zero, for later versions */
 	SHMP__ALIGNED _Atomic uint64_t seq_next;
 	_Atomic uint64_t msgs_in, bytes_in;
 	SHMP__ALIGNED _Atomic uint64_t msgs_out, bytes_out, t_last_out;
@@ -59,6 +59,17 @@ struct shmp__pl_sh {
 	_Atomic uint64_t hist[PL_HIST];
 	struct pl_stage_sh stage[PL_MAX];
 };
+/* Pinned: inspection (shmp_pipeline_inspect, the `shmp` command) may read
+ * a pipeline of another build. PL_VERSION covers every struct above: the
+ * message header, the stage and worker tables, the header. */
+SHMP__PIN(struct shmp__pl_sh, 17920);
+_Static_assert(offsetof(struct shmp__pl_sh, ring_off) == 32 && offsetof(struct shmp__pl_sh, workers_off) == 168 &&
+	       offsetof(struct shmp__pl_sh, seq_next) == 256 && offsetof(struct shmp__pl_sh, msgs_out) == 320 &&
+	       offsetof(struct shmp__pl_sh, hist) == 496 && offsetof(struct shmp__pl_sh, stage) == 15872,
+	       "pipeline fields");
+_Static_assert(sizeof(struct pl_stage_sh) == 128 && offsetof(struct pl_stage_sh, processed) == 56, "pipeline stage");
+_Static_assert(sizeof(struct pl_worker_sh) == 16 && offsetof(struct pl_worker_sh, stage) == 8, "pipeline worker");
+_Static_assert(sizeof(struct pl_hdr) == 32 && offsetof(struct pl_hdr, tag) == 24, "pipeline message header");
 
 /* What the creating process (and every worker, which has a copy) trusts:
  * shared copies are for display and may be scribbled on, these may not. */

@@ -19,7 +19,7 @@
  * block_off. It is non-zero only while the slot owns a live block: the
  * producer stores it after claiming, the consumer zeroes it before freeing
  * the block, so a recoverer may always free a non-zero offset. */
-#include "internal.h"
+#include "object.h"
 
 #include <stdlib.h>
 
@@ -32,6 +32,7 @@
 #define F_SKIP 2u   /* cancelled reservation: consumers drop it */
 
 #define RING_MAGIC 0x52494e47u
+#define RING_VERSION 1u
 #define SLOT_HEADER 24u
 #define CHECK_FIRST_NS 2000000L
 #define CHECK_MAX_NS 50000000L
@@ -46,15 +47,16 @@ struct slot {
 
 struct shmp__ring_sh {
 	uint32_t magic;
+	uint32_t version;
 	uint32_t capacity;
 	uint32_t slot_size;
 	uint32_t flags;
+	_Atomic uint32_t closed;
 	uint64_t max_message;
 	uint64_t slots_off;
-	_Atomic uint32_t closed;
-	uint32_t reserved0;
 	_Atomic uint64_t lost;
 	_Atomic uint64_t lost_blocks;
+	uint64_t reserved0;  /* zero, for later versions */
 	SHMP__ALIGNED _Atomic uint64_t tail;
 	SHMP__ALIGNED _Atomic uint64_t head;
 	SHMP__ALIGNED _Atomic uint32_t not_empty; /* futex: bumped when a message appears */
@@ -64,10 +66,7 @@ struct shmp__ring_sh {
 };
 
 struct shmp_ring {
-	shmp_segment_t *seg;
-	struct shmp__ring_sh *sh;
-	_Atomic uint32_t *ref; /* always NULL: rings are not lent by the registry */
-	pid_t pid;             /* the process that made this handle */
+	SHMP__HEAD(struct shmp__ring_sh); /* ref always NULL: rings are not lent by the registry */
 	char *slots;
 	/* Copied at creation and trusted from here on: shared copies may be
 	 * scribbled on, these may not. */
@@ -90,6 +89,29 @@ struct block_hdr {
 };
 #define BLOCK_MAGIC 0x52424c4b00000000ull /* "RBLK" */
 
+/* Pinned: other processes, maybe of another build, map the ring. Slots and
+ * blocks carry no version of their own: RING_VERSION covers them. */
+SHMP__PIN(struct shmp__ring_sh, 320);
+_Static_assert(offsetof(struct shmp__ring_sh, closed) == 20 && offsetof(struct shmp__ring_sh, slots_off) == 32 &&
+	       offsetof(struct shmp__ring_sh, lost) == 40 && offsetof(struct shmp__ring_sh, tail) == 64 &&
+	       offsetof(struct shmp__ring_sh, head) == 128 && offsetof(struct shmp__ring_sh, not_empty) == 192 &&
+	       offsetof(struct shmp__ring_sh, not_full) == 256, "ring fields");
+_Static_assert(sizeof(struct slot) == SLOT_HEADER && offsetof(struct slot, len) == 8 &&
+	       offsetof(struct slot, block_off) == 16, "ring slot");
+_Static_assert(sizeof(struct block_hdr) == 16 && offsetof(struct block_hdr, seq) == 8, "ring block header");
+
+/* Everything a handle trusts from the header. */
+static bool ring_check(const shmp_segment_t *seg, uint64_t off, const void *p, uint32_t want)
+{
+	(void)off, (void)want;
+	const struct shmp__ring_sh *sh = p;
+	return sh->capacity > 0 && sh->capacity <= (1u << 30) && sh->slot_size % SHMP__CACHELINE == 0 &&
+	       sh->slot_size > SLOT_HEADER && sh->slot_size <= (1u << 21) && sh->max_message <= SHMP_RING_MAX_MESSAGE &&
+	       !(sh->flags & ~(uint32_t)(SHMP_RING_SINGLE_PRODUCER | SHMP_RING_SINGLE_CONSUMER)) &&
+	       shmp_segment_ptr(seg, sh->slots_off, (size_t)sh->capacity * sh->slot_size);
+}
+static const struct shmp__layout ring_layout = SHMP__LAYOUT(struct shmp__ring_sh, RING_MAGIC, RING_VERSION, ring_check);
+
 static inline uint64_t W(uint32_t seq, uint32_t st, uint32_t tid)
 {
 	return (uint64_t)seq << 32 | (uint64_t)st << 30 | (tid & SHMP__TID_MASK);
@@ -105,6 +127,23 @@ static inline struct slot *slot_at(const shmp_ring_t *r, uint64_t pos)
 }
 
 /* ---- creation --------------------------------------------------------- */
+
+/* The handle's trusted copies of a checked header (whose offset is off). */
+static void ring_adopt(shmp_ring_t *r, uint64_t off)
+{
+	const struct shmp__ring_sh *sh = r->sh;
+	r->slots = r->seg->base + sh->slots_off;
+	r->cap = sh->capacity;
+	r->pow2 = (r->cap & (r->cap - 1)) == 0;
+	r->mask = r->cap - 1;
+	r->slot_size = sh->slot_size;
+	r->inline_max = sh->slot_size - SLOT_HEADER;
+	r->max_message = sh->max_message;
+	r->block_tag = BLOCK_MAGIC ^ off;
+	atomic_init(&r->spin_budget, shmp__spin_limit);
+	r->sp = sh->flags & SHMP_RING_SINGLE_PRODUCER;
+	r->sc = sh->flags & SHMP_RING_SINGLE_CONSUMER;
+}
 
 shmp_ring_t *shmp_ring_create(const struct shmp_ring_opts *opts)
 {
@@ -124,48 +163,25 @@ shmp_ring_t *shmp_ring_create(const struct shmp_ring_opts *opts)
 		errno = EINVAL;
 		return NULL;
 	}
-	shmp_segment_t *seg = shmp__segment_or_default(o.segment);
-	if (!seg)
-		return NULL;
 	uint32_t slot_size = (SLOT_HEADER + o.inline_size + SHMP__CACHELINE - 1) & ~(SHMP__CACHELINE - 1u);
-	shmp_ring_t *r = calloc(1, sizeof *r);
+	shmp_ring_t *r = shmp__obj_new(o.segment, sizeof *r, &ring_layout, 0);
 	if (!r)
 		return NULL;
-	uint64_t sh_off, slots_off;
-	r->sh = shmp__alloc_ptr(seg, sizeof *r->sh, SHMP__CACHELINE, &sh_off);
-	if (!r->sh) {
-		free(r);
-		return NULL;
-	}
-	r->slots = shmp__alloc_ptr(seg, (size_t)o.capacity * slot_size, SHMP__CACHELINE, &slots_off);
-	if (!r->slots) {
+	struct shmp__ring_sh *sh = r->sh;
+	if (!shmp__alloc_ptr(r->seg, (size_t)o.capacity * slot_size, SHMP__CACHELINE, &sh->slots_off)) {
 		int e = errno;
-		shmp__free_ptr(seg, r->sh);
-		free(r);
+		shmp__obj_destroy(r);
 		errno = e;
 		return NULL;
 	}
-	r->seg = seg;
-	r->pid = getpid();
-	r->cap = o.capacity;
-	r->pow2 = (o.capacity & (o.capacity - 1)) == 0;
-	r->mask = o.capacity - 1;
-	r->slot_size = slot_size;
-	r->inline_max = slot_size - SLOT_HEADER;
-	r->max_message = o.max_message;
-	r->block_tag = BLOCK_MAGIC ^ sh_off;
-	atomic_init(&r->spin_budget, shmp__spin_limit);
-	r->sp = o.flags & SHMP_RING_SINGLE_PRODUCER;
-	r->sc = o.flags & SHMP_RING_SINGLE_CONSUMER;
-	for (uint32_t i = 0; i < o.capacity; i++)
-		atomic_store_explicit(&slot_at(r, i)->word, W(i, ST_FREE, 0), memory_order_relaxed);
-	struct shmp__ring_sh *sh = r->sh;
 	sh->capacity = o.capacity;
 	sh->slot_size = slot_size;
 	sh->flags = o.flags;
 	sh->max_message = o.max_message;
-	sh->slots_off = slots_off;
-	__atomic_store_n(&sh->magic, RING_MAGIC, __ATOMIC_RELEASE);
+	ring_adopt(r, shmp__ring_offset(r));
+	for (uint32_t i = 0; i < o.capacity; i++)
+		atomic_store_explicit(&slot_at(r, i)->word, W(i, ST_FREE, 0), memory_order_relaxed);
+	shmp__obj_publish(sh, &ring_layout);
 	return r;
 }
 
@@ -194,36 +210,11 @@ uint64_t shmp__ring_offset(const shmp_ring_t *r)
 	return (uint64_t)((char *)r->sh - r->seg->base);
 }
 
-/* A handle on an existing ring, after checking everything the handle
- * trusts from then on. */
 shmp_ring_t *shmp__ring_open(shmp_segment_t *seg, uint64_t off)
 {
-	struct shmp__ring_sh *sh = shmp__sh_at(seg, off, sizeof *sh, __alignof__(*sh));
-	if (!sh || __atomic_load_n(&sh->magic, __ATOMIC_ACQUIRE) != RING_MAGIC || sh->capacity == 0 ||
-	    sh->capacity > (1u << 30) || sh->slot_size % SHMP__CACHELINE || sh->slot_size <= SLOT_HEADER ||
-	    sh->slot_size > (1u << 21) || sh->max_message > SHMP_RING_MAX_MESSAGE ||
-	    (sh->flags & ~(uint32_t)(SHMP_RING_SINGLE_PRODUCER | SHMP_RING_SINGLE_CONSUMER)) ||
-	    !shmp_segment_ptr(seg, sh->slots_off, (size_t)sh->capacity * sh->slot_size)) {
-		errno = SHMP_ECORRUPT;
-		return NULL;
-	}
-	shmp_ring_t *r = calloc(1, sizeof *r);
-	if (!r)
-		return NULL;
-	r->seg = seg;
-	r->pid = getpid();
-	r->sh = sh;
-	r->slots = seg->base + sh->slots_off;
-	r->cap = sh->capacity;
-	r->pow2 = (r->cap & (r->cap - 1)) == 0;
-	r->mask = r->cap - 1;
-	r->slot_size = sh->slot_size;
-	r->inline_max = sh->slot_size - SLOT_HEADER;
-	r->max_message = sh->max_message;
-	r->block_tag = BLOCK_MAGIC ^ off;
-	atomic_init(&r->spin_budget, shmp__spin_limit);
-	r->sp = sh->flags & SHMP_RING_SINGLE_PRODUCER;
-	r->sc = sh->flags & SHMP_RING_SINGLE_CONSUMER;
+	shmp_ring_t *r = shmp__obj_open(seg, off, &ring_layout, 0, sizeof *r, NULL);
+	if (r)
+		ring_adopt(r, off);
 	return r;
 }
 
