@@ -1,17 +1,10 @@
 /* t_reg.h: what the registry tests share — segments and peers cleaned up
- * at exit, checks for calls returning a handle, and create-or-get/release
- * of any object type by its SHMP_TYPE_*. */
+ * at exit, checks for calls returning a handle, and (t_types.h)
+ * create-or-get/release of any object type by its SHMP_TYPE_*. */
 #ifndef T_REG_H
 #define T_REG_H
 
-#include "t.h"
-#include "shmp/registry.h"
-
-#define FIRST_TYPE SHMP_TYPE_VALUE
-#define LAST_TYPE SHMP_TYPE_DICT
-
-/* The key capacity of Dicts get_t makes. */
-static unsigned t_reg_dict_capacity = 64;
+#include "t_types.h"
 
 static pid_t main_pid;
 static char made[256][128]; /* segments made by the test, unlinked at exit */
@@ -71,51 +64,6 @@ static inline const char *track(const char *name)
 static inline struct shmp_registry_opts ropts(size_t size, unsigned capacity)
 {
 	return SHMP_OPTS(shmp_registry_opts, .size = size, .capacity = capacity);
-}
-
-
-/* Create-or-get an object of any type, with fixed creation parameters. */
-static inline void *get_t(shmp_registry_t *r, int type, const char *name, unsigned flags)
-{
-	switch (type) {
-	case SHMP_TYPE_VALUE: return shmp_registry_value(r, name, 'q', NULL, flags);
-	case SHMP_TYPE_ARRAY: return shmp_registry_array(r, name, 'i', 4, NULL, flags);
-	case SHMP_TYPE_LOCK: return shmp_registry_lock(r, name, flags);
-	case SHMP_TYPE_RLOCK: return shmp_registry_rlock(r, name, flags);
-	case SHMP_TYPE_SEM: return shmp_registry_sem(r, name, 1, flags);
-	case SHMP_TYPE_BOUNDED_SEM: return shmp_registry_bounded_sem(r, name, 1, flags);
-	case SHMP_TYPE_COND: return shmp_registry_cond(r, name, flags);
-	case SHMP_TYPE_EVENT: return shmp_registry_event(r, name, flags);
-	case SHMP_TYPE_BARRIER: return shmp_registry_barrier(r, name, 2, flags);
-	case SHMP_TYPE_QUEUE: return shmp_registry_queue(r, name, 8, flags);
-	case SHMP_TYPE_JOINABLE_QUEUE: return shmp_registry_joinable_queue(r, name, 8, flags);
-	case SHMP_TYPE_DICT: {
-		struct shmp_dict_opts o = SHMP_OPTS(shmp_dict_opts, .capacity = t_reg_dict_capacity);
-		return shmp_registry_dict(r, name, &o, flags);
-	}
-	}
-	T_CHECK(!"no such type");
-	return NULL;
-}
-
-/* Release a handle of any type (the object stays in the registry). */
-static inline void put_t(int type, void *h)
-{
-	switch (type) {
-	case SHMP_TYPE_VALUE: shmp_value_destroy(h); break;
-	case SHMP_TYPE_ARRAY: shmp_array_destroy(h); break;
-	case SHMP_TYPE_LOCK:
-	case SHMP_TYPE_RLOCK: shmp_lock_destroy(h); break;
-	case SHMP_TYPE_SEM:
-	case SHMP_TYPE_BOUNDED_SEM: shmp_sem_destroy(h); break;
-	case SHMP_TYPE_COND: shmp_cond_destroy(h); break;
-	case SHMP_TYPE_EVENT: shmp_event_destroy(h); break;
-	case SHMP_TYPE_BARRIER: shmp_barrier_destroy(h); break;
-	case SHMP_TYPE_QUEUE:
-	case SHMP_TYPE_JOINABLE_QUEUE: shmp_queue_destroy(h); break;
-	case SHMP_TYPE_DICT: shmp_dict_destroy(h); break;
-	default: T_CHECK(!"no such type");
-	}
 }
 
 #endif

@@ -26,8 +26,7 @@
  * Knows the directory layout of src/registry.c (found by its magic in the
  * image; if it is not there, the structured directory cases are skipped and
  * said so). Fixed seed; SHMP_FUZZ_SEED overrides, SHMP_FUZZ_ITERS the count. */
-#include "t.h"
-#include "shmp/registry.h"
+#include "t_types.h"
 #include "../src/internal.h"
 
 #include <fcntl.h>
@@ -40,8 +39,6 @@
 #define ECORRUPT_POS (SHMP_ECORRUPT)
 #define EVERSION_POS (SHMP_EVERSION)
 #define ETYPE_POS (SHMP_ETYPE)
-#define FIRST_TYPE SHMP_TYPE_VALUE
-#define LAST_TYPE SHMP_TYPE_DICT
 
 /* The directory as src/registry.c lays it out. */
 #define DIR_MAGIC 0x52454744u
@@ -129,50 +126,14 @@ static const char *all_names[] = { "o_value", "o_array", "o_lock", "o_rlock", "o
 				   "x", "y", "gone", "pinned", "fresh" };
 #define NNAMES ((int)(sizeof all_names / sizeof all_names[0]))
 
-static void *get_t(shmp_registry_t *r, int type, const char *name, unsigned flags)
-{
-	switch (type) {
-	case SHMP_TYPE_VALUE: return shmp_registry_value(r, name, 'q', NULL, flags);
-	case SHMP_TYPE_ARRAY: return shmp_registry_array(r, name, 'i', 6, NULL, flags);
-	case SHMP_TYPE_LOCK: return shmp_registry_lock(r, name, flags);
-	case SHMP_TYPE_RLOCK: return shmp_registry_rlock(r, name, flags);
-	case SHMP_TYPE_SEM: return shmp_registry_sem(r, name, 3, flags);
-	case SHMP_TYPE_BOUNDED_SEM: return shmp_registry_bounded_sem(r, name, 2, flags);
-	case SHMP_TYPE_COND: return shmp_registry_cond(r, name, flags);
-	case SHMP_TYPE_EVENT: return shmp_registry_event(r, name, flags);
-	case SHMP_TYPE_BARRIER: return shmp_registry_barrier(r, name, 2, flags);
-	case SHMP_TYPE_QUEUE: return shmp_registry_queue(r, name, 4, flags);
-	case SHMP_TYPE_JOINABLE_QUEUE: return shmp_registry_joinable_queue(r, name, 4, flags);
-	case SHMP_TYPE_DICT: {
-		struct shmp_dict_opts o = SHMP_OPTS(shmp_dict_opts, .capacity = 8, .max_value = 256);
-		return shmp_registry_dict(r, name, &o, flags);
-	}
-	}
-	T_CHECK(!"no such type");
-	return NULL;
-}
-
-static void put_t(int type, void *h)
-{
-	switch (type) {
-	case SHMP_TYPE_VALUE: shmp_value_destroy(h); break;
-	case SHMP_TYPE_ARRAY: shmp_array_destroy(h); break;
-	case SHMP_TYPE_LOCK:
-	case SHMP_TYPE_RLOCK: shmp_lock_destroy(h); break;
-	case SHMP_TYPE_SEM:
-	case SHMP_TYPE_BOUNDED_SEM: shmp_sem_destroy(h); break;
-	case SHMP_TYPE_COND: shmp_cond_destroy(h); break;
-	case SHMP_TYPE_EVENT: shmp_event_destroy(h); break;
-	case SHMP_TYPE_BARRIER: shmp_barrier_destroy(h); break;
-	case SHMP_TYPE_QUEUE:
-	case SHMP_TYPE_JOINABLE_QUEUE: shmp_queue_destroy(h); break;
-	case SHMP_TYPE_DICT: shmp_dict_destroy(h); break;
-	default: T_CHECK(!"no such type");
-	}
-}
-
 static void make_image(void)
 {
+	t_make.array_length = 6; /* objects a little less like t_types.h's defaults */
+	t_make.sem = 3;
+	t_make.bounded_sem = 2;
+	t_make.maxsize = 4;
+	t_make.dict_capacity = 8;
+	t_make.dict_max_value = 256;
 	struct shmp_registry_opts o = SHMP_OPTS(shmp_registry_opts, .size = IMG_SIZE, .capacity = IMG_CAP);
 	shmp_registry_t *r = shmp_registry_create(src_name, &o);
 	T_CHECK(r);

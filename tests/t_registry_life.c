@@ -719,7 +719,7 @@ int main(int argc, char **argv)
 	t_watchdog(120);
 	main_pid = getpid();
 	atexit(cleanup);
-	t_reg_dict_capacity = 16;
+	t_make.dict_capacity = 16;
 	double t0 = t_now();
 
 	test_counts();
