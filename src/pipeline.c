@@ -16,6 +16,7 @@
  * instruction cannot leave a ring open forever. */
 #include "pipeline_internal.h"
 #include "registry_internal.h"
+#include "types.h"
 #include "waitset.h"
 
 #include <sched.h>
@@ -907,6 +908,34 @@ int shmp_pipeline_reset_latency(shmp_pipeline_t *pl)
 	return 0;
 }
 
+/* What inspection trusts of a pipeline's header: the counts that bound
+ * the tables it reads (the stats read nothing else by index). */
+static bool pl_check(const shmp_segment_t *seg, uint64_t off, const void *p, uint32_t want)
+{
+	(void)seg, (void)off, (void)want;
+	const struct shmp__pl_sh *sh = p;
+	return sh->nstages <= PL_MAX && sh->nrings <= PL_MAX + 1 && sh->nworkers <= PL_MAX * 1024;
+}
+const struct shmp__layout shmp__pipeline_layout = SHMP__LAYOUT(struct shmp__pl_sh, PL_MAGIC, PL_VERSION, pl_check);
+
+/* The rings of a checked header, opened for reading (NULL where one fails
+ * its checks); their number, read once: whoever writes the segment may
+ * change the count after the check. Closed by rings_close. */
+static uint32_t rings_open(const shmp_segment_t *seg, const struct shmp__pl_sh *sh, shmp_ring_t **rings)
+{
+	uint32_t n = __atomic_load_n(&sh->nrings, __ATOMIC_RELAXED);
+	n = n < PL_MAX + 1 ? n : PL_MAX + 1;
+	for (uint32_t k = 0; k < n; k++)
+		rings[k] = shmp__ring_open((shmp_segment_t *)seg, sh->ring_off[k]);
+	return n;
+}
+
+static void rings_close(shmp_ring_t **rings, uint32_t n)
+{
+	for (uint32_t k = 0; k < n; k++)
+		free(rings[k]); /* handles of our own: nothing shared to let go */
+}
+
 int shmp_pipeline_inspect(shmp_registry_t *r, const char *name, struct shmp_pipeline_stats *st)
 {
 	struct shmp_object_info info;
@@ -918,16 +947,34 @@ int shmp_pipeline_inspect(shmp_registry_t *r, const char *name, struct shmp_pipe
 		return e;
 	if (info.type != SHMP_TYPE_PIPELINE)
 		return -SHMP_ETYPE;
-	struct shmp__pl_sh *sh = shmp__sh_at(seg, info.offset, sizeof *sh, __alignof__(*sh));
-	if (!sh || sh->magic != PL_MAGIC || sh->version != PL_VERSION || sh->nstages > PL_MAX ||
-	    sh->nrings > PL_MAX + 1 || sh->nworkers > PL_MAX * 1024)
+	struct shmp__pl_sh *sh = shmp__obj_at(seg, info.offset, &shmp__pipeline_layout, 0, &e);
+	if (!sh)
 		return -SHMP_ECORRUPT;
-	struct pl_worker_sh *wsh = sh->nworkers ? shmp__sh_at(seg, sh->workers_off, sh->nworkers * sizeof *wsh, __alignof__(*wsh)) : NULL;
+	/* Counts read once, as rings_open does. */
+	uint32_t nw = __atomic_load_n(&sh->nworkers, __ATOMIC_RELAXED);
+	struct pl_worker_sh *wsh = nw && nw <= PL_MAX * 1024 ?
+		shmp__sh_at(seg, sh->workers_off, nw * sizeof *wsh, __alignof__(*wsh)) : NULL;
 	shmp_ring_t *rings[PL_MAX + 1] = { 0 };
-	for (uint32_t k = 0; k < sh->nrings; k++)
-		rings[k] = shmp__ring_open(seg, sh->ring_off[k]); /* read-only use */
-	stats_of(sh, wsh, wsh ? sh->nworkers : 0, rings, sh->nrings, st);
-	for (uint32_t k = 0; k < sh->nrings; k++)
-		free(rings[k]);
+	uint32_t nr = rings_open(seg, sh, rings);
+	stats_of(sh, wsh, wsh ? nw : 0, rings, nr, st);
+	rings_close(rings, nr);
+	return 0;
+}
+
+/* The type table's inspect (registry info, `shmp ls`): the sizes, the
+ * state and the messages in its rings, read as shmp_pipeline_inspect
+ * reads them. */
+int shmp__pipeline_inspect(const shmp_segment_t *seg, const void *p, struct shmp_object_info *info)
+{
+	const struct shmp__pl_sh *sh = p;
+	info->stages = sh->nstages;
+	info->workers = sh->nworkers;
+	info->state = (int)atomic_load(&((struct shmp__pl_sh *)sh)->state);
+	shmp_ring_t *rings[PL_MAX + 1] = { 0 };
+	uint32_t nr = rings_open(seg, sh, rings);
+	for (uint32_t k = 0; k < nr; k++)
+		if (rings[k])
+			info->depth += (uint64_t)shmp_ring_count(rings[k]);
+	rings_close(rings, nr);
 	return 0;
 }

@@ -108,10 +108,10 @@ static const struct shmp__type_ops types[SHMP_TYPE_MAX] = {
 	[SHMP_TYPE_JOINABLE_QUEUE] = { "joinable_queue", joinable_queue_create, joinable_queue_open, LAYOUT(queue, 0),
 				       shmp__queue_inspect, queue_destroy },
 	[SHMP_TYPE_DICT] = { "dict", dict_create, dict_open, LAYOUT(dict, 0), shmp__dict_inspect, dict_destroy },
-	/* Made, owned and freed by their own layer; named in a directory so
-	 * that tools find them. */
-	[SHMP_TYPE_POOL] = { "pool", NULL, NULL, NULL, 0, NULL, NULL },
-	[SHMP_TYPE_PIPELINE] = { "pipeline", NULL, NULL, NULL, 0, NULL, NULL },
+	/* Made, owned and freed by their own layer, never lent by the
+	 * registry; named in a directory so that tools find and inspect them. */
+	[SHMP_TYPE_POOL] = { "pool", NULL, NULL, LAYOUT(pool, 0), shmp__pool_inspect, NULL },
+	[SHMP_TYPE_PIPELINE] = { "pipeline", NULL, NULL, LAYOUT(pipeline, 0), shmp__pipeline_inspect, NULL },
 };
 
 const struct shmp__type_ops *shmp__type(int type)

@@ -53,6 +53,8 @@ extern const struct shmp__layout shmp__cond_layout;
 extern const struct shmp__layout shmp__barrier_layout;
 extern const struct shmp__layout shmp__queue_layout;    /* want: 1 plain, 2 joinable, 0 either */
 extern const struct shmp__layout shmp__dict_layout;
+extern const struct shmp__layout shmp__pool_layout;
+extern const struct shmp__layout shmp__pipeline_layout;
 
 shmp_value_t *shmp__value_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref);
 shmp_array_t *shmp__array_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref);
@@ -71,5 +73,7 @@ int shmp__cond_inspect(const shmp_segment_t *seg, const void *sh, struct shmp_ob
 int shmp__barrier_inspect(const shmp_segment_t *seg, const void *sh, struct shmp_object_info *info);
 int shmp__queue_inspect(const shmp_segment_t *seg, const void *sh, struct shmp_object_info *info);
 int shmp__dict_inspect(const shmp_segment_t *seg, const void *sh, struct shmp_object_info *info);
+int shmp__pool_inspect(const shmp_segment_t *seg, const void *sh, struct shmp_object_info *info);
+int shmp__pipeline_inspect(const shmp_segment_t *seg, const void *sh, struct shmp_object_info *info);
 
 #endif
