@@ -3,6 +3,7 @@
 #define SHMP_REGISTRY_H
 
 #include "queue.h"
+#include "segment.h" /* shmp_segment_inspect, which was declared here */
 #include "value.h"
 
 #ifdef __cplusplus
@@ -50,7 +51,7 @@ extern "C" {
  *   through the registry is destroyed. Handles held by processes that died
  *   are never released: such an object's memory stays until the segment goes.
  * - A segment whose creator and every process mapping it have died is stale:
- *   shmp_segment_inspect() reports it and `shmp gc` removes it.
+ *   shmp_segment_inspect() (segment.h) reports it and `shmp gc` removes it.
  */
 typedef struct shmp_registry shmp_registry_t;
 typedef struct shmp_dict shmp_dict_t;
@@ -228,28 +229,6 @@ SHMP_API int shmp_registry_info(shmp_registry_t *r, unsigned index, struct shmp_
 /* The same for a name: 0 or -ENOENT. */
 SHMP_API int shmp_registry_lookup(shmp_registry_t *r, const char *name, struct shmp_object_info *info);
 
-/* What a tool needs to know about a named segment without attaching:
- * read-only, no attach counted. */
-struct shmp_segment_info {
-	char name[SHMP_SEGMENT_NAME_MAX + 1];
-	uint64_t size;
-	int valid;              /* header passed validation (else error holds why) */
-	int error;              /* 0, -SHMP_ECORRUPT, -SHMP_EVERSION, -EACCES... */
-	pid_t creator_pid;
-	int creator_alive;
-	uint32_t attach_count;  /* attaches minus detaches (a killed process never detaches) */
-	uint32_t users;         /* live processes mapping it now (from /proc; those we may read) */
-	int objects;            /* named objects, -1 if there is no directory */
-	int stale;              /* creator dead, no live process maps it, not persistent */
-	uint64_t used_bytes;
-	uid_t owner_uid;        /* the file's owner and group (also when unreadable) */
-	gid_t owner_gid;
-	unsigned mode;          /* its permission bits */
-	int persistent;         /* created with SHMP_SEGMENT_PERSISTENT / SHMP_REGISTRY_PERSISTENT */
-	int trusted;            /* attach without trust options would accept it (own uid,
-				 * not writable by group or others) */
-};
-SHMP_API int shmp_segment_inspect(const char *name, struct shmp_segment_info *info);
 
 /* ---- Dict ---------------------------------------------------------------
  * String keys, byte-string values, in shared memory, for any number of

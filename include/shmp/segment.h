@@ -155,6 +155,32 @@ struct shmp_segment_stats {
 };
 SHMP_API int shmp_segment_stats(shmp_segment_t *seg, struct shmp_segment_stats *st);
 
+/* What a tool needs to know about a named segment without attaching
+ * (what `shmp ls` prints): read-only, no attach counted; the owner, mode
+ * and live users come from the file and /proc. 0 (info filled; valid says
+ * whether the header passed, error why not), -ENOENT, -EINVAL or
+ * -ENAMETOOLONG (bad name). */
+struct shmp_segment_info {
+	char name[SHMP_SEGMENT_NAME_MAX + 1];
+	uint64_t size;
+	int valid;              /* header passed validation (else error holds why) */
+	int error;              /* 0, -SHMP_ECORRUPT, -SHMP_EVERSION, -EACCES... */
+	pid_t creator_pid;
+	int creator_alive;
+	uint32_t attach_count;  /* attaches minus detaches (a killed process never detaches) */
+	uint32_t users;         /* live processes mapping it now (from /proc; those we may read) */
+	int objects;            /* named objects, -1 if there is no directory */
+	int stale;              /* creator dead, no live process maps it, not persistent */
+	uint64_t used_bytes;
+	uid_t owner_uid;        /* the file's owner and group (also when unreadable) */
+	gid_t owner_gid;
+	unsigned mode;          /* its permission bits */
+	int persistent;         /* created with SHMP_SEGMENT_PERSISTENT / SHMP_REGISTRY_PERSISTENT */
+	int trusted;            /* attach without trust options would accept it (own uid,
+				 * not writable by group or others) */
+};
+SHMP_API int shmp_segment_inspect(const char *name, struct shmp_segment_info *info);
+
 #ifdef __cplusplus
 }
 #endif
