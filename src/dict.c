@@ -53,7 +53,7 @@ struct shmp__dict_sh {
 	uint64_t max_value;
 	uint64_t buckets_off;   /* _Atomic uint32_t[nbuckets] */
 	uint64_t entries_off;
-	uint64_t reserved[4];
+	uint64_t reserved[4];    /* zero, for later versions */
 	SHMP__ALIGNED _Atomic uint64_t free_top; /* tag << 32 | index + 1 */
 	SHMP__ALIGNED _Atomic uint32_t used;     /* keys reserved against capacity */
 	SHMP__ALIGNED struct stripe stripes[NSTRIPES];
@@ -63,7 +63,7 @@ struct dentry {
 	_Atomic uint32_t next;    /* index + 1 of the next entry in the chain or free list */
 	uint32_t hash;
 	uint32_t klen;
-	uint32_t reserved;
+	uint32_t reserved;        /* zero, for later versions */
 	_Atomic uint64_t vstate;  /* vlen << 1 | active slot */
 	char key[];               /* key_max + 1, then two slots of value_inline */
 };

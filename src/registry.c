@@ -16,7 +16,6 @@
  * object freed if no handle is left, entry FREE. A remover killed before
  * the block is marked is finished by the next lock holder; one killed later
  * leaks at most the object. */
-#include "internal.h"
 #include "registry_internal.h"
 #include "types.h"
 
@@ -36,7 +35,7 @@ enum { E_FREE = 0, E_BUSY = 1, E_LIVE = 2, E_DYING = 3 };
 struct entry {
 	_Atomic uint32_t word;  /* generation << 2 | state */
 	uint32_t type;          /* SHMP_TYPE_* */
-	uint32_t reserved0;
+	uint32_t reserved0;     /* zero, for later versions (as every reserved field) */
 	int32_t creator_pid;
 	uint64_t off;           /* the object's shared state */
 	uint64_t ref_off;       /* its reference block: handles lent | SHMP__REF_REMOVED; 0 for none */
@@ -53,13 +52,13 @@ struct shmp__reg_dir {
 	uint32_t capacity;
 	uint32_t entry_size;
 	_Atomic uint32_t count;  /* LIVE entries */
-	uint32_t reserved0;
+	uint32_t reserved0;      /* zero, for later versions (as every reserved field) */
 	_Atomic uint64_t gen;    /* bumped by every change, for watchers */
 	uint64_t reserved[4];
 	SHMP__ALIGNED struct shmp__lock_sh lock;
 	SHMP__ALIGNED struct entry e[];
 };
-_Static_assert(sizeof(struct shmp__reg_dir) == 128, "directory header size");
+SHMP__PIN(struct shmp__reg_dir, 128);
 _Static_assert(offsetof(struct shmp__reg_dir, count) == 16 && offsetof(struct shmp__reg_dir, lock) == 64,
 	       "directory header fields");
 
@@ -93,6 +92,16 @@ static size_t dir_bytes(uint32_t cap)
 	return sizeof(struct shmp__reg_dir) + (size_t)cap * sizeof(struct entry);
 }
 
+/* The table fits in the segment, its entries are ours, its lock is one. */
+static bool dir_check(const shmp_segment_t *seg, uint64_t off, const void *p, uint32_t want)
+{
+	(void)want;
+	const struct shmp__reg_dir *d = p;
+	return d->capacity > 0 && d->capacity <= MAX_CAPACITY && d->entry_size == sizeof(struct entry) &&
+	       shmp__sh_at(seg, off, dir_bytes(d->capacity), 1) && shmp__lock_sound(&d->lock);
+}
+static const struct shmp__layout dir_layout = SHMP__LAYOUT(struct shmp__reg_dir, DIR_MAGIC, DIR_VERSION, dir_check);
+
 /* The segment's directory after validation: 0, -ENODATA if it has none,
  * -SHMP_ECORRUPT, -SHMP_EVERSION. */
 static int dir_at(const shmp_segment_t *seg, struct shmp__reg_dir **out)
@@ -100,16 +109,9 @@ static int dir_at(const shmp_segment_t *seg, struct shmp__reg_dir **out)
 	uint64_t off = __atomic_load_n(&seg->hdr->registry_root, __ATOMIC_ACQUIRE);
 	if (off == 0)
 		return -ENODATA;
-	struct shmp__reg_dir *d = shmp__sh_at(seg, off, sizeof *d, __alignof__(*d));
-	if (!d || d->magic != DIR_MAGIC)
-		return -SHMP_ECORRUPT;
-	if (d->version != DIR_VERSION)
-		return -SHMP_EVERSION;
-	if (d->capacity == 0 || d->capacity > MAX_CAPACITY || d->entry_size != sizeof(struct entry) ||
-	    !shmp__sh_at(seg, off, dir_bytes(d->capacity), 1) || !shmp__lock_sound(&d->lock))
-		return -SHMP_ECORRUPT;
-	*out = d;
-	return 0;
+	int e;
+	*out = shmp__obj_at(seg, off, &dir_layout, 0, &e);
+	return e;
 }
 
 /* Find or make the directory. Two processes making one at once: both build
@@ -125,11 +127,10 @@ static int dir_make(shmp_segment_t *seg, uint32_t cap, struct shmp__reg_dir **ou
 	struct shmp__reg_dir *d = shmp__alloc_ptr(seg, dir_bytes(cap), SHMP__CACHELINE, &off);
 	if (!d)
 		return -errno;
-	d->version = DIR_VERSION;
 	d->capacity = cap;
 	d->entry_size = sizeof(struct entry);
 	shmp__lock_init(&d->lock, SHMP__KIND_LOCK);
-	d->magic = DIR_MAGIC;
+	shmp__obj_publish(d, &dir_layout);
 	uint64_t zero = 0;
 	if (!__atomic_compare_exchange_n(&seg->hdr->registry_root, &zero, off, false, __ATOMIC_ACQ_REL,
 					 __ATOMIC_ACQUIRE))

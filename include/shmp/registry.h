@@ -33,6 +33,8 @@ extern "C" {
  *                 or a forged lock word: see README "Security")
  *   EROFS         the registry was attached read-only
  *   SHMP_ECORRUPT the directory or the object failed validation
+ *   SHMP_EVERSION the object was made by a library with another layout of
+ *                 its type
  *
  * Handles returned by the registry are destroyed with the type's usual
  * destroy function (shmp_value_destroy...). That releases the handle only:
