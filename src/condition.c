@@ -117,9 +117,7 @@ shmp_cond_t *shmp_cond_create(const struct shmp_cond_opts *opts)
 	if (!lock) {
 		struct shmp_lock_opts lo = { .sz = sizeof lo, .segment = seg };
 		if (!(lock = shmp_rlock_create(&lo))) {
-			int e = errno;
 			shmp__obj_destroy(c);
-			errno = e;
 			return NULL;
 		}
 		c->owns_lock = true;

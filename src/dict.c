@@ -184,8 +184,8 @@ shmp_dict_t *shmp_dict_create(const struct shmp_dict_opts *opts)
 		int err = errno;
 		if (sh->buckets_off)
 			shmp_segment_free(seg, sh->buckets_off);
-		shmp__obj_destroy(d);
 		errno = err;
+		shmp__obj_destroy(d);
 		return NULL;
 	}
 	sh->capacity = cap;

@@ -68,7 +68,9 @@ void shmp__obj_destroy(void *handle)
 	struct shmp__head *h = handle;
 	if (!h)
 		return;
+	int e = errno;
 	if (shmp__handle_release(h))
 		shmp__free_ptr(h->seg, h->sh);
 	free(h);
+	errno = e;
 }

@@ -74,7 +74,8 @@ void *shmp__obj_open(shmp_segment_t *seg, uint64_t off, const struct shmp__layou
 		     size_t hsize, _Atomic uint32_t *ref);
 /* Destroy, for a type whose object is its one shared block: release the
  * handle by the one rule (internal.h), free the block if that says so,
- * free the handle. Accepts NULL. */
+ * free the handle. Accepts NULL; keeps errno, so that a create failing
+ * after shmp__obj_new can undo it on the way out. */
 void shmp__obj_destroy(void *handle);
 
 #endif

@@ -938,18 +938,14 @@ static void rings_close(shmp_ring_t **rings, uint32_t n)
 
 int shmp_pipeline_inspect(shmp_registry_t *r, const char *name, struct shmp_pipeline_stats *st)
 {
-	struct shmp_object_info info;
 	shmp_segment_t *seg = shmp_registry_segment(r);
-	if (!seg || !st)
-		return -EINVAL;
-	int e = shmp_registry_lookup(r, name, &info);
+	uint64_t off;
+	int e = seg && st ? shmp__registry_find(r, name, SHMP_TYPE_PIPELINE, &off) : -EINVAL;
 	if (e < 0)
 		return e;
-	if (info.type != SHMP_TYPE_PIPELINE)
-		return -SHMP_ETYPE;
-	struct shmp__pl_sh *sh = shmp__obj_at(seg, info.offset, &shmp__pipeline_layout, 0, &e);
+	struct shmp__pl_sh *sh = shmp__obj_at(seg, off, &shmp__pipeline_layout, 0, &e);
 	if (!sh)
-		return -SHMP_ECORRUPT;
+		return -SHMP_ECORRUPT; /* as documented, whichever check failed */
 	/* Counts read once, as rings_open does. */
 	uint32_t nw = __atomic_load_n(&sh->nworkers, __ATOMIC_RELAXED);
 	struct pl_worker_sh *wsh = nw && nw <= PL_MAX * 1024 ?

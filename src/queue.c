@@ -52,9 +52,7 @@ static shmp_queue_t *queue_new(const struct shmp_queue_opts *opts, bool joinable
 		.inline_size = o.inline_size, .max_message = o.max_message,
 	};
 	if (!(q->ring = shmp_ring_create(&ro))) {
-		int e = errno;
 		shmp__obj_destroy(q);
-		errno = e;
 		return NULL;
 	}
 	q->maxsize = ro.capacity;

@@ -708,6 +708,18 @@ int shmp_registry_info(shmp_registry_t *r, unsigned index, struct shmp_object_in
 	return 1;
 }
 
+int shmp__registry_find(shmp_registry_t *r, const char *name, int type, uint64_t *off)
+{
+	struct shmp_object_info info;
+	int e = shmp_registry_lookup(r, name, &info);
+	if (e < 0)
+		return e;
+	if (info.type != type)
+		return -SHMP_ETYPE;
+	*off = info.offset;
+	return 0;
+}
+
 int shmp_registry_lookup(shmp_registry_t *r, const char *name, struct shmp_object_info *info)
 {
 	int e = name_check(name);

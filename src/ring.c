@@ -169,9 +169,7 @@ shmp_ring_t *shmp_ring_create(const struct shmp_ring_opts *opts)
 		return NULL;
 	struct shmp__ring_sh *sh = r->sh;
 	if (!shmp__alloc_ptr(r->seg, (size_t)o.capacity * slot_size, SHMP__CACHELINE, &sh->slots_off)) {
-		int e = errno;
 		shmp__obj_destroy(r);
-		errno = e;
 		return NULL;
 	}
 	sh->capacity = o.capacity;
