@@ -1,6 +1,6 @@
 /* private: Pool and ThreadPool — create, close, terminate, join, destroy,
- * stats. Task submission is in pool_submit.c, the supervisor in
- * pool_super.c, workers and the zygote in pool_worker.c.
+ * stats, and the pool's state and its one mapping to an error. The other
+ * files are listed in pool_internal.h.
  *
  * Lifetime (src/internal.h's one rule): the handle is the pool; destroy
  * frees it (terminating first if it was not closed), in the process that
@@ -16,21 +16,13 @@
 #include "waitset.h"
 #include "registry_internal.h"
 
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/eventfd.h>
-#include <sys/random.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 
 #define DEFAULT_CAPACITY 16384u
 #define DEFAULT_TASK_BYTES ((size_t)64 << 20)
 #define DEFAULT_SEGMENT ((size_t)256 << 20)
 #define INLINE_SIZE 128u
-/* How long create waits for its workers to report (a fork each). */
-#define START_TIMEOUT_MS 30000
 
 int shmp__pool_check(const shmp_pool_t *p)
 {
@@ -41,16 +33,43 @@ int shmp__pool_check(const shmp_pool_t *p)
 	return 0;
 }
 
-int shmp__pool_stopped_error(struct shmp_pool *p)
+int shmp__pool_error(struct shmp_pool *p, int *code)
 {
+	int e = 0, c = 0;
 	switch (atomic_load_explicit(&p->state, memory_order_acquire)) {
-	case SHMP_POOL_RUNNING: return 0;
+	case SHMP_POOL_RUNNING:
+		break;
 	case SHMP_POOL_BROKEN: {
-		int b = atomic_load_explicit(&p->broken, memory_order_acquire);
-		return b ? b : -SHMP_EBROKEN;
+		uint64_t b = atomic_load_explicit(&p->broken, memory_order_acquire);
+		e = b ? (int32_t)(b >> 32) : -SHMP_EBROKEN;
+		c = e == -SHMP_EINIT ? (int32_t)(uint32_t)b : 0;
+		break;
 	}
-	default: return -SHMP_ECLOSED;
+	default:
+		e = -SHMP_ECLOSED;
 	}
+	if (code)
+		*code = c;
+	return e;
+}
+
+int shmp__pool_wait_error(struct shmp_pool *p)
+{
+	int e = shmp__pool_error(p, NULL);
+	return e && atomic_load_explicit(&p->state, memory_order_relaxed) != SHMP_POOL_CLOSED ? e : 0;
+}
+
+struct shmp_task_error shmp__pool_task_error(struct shmp_pool *p, int r, uint64_t index, uint64_t skipped)
+{
+	struct shmp_task_error e = { .error = r, .exit_status = -1, .index = index, .skipped = skipped };
+	if (r == -SHMP_EINIT)
+		shmp__pool_error(p, &e.code);
+	return e;
+}
+
+bool shmp__pool_on_supervisor(struct shmp_pool *p)
+{
+	return p->sup_started && pthread_equal(pthread_self(), p->sup);
 }
 
 void shmp__pool_set_state(struct shmp_pool *p, uint32_t to)
@@ -63,25 +82,23 @@ void shmp__pool_set_state(struct shmp_pool *p, uint32_t to)
 	atomic_store_explicit(&p->sh->state, atomic_load(&p->state), memory_order_relaxed);
 }
 
+void shmp__pool_break(struct shmp_pool *p, int error, int code)
+{
+	uint64_t none = 0;
+	atomic_compare_exchange_strong(&p->broken, &none, (uint64_t)(uint32_t)error << 32 | (uint32_t)code);
+	shmp__pool_set_state(p, SHMP_POOL_BROKEN);
+	shmp__pool_stop_workers(p);
+}
+
 static void set_stop(struct shmp_pool *p, uint32_t to)
 {
 	atomic_store_explicit(&p->stop, to, memory_order_release);
-	atomic_store_explicit(&p->sh->stop, to, memory_order_release);
-	shmp__tasks_wake(p);
-	atomic_fetch_add_explicit(&p->sh->task_futex, 1, memory_order_relaxed);
-	shmp__futex_wake(&p->sh->task_futex, INT32_MAX);
+	shmp__tt_stop(&p->tt, to);
 }
 
 void shmp__pool_stop_workers(struct shmp_pool *p)
 {
-	set_stop(p, STOP_NOW);
-}
-
-static void kick(int fd)
-{
-	uint64_t one = 1;
-	ssize_t r = write(fd, &one, sizeof one);
-	(void)r;
+	set_stop(p, SHMP__STOP_NOW);
 }
 
 static unsigned pow2_at_least(unsigned v)
@@ -114,8 +131,6 @@ static void register_pool(struct shmp_pool *p, const char *name)
 /* The memory of this process only (a forked child's copy ends here too). */
 static void free_local(struct shmp_pool *p)
 {
-	if (p->efd >= 0)
-		close(p->efd);
 	if (p->zsock >= 0)
 		close(p->zsock);
 	if (p->zygote_pidfd >= 0)
@@ -125,7 +140,6 @@ static void free_local(struct shmp_pool *p)
 			if (p->wp[w].pidfd >= 0)
 				close(p->wp[w].pidfd);
 	shmp__arena_fini(&p->arena);
-	free(p->shadow);
 	free(p->wp);
 	free(p->free_slots);
 	free(p->tw);
@@ -145,7 +159,7 @@ void shmp__pool_free(struct shmp_pool *p)
 		 * its own; nothing shared is touched. */
 		for (unsigned i = 0; i < sizeof p->pages / sizeof p->pages[0]; i++)
 			free(p->pages[i]);
-		shmp_ring_destroy(p->done);
+		shmp__tt_fini(&p->tt, false);
 		if (p->dseg)
 			shmp_segment_destroy(p->dseg);
 		free_local(p);
@@ -154,9 +168,9 @@ void shmp__pool_free(struct shmp_pool *p)
 	if (p->registered)
 		shmp__registry_forget(p->seg, p->sh_off);
 	shmp__calls_detach(p);
-	shmp_ring_destroy(p->done);
+	/* A registry's segment outlives the pool: give back what is in it. */
+	shmp__tt_fini(&p->tt, p->registry && p->seg);
 	if (p->registry && p->seg) {
-		shmp__free_ptr(p->seg, p->recs);
 		shmp__free_ptr(p->seg, p->wk);
 		shmp__free_ptr(p->seg, p->sh);
 	}
@@ -165,23 +179,9 @@ void shmp__pool_free(struct shmp_pool *p)
 	free_local(p);
 }
 
-/* The task table: in the pool's own fresh segment it is zero already, and
- * not writing it keeps its pages untouched until tasks use them (a pool
- * starts in a fraction of the time). */
-static void *table_alloc(struct shmp_pool *p, size_t size, uint64_t *off)
-{
-	int r = shmp__segment_alloc(p->seg, size, 64, off, p->registry != NULL);
-	if (r < 0) {
-		errno = -r;
-		return NULL;
-	}
-	return p->seg->base + *off;
-}
-
 /* The segments: the shared state in the registry's segment (or the pool's
  * own), task data in an arena of the pool's own anonymous segment. */
-static int make_segments(struct shmp_pool *p, const struct shmp_pool_opts *o, unsigned cap, size_t rec_size,
-			 int workers)
+static int make_segments(struct shmp_pool *p, const struct shmp_pool_opts *o, unsigned cap, int workers)
 {
 	size_t data = o->segment_size ? o->segment_size : DEFAULT_SEGMENT;
 	size_t meta = 65536;
@@ -190,7 +190,7 @@ static int make_segments(struct shmp_pool *p, const struct shmp_pool_opts *o, un
 			return -EINVAL;
 		p->registry = o->registry;
 	} else {
-		meta += (size_t)cap * rec_size + (size_t)workers * sizeof(struct shmp__wk) + (size_t)cap * 2 * 128;
+		meta += shmp__tt_shared_size(cap, INLINE_SIZE) + (size_t)workers * sizeof(struct shmp__wk);
 	}
 	/* The allocator rounds a block up by at most a quarter: the arena is
 	 * one block. Address space only: pages cost nothing until touched. */
@@ -215,96 +215,6 @@ static int make_arena(struct shmp_pool *p, const struct shmp_pool_opts *o)
 	return shmp__arena_init(&p->arena, off, data);
 }
 
-/* Start the zygote and have it fork every worker; returns once each
- * worker's pid (and pidfd) arrived, so they are known when create returns. */
-static int start_zygote(struct shmp_pool *p)
-{
-	int sv[2];
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-		return -errno;
-	pid_t parent = getpid();
-	fflush(NULL); /* or each worker would print our pending output again */
-	pid_t z = fork();
-	if (z < 0) {
-		int e = errno;
-		close(sv[0]);
-		close(sv[1]);
-		return -e;
-	}
-	if (z == 0) {
-		close(sv[0]);
-		p->sh->zygote_pid = getpid();
-		shmp__zygote_main(p, sv[1], parent);
-		_exit(0);
-	}
-	close(sv[1]);
-	p->zsock = sv[0];
-	p->zygote = z;
-	p->sh->zygote_pid = z;
-	p->zygote_pidfd = (int)syscall(SYS_pidfd_open, z, 0);
-	if (p->zygote_pidfd < 0)
-		return -errno;
-	for (int w = 0; w < p->nworkers; w++)
-		shmp__spawn_request(p, (unsigned)w);
-	uint64_t until = shmp__now_ns() + (uint64_t)START_TIMEOUT_MS * 1000000u;
-	for (;;) {
-		int up = 0;
-		for (int w = 0; w < p->nworkers; w++)
-			up += p->wp[w].live || p->wp[w].reaped;
-		if (up == p->nworkers)
-			return 0;
-		for (int w = 0; w < p->nworkers; w++)
-			if (p->wp[w].send_spawn && shmp__zygote_send(p, ZM_SPAWN, (uint32_t)w) == 0)
-				p->wp[w].send_spawn = false;
-		struct pollfd pf[2] = { { .fd = p->zsock, .events = POLLIN },
-					{ .fd = p->zygote_pidfd, .events = POLLIN } };
-		int r = poll(pf, 2, 50);
-		if (r < 0 && errno != EINTR)
-			return -errno;
-		if (shmp__zygote_recv(p, 0) < 0 || (pf[1].revents && !(pf[0].revents & POLLIN)))
-			return -EAGAIN; /* the zygote is gone */
-		if (shmp__now_ns() > until)
-			return -EAGAIN;
-	}
-}
-
-/* Undo a started zygote: it and its children are ours (unreaped). */
-static void stop_zygote(struct shmp_pool *p)
-{
-	if (p->zygote <= 0)
-		return;
-	pthread_mutex_lock(&p->wk_mu);
-	for (int w = 0; w < p->nworkers; w++)
-		if (p->wp[w].pidfd >= 0)
-			syscall(SYS_pidfd_send_signal, p->wp[w].pidfd, SIGKILL, NULL, 0);
-	pthread_mutex_unlock(&p->wk_mu);
-	kill(p->zygote, SIGKILL);
-	waitpid(p->zygote, NULL, 0);
-	p->zygote = 0;
-}
-
-static int start_threads(struct shmp_pool *p)
-{
-	for (int w = 0; w < p->nworkers; w++) {
-		int r = shmp__spawn_request(p, (unsigned)w);
-		if (r < 0) {
-			shmp__pool_stop_workers(p);
-			for (int k = 0; k < w; k++)
-				pthread_join(p->tw[k], NULL);
-			return r;
-		}
-	}
-	/* Each thread says its id first thing: wait for all of them. */
-	uint32_t up;
-	while ((up = atomic_load_explicit(&p->threads_up, memory_order_acquire)) < (uint32_t)p->nworkers) {
-		struct timespec until;
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_sec += 1;
-		shmp__futex_wait(&p->threads_up, up, &until);
-	}
-	return 0;
-}
-
 static shmp_pool_t *pool_new(int workers, const struct shmp_pool_opts *opts, bool threads)
 {
 	struct shmp_pool_opts o;
@@ -317,7 +227,7 @@ static shmp_pool_t *pool_new(int workers, const struct shmp_pool_opts *opts, boo
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		workers = n > 0 ? (int)n : 1;
 	}
-	if (workers > (int)REC_WORKER_MASK) {
+	if (workers > (int)SHMP__REC_WORKER_MASK) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -327,8 +237,9 @@ static shmp_pool_t *pool_new(int workers, const struct shmp_pool_opts *opts, boo
 		return NULL;
 	}
 	p->pid = getpid();
-	p->efd = p->zsock = p->zygote_pidfd = -1;
+	p->zsock = p->zygote_pidfd = -1;
 	p->threads = threads;
+	p->wops = threads ? &shmp__thread_workers : &shmp__process_workers;
 	p->nworkers = workers;
 	p->init = o.initializer;
 	p->initarg = o.initarg;
@@ -338,25 +249,26 @@ static shmp_pool_t *pool_new(int workers, const struct shmp_pool_opts *opts, boo
 	pthread_mutex_init(&p->calls_mu, NULL);
 	pthread_mutex_init(&p->wk_mu, NULL);
 	unsigned cap = pow2_at_least(o.queue_capacity ? o.queue_capacity : DEFAULT_CAPACITY);
-	size_t rec_size = (sizeof(struct shmp__rec) + INLINE_SIZE + 63) & ~(size_t)63;
-	p->capacity = cap;
-	p->rec_size = (uint32_t)rec_size;
-	p->inline_size = (uint32_t)(rec_size - sizeof(struct shmp__rec));
+	bool started = false;
 	int e;
-	if (getrandom(p->key, sizeof p->key, 0) != (ssize_t)sizeof p->key) {
-		e = errno ? errno : EIO;
-		goto fail;
-	}
-	if ((e = -make_segments(p, &o, cap, rec_size, workers)) > 0)
+	if ((e = -make_segments(p, &o, cap, workers)) > 0)
 		goto fail;
 	e = ENOMEM;
-	if (!(p->shadow = calloc(cap, sizeof *p->shadow)) || !(p->wp = calloc((size_t)workers, sizeof *p->wp)))
+	if (!(p->wp = calloc((size_t)workers, sizeof *p->wp)))
 		goto fail;
 	for (int w = 0; w < workers; w++)
-		p->wp[w].pidfd = -1;
-	if (!(p->sh = shmp__alloc_ptr(p->seg, sizeof *p->sh, 64, &p->sh_off)) ||
-	    !(p->recs = table_alloc(p, (size_t)cap * rec_size, &p->sh->recs_off)) ||
-	    !(p->wk = shmp__alloc_ptr(p->seg, (size_t)workers * sizeof *p->wk, 64, &p->sh->wk_off))) {
+		p->wp[w].pidfd = p->wp[w].armed_fd = -1;
+	if (!(p->sh = shmp__alloc_ptr(p->seg, sizeof *p->sh, 64, &p->sh_off))) {
+		e = errno;
+		goto fail;
+	}
+	/* In the pool's own fresh segment the table is zero already, and not
+	 * writing it keeps its pages untouched until tasks use them (a pool
+	 * starts in a fraction of the time). */
+	if ((e = -shmp__tt_init(&p->tt, p->seg, !p->registry, &p->sh->tt, &p->sh->stop, cap, INLINE_SIZE,
+				&shmp__pool_tt_ops, p, &p->sh->recs_off)) > 0)
+		goto fail;
+	if (!(p->wk = shmp__alloc_ptr(p->seg, (size_t)workers * sizeof *p->wk, 64, &p->sh->wk_off))) {
 		e = errno;
 		goto fail;
 	}
@@ -367,59 +279,26 @@ static shmp_pool_t *pool_new(int workers, const struct shmp_pool_opts *opts, boo
 	sh->version = SHMP__POOL_VERSION;
 	sh->capacity = cap;
 	sh->nworkers = (uint32_t)workers;
-	sh->rec_size = p->rec_size;
-	sh->inline_size = p->inline_size;
+	sh->rec_size = p->tt.rec_size;
+	sh->inline_size = p->tt.inline_size;
 	sh->max_tasks = p->max_tasks;
 	sh->threads = threads;
 	sh->owner_pid = p->pid;
-	/* Record words stay zero (FREE, first lap) until used: creating a
-	 * pool touches no page of the table. */
-	/* Finished tasks announce themselves here. Bounded: if it is ever full
-	 * a worker asks the supervisor for a scan of the table instead. */
-	struct shmp_ring_opts ro = SHMP_OPTS(shmp_ring_opts, .segment = p->seg, .capacity = cap < 4096 ? cap : 4096,
-					      .inline_size = 8, .max_message = 8,
-					      .flags = SHMP_RING_SINGLE_CONSUMER);
-	if (!(p->done = shmp_ring_create(&ro)) ||
-	    (p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
-		e = errno;
-		goto fail;
-	}
-	if (threads && (!(p->tw = calloc((size_t)workers, sizeof *p->tw)) ||
-			!(p->tw_joinable = calloc((size_t)workers, sizeof *p->tw_joinable)))) {
-		e = ENOMEM;
-		goto fail;
-	}
-	/* The default segment holds the shared heap (shmp_malloc): mapped
-	 * before the zygote forks, it is at the same address in every worker,
-	 * so structs with pointers into it are valid task arguments even when
-	 * allocated after this call. */
-	if (!threads && !shmp_segment_default()) {
-		e = errno;
-		goto fail;
-	}
-	/* Memory mapped up to now (the pool's segments, shared Arrays made
-	 * before the pool, the default segment) is in every worker at the same
-	 * address. */
-	p->map_serial = shmp__maps_serial();
 	{
 		/* Probe once, so stats can say which path supervises. */
 		struct shmp__waitset *ws = shmp__waitset_new();
 		p->supervision = ws && shmp__waitset_uring(ws);
 		shmp__waitset_free(ws);
 	}
-	int r = threads ? start_threads(p) : start_zygote(p);
+	started = true;
+	int r = p->wops->start(p);
 	if (r < 0) {
 		e = -r;
 		goto fail;
 	}
 	r = shmp__thread_create(&p->sup, shmp__supervisor_main, p);
 	if (r) {
-		/* Without a supervisor nothing can be collected: undo. */
-		shmp__pool_stop_workers(p);
-		if (threads)
-			for (int k = 0; k < workers; k++)
-				pthread_join(p->tw[k], NULL);
-		e = r;
+		e = r; /* without a supervisor nothing can be collected: undo */
 		goto fail;
 	}
 	p->sup_started = true;
@@ -428,7 +307,8 @@ static shmp_pool_t *pool_new(int workers, const struct shmp_pool_opts *opts, boo
 		register_pool(p, o.name);
 	return p;
 fail:
-	stop_zygote(p);
+	if (started)
+		p->wops->abort(p);
 	shmp__pool_free(p);
 	errno = e;
 	return NULL;
@@ -455,10 +335,10 @@ int shmp_pool_close(shmp_pool_t *p)
 	/* Serialize with submitters: once we hold the lock no task is being
 	 * added, so workers can drain and leave. */
 	pthread_mutex_lock(&p->submit_mu);
-	if (atomic_load(&p->stop) == STOP_NONE)
-		set_stop(p, STOP_DRAIN);
+	if (atomic_load(&p->stop) == SHMP__STOP_NONE)
+		set_stop(p, SHMP__STOP_DRAIN);
 	pthread_mutex_unlock(&p->submit_mu);
-	kick(p->efd);
+	shmp__tt_kick(&p->tt);
 	return 0;
 }
 
@@ -469,17 +349,8 @@ int shmp_pool_terminate(shmp_pool_t *p)
 		return r;
 	shmp__pool_set_state(p, SHMP_POOL_TERMINATED);
 	shmp__pool_stop_workers(p);
-	if (!p->threads) {
-		/* Through the pidfds the zygote handed over: they name our
-		 * workers and nobody else, whatever shared memory says. */
-		pthread_mutex_lock(&p->wk_mu);
-		for (int w = 0; w < p->nworkers; w++)
-			if (p->wp[w].pidfd >= 0)
-				syscall(SYS_pidfd_send_signal, p->wp[w].pidfd, SIGKILL, NULL, 0);
-		pthread_mutex_unlock(&p->wk_mu);
-		atomic_store(&p->zexit, true);
-	}
-	kick(p->efd);
+	p->wops->kill(p);
+	shmp__tt_kick(&p->tt);
 	return 0;
 }
 
@@ -550,14 +421,14 @@ int shmp_pool_is_threads(const shmp_pool_t *p)
 static void stats_of(struct shmp__pool_sh *sh, struct shmp__wk *wk, int nworkers, struct shmp_pool_stats *st)
 {
 	memset(st, 0, sizeof *st);
-	st->submitted = atomic_load(&sh->submitted);
-	st->completed = atomic_load(&sh->completed);
-	st->failed = atomic_load(&sh->failed);
+	st->submitted = atomic_load(&sh->tt.submitted);
+	st->completed = atomic_load(&sh->tt.completed);
+	st->failed = atomic_load(&sh->tt.failed);
 	st->worker_deaths = atomic_load(&sh->deaths);
 	st->workers_started = atomic_load(&sh->started);
 	st->callback_errors = atomic_load(&sh->cb_errors);
 	st->workers = (unsigned)nworkers;
-	uint64_t head = atomic_load(&sh->head), tail = atomic_load(&sh->tail);
+	uint64_t head = atomic_load(&sh->tt.head), tail = atomic_load(&sh->tt.tail);
 	st->queued = tail > head ? tail - head : 0;
 	for (int w = 0; w < nworkers; w++) {
 		uint32_t s = atomic_load(&wk[w].state);
@@ -587,17 +458,13 @@ int shmp_pool_stats(shmp_pool_t *p, struct shmp_pool_stats *st)
 	if (r < 0 || !st)
 		return r < 0 ? r : -EINVAL;
 	stats_of(p->sh, p->wk, p->nworkers, st);
-	st->submitted = atomic_load(&p->n_submitted);
-	st->completed = atomic_load(&p->n_completed);
-	st->failed = atomic_load(&p->n_failed);
+	st->submitted = atomic_load(&p->tt.n_submitted);
+	st->completed = atomic_load(&p->tt.n_completed);
+	st->failed = atomic_load(&p->tt.n_failed);
 	st->worker_deaths = atomic_load(&p->n_deaths);
 	st->workers_started = atomic_load(&p->n_started);
 	st->callback_errors = atomic_load(&p->n_cb_errors);
-	uint64_t head = atomic_load(&p->sh->head), tail = atomic_load(&p->tail);
-	uint64_t out = st->submitted - st->completed;
-	st->queued = tail > head ? tail - head : 0;
-	if (st->queued > out)
-		st->queued = out;
+	st->queued = shmp__tt_queued(&p->tt);
 	st->alive = 0;
 	for (int w = 0; w < p->nworkers; w++)
 		st->alive += p->wp[w].live && atomic_load(&p->wp[w].pid) > 0;

@@ -139,21 +139,11 @@ uint64_t shmp__arena_used(struct shmp__arena *a)
 	return u;
 }
 
-/* On the supervisor thread nobody else collects the tasks whose blocks we
- * wait for: collect while waiting. */
-static void collect_some(struct shmp_pool *p)
-{
-	uint64_t seq;
-	size_t len;
-	if (shmp_ring_get(p->done, &seq, sizeof seq, &len, 0.001) == 0 && len == sizeof seq)
-		shmp__task_collect(p, seq, true);
-}
-
 int shmp__arena_alloc_wait(struct shmp_pool *p, uint64_t len, bool task, const struct shmp__deadline *d,
 			   uint64_t *off)
 {
 	struct shmp__arena *a = &p->arena;
-	bool on_sup = p->sup_started && pthread_equal(pthread_self(), p->sup);
+	bool on_sup = shmp__pool_on_supervisor(p);
 	for (;;) {
 		uint32_t f = atomic_load_explicit(&a->futex, memory_order_seq_cst);
 		int r = shmp__arena_alloc(a, len, task, off);
@@ -161,11 +151,13 @@ int shmp__arena_alloc_wait(struct shmp_pool *p, uint64_t len, bool task, const s
 			return r;
 		if (shmp__deadline_passed(d))
 			return -ETIMEDOUT;
-		int e = shmp__pool_stopped_error(p);
-		if (e && atomic_load_explicit(&p->state, memory_order_relaxed) != SHMP_POOL_CLOSED)
+		int e = shmp__pool_wait_error(p);
+		if (e)
 			return e;
 		if (on_sup) {
-			collect_some(p);
+			/* Nobody else collects the tasks whose blocks we wait
+			 * for: collect while waiting. */
+			shmp__tt_collect_one(&p->tt);
 			continue;
 		}
 		atomic_fetch_add_explicit(&a->waiters, 1, memory_order_seq_cst);

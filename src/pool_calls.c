@@ -1,12 +1,17 @@
-/* private: the Pool's calls (AsyncResult) — a process-local table that
- * records name by (slot, generation), completion and callbacks. */
+/* private: the Pool's calls (AsyncResult) — how every call starts (its
+ * checks, in one place), a process-local table that records name by
+ * (slot, generation), completion and callbacks.
+ *
+ * Crash safety: nothing here is shared; a record naming a call that is
+ * gone (or a forged one) finds no call (the generation differs) and is
+ * collected without delivering anything. */
 #include "pool_internal.h"
 
 #include <stdlib.h>
 
 static _Atomic uint32_t next_gen = 1;
 
-struct shmp_async *shmp__call_new(struct shmp_pool *p, int kind)
+static struct shmp_async *call_new(struct shmp_pool *p, int kind)
 {
 	struct shmp_async *c = calloc(1, sizeof *c);
 	if (!c)
@@ -44,6 +49,90 @@ struct shmp_async *shmp__call_new(struct shmp_pool *p, int kind)
 			 __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&p->calls_mu);
 	return c;
+}
+
+/* The checks every call makes before anything runs. */
+static int call_check(struct shmp_pool *p, shmp_task_fn fn, size_t in_size, size_t out_size)
+{
+	if (!fn || in_size > UINT32_MAX || out_size > UINT32_MAX)
+		return -EINVAL;
+	if (in_size + out_size > p->max_task_bytes)
+		return -EMSGSIZE;
+	/* A function a worker would refuse (or, in a ThreadPool, jump into):
+	 * say so here, where the caller can see why. */
+	if (!shmp__code_address((uintptr_t)fn))
+		return -SHMP_EBADFN;
+	return shmp__pool_error(p, NULL);
+}
+
+struct shmp_async *shmp__call_begin(struct shmp_pool *p, int kind, const struct shmp_call_opts *opts,
+				    shmp_task_fn fn, const void *in, shmp_input_fn input, size_t in_size, size_t n,
+				    void *out, size_t out_size, bool out_needed, struct shmp__place *pl,
+				    struct shmp_call_opts *o_out)
+{
+	bool imap = kind == CALL_IMAP;
+	struct shmp_call_opts o;
+	int r = shmp__pool_check(p);
+	if (r == 0)
+		r = SHMP__OPTS(o, opts);
+	/* Python's imap takes no callbacks: refuse them rather than ignore
+	 * them silently. */
+	if (r == 0 && imap && (o.callback || o.error_callback))
+		r = -EINVAL;
+	if (r == 0 && ((!in && !input && in_size && n) || (in && input) || (out_needed && !out && out_size && n)))
+		r = -EINVAL;
+	if (r == 0 && in && in_size && n > SIZE_MAX / in_size)
+		r = -EINVAL;
+	/* (imap's n may be no length at all: an input function's "until it
+	 * says the end".) */
+	if (r == 0 && !imap && (n > SIZE_MAX / 2 || (n && out_size && n > SIZE_MAX / out_size)))
+		r = -EINVAL;
+	if (r == 0)
+		r = call_check(p, fn, in_size, out_size);
+	if (r < 0) {
+		errno = -r;
+		return NULL;
+	}
+	struct shmp_async *c = call_new(p, kind);
+	if (!c)
+		return NULL;
+	c->fn = fn;
+	c->in = in;
+	c->in_size = in_size;
+	c->n = n;
+	c->out = out;
+	c->out_size = out_size;
+	c->chunksize = o.chunksize;
+	c->callback = o.callback;
+	c->error_callback = o.error_callback;
+	c->cb_arg = o.cb_arg;
+	/* apply copies its one item; the others look for their arrays in
+	 * mappings the workers have too. */
+	shmp__place_call(p, c, kind != CALL_APPLY, pl);
+	/* One item's copies must fit the arena (imap's room is counted per
+	 * window: shmp__imap_sizes). */
+	if (!imap && n &&
+	    (r = shmp__check_item_room(p, pl->in == PLACE_COPY ? in_size : 0, pl->out == PLACE_COPY ? out_size : 0)) <
+		    0) {
+		shmp__call_drop(c);
+		errno = -r;
+		return NULL;
+	}
+	if (o_out)
+		*o_out = o;
+	return c;
+}
+
+void shmp__call_drop(struct shmp_async *c)
+{
+	shmp__call_unref(c); /* the pool's reference */
+	shmp__call_unref(c); /* the caller's: frees it */
+}
+
+void shmp__call_abandon(struct shmp_async *c)
+{
+	atomic_fetch_add(&c->pool->abandoned, 1);
+	atomic_store(&c->abandoned, true);
 }
 
 struct shmp_async *shmp__call_lookup(struct shmp_pool *p, uint32_t slot, uint32_t gen)
@@ -170,7 +259,7 @@ void shmp__call_finish(struct shmp_async *c)
 	else if (!c->failed && c->callback)
 		r = c->callback(c, c->out, c->kind == CALL_APPLY ? 1 : c->n, c->cb_arg);
 	if (r)
-		shmp__count_add(p, &p->n_cb_errors, &p->sh->cb_errors, 1);
+		shmp__count_add(&p->n_cb_errors, &p->sh->cb_errors, 1);
 	if (c->user_out && !c->failed) {
 		pthread_mutex_lock(&p->calls_mu);
 		if (c->user_out)
@@ -205,7 +294,5 @@ void shmp__call_task_done(struct shmp_async *c, bool on_supervisor)
 	c->next_finish = p->finish_q;
 	p->finish_q = c;
 	pthread_mutex_unlock(&p->calls_mu);
-	uint64_t one = 1;
-	ssize_t w = write(p->efd, &one, sizeof one);
-	(void)w;
+	shmp__tt_kick(&p->tt);
 }

@@ -19,42 +19,29 @@ static shmp_imap_t *imap_start(shmp_pool_t *p, shmp_task_fn fn, const void *in, 
 			       size_t out_size, shmp_input_fn input, void *input_ctx,
 			       const struct shmp_call_opts *opts, bool ordered)
 {
-	struct shmp_call_opts o = { 0 };
-	int r = shmp__pool_check(p);
-	if (r == 0)
-		r = SHMP__OPTS(o, opts);
-	/* Python's imap takes no callbacks: refuse them rather than ignore
-	 * them silently. */
-	if (r == 0 && (o.callback || o.error_callback))
-		r = -EINVAL;
-	if (r == 0 && (!fn || (!in && !input && in_size && n) || (in && input)))
-		r = -EINVAL;
-	if (r == 0 && in && in_size && n > SIZE_MAX / in_size)
-		r = -EINVAL;
-	if (r == 0)
-		r = shmp__imap_check(p, fn, in_size, out_size);
-	bool copy_in = false;
-	if (r == 0 && in_size) {
-		uint64_t ser, off;
-		copy_in = input || (!p->threads && !shmp__maps_find(in, n * in_size, p->map_serial, &ser, &off));
-	}
-	size_t cs = o.chunksize ? o.chunksize : 1; /* Python's imap default */
-	unsigned window = o.max_inflight ? o.max_inflight : r == 0 ? (unsigned)p->nworkers * 2 + 2 : 1;
+	struct shmp_call_opts o;
+	struct shmp__place pl;
+	struct shmp_async *c = shmp__call_begin(p, CALL_IMAP, opts, fn, in, input, in_size, n, NULL, out_size, false,
+						&pl, &o);
+	if (!c)
+		return NULL;
+	/* Input from a function is copied (it writes into our buffer); from
+	 * an array, unless the workers can read it where it is. */
+	bool copy_in = in_size && (input || pl.in == PLACE_COPY);
+	size_t cs = c->chunksize ? c->chunksize : 1; /* Python's imap default */
+	unsigned window = o.max_inflight ? o.max_inflight : (unsigned)p->nworkers * 2 + 2;
 	if (window > 4096)
 		window = 4096;
-	if (r == 0)
-		r = shmp__imap_sizes(p, in_size, out_size, copy_in, &cs, &window);
+	struct shmp_imap *it = NULL;
+	struct shmp__imap_slot *slots = NULL;
+	int r;
+	if ((r = shmp__imap_sizes(p, in_size, out_size, copy_in, &cs, &window)) == 0 &&
+	    (!(it = calloc(1, sizeof *it)) || !(slots = calloc(window, sizeof *slots))))
+		r = -ENOMEM;
 	if (r < 0) {
-		errno = -r;
-		return NULL;
-	}
-	struct shmp_imap *it = calloc(1, sizeof *it);
-	struct shmp__imap_slot *slots = calloc(window, sizeof *slots);
-	struct shmp_async *c = it && slots ? shmp__call_new(p, CALL_IMAP) : NULL;
-	if (!c) {
 		free(it);
-		free(slots);
-		errno = ENOMEM;
+		shmp__call_drop(c);
+		errno = -r;
 		return NULL;
 	}
 	it->call = c;
@@ -64,11 +51,6 @@ static shmp_imap_t *imap_start(shmp_pool_t *p, shmp_task_fn fn, const void *in, 
 	it->input = input;
 	it->input_ctx = input_ctx;
 	c->it = it;
-	c->fn = fn;
-	c->in = in;
-	c->in_size = in_size;
-	c->out_size = out_size;
-	c->n = n;
 	c->chunksize = cs;
 	if (!(it->notify = shmp__alloc_ptr(p->seg, sizeof *it->notify, 64, &it->notify_off)))
 		r = -errno;
@@ -84,8 +66,7 @@ static shmp_imap_t *imap_start(shmp_pool_t *p, shmp_task_fn fn, const void *in, 
 	if (r == 0 && input && in_size && !(it->gen = malloc(cs * in_size)))
 		r = -ENOMEM;
 	if (r < 0) {
-		shmp__call_unref(c); /* the pool's reference */
-		shmp__call_unref(c); /* ours: frees the buffers */
+		shmp__call_drop(c); /* frees the buffers */
 		errno = -r;
 		return NULL;
 	}
@@ -138,6 +119,24 @@ static size_t read_input(struct shmp_imap *it, uint64_t first, size_t count)
 	return k;
 }
 
+/* Submit one chunk, never waiting: the room we would wait for may be held
+ * by our own finished chunks, which only our caller collects. -ETIMEDOUT
+ * then means "try again later". The iterator collects its own chunks: no
+ * supervisor hop. */
+static int submit_chunk(struct shmp_imap *it, struct shmp__imap_slot *slot, uint64_t first, size_t count)
+{
+	struct shmp_async *c = it->call;
+	struct shmp_pool *p = c->pool;
+	struct shmp__place pl;
+	shmp__place_call(p, c, true, &pl);
+	struct shmp__deadline d;
+	if (shmp__deadline_init(&d, 0) < 0)
+		return -EINVAL;
+	const char *gen = it->input ? (it->gen ? it->gen : "") : NULL;
+	return shmp__task_submit(p, c, &pl, first, count, SHMP__TT_CALLER | SHMP__TT_NOTIFY, slot, gen, &d,
+				 &slot->seq);
+}
+
 /* Submit chunks while a window slot is free and input remains. */
 static void fill(struct shmp_imap *it)
 {
@@ -168,7 +167,7 @@ static void fill(struct shmp_imap *it)
 		s->count = (uint32_t)count;
 		s->taken = 0;
 		atomic_store_explicit(&s->state, SLOT_BUSY, memory_order_relaxed);
-		int r = shmp__imap_submit(p, c, first, count, s, it->input ? (it->gen ? it->gen : "") : NULL);
+		int r = submit_chunk(it, s, first, count);
 		if (r == -ETIMEDOUT) {
 			/* No room (arena or task table) now: try again later. */
 			atomic_store_explicit(&s->state, SLOT_EMPTY, memory_order_relaxed);
@@ -178,10 +177,7 @@ static void fill(struct shmp_imap *it)
 		it->gen_count = 0;
 		if (r < 0) {
 			/* Report it in this chunk's place, then stop taking input. */
-			s->err = (struct shmp_task_error){ .error = r, .index = first, .exit_status = -1,
-							   .skipped = count - 1 };
-			if (r == -SHMP_EINIT)
-				s->err.code = atomic_load(&p->init_code);
+			s->err = shmp__pool_task_error(p, r, first, count - 1);
 			atomic_store_explicit(&s->state, SLOT_READY, memory_order_release);
 			it->chunks_submitted++;
 			it->items_submitted += count;
@@ -221,7 +217,7 @@ static bool collect_own(struct shmp_imap *it)
 	for (unsigned i = 0; i < it->window; i++) {
 		struct shmp__imap_slot *s = &it->slots[i];
 		if (atomic_load_explicit(&s->state, memory_order_relaxed) == SLOT_BUSY &&
-		    shmp__task_collect(p, s->seq, false))
+		    shmp__tt_collect(&p->tt, s->seq, false))
 			any = true;
 		if (atomic_load_explicit(&s->state, memory_order_acquire) == SLOT_READY)
 			any = true; /* collected by someone else (a terminated pool) */
@@ -229,18 +225,17 @@ static bool collect_own(struct shmp_imap *it)
 	return any;
 }
 
-static bool own_done(struct shmp_imap *it)
+/* Is one of our chunks ready, or its task finished (to collect)? */
+static bool own_done(void *arg)
 {
+	struct shmp_imap *it = arg;
 	struct shmp_pool *p = it->call->pool;
 	for (unsigned i = 0; i < it->window; i++) {
 		struct shmp__imap_slot *s = &it->slots[i];
 		uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire);
 		if (st == SLOT_READY)
 			return true;
-		if (st != SLOT_BUSY)
-			continue;
-		uint64_t w = atomic_load_explicit(&pool_rec(p, s->seq)->word, memory_order_seq_cst);
-		if (rec_state(w) != REC_QUEUED && rec_state(w) != REC_RUNNING)
+		if (st == SLOT_BUSY && shmp__tt_is_finished(&p->tt, s->seq))
 			return true;
 	}
 	return false;
@@ -334,15 +329,8 @@ int shmp_imap_next(shmp_imap_t *it, void *out, uint64_t *index, double timeout, 
 				shmp__cpu_relax();
 			continue;
 		}
-		struct shmp__notify *n = it->notify;
-		uint32_t f = atomic_load_explicit(&n->seq, memory_order_acquire);
-		atomic_fetch_add_explicit(&n->waiters, 1, memory_order_seq_cst);
-		int w = 0;
-		if (!own_done(it)) {
-			struct timespec until = shmp__deadline_cap(&d, (it->room_blocked ? 5 : 100) * 1000000L);
-			w = shmp__futex_wait(&n->seq, f, &until);
-		}
-		atomic_fetch_sub_explicit(&n->waiters, 1, memory_order_relaxed);
+		struct timespec until = shmp__deadline_cap(&d, (it->room_blocked ? 5 : 100) * 1000000L);
+		int w = shmp__tt_notify_wait(it->notify, own_done, it, &until);
 		if (shmp__interrupted(w))
 			return -EINTR;
 		if (w != -ETIMEDOUT)
@@ -368,13 +356,9 @@ void shmp_imap_destroy(shmp_imap_t *it)
 	/* Chunks still running write into buffers that live until the pool's
 	 * reference goes, when the last of them is collected — by the
 	 * supervisor now that we leave. */
-	if (!atomic_load(&c->done)) {
-		atomic_fetch_add(&p->abandoned, 1);
-		atomic_store(&c->abandoned, true);
-	}
+	if (!atomic_load(&c->done))
+		shmp__call_abandon(c);
 	end_input(it);
-	uint64_t one = 1;
-	ssize_t w = write(p->efd, &one, sizeof one);
-	(void)w;
+	shmp__tt_kick(&p->tt);
 	shmp__call_unref(c);
 }

@@ -59,16 +59,16 @@ static int forbidden(const void *arg, void *res, const struct shmp_task_ctx *c)
 /* Queued tasks calling forbidden(), at the head of the table. */
 static void forge_tasks(struct shmp__pool_sh *sh, char *recs, uint32_t cap, uint32_t rec_size)
 {
-	uint64_t head = atomic_load_explicit(&sh->head, memory_order_relaxed);
+	uint64_t head = atomic_load_explicit(&sh->tt.head, memory_order_relaxed);
 	for (uint64_t q = head; q < head + 4; q++) {
 		struct shmp__rec *r = (struct shmp__rec *)(recs + (size_t)(q & (cap - 1)) * rec_size);
 		r->t = (struct shmp__task){ .first = 0, .count = 1,
 					    .fn = (uint64_t)((uintptr_t)forbidden - (uintptr_t)&shmp_pool_create),
-					    .in = { .kind = DESC_NONE }, .out = { .kind = DESC_NONE } };
+					    .in = { .kind = SHMP__DESC_NONE }, .out = { .kind = SHMP__DESC_NONE } };
 		r->tag = q * 0x9e3779b97f4a7c15ull; /* a guess */
-		atomic_store_explicit(&r->word, rec_word(q, REC_QUEUED, 0), memory_order_release);
+		atomic_store_explicit(&r->word, shmp__rec_word(q, SHMP__REC_QUEUED, 0), memory_order_release);
 	}
-	atomic_fetch_add(&sh->task_futex, 1);
+	atomic_fetch_add(&sh->tt.task_futex, 1);
 }
 
 static int canary(void *arg)
