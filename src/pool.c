@@ -24,6 +24,25 @@
 #define DEFAULT_SEGMENT ((size_t)256 << 20)
 #define INLINE_SIZE 128u
 
+/* Pinned: SHMP__POOL_VERSION's layout (the task table's are in tasktab.c). */
+_Static_assert(sizeof(struct shmp__wk) == 64, "worker table entry");
+_Static_assert(offsetof(struct shmp__wk, state) == 4 && offsetof(struct shmp__wk, init_code) == 12 && offsetof(struct shmp__wk, tasks_done) == 24 &&
+		       offsetof(struct shmp__wk, cur_index) == 32,
+	       "worker table fields");
+_Static_assert(sizeof(struct shmp__pool_sh) == 832, "pool header size");
+_Static_assert(offsetof(struct shmp__pool_sh, version) == 4 && offsetof(struct shmp__pool_sh, capacity) == 8 &&
+		       offsetof(struct shmp__pool_sh, nworkers) == 12 && offsetof(struct shmp__pool_sh, rec_size) == 16 &&
+		       offsetof(struct shmp__pool_sh, recs_off) == 32 &&
+		       offsetof(struct shmp__pool_sh, wk_off) == 40 && offsetof(struct shmp__pool_sh, state) == 56 &&
+		       offsetof(struct shmp__pool_sh, stop) == 60 && offsetof(struct shmp__pool_sh, supervision) == 68,
+	       "pool header fields");
+_Static_assert(offsetof(struct shmp__pool_sh, tt) == 128 && offsetof(struct shmp__pool_sh, tt.head) == 128 &&
+		       offsetof(struct shmp__pool_sh, tt.tail) == 192 &&
+		       offsetof(struct shmp__pool_sh, tt.task_futex) == 256 &&
+		       offsetof(struct shmp__pool_sh, tt.submitted) == 448 && offsetof(struct shmp__pool_sh, deaths) == 640 &&
+		       offsetof(struct shmp__pool_sh, cb_errors) == 768,
+	       "pool header: the task table's words and the counters");
+
 int shmp__pool_check(const shmp_pool_t *p)
 {
 	if (!p)

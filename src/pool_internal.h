@@ -39,7 +39,7 @@
 
 #define SHMP__POOL_MAGIC 0x504f4f4cu /* "POOL" */
 /* The layout of struct shmp__pool_sh, the worker table and the task
- * table's records. */
+ * table's records (pinned in pool.c and tasktab.c). */
 #define SHMP__POOL_VERSION 2u
 
 /* The shared worker table: written by workers and the pool for display

@@ -94,7 +94,30 @@
 #include <sys/eventfd.h>
 #include <sys/random.h>
 
+/* Pinned: the layout is that of SHMP__POOL_VERSION 2. */
+_Static_assert(sizeof(struct shmp__desc) == 24 && offsetof(struct shmp__desc, a) == 8, "desc");
+_Static_assert(sizeof(struct shmp__task) == 96, "task size");
 _Static_assert(sizeof(struct shmp__task) % 8 == 0, "task header in words (tag input)");
+_Static_assert(offsetof(struct shmp__task, first) == 8 && offsetof(struct shmp__task, fn) == 24 &&
+		       offsetof(struct shmp__task, in) == 40 && offsetof(struct shmp__task, out) == 64 &&
+		       offsetof(struct shmp__task, notify_off) == 88,
+	       "task fields");
+_Static_assert(sizeof(struct shmp__rec) == 160, "record size");
+_Static_assert(offsetof(struct shmp__rec, t) == 8 && offsetof(struct shmp__rec, tag) == 104 &&
+		       offsetof(struct shmp__rec, status) == 112 && offsetof(struct shmp__rec, fail_index) == 128 &&
+		       offsetof(struct shmp__rec, worker_pid) == 136 && offsetof(struct shmp__rec, wake) == 140,
+	       "record fields");
+_Static_assert(sizeof(struct shmp__notify) == 8, "notify word");
+_Static_assert(sizeof(struct shmp__tasktab_sh) == 512, "table words size");
+_Static_assert(offsetof(struct shmp__tasktab_sh, tail) == 64 && offsetof(struct shmp__tasktab_sh, task_futex) == 128 &&
+		       offsetof(struct shmp__tasktab_sh, poll_owner) == 132 &&
+		       offsetof(struct shmp__tasktab_sh, poll_stamp) == 136 &&
+		       offsetof(struct shmp__tasktab_sh, sup_armed) == 192 &&
+		       offsetof(struct shmp__tasktab_sh, scan_needed) == 196 &&
+		       offsetof(struct shmp__tasktab_sh, reserved) == 256 &&
+		       offsetof(struct shmp__tasktab_sh, submitted) == 320 &&
+		       offsetof(struct shmp__tasktab_sh, failed) == 448,
+	       "table words");
 
 enum { SHADOW_FREE, SHADOW_LIVE, SHADOW_COLLECTING };
 

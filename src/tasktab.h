@@ -14,8 +14,8 @@
 #include <pthread.h>
 
 /* ---- shared layout ------------------------------------------------------
- * A change is a new version of the layout of the header that holds them
- * (SHMP__POOL_VERSION). */
+ * Pinned by static asserts in tasktab.c; a change is a new version of the
+ * layout of the header that holds them (SHMP__POOL_VERSION). */
 
 /* A record's word: seq (40 bits) | state (4) | worker (20). The sequence
  * number tells one lap of the ring from the next (a stale or a forged word
