@@ -447,8 +447,7 @@ static void stats_of(struct shmp__pool_sh *sh, struct shmp__wk *wk, int nworkers
 	st->workers_started = atomic_load(&sh->started);
 	st->callback_errors = atomic_load(&sh->cb_errors);
 	st->workers = (unsigned)nworkers;
-	uint64_t head = atomic_load(&sh->tt.head), tail = atomic_load(&sh->tt.tail);
-	st->queued = tail > head ? tail - head : 0;
+	st->queued = shmp__tt_sh_queued(&sh->tt);
 	for (int w = 0; w < nworkers; w++) {
 		uint32_t s = atomic_load(&wk[w].state);
 		if (s == SHMP_WORKER_BUSY)

@@ -31,8 +31,7 @@ int shmp__pool_inspect(const shmp_segment_t *seg, const void *p, struct shmp_obj
 	struct shmp__pool_sh *sh = (struct shmp__pool_sh *)p;
 	info->workers = __atomic_load_n(&sh->nworkers, __ATOMIC_RELAXED);
 	info->capacity = __atomic_load_n(&sh->capacity, __ATOMIC_RELAXED);
-	uint64_t head = atomic_load(&sh->head), tail = atomic_load(&sh->tail);
-	info->depth = tail > head ? tail - head : 0; /* tasks queued, as shmp_pool_stats counts them */
+	info->depth = shmp__tt_sh_queued(&sh->tt); /* tasks queued, as shmp_pool_stats counts them */
 	info->state = (int)atomic_load(&sh->state);
 	return 0;
 }

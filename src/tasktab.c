@@ -446,6 +446,12 @@ uint64_t shmp__tt_outstanding(struct shmp__tasktab *tt)
 	return s - c;
 }
 
+uint64_t shmp__tt_sh_queued(const struct shmp__tasktab_sh *sh)
+{
+	uint64_t head = atomic_load((_Atomic uint64_t *)&sh->head), tail = atomic_load((_Atomic uint64_t *)&sh->tail);
+	return tail > head ? tail - head : 0;
+}
+
 uint64_t shmp__tt_queued(struct shmp__tasktab *tt)
 {
 	uint64_t head = atomic_load(&tt->sh->head), tail = atomic_load(&tt->tail);

@@ -221,6 +221,9 @@ int shmp__tt_notify_wait(struct shmp__notify *n, bool (*ready)(void *), void *ar
 uint64_t shmp__tt_outstanding(struct shmp__tasktab *tt);
 /* Tasks published and not yet claimed (a statistic). */
 uint64_t shmp__tt_queued(struct shmp__tasktab *tt);
+/* The same from the shared words alone (display copies, maybe forged: for
+ * inspection by other processes, never for a decision). */
+uint64_t shmp__tt_sh_queued(const struct shmp__tasktab_sh *sh);
 
 /* ---- the collector (the pool's supervisor thread) --------------------- */
 /* Ring the collector's doorbell (a call handed over, the pool closing...). */
