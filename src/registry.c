@@ -553,6 +553,10 @@ shmp_array_t *shmp_registry_array(shmp_registry_t *r, const char *name, char tc,
 
 static const struct shmp__params no_params;
 
+/* The typed getters below look alike on purpose (`duplicates` pairs them):
+ * each is one get_or_create call with its type's parameters, and the
+ * public API stays typed so that a wrong type is a compile error, not a
+ * cast. A macro would save lines and hide the names from grep and man. */
 shmp_lock_t *shmp_registry_lock(shmp_registry_t *r, const char *name, unsigned flags)
 {
 	return get_or_create(r, name, SHMP_TYPE_LOCK, flags, &no_params);

@@ -572,6 +572,9 @@ static void lock_json(const struct shmp_object_info *o)
 	       (int)o->owner_pid, (int)o->owner_tid, o->owner_dead ? "true" : "false");
 }
 
+/* The JSON twin of object_human: the same switch over the same fields on
+ * purpose (`duplicates` pairs their cases), so that a field shown to a
+ * person is also given to a script; keep the two in step. */
 static void object_json(shmp_registry_t *r, const struct shmp_object_info *o)
 {
 	char buf[512], tc[2];

@@ -39,6 +39,27 @@ static shmp_async_t *submit(shmp_pool_t *p, const struct w1_arg *a, struct w1_re
 	return h;
 }
 
+/* The tutorial's pair: p1 = p.apply_async(worker1, (a1,)), the same with a2,
+ * logging.debug('executed'), then logging.debug(p1.get()) and p2's. */
+static void two_tasks(shmp_pool_t *p, const struct w1_arg *a1, const struct w1_arg *a2)
+{
+	struct w1_res r1 = { 0 }, r2 = { 0 };
+	shmp_async_t *p1 = submit(p, a1, &r1);
+	shmp_async_t *p2 = submit(p, a2, &r2);
+	/* apply_async returned at once: the main process goes on. */
+	say("MainProcess: executed");
+	if (p1 && CHECK_EQ(shmp_async_get(p1, TOUR_WAIT, NULL), 0))
+		say("MainProcess: %ld", r1.i);
+	if (p2 && CHECK_EQ(shmp_async_get(p2, TOUR_WAIT, NULL), 0))
+		say("MainProcess: %ld", r2.i);
+	CHECK_EQ(r1.i, a1->i);
+	CHECK_EQ(r2.i, a2->i);
+	CHECK(r1.pid > 0 && r1.pid != getpid());
+	CHECK(r2.pid > 0 && r2.pid != getpid());
+	shmp_async_destroy(p1);
+	shmp_async_destroy(p2);
+}
+
 int sec_apply_async(void)
 {
 	/* with multiprocessing.Pool(5) as p: */
@@ -46,21 +67,7 @@ int sec_apply_async(void)
 	if (!p)
 		return -1;
 	struct w1_arg a1 = { 100, 5 }, a2 = { 200, 5 };
-	struct w1_res r1 = { 0 }, r2 = { 0 };
-	shmp_async_t *p1 = submit(p, &a1, &r1);
-	shmp_async_t *p2 = submit(p, &a2, &r2);
-	/* apply_async returned at once: the main process goes on. */
-	say("MainProcess: executed");
-	if (p1 && CHECK_EQ(shmp_async_get(p1, TOUR_WAIT, NULL), 0))
-		say("MainProcess: %ld", r1.i);
-	if (p2 && CHECK_EQ(shmp_async_get(p2, TOUR_WAIT, NULL), 0))
-		say("MainProcess: %ld", r2.i);
-	CHECK_EQ(r1.i, 100);
-	CHECK_EQ(r2.i, 200);
-	CHECK(r1.pid > 0 && r1.pid != getpid());
-	CHECK(r2.pid > 0 && r2.pid != getpid());
-	shmp_async_destroy(p1);
-	shmp_async_destroy(p2);
+	two_tasks(p, &a1, &a2);
 	/* Leaving the with-block: Python's __exit__ calls terminate(), and so
 	 * does destroy on a pool that was not closed. */
 	shmp_pool_destroy(p);
@@ -119,18 +126,8 @@ int sec_close_join(void)
 	if (!p)
 		return -1;
 	struct w1_arg a = { 100, 1 };
-	struct w1_res r1 = { 0 }, r2 = { 0 };
-	shmp_async_t *p1 = submit(p, &a, &r1);
-	shmp_async_t *p2 = submit(p, &a, &r2);
-	say("MainProcess: executed");
-	if (p1 && CHECK_EQ(shmp_async_get(p1, TOUR_WAIT, NULL), 0))
-		say("MainProcess: %ld", r1.i);
-	if (p2 && CHECK_EQ(shmp_async_get(p2, TOUR_WAIT, NULL), 0))
-		say("MainProcess: %ld", r2.i);
-	CHECK_EQ(r1.i, 100);
-	CHECK_EQ(r2.i, 100);
-	shmp_async_destroy(p1);
-	shmp_async_destroy(p2);
+	struct w1_res r1 = { 0 };
+	two_tasks(p, &a, &a);
 	/* p.close(): "クローズして上げる必要がある". After it the pool takes
 	 * no new task (Python: ValueError: Pool not running). */
 	CHECK_EQ(shmp_pool_close(p), 0);

@@ -24,6 +24,22 @@ static int say_hello_to(const void *arg, void *res, const struct shmp_task_ctx *
 	return 0;
 }
 
+/* tasks = [pool.apply_async(fn, (name,)) for name in names]; pool.close();
+ * pool.join(). The results land in results[i]. */
+static void apply_each_name(shmp_pool_t *p, shmp_task_fn fn, shmp_async_t *tasks[NNAMES],
+			    struct name args[NNAMES], struct name results[NNAMES])
+{
+	memset(results, 0, NNAMES * sizeof results[0]);
+	for (size_t i = 0; i < NNAMES; i++) {
+		snprintf(args[i].s, sizeof args[i].s, "%s", names[i]);
+		tasks[i] = shmp_pool_apply_async(p, fn, &args[i], sizeof args[i], &results[i], sizeof results[i],
+						 NULL);
+		CHECK(tasks[i] != NULL);
+	}
+	CHECK_EQ(shmp_pool_close(p), 0);
+	CHECK_EQ(shmp_pool_join(p, TOUR_WAIT), 0);
+}
+
 int sec_apply_async_list(void)
 {
 	shmp_pool_t *p = tour_pool(4, NULL);
@@ -31,16 +47,7 @@ int sec_apply_async_list(void)
 		return -1;
 	shmp_async_t *tasks[NNAMES];
 	struct name args[NNAMES], results[NNAMES];
-	memset(results, 0, sizeof results);
-	/* tasks = [pool.apply_async(say_hello_to, (name,)) for name in names] */
-	for (size_t i = 0; i < NNAMES; i++) {
-		snprintf(args[i].s, sizeof args[i].s, "%s", names[i]);
-		tasks[i] = shmp_pool_apply_async(p, say_hello_to, &args[i], sizeof args[i], &results[i],
-						 sizeof results[i], NULL);
-		CHECK(tasks[i] != NULL);
-	}
-	CHECK_EQ(shmp_pool_close(p), 0);
-	CHECK_EQ(shmp_pool_join(p, TOUR_WAIT), 0);
+	apply_each_name(p, say_hello_to, tasks, args, results);
 	/* for result in tasks: print(result.get()) */
 	for (size_t i = 0; i < NNAMES; i++) {
 		if (!tasks[i] || !CHECK_EQ(shmp_async_get(tasks[i], TOUR_WAIT, NULL), 0))
@@ -78,15 +85,7 @@ int sec_apply_async_error(void)
 		return -1;
 	shmp_async_t *tasks[NNAMES];
 	struct name args[NNAMES], results[NNAMES];
-	memset(results, 0, sizeof results);
-	for (size_t i = 0; i < NNAMES; i++) {
-		snprintf(args[i].s, sizeof args[i].s, "%s", names[i]);
-		tasks[i] = shmp_pool_apply_async(p, say_hello_or_fail, &args[i], sizeof args[i],
-						 &results[i], sizeof results[i], NULL);
-		CHECK(tasks[i] != NULL);
-	}
-	CHECK_EQ(shmp_pool_close(p), 0);
-	CHECK_EQ(shmp_pool_join(p, TOUR_WAIT), 0);
+	apply_each_name(p, say_hello_or_fail, tasks, args, results);
 	/* Up to here nobody asked: Bill's failure stayed silent. */
 	say("-- without get() nothing is raised; now the loop with get():");
 	/* for result in tasks: try: print(result.get()) except Exception as err: print(err) */

@@ -99,18 +99,26 @@ static int main_print(const void *arg, void *res, const struct shmp_task_ctx *c)
 	return 0;
 }
 
+/* The counter of lines printed by tasks (g_printed), and a Pool(4); NULL
+ * (and nothing left) if either fails. */
+static shmp_pool_t *printing_pool(void)
+{
+	g_printed = shmp_value_create('q', NULL, NULL);
+	if (!CHECK(g_printed != NULL))
+		return NULL;
+	shmp_pool_t *p = tour_pool(4, NULL);
+	if (!p)
+		shmp_value_destroy(g_printed);
+	return p;
+}
+
 int sec_map_blocking(void)
 {
 	long inputs[4] = { 0, 1, 2, 3 };
 	struct sq_res out[4];
-	g_printed = shmp_value_create('q', NULL, NULL);
-	if (!CHECK(g_printed != NULL))
+	shmp_pool_t *p = printing_pool();
+	if (!p)
 		return -1;
-	shmp_pool_t *p = tour_pool(4, NULL);
-	if (!p) {
-		shmp_value_destroy(g_printed);
-		return -1;
-	}
 	CHECK_EQ(shmp_pool_map(p, main_print, inputs, sizeof inputs[0], 4, out, sizeof out[0], NULL,
 			       NULL), 0);
 	/* Blocked until every task had run: all four have printed by now. */
@@ -130,14 +138,9 @@ int sec_map_async(void)
 	long inputs[4] = { 0, 1, 2, 3 };
 	struct sq_res out[4];
 	memset(out, 0, sizeof out);
-	g_printed = shmp_value_create('q', NULL, NULL);
-	if (!CHECK(g_printed != NULL))
+	shmp_pool_t *p = printing_pool();
+	if (!p)
 		return -1;
-	shmp_pool_t *p = tour_pool(4, NULL);
-	if (!p) {
-		shmp_value_destroy(g_printed);
-		return -1;
-	}
 	double t = tour_now();
 	shmp_async_t *h = shmp_pool_map_async(p, main_print, inputs, sizeof inputs[0], 4, out,
 					      sizeof out[0], NULL);
