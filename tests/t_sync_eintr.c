@@ -4,8 +4,8 @@
  * The parent holds the object (a held lock, a semaphore at 0, an unset
  * event, a barrier short of one party, a condition nobody notifies); a child
  * process blocks on it, forever or with a 20 s timeout, with a SIGUSR1
- * handler installed with SA_RESTART or without; 100 ms later the parent
- * sends one SIGUSR1.
+ * handler installed with SA_RESTART or without; once it sleeps in the wait
+ * (/proc says it is in a system call) the parent sends one SIGUSR1.
  * - shmp_set_interruptible(1): the call returns -EINTR within 0.5 s of the
  *   signal, and leaves no partial state: no permit taken, the condition's
  *   lock held again (and released by the child), the barrier broken for
@@ -253,7 +253,7 @@ static void one_case(enum obj o, int intr, int restart)
 	T_EQ(shmp_array_store(st, 1, 0), 0);
 	pid_t c = t_spawn(child, &s);
 	T_EQ(t_await(pfd[0], 10), 1);
-	t_sleep_ms(100); /* asleep in its wait by now */
+	T_EQ(t_await_in_syscall(c, 10), 1); /* asleep in its wait */
 	T_EQ(t_load(st, 0), 0);
 	times[0] = t_now();
 	T_EQ(kill(c, SIGUSR1), 0);
