@@ -41,7 +41,10 @@ build() {
 # goes to build/bench-YYYYmmdd-HHMM.txt, from which the README's tables are
 # made. BENCH_QUICK=1: a smoke run (1 round, small sizes, meaningless
 # figures); BENCH_REPS=n: rounds per state (default 5).
-BENCHES="process lock counter ring pool dict pipeline memory"
+# bench_mpi (the MPI component) starts itself under mpiexec with 3 ranks on
+# this machine (as root with Open MPI's OMPI_ALLOW_RUN_AS_ROOT* variables);
+# it is skipped, with a line saying so, when MPI was not found.
+BENCHES="process lock counter ring pool dict pipeline memory mpi"
 
 bench_peer() { # yes/no: was the peer's library found when build/ was configured
 	grep -q "^$1:FILEPATH=/" build/CMakeCache.txt && echo yes || echo no
@@ -57,6 +60,10 @@ bench_all() {
 		"ck $(bench_peer CK_LIBRARY)"
 	echo "# BENCH_QUICK=${BENCH_QUICK:-0} BENCH_REPS=${BENCH_REPS:-default}; programs: $*"
 	for b in "$@"; do
+		if [ "$b" = mpi ] && [ ! -x build/tests/bench/bench_mpi ]; then
+			echo "--- bench_mpi: skipped: MPI not found when build/ was configured (openmpi-bin libopenmpi-dev)"
+			continue
+		fi
 		if [ ! -x "build/tests/bench/bench_$b" ]; then
 			echo "!!! bench_$b: no such benchmark built"
 			failed="$failed $b"
@@ -113,6 +120,8 @@ bench)
 	install_deps
 	# The peers measured beside shmp; best effort, never required.
 	PKGS="libzmq3-dev libck-dev python3" install_deps || echo "benchmark peers not installed: their figures print n/a"
+	# bench_mpi's MPI (best effort too: without it bench_mpi is skipped).
+	PKGS="openmpi-bin libopenmpi-dev" install_deps || echo "Open MPI not installed: bench_mpi is skipped"
 	build build
 	shift
 	run_benches "$@"

@@ -1,50 +1,42 @@
 /* bench_mpi: the MPI component beside a hand-written MPI program doing the
- * same work and beside the local shmp Pool, in the same run:
+ * same work and beside the local shmp Pool, in the same run, quiet and
+ * loaded (bench.h: variants in turns, medians, one report line per figure):
  *
- *   mpirun -np 3 ./tests/bench/bench_mpi [--reps N] [--quick]
- *   ./tests/bench/bench_mpi          (not under mpirun: runs itself so, 3 ranks)
+ *   ./build.sh bench mpi          (with the others: ./build.sh bench)
+ *   ./tests/bench/bench_mpi [map] [apply] [counter]
+ *   mpirun -np 3 ./tests/bench/bench_mpi ...
  *
- * BENCH_QUICK=1 and BENCH_REPS=n in the environment work as for the other
- * benchmarks (./build.sh bench mpi).
+ * Run alone (not under mpirun) it starts itself again under mpiexec with 3
+ * ranks on this machine (--oversubscribe and, as root, Open MPI's
+ * OMPI_ALLOW_RUN_AS_ROOT* variables). BENCH_QUICK, BENCH_REPS and
+ * BENCH_STATES work as for the other benchmarks; naming sections runs only
+ * those.
  *
- *  1. a CPU-bound map: shmp's cluster Pool (a pool per rank, one worker
- *     each) vs MPI_Scatterv / compute / MPI_Gatherv of the same items on
- *     the same ranks vs the local shmp Pool on rank 0 with as many workers
- *     (goal: cluster >= 0.9 x hand-written MPI);
- *  2. a trivial apply to another rank, round trip, vs an MPI ping-pong
- *     round trip of 8 bytes vs the local Pool's apply (goal: <= 2 x the
- *     ping-pong);
- *  3. a counter in rank 0's window, every rank adding: shmp_mpi_value_add
- *     vs a plain MPI_Fetch_and_op + MPI_Win_flush loop on the same kind of
- *     window vs the local shmp_value_add from as many processes (goal:
- *     >= 0.9 x the plain loop).
+ *  1. map: a CPU-bound map, shmp's cluster Pool (a pool per rank, one
+ *     worker each) vs MPI_Scatterv / compute / MPI_Gatherv of the same
+ *     items on the same ranks vs the local shmp Pool on rank 0 with as many
+ *     workers (goal: cluster >= 0.9 x hand-written MPI);
+ *  2. apply: a trivial apply to another rank, round trip, vs an MPI
+ *     ping-pong round trip of 8 bytes between the same two ranks vs the
+ *     local Pool's apply (goal: <= 2 x the ping-pong);
+ *  3. counter: a counter in rank 0's window, every rank adding:
+ *     shmp_mpi_value_add vs a plain MPI_Fetch_and_op + MPI_Win_flush loop
+ *     under one MPI_Win_lock_all epoch on the same kind of window vs the
+ *     local shmp_value_add from as many processes (goal: >= 0.9 x the
+ *     plain loop).
  *
- * Every figure is the median of --reps (default 5) runs, the variants of a
- * figure interleaved run by run, measured twice: quiet, and loaded (the
- * benchmark starts one busy-looping process per CPU on each machine and
- * stops them after). Ranks that take no part in a variant wait in a
- * sleeping barrier, so they do not take CPU from it.
+ * Every rank runs every variant in the same order (bench_rounds), so the
+ * collective ones meet; the figure is rank 0's (the others return 0).
+ * Ranks that take no part in a variant wait in a sleeping barrier, so they
+ * do not take a CPU from it. The loaded state's loaders (one busy loop per
+ * CPU per machine) are started by the first rank of each machine and
+ * stopped before the next state (bench.h's loaders: they die with it).
  */
 #include "shmp/mpi.h"
+#include "bench.h"
 
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-
-static int rank, size, reps = 5, quick;
+static int rank, size;
 static MPI_Comm node_comm;
-
-static double now(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 /* A barrier the ranks wait in by sleeping, not by spinning in MPI. */
 static void idle_barrier(void)
@@ -58,16 +50,40 @@ static void idle_barrier(void)
 	}
 }
 
-static int cmp_double(const void *a, const void *b)
+static void die(const char *what)
 {
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
+	fprintf(stderr, "bench_mpi: rank %d: %s failed\n", rank, what);
+	MPI_Abort(MPI_COMM_WORLD, 1);
 }
 
-static double median(double *v, int n)
+/* ---- the loaded state, MPI-wide ----------------------------------------- */
+
+/* Quiet or loaded on every machine: the first rank of each starts or stops
+ * its loaders; everyone waits for that. */
+static void mpi_state_enter(int s)
 {
-	qsort(v, (size_t)n, sizeof *v, cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+	int nr;
+	MPI_Comm_rank(node_comm, &nr);
+	if (nr == 0)
+		bench_state_enter(s);
+	idle_barrier();
+}
+
+/* bench_run for MPI: quiet rounds, then loaded rounds, every rank in step. */
+static void mpi_run(struct bench_var *vs, int n)
+{
+	for (int s = 0; s < BENCH_NSTATES; s++) {
+		for (int j = 0; j < n; j++) {
+			vs[j].med[s] = NAN;
+			for (int i = 0; i < BENCH_MAXX; i++)
+				vs[j].xmed[s][i] = NAN;
+		}
+		if (!bench_state_on(s))
+			continue;
+		mpi_state_enter(s);
+		bench_rounds(vs, n, s);
+	}
+	mpi_state_enter(BENCH_QUIET);
 }
 
 /* ---- 1. CPU-bound map ------------------------------------------------- */
@@ -89,24 +105,41 @@ static int burn(const void *arg, void *res, const struct shmp_task_ctx *c)
 
 static size_t map_n(void)
 {
-	return quick ? 1500 : 6000;
+	return (size_t)bench_n(6000, 600);
 }
 
-/* items/s of the cluster Pool (root's figure; 0 elsewhere) */
-static double map_cluster(const uint64_t *in, uint64_t *out)
+static uint64_t *map_in, *map_out;
+static shmp_pool_t *local_pool; /* rank 0: as many workers as ranks */
+
+static void map_check(void)
 {
+	if (rank != 0)
+		return;
+	for (size_t i = 0; i < map_n(); i += 97)
+		if (map_out[i] != burn_one(map_in[i]))
+			die("map result check");
+	memset(map_out, 0, map_n() * sizeof *map_out);
+}
+
+/* items/s of the cluster Pool (root's figure; 0 elsewhere). The pool's
+ * creation and teardown are not timed. */
+static double map_cluster(void *unused, int k, double *x)
+{
+	(void)unused, (void)k, (void)x;
 	struct shmp_mpi_pool_opts o = SHMP_OPTS(shmp_mpi_pool_opts, .flags = SHMP_MPI_PER_RANK);
 	shmp_mpi_pool_t *p = shmp_mpi_pool_create(MPI_COMM_WORLD, 1, &o);
 	if (!p)
-		MPI_Abort(MPI_COMM_WORLD, 1);
+		die("shmp_mpi_pool_create");
 	double rate = 0;
 	if (shmp_mpi_pool_is_root(p)) {
-		double t0 = now();
-		int r = shmp_mpi_pool_map(p, burn, in, sizeof *in, map_n(), out, sizeof *out, NULL, NULL);
-		double t1 = now();
+		double t0 = bench_now();
+		int r = shmp_mpi_pool_map(p, burn, map_in, sizeof *map_in, map_n(), map_out, sizeof *map_out, NULL,
+					  NULL);
+		double t1 = bench_now();
 		if (r)
-			MPI_Abort(MPI_COMM_WORLD, 1);
+			die("shmp_mpi_pool_map");
 		rate = (double)map_n() / (t1 - t0);
+		map_check();
 		shmp_mpi_pool_close(p);
 	}
 	shmp_mpi_pool_join(p, SHMP_FOREVER);
@@ -115,8 +148,9 @@ static double map_cluster(const uint64_t *in, uint64_t *out)
 }
 
 /* The hand-written MPI program: scatter, compute, gather. */
-static double map_mpi(const uint64_t *in, uint64_t *out)
+static double map_mpi(void *unused, int k, double *x)
 {
+	(void)unused, (void)k, (void)x;
 	size_t n = map_n();
 	int *counts = malloc((size_t)size * sizeof *counts), *displs = malloc((size_t)size * sizeof *displs);
 	for (int r = 0, d = 0; r < size; r++) {
@@ -127,27 +161,32 @@ static double map_mpi(const uint64_t *in, uint64_t *out)
 	uint64_t *mine = malloc((size_t)counts[rank] * sizeof *mine);
 	uint64_t *res = malloc((size_t)counts[rank] * sizeof *res);
 	MPI_Barrier(MPI_COMM_WORLD);
-	double t0 = now();
-	MPI_Scatterv(in, counts, displs, MPI_UINT64_T, mine, counts[rank], MPI_UINT64_T, 0, MPI_COMM_WORLD);
+	double t0 = bench_now();
+	MPI_Scatterv(map_in, counts, displs, MPI_UINT64_T, mine, counts[rank], MPI_UINT64_T, 0, MPI_COMM_WORLD);
 	for (int i = 0; i < counts[rank]; i++)
 		res[i] = burn_one(mine[i]);
-	MPI_Gatherv(res, counts[rank], MPI_UINT64_T, out, counts, displs, MPI_UINT64_T, 0, MPI_COMM_WORLD);
-	double t1 = now();
+	MPI_Gatherv(res, counts[rank], MPI_UINT64_T, map_out, counts, displs, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+	double t1 = bench_now();
 	free(counts);
 	free(displs);
 	free(mine);
 	free(res);
+	map_check();
+	idle_barrier();
 	return rank == 0 ? (double)n / (t1 - t0) : 0;
 }
 
-static double map_local(shmp_pool_t *lp, const uint64_t *in, uint64_t *out)
+static double map_local(void *unused, int k, double *x)
 {
+	(void)unused, (void)k, (void)x;
 	double rate = 0;
 	if (rank == 0) {
-		double t0 = now();
-		if (shmp_pool_map(lp, burn, in, sizeof *in, map_n(), out, sizeof *out, NULL, NULL))
-			MPI_Abort(MPI_COMM_WORLD, 1);
-		rate = (double)map_n() / (now() - t0);
+		double t0 = bench_now();
+		if (shmp_pool_map(local_pool, burn, map_in, sizeof *map_in, map_n(), map_out, sizeof *map_out, NULL,
+				  NULL))
+			die("shmp_pool_map");
+		rate = (double)map_n() / (bench_now() - t0);
+		map_check();
 	}
 	idle_barrier();
 	return rate;
@@ -164,25 +203,34 @@ static int triv(const void *arg, void *res, const struct shmp_task_ctx *c)
 
 static int rt_k(void)
 {
-	return quick ? 300 : 2000;
+	return (int)bench_n(3000, 300);
 }
 
-static double apply_cluster(void)
+/* Mean us per apply on another rank (the root's rank runs no pool; the
+ * apply goes to rank 1's); stops early after bench_budget() seconds. */
+static double apply_cluster(void *unused, int k, double *x)
 {
-	struct shmp_mpi_pool_opts o = SHMP_OPTS(shmp_mpi_pool_opts, .flags = SHMP_MPI_PER_RANK | SHMP_MPI_ROOT_IDLE);
+	(void)unused, (void)k, (void)x;
+	struct shmp_mpi_pool_opts o =
+		SHMP_OPTS(shmp_mpi_pool_opts, .flags = SHMP_MPI_PER_RANK | SHMP_MPI_ROOT_IDLE);
 	shmp_mpi_pool_t *p = shmp_mpi_pool_create(MPI_COMM_WORLD, 1, &o);
 	if (!p)
-		MPI_Abort(MPI_COMM_WORLD, 1);
+		die("shmp_mpi_pool_create");
 	double us = 0;
 	if (shmp_mpi_pool_is_root(p)) {
-		int64_t x = 1, y;
+		int64_t a = 1, y = 0;
 		for (int i = 0; i < 50; i++)
-			shmp_mpi_pool_apply(p, triv, &x, sizeof x, &y, sizeof y, NULL);
-		double t0 = now();
-		for (int i = 0; i < rt_k(); i++)
-			if (shmp_mpi_pool_apply(p, triv, &x, sizeof x, &y, sizeof y, NULL))
-				MPI_Abort(MPI_COMM_WORLD, 1);
-		us = (now() - t0) / rt_k() * 1e6;
+			shmp_mpi_pool_apply(p, triv, &a, sizeof a, &y, sizeof y, NULL);
+		double t0 = bench_now(), end = t0 + bench_budget();
+		int i;
+		for (i = 0; i < rt_k(); i++) {
+			a = i;
+			if (shmp_mpi_pool_apply(p, triv, &a, sizeof a, &y, sizeof y, NULL) || y != i + 1)
+				die("shmp_mpi_pool_apply");
+			if ((i & 15) == 15 && bench_now() > end)
+				break;
+		}
+		us = (bench_now() - t0) / (i < rt_k() ? i + 1 : i) * 1e6;
 		shmp_mpi_pool_close(p);
 	}
 	shmp_mpi_pool_join(p, SHMP_FOREVER);
@@ -190,22 +238,36 @@ static double apply_cluster(void)
 	return us;
 }
 
-static double pingpong(void)
+/* Rank 0 <-> rank 1, 8 bytes each way; rank 0 says when to stop. */
+static double pingpong(void *unused, int k_, double *x_)
 {
+	(void)unused, (void)k_, (void)x_;
 	int k = rt_k() * 5;
 	int64_t x = 0;
 	double us = 0;
 	MPI_Barrier(MPI_COMM_WORLD);
 	if (rank == 0) {
-		double t0 = now();
-		for (int i = 0; i < k; i++) {
+		double t0 = bench_now(), end = t0 + bench_budget();
+		int i;
+		for (i = 0; i < k; i++) {
+			x = i;
 			MPI_Send(&x, 1, MPI_INT64_T, 1, 7, MPI_COMM_WORLD);
 			MPI_Recv(&x, 1, MPI_INT64_T, 1, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+			if (x != i + 1)
+				die("ping-pong");
+			if ((i & 15) == 15 && bench_now() > end) {
+				i++;
+				break;
+			}
 		}
-		us = (now() - t0) / k * 1e6;
+		us = (bench_now() - t0) / i * 1e6;
+		x = -1;
+		MPI_Send(&x, 1, MPI_INT64_T, 1, 7, MPI_COMM_WORLD);
 	} else if (rank == 1) {
-		for (int i = 0; i < k; i++) {
+		for (;;) {
 			MPI_Recv(&x, 1, MPI_INT64_T, 0, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+			if (x < 0)
+				break;
 			x++;
 			MPI_Send(&x, 1, MPI_INT64_T, 0, 7, MPI_COMM_WORLD);
 		}
@@ -214,17 +276,19 @@ static double pingpong(void)
 	return us;
 }
 
-static double apply_local(shmp_pool_t *lp)
+static double apply_local(void *unused, int k, double *x)
 {
+	(void)unused, (void)k, (void)x;
 	double us = 0;
 	if (rank == 0) {
-		int64_t x = 1, y;
+		int64_t a = 1, y;
 		for (int i = 0; i < 50; i++)
-			shmp_pool_apply(lp, triv, &x, sizeof x, &y, sizeof y, NULL);
-		double t0 = now();
+			shmp_pool_apply(local_pool, triv, &a, sizeof a, &y, sizeof y, NULL);
+		double t0 = bench_now();
 		for (int i = 0; i < rt_k(); i++)
-			shmp_pool_apply(lp, triv, &x, sizeof x, &y, sizeof y, NULL);
-		us = (now() - t0) / rt_k() * 1e6;
+			if (shmp_pool_apply(local_pool, triv, &a, sizeof a, &y, sizeof y, NULL))
+				die("shmp_pool_apply");
+		us = (bench_now() - t0) / rt_k() * 1e6;
 	}
 	idle_barrier();
 	return us;
@@ -234,8 +298,13 @@ static double apply_local(shmp_pool_t *lp)
 
 static int adds(void)
 {
-	return quick ? 20000 : 100000;
+	return (int)bench_n(100000, 20000);
 }
+
+static shmp_mpi_value_t *counter;
+static MPI_Win plain_win;
+static int64_t *plain_base; /* rank 0's */
+static shmp_value_t *local_counter;
 
 /* adds/s of all ranks together: size * adds / the slowest rank's time */
 static double together(double t)
@@ -245,53 +314,66 @@ static double together(double t)
 	return rank == 0 ? (double)size * adds() / tmax : 0;
 }
 
-static double counter_shmp(shmp_mpi_value_t *v)
+static double counter_shmp(void *unused, int k, double *x)
 {
+	(void)unused, (void)k, (void)x;
+	int64_t v0 = 0, v1 = 0;
+	if (rank == 0 && shmp_mpi_value_load(counter, &v0))
+		die("shmp_mpi_value_load");
 	MPI_Barrier(MPI_COMM_WORLD);
-	double t0 = now();
+	double t0 = bench_now();
 	for (int i = 0; i < adds(); i++)
-		shmp_mpi_value_add(v, 1, NULL);
-	return together(now() - t0);
+		if (shmp_mpi_value_add(counter, 1, NULL))
+			die("shmp_mpi_value_add");
+	double r = together(bench_now() - t0);
+	MPI_Barrier(MPI_COMM_WORLD);
+	if (rank == 0 && (shmp_mpi_value_load(counter, &v1) || v1 - v0 != (int64_t)size * adds()))
+		die("the window counter's count");
+	return r;
 }
 
-static double counter_mpi(MPI_Win w)
+static double counter_mpi(void *unused, int k, double *x)
 {
+	(void)unused, (void)k, (void)x;
 	MPI_Barrier(MPI_COMM_WORLD);
-	double t0 = now();
+	double t0 = bench_now();
 	int64_t one = 1, old;
 	for (int i = 0; i < adds(); i++) {
-		MPI_Fetch_and_op(&one, &old, MPI_INT64_T, 0, 0, MPI_SUM, w);
-		MPI_Win_flush(0, w);
+		MPI_Fetch_and_op(&one, &old, MPI_INT64_T, 0, 0, MPI_SUM, plain_win);
+		MPI_Win_flush(0, plain_win);
 	}
-	return together(now() - t0);
+	return together(bench_now() - t0);
 }
 
-static double counter_local(shmp_value_t *lv)
+static double counter_local(void *unused, int k, double *x)
 {
+	(void)unused, (void)k, (void)x;
 	double rate = 0;
 	if (rank == 0) {
 		int fds[2];
 		if (pipe(fds))
-			MPI_Abort(MPI_COMM_WORLD, 1);
+			die("pipe");
 		pid_t kids[64];
 		size_t nk = size < 64 ? (size_t)size : 64;
-		for (size_t k = 0; k < nk; k++) {
-			if ((kids[k] = fork()) == 0) {
+		fflush(NULL);
+		for (size_t j = 0; j < nk; j++) {
+			if ((kids[j] = fork()) == 0) {
 				char go;
+				prctl(PR_SET_PDEATHSIG, SIGKILL);
 				if (read(fds[0], &go, 1) != 1)
 					_exit(1);
 				for (int i = 0; i < adds(); i++)
-					shmp_value_add(lv, 1, NULL);
+					shmp_value_add(local_counter, 1, NULL);
 				_exit(0);
 			}
 		}
-		double t0 = now();
+		double t0 = bench_now();
 		static const char go[64];
 		if (write(fds[1], go, nk) != (ssize_t)nk)
-			MPI_Abort(MPI_COMM_WORLD, 1);
-		for (size_t k = 0; k < nk; k++)
-			waitpid(kids[k], NULL, 0);
-		rate = (double)nk * adds() / (now() - t0);
+			die("write");
+		for (size_t j = 0; j < nk; j++)
+			waitpid(kids[j], NULL, 0);
+		rate = (double)nk * adds() / (bench_now() - t0);
 		close(fds[0]);
 		close(fds[1]);
 	}
@@ -299,121 +381,85 @@ static double counter_local(shmp_value_t *lv)
 	return rate;
 }
 
-/* ---- load ------------------------------------------------------------- */
+/* ---- sections ---------------------------------------------------------- */
 
-static pid_t loaders[256];
-static int nloaders;
-
-static void load_start(void)
-{
-	int nr;
-	MPI_Comm_rank(node_comm, &nr);
-	if (nr == 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		for (long i = 0; i < n && nloaders < 256; i++) {
-			pid_t pid = fork();
-			if (pid == 0) {
-				prctl(PR_SET_PDEATHSIG, SIGKILL);
-				volatile uint64_t x = 0;
-				for (;;)
-					x++;
-			}
-			if (pid > 0)
-				loaders[nloaders++] = pid;
-		}
-	}
-	MPI_Barrier(MPI_COMM_WORLD);
-}
-
-static void load_stop(void)
-{
-	for (int i = 0; i < nloaders; i++) {
-		kill(loaders[i], SIGKILL);
-		waitpid(loaders[i], NULL, 0);
-	}
-	nloaders = 0;
-	MPI_Barrier(MPI_COMM_WORLD);
-}
-
-/* ---- the report ------------------------------------------------------- */
-
-enum { MAP_CLUSTER, MAP_MPI, MAP_LOCAL, AP_CLUSTER, AP_PING, AP_LOCAL, CT_SHMP, CT_MPI, CT_LOCAL, NFIG };
-static const char *names[NFIG] = {
-	"shmp cluster Pool (a pool per rank, 1 worker)",
-	"hand-written MPI Scatterv/compute/Gatherv",
-	"local shmp Pool on rank 0, same workers",
-	"shmp_mpi_pool_apply to another rank",
-	"MPI ping-pong round trip, 8 bytes",
-	"local shmp Pool apply",
-	"shmp_mpi_value_add, all ranks",
-	"plain MPI_Fetch_and_op + flush, all ranks",
-	"local shmp_value_add, as many processes",
-};
-static double med[2][NFIG];
-
-static void measure(int loaded)
+static void section_map(void)
 {
 	size_t n = map_n();
-	uint64_t *in = malloc(n * sizeof *in), *out = malloc(n * sizeof *out);
+	map_in = malloc(n * sizeof *map_in);
+	map_out = calloc(n, sizeof *map_out);
 	for (size_t i = 0; i < n; i++)
-		in[i] = i;
-	shmp_pool_t *lp = rank == 0 ? shmp_pool_create(size, NULL) : NULL;
-	shmp_mpi_value_t *v = shmp_mpi_value_create(MPI_COMM_WORLD, 'q', NULL, NULL);
-	shmp_value_t *lv = rank == 0 ? shmp_value_create('q', NULL, NULL) : NULL;
-	/* the plain peer: the same kind of window shmp makes (shared memory
-	 * when every rank is on one machine) */
-	int nsize, one_node = 0, all = 0;
+		map_in[i] = i * 0x9e3779b97f4a7c15ull;
+	struct bench_var v[3] = { BENCH_VAR(map_cluster, NULL, 0), BENCH_VAR(map_mpi, NULL, 0),
+				  BENCH_VAR(map_local, NULL, 0) };
+	mpi_run(v, 3);
+	if (rank == 0) {
+		char t[128];
+		snprintf(t, sizeof t, "CPU-bound map: %zu items of %d LCG steps on %d ranks", n, BURN, size);
+		bench_section(t);
+		bench_line("map, cluster Pool (1 worker per rank)", "items/s", bench_fig(&v[0]),
+			   "MPI Scatterv/compute/Gatherv", bench_fig(&v[1]), ">= 0.9");
+		bench_line("map, cluster Pool (1 worker per rank)", "items/s", bench_fig(&v[0]),
+			   "local shmp Pool, as many workers", bench_fig(&v[2]), "info");
+	}
+	free(map_in);
+	free(map_out);
+}
+
+static void section_apply(void)
+{
+	struct bench_var v[3] = { BENCH_VAR(apply_cluster, NULL, 0), BENCH_VAR(pingpong, NULL, 0),
+				  BENCH_VAR(apply_local, NULL, 0) };
+	mpi_run(v, 3);
+	if (rank == 0) {
+		bench_section("trivial apply to another rank, round trip (mean)");
+		bench_line("apply to another rank, round trip", "us", bench_fig(&v[0]), "MPI ping-pong, 8 bytes",
+			   bench_fig(&v[1]), "<= 2");
+		bench_line("apply to another rank, round trip", "us", bench_fig(&v[0]), "local shmp Pool apply",
+			   bench_fig(&v[2]), "info");
+	}
+}
+
+static void section_counter(void)
+{
+	counter = shmp_mpi_value_create(MPI_COMM_WORLD, 'q', NULL, NULL);
+	if (!counter)
+		die("shmp_mpi_value_create");
+	if (rank == 0 && !(local_counter = shmp_value_create('q', NULL, NULL)))
+		die("shmp_value_create");
+	/* The plain peer: the same kind of window shmp makes (a shared-memory
+	 * one when every rank is on one machine), one epoch for the run. */
+	int nsize, one_node, all = 0;
 	MPI_Comm_size(node_comm, &nsize);
 	one_node = nsize == size;
 	MPI_Allreduce(&one_node, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
 	void *base;
-	MPI_Win w;
 	if (all)
-		MPI_Win_allocate_shared(rank == 0 ? 8 : 0, 1, MPI_INFO_NULL, MPI_COMM_WORLD, &base, &w);
+		MPI_Win_allocate_shared(rank == 0 ? 8 : 0, 1, MPI_INFO_NULL, MPI_COMM_WORLD, &base, &plain_win);
 	else
-		MPI_Win_allocate(rank == 0 ? 8 : 0, 1, MPI_INFO_NULL, MPI_COMM_WORLD, &base, &w);
+		MPI_Win_allocate(rank == 0 ? 8 : 0, 1, MPI_INFO_NULL, MPI_COMM_WORLD, &base, &plain_win);
+	plain_base = base;
 	if (rank == 0)
 		memset(base, 0, 8);
-	MPI_Win_lock_all(MPI_MODE_NOCHECK, w);
-	MPI_Win_sync(w);
+	MPI_Win_lock_all(MPI_MODE_NOCHECK, plain_win);
+	MPI_Win_sync(plain_win);
 	MPI_Barrier(MPI_COMM_WORLD);
-	if (loaded)
-		load_start();
-	double runs[NFIG][64];
-	for (int r = 0; r < reps; r++) {
-		runs[MAP_CLUSTER][r] = map_cluster(in, out);
-		runs[MAP_MPI][r] = map_mpi(in, out);
-		runs[MAP_LOCAL][r] = map_local(lp, in, out);
-		runs[AP_CLUSTER][r] = size > 1 ? apply_cluster() : 0;
-		runs[AP_PING][r] = size > 1 ? pingpong() : 0;
-		runs[AP_LOCAL][r] = apply_local(lp);
-		runs[CT_SHMP][r] = counter_shmp(v);
-		runs[CT_MPI][r] = counter_mpi(w);
-		runs[CT_LOCAL][r] = counter_local(lv);
+	struct bench_var v[3] = { BENCH_VAR(counter_shmp, NULL, 0), BENCH_VAR(counter_mpi, NULL, 0),
+				  BENCH_VAR(counter_local, NULL, 0) };
+	mpi_run(v, 3);
+	if (rank == 0) {
+		char t[128];
+		snprintf(t, sizeof t, "counter in rank 0's window: %d ranks x %d adds", size, adds());
+		bench_section(t);
+		bench_line("window counter add, all ranks", "Madds/s", bench_fig_scale(bench_fig(&v[0]), 1e-6),
+			   "MPI_Fetch_and_op+flush loop", bench_fig_scale(bench_fig(&v[1]), 1e-6), ">= 0.9");
+		bench_line("window counter add, all ranks", "Madds/s", bench_fig_scale(bench_fig(&v[0]), 1e-6),
+			   "local shmp_value_add, as many", bench_fig_scale(bench_fig(&v[2]), 1e-6), "info");
 	}
-	if (loaded)
-		load_stop();
-	for (int f = 0; f < NFIG; f++)
-		med[loaded][f] = median(runs[f], reps);
-	MPI_Win_unlock_all(w);
-	MPI_Win_free(&w);
-	shmp_mpi_value_destroy(v);
-	if (lp)
-		shmp_pool_destroy(lp);
-	shmp_value_destroy(lv);
-	free(in);
-	free(out);
-}
-
-static void row(int f, double scale, const char *unit)
-{
-	printf("  %-46s %12.2f %12.2f  %s\n", names[f], med[0][f] * scale, med[1][f] * scale, unit);
-}
-
-static void ratio(const char *what, int a, int b, const char *goal)
-{
-	printf("  %-46s %12.2f %12.2f  %s\n", what, med[0][b] ? med[0][a] / med[0][b] : 0,
-	       med[1][b] ? med[1][a] / med[1][b] : 0, goal);
+	MPI_Win_unlock_all(plain_win);
+	MPI_Win_free(&plain_win);
+	shmp_mpi_value_destroy(counter);
+	shmp_value_destroy(local_counter);
 }
 
 /* Started by hand rather than by mpirun: start again under mpiexec with
@@ -442,6 +488,7 @@ static void relaunch(char **argv)
 		setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
 		setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
 	}
+	fflush(NULL);
 	execv(SHMP_MPIEXEC, args);
 	perror("bench_mpi: " SHMP_MPIEXEC);
 #else
@@ -453,23 +500,27 @@ int main(int argc, char **argv)
 {
 	int prov;
 	relaunch(argv);
-	const char *q = getenv("BENCH_QUICK"), *rs = getenv("BENCH_REPS");
-	quick = q && *q && strcmp(q, "0");
-	if (rs && *rs)
-		reps = atoi(rs);
-	if (quick && !(rs && *rs))
-		reps = 1;
 	MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &prov);
 	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
 	MPI_Comm_size(MPI_COMM_WORLD, &size);
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--reps") && i + 1 < argc)
-			reps = atoi(argv[++i]);
-		else if (!strcmp(argv[i], "--quick"))
-			quick = 1;
+	int want_map = 1, want_apply = 1, want_counter = 1;
+	if (argc > 1) {
+		want_map = want_apply = want_counter = 0;
+		for (int i = 1; i < argc; i++) {
+			if (!strcmp(argv[i], "map"))
+				want_map = 1;
+			else if (!strcmp(argv[i], "apply"))
+				want_apply = 1;
+			else if (!strcmp(argv[i], "counter"))
+				want_counter = 1;
+			else {
+				if (rank == 0)
+					fprintf(stderr, "usage: %s [map] [apply] [counter]\n", argv[0]);
+				MPI_Finalize();
+				return 2;
+			}
+		}
 	}
-	if (reps < 1 || reps > 64)
-		reps = 5;
 	if (size < 2) {
 		if (rank == 0)
 			fprintf(stderr, "bench_mpi: run with 2 or 3 ranks: mpirun -np 3 %s\n", argv[0]);
@@ -481,31 +532,22 @@ int main(int argc, char **argv)
 	MPI_Comm_rank(node_comm, &nr);
 	int lead = nr == 0;
 	MPI_Allreduce(&lead, &nodes, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-	measure(0);
-	measure(1);
 	if (rank == 0) {
-		printf("bench_mpi: %d ranks on %d machine(s), %ld CPUs on rank 0's; medians of %d interleaved runs%s\n",
-		       size, nodes, sysconf(_SC_NPROCESSORS_ONLN), reps, quick ? " (--quick sizes)" : "");
-		printf("  %-46s %12s %12s\n", "", "quiet", "loaded");
-		printf("CPU-bound map, %zu items of %d LCG steps\n", map_n(), BURN);
-		row(MAP_CLUSTER, 1, "items/s");
-		row(MAP_MPI, 1, "items/s");
-		row(MAP_LOCAL, 1, "items/s");
-		ratio("ratio cluster / hand-written MPI", MAP_CLUSTER, MAP_MPI, "goal >= 0.9");
-		ratio("ratio cluster / local Pool", MAP_CLUSTER, MAP_LOCAL, "");
-		printf("trivial apply, round trip\n");
-		row(AP_CLUSTER, 1, "us");
-		row(AP_PING, 1, "us");
-		row(AP_LOCAL, 1, "us");
-		ratio("ratio cluster apply / MPI ping-pong", AP_CLUSTER, AP_PING, "goal <= 2");
-		ratio("ratio cluster apply / local apply", AP_CLUSTER, AP_LOCAL, "");
-		printf("counter in rank 0's window, %d adds per rank\n", adds());
-		row(CT_SHMP, 1e-6, "M adds/s");
-		row(CT_MPI, 1e-6, "M adds/s");
-		row(CT_LOCAL, 1e-6, "M adds/s");
-		ratio("ratio shmp / plain MPI_Fetch_and_op", CT_SHMP, CT_MPI, "goal >= 0.9");
-		ratio("ratio shmp window / local atomic", CT_SHMP, CT_LOCAL, "");
+		char what[160];
+		snprintf(what, sizeof what, "the cluster Pool and window counter on %d MPI ranks, %d machine(s)", size,
+			 nodes);
+		bench_header("bench_mpi", what);
+		if (!(local_pool = shmp_pool_create(size, NULL)))
+			die("shmp_pool_create");
 	}
+	if (want_map)
+		section_map();
+	if (want_apply)
+		section_apply();
+	if (want_counter)
+		section_counter();
+	if (local_pool)
+		shmp_pool_destroy(local_pool);
 	MPI_Comm_free(&node_comm);
 	MPI_Finalize();
 	return 0;
