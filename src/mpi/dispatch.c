@@ -122,12 +122,22 @@ static void maybe_finish(struct shmp_mpi_pool *p, struct shmp_mpi_async *c)
 	p->finish_list = c;
 }
 
-static void run_finishes(struct shmp_mpi_pool *p)
+/* helper: a waiting caller's thread (calls.c) finishes only calls without
+ * callbacks; those with callbacks stay for the dispatcher thread, where
+ * they always run (as Python's result handler thread runs them). */
+static void run_finishes(struct shmp_mpi_pool *p, bool helper)
 {
+	struct shmp_mpi_async *keep = NULL;
 	while (p->finish_list) {
 		struct shmp_mpi_async *c = p->finish_list;
 		p->finish_list = c->fnext;
-		if (c->kind != CALL_IMAP && (c->callback || c->error_callback)) {
+		bool cbs = c->kind != CALL_IMAP && (c->callback || c->error_callback);
+		if (cbs && helper) {
+			c->fnext = keep;
+			keep = c;
+			continue;
+		}
+		if (cbs) {
 			shmp__mpi_unlock(&p->sync);
 			int r = 0;
 			if (c->failed && c->error_callback)
@@ -146,10 +156,15 @@ static void run_finishes(struct shmp_mpi_pool *p)
 		shmp__mpi_notify(&p->sync);
 		shmp__mpi_call_unref(c);
 	}
+	if (keep) {
+		p->finish_list = keep;
+		shmp__mpi_dnotify(&p->sync); /* the dispatcher runs them */
+	}
 }
 
 void shmp__mpi_kick(struct shmp_mpi_pool *p)
 {
+	shmp__mpi_dnotify(&p->sync);
 	shmp__mpi_notify(&p->sync);
 }
 
@@ -396,7 +411,7 @@ static void local_done(void *ctx, const struct shmp_task_error *err)
 	}
 	ch->next = p->completions;
 	p->completions = ch;
-	shmp__mpi_notify(&p->sync);
+	shmp__mpi_kick(p); /* the dispatcher, or a caller driving */
 	shmp__mpi_unlock(&p->sync);
 }
 
@@ -691,6 +706,21 @@ static bool poll_mpi(struct shmp_mpi_pool *p)
 	return any;
 }
 
+bool shmp__mpi_step(struct shmp_mpi_pool *p, bool helper, bool *remote)
+{
+	p->driving = true;
+	bool any = control(p);
+	any |= take_completions(p);
+	any |= feed(p);
+	*remote = remote_expected(p);
+	if (*remote)
+		any |= poll_mpi(p);
+	run_finishes(p, helper);
+	check_drained(p);
+	p->driving = false;
+	return any;
+}
+
 static void *dispatcher(void *arg)
 {
 	struct shmp_mpi_pool *p = arg;
@@ -698,21 +728,23 @@ static void *dispatcher(void *arg)
 	double last = shmp__mpi_now();
 	unsigned sleeps = 0;
 	while (!p->stop_thread) {
-		bool any = control(p);
-		any |= take_completions(p);
-		any |= feed(p);
-		bool remote = remote_expected(p);
-		if (remote)
-			any |= poll_mpi(p);
-		run_finishes(p);
-		check_drained(p);
+		/* A waiting caller drives (calls.c): do not spin beside it;
+		 * it wakes us when it stops. Callbacks it left are ours. */
+		if ((p->helpers || p->driving) && !(p->finish_list && !p->driving)) {
+			shmp__mpi_dwait(&p->sync, 0.1); /* it kicks us when it stops */
+			last = shmp__mpi_now();
+			sleeps = 0;
+			continue;
+		}
+		bool remote;
+		bool any = shmp__mpi_step(p, false, &remote);
 		if (any) {
 			last = shmp__mpi_now();
 			sleeps = 0;
 			continue;
 		}
 		if (!remote) {
-			shmp__mpi_wait(&p->sync, 1.0); /* every change kicks us */
+			shmp__mpi_dwait(&p->sync, 1.0); /* every change kicks us */
 			continue;
 		}
 		if (shmp__mpi_now() - last < SPIN_S) {
@@ -723,7 +755,7 @@ static void *dispatcher(void *arg)
 		}
 		double s = SLEEP_MIN_S * (double)(1u << (sleeps < 6 ? sleeps : 6));
 		sleeps++;
-		shmp__mpi_wait(&p->sync, s < SLEEP_MAX_S ? s : SLEEP_MAX_S);
+		shmp__mpi_dwait(&p->sync, s < SLEEP_MAX_S ? s : SLEEP_MAX_S);
 	}
 	shmp__mpi_unlock(&p->sync);
 	return NULL;
@@ -750,7 +782,7 @@ void shmp__mpi_dispatch_stop(struct shmp_mpi_pool *p)
 		return;
 	shmp__mpi_lock(&p->sync);
 	p->stop_thread = true;
-	shmp__mpi_notify(&p->sync);
+	shmp__mpi_kick(p);
 	shmp__mpi_unlock(&p->sync);
 	pthread_join(p->thread, NULL);
 	p->thread_started = false;

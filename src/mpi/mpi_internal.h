@@ -121,13 +121,18 @@ void shmp__mpi_buf_free(void *p);
  * shmp_set_interruptible as every shmp wait does). */
 struct shmp__mpi_sync {
 	shmp_lock_t *mu;
-	shmp_cond_t *cv;
+	shmp_cond_t *cv;  /* callers wait here (and a serving rank) */
+	shmp_cond_t *dcv; /* the root's dispatcher thread waits here */
 };
 int shmp__mpi_sync_init(struct shmp__mpi_sync *s);
 void shmp__mpi_sync_fini(struct shmp__mpi_sync *s);
 void shmp__mpi_lock(struct shmp__mpi_sync *s);
 void shmp__mpi_unlock(struct shmp__mpi_sync *s);
 void shmp__mpi_notify(struct shmp__mpi_sync *s);
+/* The dispatcher's condition: woken by shmp__mpi_kick (and dnotify);
+ * its thread blocks every signal, so its wait has no -EINTR. */
+void shmp__mpi_dnotify(struct shmp__mpi_sync *s);
+void shmp__mpi_dwait(struct shmp__mpi_sync *s, double seconds);
 /* Wait (lock held) up to `seconds`: 0 woken or timed out, -EINTR. */
 int shmp__mpi_wait(struct shmp__mpi_sync *s, double seconds);
 /* Sleep `seconds` without a lock: 0, or -EINTR when interruptible. */
@@ -259,6 +264,8 @@ struct shmp_mpi_pool {
 	uint64_t calls_alive;
 	uint64_t submitted, completed, failed, items, cb_errors;
 	uint64_t wake_seq;
+	bool driving;                 /* a thread is in shmp__mpi_step */
+	unsigned helpers;             /* callers driving while they wait (calls.c) */
 	/* non-root */
 	bool served, serve_stop, serve_drain, serve_term, final_sent;
 	struct shmp__mpi_serve *serve;
@@ -275,7 +282,14 @@ void shmp__mpi_call_link(struct shmp_mpi_pool *p, struct shmp_mpi_async *c);
 void shmp__mpi_chunk_error(struct shmp_mpi_pool *p, struct shmp__mpi_chunk *ch, struct shmp_mpi_task_error *e);
 int shmp__mpi_chunk_status(struct shmp__mpi_chunk *ch);
 void shmp__mpi_chunk_free(struct shmp__mpi_chunk *ch);
-/* Wake the dispatcher and every waiter (lock held). */
+/* One round of the dispatcher's work (lock held; dropped inside): calls
+ * cut and sent, results taken, calls finished. helper: a waiting caller
+ * runs it (callbacks are left to the dispatcher thread). *remote: results
+ * are expected from other ranks. True if anything happened. Only one
+ * thread at a time (p->driving). */
+bool shmp__mpi_step(struct shmp_mpi_pool *p, bool helper, bool *remote);
+/* Wake the dispatcher and every waiter (lock held). shmp__mpi_notify
+ * wakes the waiters only (calls done, imap results, drained). */
 void shmp__mpi_kick(struct shmp_mpi_pool *p);
 /* serve.c */
 int shmp__mpi_serve(struct shmp_mpi_pool *p, double deadline);

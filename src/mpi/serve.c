@@ -9,10 +9,18 @@
  *
  * A rank sharing its node's pool with another rank only waits for STOP.
  *
- * Waiting: after activity, polls MPI with sched_yield for 50 us, then
+ * Waiting: after activity, polls MPI with sched_yield for 300 us, then
  * sleeps 20 us doubling to 2 ms on the pool's condition (a local chunk
  * finishing wakes it at once). An idle rank thus costs a wake-up every
  * 2 ms, and a job that MPI ends is noticed within one sleep.
+ *
+ * Only this thread touches the serving state, except the list of chunks
+ * the node pool finished, which its supervisor thread pushes onto (a
+ * lock-free stack): the loop holds no lock while it polls, so a finished
+ * chunk is never held up behind it. The pool's lock is taken only to
+ * sleep: the loop says it sleeps (sv->sleeping), looks at the list once
+ * more and waits; a pusher that sees it sleeping takes the lock and wakes
+ * it (both sequentially consistent, so one of them sees the other).
  */
 #include "mpi_internal.h"
 
@@ -35,7 +43,9 @@ struct sch {
 };
 
 struct shmp__mpi_serve {
-	struct sch *receiving, *done, *sending;
+	struct sch *receiving, *sending;
+	_Atomic(struct sch *) done; /* pushed by the node pool's supervisor */
+	atomic_bool sleeping;
 	unsigned inflight;        /* received, not yet answered */
 	bool drain, term, closed, joined, final_sent, stop;
 	double last;
@@ -51,23 +61,32 @@ static void sch_free(struct sch *s)
 	free(s);
 }
 
+static void push_done(struct shmp__mpi_serve *sv, struct sch *s)
+{
+	struct sch *head = atomic_load(&sv->done);
+	do
+		s->next = head;
+	while (!atomic_compare_exchange_weak(&sv->done, &head, s));
+}
+
 static void node_done(void *ctx, const struct shmp_task_error *err)
 {
 	struct sch *s = ctx;
 	struct shmp_mpi_pool *p = s->p;
-	shmp__mpi_lock(&p->sync);
+	struct shmp__mpi_serve *sv = p->serve;
 	if (err) {
 		s->lfailed = true;
 		s->lerr = *err;
 	}
-	s->next = p->serve->done;
-	p->serve->done = s;
-	shmp__mpi_notify(&p->sync);
-	shmp__mpi_unlock(&p->sync);
+	push_done(sv, s);
+	if (atomic_load(&sv->sleeping)) {
+		shmp__mpi_lock(&p->sync);
+		shmp__mpi_notify(&p->sync);
+		shmp__mpi_unlock(&p->sync);
+	}
 }
 
-/* The chunk is in s->lin: check it, run it (lock held; dropped around the
- * node pool call). */
+/* The chunk is in s->lin: check it, run it. */
 static void run(struct shmp_mpi_pool *p, struct sch *s)
 {
 	struct shmp__mpi_serve *sv = p->serve;
@@ -86,10 +105,11 @@ static void run(struct shmp_mpi_pool *p, struct sch *s)
 	if (!r && !s->lout)
 		r = -ENOMEM;
 	if (!r) {
+		/* node_done may run (on the supervisor) before this returns
+		 * and push s; s->lh is only read by this thread, after it
+		 * took s back off the list. */
 		void *lh = NULL;
-		shmp__mpi_unlock(&p->sync);
 		r = shmp__mpi_node_run(p->np, s->lin, s->lin_bytes, s->lout, s->lout_bytes, node_done, s, &lh);
-		shmp__mpi_lock(&p->sync);
 		if (!r) {
 			s->lh = lh;
 			return;
@@ -97,8 +117,7 @@ static void run(struct shmp_mpi_pool *p, struct sch *s)
 	}
 	s->lfailed = true;
 	s->lerr = (struct shmp_task_error){ .error = r, .exit_status = -1 };
-	s->next = sv->done;
-	sv->done = s;
+	push_done(sv, s);
 }
 
 /* Send the answer of a finished chunk. */
@@ -211,23 +230,17 @@ static bool finish(struct shmp_mpi_pool *p)
 	struct shmp__mpi_serve *sv = p->serve;
 	if (sv->term && !sv->closed && p->np) {
 		sv->closed = true;
-		shmp__mpi_unlock(&p->sync);
 		shmp__mpi_node_terminate(p->np);
-		shmp__mpi_lock(&p->sync);
 		return true;
 	}
 	if (sv->drain && !sv->closed && sv->inflight == 0 && p->np) {
 		sv->closed = true;
-		shmp__mpi_unlock(&p->sync);
 		shmp__mpi_node_close(p->np);
-		shmp__mpi_lock(&p->sync);
 		return true;
 	}
 	if ((sv->drain || sv->term) && sv->inflight == 0 && !sv->final_sent) {
 		if (p->np && !sv->joined) {
-			shmp__mpi_unlock(&p->sync);
 			int r = shmp__mpi_node_join(p->np, 0.05);
-			shmp__mpi_lock(&p->sync);
 			if (r == -ETIMEDOUT)
 				return false;
 			sv->joined = true;
@@ -246,16 +259,23 @@ int shmp__mpi_serve(struct shmp_mpi_pool *p, double deadline)
 	if (!p->serve && !(p->serve = calloc(1, sizeof *p->serve)))
 		return -ENOMEM;
 	struct shmp__mpi_serve *sv = p->serve;
-	shmp__mpi_lock(&p->sync);
 	sv->last = shmp__mpi_now();
 	int ret = 0;
 	for (;;) {
 		if (p->leader && p->np ? sv->final_sent : sv->stop)
 			break;
 		bool any = poll_root(p);
-		while (sv->done) {
-			struct sch *s = sv->done;
-			sv->done = s->next;
+		/* Oldest first: the stack is newest first. */
+		struct sch *d = atomic_exchange(&sv->done, NULL), *rev = NULL;
+		while (d) {
+			struct sch *nx = d->next;
+			d->next = rev;
+			rev = d;
+			d = nx;
+		}
+		while (rev) {
+			struct sch *s = rev;
+			rev = s->next;
 			answer(p, s);
 			any = true;
 		}
@@ -270,9 +290,7 @@ int shmp__mpi_serve(struct shmp_mpi_pool *p, double deadline)
 			break;
 		}
 		if (shmp__mpi_now() - sv->last < SPIN_S) {
-			shmp__mpi_unlock(&p->sync);
 			sched_yield();
-			shmp__mpi_lock(&p->sync);
 			continue;
 		}
 		double s = SLEEP_MIN_S * (double)(1u << (sv->sleeps < 7 ? sv->sleeps : 7));
@@ -281,12 +299,16 @@ int shmp__mpi_serve(struct shmp_mpi_pool *p, double deadline)
 			s = SLEEP_MAX_S;
 		if (deadline >= 0 && s > shmp__mpi_left(deadline))
 			s = shmp__mpi_left(deadline);
-		if (shmp__mpi_wait(&p->sync, s) == -EINTR) {
+		shmp__mpi_lock(&p->sync);
+		atomic_store(&sv->sleeping, true);
+		int w = atomic_load(&sv->done) ? 0 : shmp__mpi_wait(&p->sync, s);
+		atomic_store(&sv->sleeping, false);
+		shmp__mpi_unlock(&p->sync);
+		if (w == -EINTR) {
 			ret = -EINTR;
 			break;
 		}
 	}
-	shmp__mpi_unlock(&p->sync);
 	return ret;
 }
 

@@ -19,9 +19,12 @@ int shmp__mpi_sync_init(struct shmp__mpi_sync *s)
 		return -errno;
 	struct shmp_cond_opts co = SHMP_OPTS(shmp_cond_opts, .lock = s->mu, .max_waiters = 1024);
 	s->cv = shmp_cond_create(&co);
-	if (!s->cv) {
+	s->dcv = s->cv ? shmp_cond_create(&co) : NULL;
+	if (!s->dcv) {
 		int e = errno;
+		shmp_cond_destroy(s->cv);
 		shmp_lock_destroy(s->mu);
+		s->cv = NULL;
 		s->mu = NULL;
 		return -e;
 	}
@@ -30,8 +33,10 @@ int shmp__mpi_sync_init(struct shmp__mpi_sync *s)
 
 void shmp__mpi_sync_fini(struct shmp__mpi_sync *s)
 {
+	shmp_cond_destroy(s->dcv);
 	shmp_cond_destroy(s->cv);
 	shmp_lock_destroy(s->mu);
+	s->dcv = NULL;
 	s->cv = NULL;
 	s->mu = NULL;
 }
@@ -53,6 +58,17 @@ void shmp__mpi_unlock(struct shmp__mpi_sync *s)
 void shmp__mpi_notify(struct shmp__mpi_sync *s)
 {
 	shmp_cond_notify_all(s->cv);
+}
+
+void shmp__mpi_dnotify(struct shmp__mpi_sync *s)
+{
+	shmp_cond_notify_all(s->dcv);
+}
+
+void shmp__mpi_dwait(struct shmp__mpi_sync *s, double seconds)
+{
+	if (shmp_cond_wait(s->dcv, seconds < 0 ? 0 : seconds) == -EOWNERDEAD)
+		shmp_lock_consistent(s->mu);
 }
 
 int shmp__mpi_wait(struct shmp__mpi_sync *s, double seconds)
