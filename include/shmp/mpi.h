@@ -77,7 +77,10 @@ extern "C" {
  * the item's index in its call, ctx->worker the worker in that node's pool.
  *
  * Threads. The root runs one dispatcher thread that makes the pool's MPI
- * calls (on a communicator of its own, a duplicate), so the root's MPI must
+ * calls (on a communicator of its own, a duplicate); a thread that waits
+ * in map, apply, get, wait or join makes them itself meanwhile (it sends
+ * the chunks and polls for the results, so a short call's round trip
+ * wakes no other thread), one thread at a time. So the root's MPI must
  * provide MPI_THREAD_MULTIPLE whenever the communicator has other ranks
  * (-ENOTSUP at create otherwise): MPI_Init_thread(..., MPI_THREAD_MULTIPLE).
  * The other ranks make MPI calls only from the thread
@@ -108,7 +111,12 @@ extern "C" {
  *    MPI with a bounded sleep, so the job's end reaches it.
  *  - Interrupts (shmp_set_interruptible): the root's waits — map, apply,
  *    get, wait, imap next, join — return -EINTR as locally; the call goes
- *    on (terminate, then join).
+ *    on (terminate, then join). A signal counts when its handler runs on
+ *    the waiting thread: one sent to the process may be taken by another
+ *    thread (MPI's own threads may not block it); pthread_kill reaches the
+ *    waiter. While map, apply, get, wait or join polls MPI, the waiting
+ *    thread keeps signals blocked and sleeps with them unblocked (ppoll),
+ *    so a handler never runs there unreported.
  */
 typedef struct shmp_mpi_pool shmp_mpi_pool_t;
 typedef struct shmp_mpi_async shmp_mpi_async_t;

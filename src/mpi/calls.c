@@ -150,14 +150,18 @@ static struct shmp_mpi_async *start(shmp_mpi_pool_t *p, struct shmp_mpi_async *c
  * one thread, not two; it runs the callbacks, and the calls nobody waits
  * for.
  *
- * Signals. While it spins, the caller's thread blocks the signals that can
- * be blocked and are not raised by its own faults, so that one arriving
- * then stays pending instead of running its handler at a moment no wait
- * would report; after every round, and before it unblocks them to sleep,
- * it looks for one pending that has a handler and that the caller's own
- * mask lets through: then it unblocks (the handler runs) and returns
- * -EINTR if shmp_set_interruptible is on, as every shmp wait does, or goes
- * on waiting. While it sleeps, the condition wait itself returns -EINTR. */
+ * Signals. The waiting thread blocks the signals that can be blocked and
+ * are not raised by its own faults, from the start of the wait to its end,
+ * and sleeps in ppoll with the caller's own mask, which unblocks them
+ * atomically for the sleep only (its sleeps are on the pool's eventfd,
+ * which shmp__mpi_kick makes readable while a caller drives): a signal
+ * that comes while it works stays pending and ends the next sleep at once,
+ * one that comes while it sleeps ends the sleep, and its handler runs
+ * then; ppoll's EINTR is returned as -EINTR when shmp_set_interruptible is
+ * on (as every shmp wait does), else the wait goes on. After every round
+ * it also looks for such a pending signal (sigpending), so that a caller
+ * that never sleeps (results coming all the time) sees it too. No moment
+ * of the wait runs a handler that the wait does not report. */
 #define HELP_SPIN_S 300e-6
 #define HELP_SLEEP_MIN_S 20e-6
 #define HELP_SLEEP_MAX_S 200e-6
@@ -201,71 +205,50 @@ static bool signal_waiting(const sigset_t *user)
 	return false;
 }
 
-/* Unblock (a pending handler runs): -EINTR if one was pending and waits are
- * interruptible, else 0. */
-static int unblock(bool *blocked, const sigset_t *user)
+int shmp__mpi_drive(struct shmp_mpi_pool *p, const bool *until, double deadline)
 {
-	if (!*blocked)
-		return 0;
-	bool sig = signal_waiting(user);
-	pthread_sigmask(SIG_SETMASK, user, NULL);
-	*blocked = false;
-	return sig && interruptible() ? -EINTR : 0;
-}
-
-/* Wait (lock held) for the call to be ready. */
-static int wait_done(shmp_mpi_pool_t *p, struct shmp_mpi_async *c, double deadline)
-{
-	if (c->done)
+	if (*until)
 		return 0;
 	sigset_t block, user;
 	help_mask(&block);
 	pthread_sigmask(SIG_BLOCK, &block, &user);
-	bool blocked = true;
 	p->helpers++;
 	double last = shmp__mpi_now();
 	unsigned sleeps = 0;
 	int r = 0;
-	while (!c->done) {
+	while (!*until) {
 		if (!p->driving && !p->stop_thread) {
 			bool remote;
 			if (shmp__mpi_step(p, true, &remote)) {
 				last = shmp__mpi_now();
 				sleeps = 0;
 			}
-			if (c->done)
+			if (*until)
 				break;
 		}
-		if (blocked && signal_waiting(&user) && (r = unblock(&blocked, &user)) < 0)
-			break;
 		double left = shmp__mpi_left(deadline);
-		if (left <= 0) {
+		bool sig = signal_waiting(&user);
+		if (!sig && left <= 0) {
 			r = -ETIMEDOUT;
 			break;
 		}
-		if (shmp__mpi_now() - last < HELP_SPIN_S) {
-			if (!blocked) {
-				pthread_sigmask(SIG_BLOCK, &block, NULL);
-				blocked = true;
-			}
+		if (!sig && shmp__mpi_now() - last < HELP_SPIN_S) {
 			shmp__mpi_unlock(&p->sync);
 			sched_yield();
 			shmp__mpi_lock(&p->sync);
 			continue;
 		}
-		if ((r = unblock(&blocked, &user)) < 0)
-			break;
 		double s = HELP_SLEEP_MIN_S * (double)(1u << (sleeps < 6 ? sleeps : 6));
 		sleeps++;
 		if (s > HELP_SLEEP_MAX_S)
 			s = HELP_SLEEP_MAX_S;
-		if (shmp__mpi_wait(&p->sync, s < left ? s : left) == -EINTR) {
+		/* A pending signal ends it at once (and its handler runs). */
+		if (shmp__mpi_esleep(&p->sync, s < left ? s : left, &user) == -EINTR && interruptible()) {
 			r = -EINTR;
 			break;
 		}
 	}
-	if (blocked)
-		pthread_sigmask(SIG_SETMASK, &user, NULL); /* done: a signal now is the next wait's */
+	pthread_sigmask(SIG_SETMASK, &user, NULL); /* a signal now is the next wait's */
 	p->helpers--;
 	/* What is left (other calls) is the dispatcher's again. Woken always,
 	 * after the result is in: measured on a loaded 2-CPU machine (2 ranks,
@@ -274,6 +257,12 @@ static int wait_done(shmp_mpi_pool_t *p, struct shmp_mpi_async *c, double deadli
 	 * the same median. Why is not established (a scheduler effect). */
 	shmp__mpi_kick(p);
 	return r;
+}
+
+/* Wait (lock held) for the call to be ready. */
+static int wait_done(shmp_mpi_pool_t *p, struct shmp_mpi_async *c, double deadline)
+{
+	return shmp__mpi_drive(p, &c->done, deadline);
 }
 
 static int result_of(struct shmp_mpi_async *c, struct shmp_mpi_task_error *err)

@@ -166,6 +166,8 @@ void shmp__mpi_kick(struct shmp_mpi_pool *p)
 {
 	shmp__mpi_dnotify(&p->sync);
 	shmp__mpi_notify(&p->sync);
+	if (p->helpers)
+		shmp__mpi_enotify(&p->sync); /* a caller driving sleeps on it */
 }
 
 /* ---- chunks ----------------------------------------------------------- */

@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <pthread.h>
+#include <signal.h>
 
 #include "../opts.h"
 
@@ -123,6 +124,7 @@ struct shmp__mpi_sync {
 	shmp_lock_t *mu;
 	shmp_cond_t *cv;  /* callers wait here (and a serving rank) */
 	shmp_cond_t *dcv; /* the root's dispatcher thread waits here */
+	int efd;          /* an eventfd: a caller driving the pool sleeps on it */
 };
 int shmp__mpi_sync_init(struct shmp__mpi_sync *s);
 void shmp__mpi_sync_fini(struct shmp__mpi_sync *s);
@@ -132,6 +134,12 @@ void shmp__mpi_notify(struct shmp__mpi_sync *s);
 /* The dispatcher's condition: woken by shmp__mpi_kick (and dnotify);
  * its thread blocks every signal, so its wait has no -EINTR. */
 void shmp__mpi_dnotify(struct shmp__mpi_sync *s);
+/* The eventfd: enotify makes it readable; esleep (lock held, dropped
+ * while it sleeps) waits up to `seconds` for it with the signal mask
+ * `mask` (ppoll: the mask is set only for the sleep, atomically), then
+ * empties it: 0, or -EINTR when a signal handler ran. */
+void shmp__mpi_enotify(struct shmp__mpi_sync *s);
+int shmp__mpi_esleep(struct shmp__mpi_sync *s, double seconds, const sigset_t *mask);
 void shmp__mpi_dwait(struct shmp__mpi_sync *s, double seconds);
 /* Wait (lock held) up to `seconds`: 0 woken or timed out, -EINTR. */
 int shmp__mpi_wait(struct shmp__mpi_sync *s, double seconds);
@@ -288,6 +296,10 @@ void shmp__mpi_chunk_free(struct shmp__mpi_chunk *ch);
  * are expected from other ranks. True if anything happened. Only one
  * thread at a time (p->driving). */
 bool shmp__mpi_step(struct shmp_mpi_pool *p, bool helper, bool *remote);
+/* calls.c: the calling thread drives the pool (lock held, dropped inside)
+ * until *until (a flag under the lock) is true: 0, -ETIMEDOUT at the
+ * absolute deadline (negative: none), -EINTR. */
+int shmp__mpi_drive(struct shmp_mpi_pool *p, const bool *until, double deadline);
 /* Wake the dispatcher and every waiter (lock held). shmp__mpi_notify
  * wakes the waiters only (calls done, imap results, drained). */
 void shmp__mpi_kick(struct shmp_mpi_pool *p);

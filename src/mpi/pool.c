@@ -286,18 +286,9 @@ static int root_join(shmp_mpi_pool_t *p, double deadline)
 	p->drain_req = true;
 	shmp__mpi_kick(p);
 	int r = 0;
-	/* Calls end, then the other nodes say FINAL (the dispatcher). */
-	while (!p->drained) {
-		double left = shmp__mpi_left(deadline);
-		if (left <= 0) {
-			r = -ETIMEDOUT;
-			break;
-		}
-		if (shmp__mpi_wait(&p->sync, left < 0.1 ? left : 0.1) == -EINTR) {
-			r = -EINTR;
-			break;
-		}
-	}
+	/* Calls end, then the other nodes say FINAL; this thread drives the
+	 * pool meanwhile (calls.c), with its interrupt rule. */
+	r = shmp__mpi_drive(p, &p->drained, deadline);
 	bool close_local = !r && !p->local_stopped;
 	if (close_local)
 		p->local_stopped = true;

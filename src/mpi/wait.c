@@ -9,14 +9,23 @@
 #include "mpi_internal.h"
 
 #include <math.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
 int shmp__mpi_sync_init(struct shmp__mpi_sync *s)
 {
-	s->mu = shmp_lock_create(NULL);
-	if (!s->mu)
+	s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (s->efd < 0)
 		return -errno;
+	s->mu = shmp_lock_create(NULL);
+	if (!s->mu) {
+		int e = errno;
+		close(s->efd);
+		s->efd = -1;
+		return -e;
+	}
 	struct shmp_cond_opts co = SHMP_OPTS(shmp_cond_opts, .lock = s->mu, .max_waiters = 1024);
 	s->cv = shmp_cond_create(&co);
 	s->dcv = s->cv ? shmp_cond_create(&co) : NULL;
@@ -24,8 +33,10 @@ int shmp__mpi_sync_init(struct shmp__mpi_sync *s)
 		int e = errno;
 		shmp_cond_destroy(s->cv);
 		shmp_lock_destroy(s->mu);
+		close(s->efd);
 		s->cv = NULL;
 		s->mu = NULL;
+		s->efd = -1;
 		return -e;
 	}
 	return 0;
@@ -36,6 +47,9 @@ void shmp__mpi_sync_fini(struct shmp__mpi_sync *s)
 	shmp_cond_destroy(s->dcv);
 	shmp_cond_destroy(s->cv);
 	shmp_lock_destroy(s->mu);
+	if (s->efd >= 0)
+		close(s->efd);
+	s->efd = -1;
 	s->dcv = NULL;
 	s->cv = NULL;
 	s->mu = NULL;
@@ -58,6 +72,31 @@ void shmp__mpi_unlock(struct shmp__mpi_sync *s)
 void shmp__mpi_notify(struct shmp__mpi_sync *s)
 {
 	shmp_cond_notify_all(s->cv);
+}
+
+void shmp__mpi_enotify(struct shmp__mpi_sync *s)
+{
+	uint64_t one = 1;
+	ssize_t w = write(s->efd, &one, sizeof one);
+	(void)w; /* EAGAIN: the counter is already non-zero, which is all we need */
+}
+
+int shmp__mpi_esleep(struct shmp__mpi_sync *s, double seconds, const sigset_t *mask)
+{
+	struct pollfd pf = { .fd = s->efd, .events = POLLIN };
+	if (seconds < 0)
+		seconds = 0;
+	struct timespec t = { (time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9) };
+	shmp__mpi_unlock(s);
+	int r = ppoll(&pf, 1, &t, mask);
+	int e = errno;
+	if (r > 0) {
+		uint64_t v;
+		ssize_t n = read(s->efd, &v, sizeof v);
+		(void)n;
+	}
+	shmp__mpi_lock(s);
+	return r < 0 && e == EINTR ? -EINTR : 0;
 }
 
 void shmp__mpi_dnotify(struct shmp__mpi_sync *s)

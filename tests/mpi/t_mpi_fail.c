@@ -229,6 +229,11 @@ static void init_and_maxtasks(void)
 			T_EQ(w[i].user, w[i].rank + 1000); /* that rank's own initializer and initarg */
 			T_CHECK(w[i].worker >= 0 && w[i].worker < 2);
 		}
+		/* The counters as each node reported them last: after join, its
+		 * FINAL report (a result's report may be taken before its node
+		 * pool counted the workers it started meanwhile). */
+		T_EQ(shmp_mpi_pool_close(p), 0);
+		T_EQ(shmp_mpi_pool_join(p, 30), 0);
 		struct shmp_mpi_node_info ni[16];
 		int nn = shmp_mpi_pool_nodes(p, ni, 16);
 		uint64_t started = 0, chunks = 0;
