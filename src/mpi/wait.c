@@ -160,7 +160,31 @@ double shmp__mpi_left(double deadline)
 	return l > 0 ? l : 0;
 }
 
+/* This process's pid, cached: getpid() is a system call, and the window
+ * objects' atomics (one MPI_Fetch_and_op on shared memory, ~0.1 us) ask
+ * on every call. A child made by fork() (glibc's, which runs the atfork
+ * handlers, as the core's workers and zygotes are) forgets it, as the
+ * core's own cache of its pid does (util.c). */
+static _Atomic pid_t self_pid;
+static pthread_once_t self_once = PTHREAD_ONCE_INIT;
+
+static void self_forget(void)
+{
+	atomic_store_explicit(&self_pid, 0, memory_order_relaxed);
+}
+
+static void self_once_init(void)
+{
+	pthread_atfork(NULL, NULL, self_forget);
+}
+
 bool shmp__mpi_foreign(pid_t creator)
 {
-	return getpid() != creator;
+	pid_t me = atomic_load_explicit(&self_pid, memory_order_relaxed);
+	if (!me) {
+		pthread_once(&self_once, self_once_init);
+		me = getpid();
+		atomic_store_explicit(&self_pid, me, memory_order_relaxed);
+	}
+	return me != creator;
 }
