@@ -1,6 +1,8 @@
 /* private: the root's dispatcher thread — chunks out, results in.
  *
- * One thread owns the pool's communicator on the root. It cuts chunks from
+ * One thread at a time owns the pool's communicator on the root: this
+ * dispatcher thread, or a caller driving the pool while it waits (calls.c;
+ * the dispatcher then sleeps on its own condition). It cuts chunks from
  * the queued calls when a node pool has room (its workers plus prefetch),
  * sends them (its own node's through shared memory, node.c), receives the
  * results straight into the callers' arrays, and finishes calls: callbacks
@@ -19,9 +21,9 @@
  * credit stay exact.
  *
  * The thread never spins a CPU for long: after activity it polls MPI with
- * sched_yield for 50 us, then sleeps on the pool's condition for 20 us
- * doubling to 1 ms; local completions, new calls, close and terminate wake
- * it at once. With nothing at other nodes it sleeps until woken.
+ * sched_yield for 300 us, then sleeps on its condition for 20 us doubling
+ * to 200 us; local completions, new calls, close and terminate wake it at
+ * once. With nothing at other nodes it sleeps until woken.
  */
 #include "mpi_internal.h"
 

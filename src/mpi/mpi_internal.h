@@ -1,10 +1,12 @@
 /* private: the MPI component's wire formats and process-local state.
  *
  * Who does what (see include/shmp/mpi.h for the contract):
- *  - the root's dispatcher thread (dispatch.c) cuts chunks from the calls,
- *    hands them to node pools (its own through node.c, the others by MPI),
- *    receives results and finishes calls; it is the only thread of the
- *    root that touches the pool's communicator;
+ *  - the root's dispatcher work (dispatch.c, shmp__mpi_step) cuts chunks
+ *    from the calls, hands them to node pools (its own through node.c, the
+ *    others by MPI), receives results and finishes calls; it runs on the
+ *    dispatcher thread, or on a caller's thread while that caller waits
+ *    (calls.c, shmp__mpi_drive), one thread at a time (p->driving, under
+ *    the pool's lock): only that thread touches the pool's communicator;
  *  - a node rank other than the root serves in join/destroy (serve.c): it
  *    receives chunks, runs them in its node pool and sends results back;
  *  - node.c is the one place that uses the local Pool's API: a chunk is
