@@ -520,6 +520,11 @@ static int conn_check(shmp_conn_t *c, bool send)
 
 int shmp_conn_send(shmp_conn_t *c, const void *msg, size_t len, double timeout)
 {
+	/* The deadline first: a NaN timeout is -EINVAL on every call, not only
+	 * on those that find the ring full and would wait. */
+	struct shmp__deadline d;
+	if (shmp__deadline_init(&d, timeout) < 0)
+		return -EINVAL;
 	int r = conn_check(c, true);
 	if (r < 0)
 		return r;
@@ -531,10 +536,7 @@ int shmp_conn_send(shmp_conn_t *c, const void *msg, size_t len, double timeout)
 	r = shmp_ring_put(ring_out(c), msg, len, 0);
 	if (r != -ETIMEDOUT || timeout == 0)
 		return r;
-	struct shmp__deadline d;
 	struct shmp__checker ck;
-	if (shmp__deadline_init(&d, timeout) < 0)
-		return -EINVAL;
 	shmp__checker_init(&ck, CHECK_FIRST_NS, CHECK_MAX_NS);
 	for (;;) {
 		r = shmp_ring_put(ring_out(c), msg, len, slice_left(&d, &ck));
@@ -578,16 +580,16 @@ static int wait_readable(shmp_conn_t *c, double timeout)
 
 int shmp_conn_recv(shmp_conn_t *c, void *buf, size_t cap, size_t *len, double timeout)
 {
+	/* One deadline for the call: another reader of this end may take the
+	 * message we were woken for, and then we wait out what is left.
+	 * Arguments first, as in send and poll: a NaN timeout is -EINVAL
+	 * whatever the pipe's state. */
+	struct shmp__deadline d;
+	if (!len || (!buf && cap) || shmp__deadline_init(&d, timeout) < 0)
+		return -EINVAL;
 	int r = conn_check(c, false);
 	if (r < 0)
 		return r;
-	if (!len || (!buf && cap))
-		return -EINVAL;
-	/* One deadline for the call: another reader of this end may take the
-	 * message we were woken for, and then we wait out what is left. */
-	struct shmp__deadline d;
-	if (shmp__deadline_init(&d, timeout) < 0)
-		return -EINVAL;
 	for (;;) {
 		r = shmp_ring_get(ring_in(c), buf, cap, len, 0);
 		if (r != -ETIMEDOUT)
@@ -599,6 +601,10 @@ int shmp_conn_recv(shmp_conn_t *c, void *buf, size_t cap, size_t *len, double ti
 
 int shmp_conn_poll(shmp_conn_t *c, double timeout)
 {
+	/* A NaN timeout is -EINVAL even when a message is already there and
+	 * no wait would be needed (wait_readable checks it only before a wait). */
+	if (timeout != timeout)
+		return -EINVAL;
 	int r = conn_check(c, false);
 	if (r < 0)
 		return r;

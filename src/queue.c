@@ -173,7 +173,11 @@ int shmp_queue_close(shmp_queue_t *q)
 
 shmp_ring_t *shmp_queue_ring(shmp_queue_t *q)
 {
-	return q ? q->ring : NULL;
+	if (!q) {
+		errno = EINVAL; /* as every call that returns a pointer */
+		return NULL;
+	}
+	return q->ring;
 }
 
 int shmp_queue_task_done(shmp_queue_t *q)

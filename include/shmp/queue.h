@@ -16,8 +16,12 @@ extern "C" {
  * (shmp_registry_queue).
  *
  * Errors: int calls return 0 (or a count) or -code (common.h); create
- * returns NULL with errno set (EINVAL, SHMP_ESEGFULL, ENOMEM). Timeouts are
- * seconds: negative waits without limit, 0 polls once, NaN is -EINVAL. With
+ * returns NULL with errno set: EINVAL (opts), SHMP_ESEGFULL (no room in the
+ * segment), SHMP_ELOCKED (the segment's allocator lock stayed held past its
+ * bound: a stopped process), EROFS (a segment attached read-only), ENOMEM
+ * (no memory for the process-local handle). Timeouts are seconds: negative
+ * waits without limit, 0 polls once, NaN is -EINVAL on every call, also
+ * when no wait would be needed (room to put, a message there). With
  * shmp_set_interruptible(1), put, get and join return -EINTR once a signal
  * handler ran during the wait; nothing was put or taken then.
  *
@@ -60,8 +64,10 @@ SHMP_API void shmp_queue_destroy(shmp_queue_t *q);
 
 /* Copy a message in, waiting up to timeout for room. 0; -ETIMEDOUT when
  * still full at the timeout (Python's Full); -EINTR; -SHMP_ECLOSED after
- * close(); -EMSGSIZE (over max_message); -SHMP_ESEGFULL / -ENOMEM (no room
- * in the segment for a large message). */
+ * close(); -EMSGSIZE (over max_message); for a message longer than a
+ * slot holds inline, which travels in a segment block: -SHMP_ESEGFULL (no room for the block
+ * now: not waited for), -SHMP_ELOCKED (the allocator's lock stayed held
+ * past its bound), -EROFS; -SHMP_ECORRUPT; -EINVAL. */
 SHMP_API int shmp_queue_put(shmp_queue_t *q, const void *msg, size_t len, double timeout);
 /* Copy the oldest message out, waiting up to timeout. 0 and *len;
  * -ETIMEDOUT when still empty (Python's Empty); -EINTR; -SHMP_ECLOSED once
@@ -83,7 +89,9 @@ SHMP_API int shmp_queue_task_done(shmp_queue_t *q);
  * died with is not: use a timeout if consumers may die. 0, -ETIMEDOUT,
  * -EINTR, -ENOTSUP. */
 SHMP_API int shmp_queue_join(shmp_queue_t *q, double timeout);
-/* The ring underneath, for batch and zero-copy calls. */
+/* The ring underneath, for batch and zero-copy calls; it belongs to the
+ * queue. NULL with errno EINVAL for a NULL q. Messages put straight into
+ * it are not counted by a JoinableQueue. */
 SHMP_API shmp_ring_t *shmp_queue_ring(shmp_queue_t *q);
 
 /*
@@ -105,8 +113,15 @@ SHMP_API shmp_ring_t *shmp_queue_ring(shmp_queue_t *q);
  * workers, or a pipeline's workers, forked while a pipe exists hold its
  * ends as long as they live: make such pipes after the pool, or close the
  * ends first, as with Python's inherited descriptors. send() fails with
- * -SHMP_ECLOSED once the other end is gone (a death is noticed within
- * about 0.1 s by a blocked call, by send within 10 ms or 64 sends).
+ * -SHMP_ECLOSED once the other end is gone. The last holder's close is
+ * seen at once; a death is found by probing the holders: a call that
+ * waits (send on a full pipe, recv, poll) probes 10 ms into its wait, then
+ * at intervals doubling to 0.1 s; recv and poll with timeout 0 probe at
+ * most every 10 ms per handle; a send that does not wait probes only on
+ * every 64th send through its handle, and then only if its handle's last
+ * probe is 10 ms old — so after the death, sends can go on succeeding
+ * (into a ring nobody reads) for up to 64 more sends after 10 ms, or until
+ * the pipe is full.
  * Holders are up to 64 per end by pid (a dead one is noticed by probing
  * /proc: gone, a zombie, or its pid reused); more are counted but not
  * named, and the end then stays held until each of those closes it — their
@@ -133,18 +148,22 @@ struct shmp_pipe_opts {
 };
 
 /* Make a pipe; *a and *b get its two ends, both held by this process.
- * 0, -EINVAL, -SHMP_ESEGFULL, -ENOMEM. */
+ * 0, -EINVAL, -SHMP_ESEGFULL, -SHMP_ELOCKED, -EROFS (as for a queue's
+ * create), -ENOMEM (the process-local handles). */
 SHMP_API int shmp_pipe_create(shmp_conn_t **a, shmp_conn_t **b, const struct shmp_pipe_opts *opts);
-/* Send a message, waiting up to timeout for room. 0; -EBADF (this end
- * cannot send); -SHMP_ECLOSED (this process closed this end, or the other
- * end is gone); -ETIMEDOUT (full); -EINTR; -EMSGSIZE; -ENOMEM. */
+/* Send a message, waiting up to timeout for room. 0; -EINVAL (also a NaN
+ * timeout when there is room); -EBADF (this end cannot send);
+ * -SHMP_ECLOSED (this process closed this end, or the other end is gone);
+ * -ETIMEDOUT (full); -EINTR; -EMSGSIZE; for a large message as for a
+ * queue's put: -SHMP_ESEGFULL, -SHMP_ELOCKED, -EROFS. */
 SHMP_API int shmp_conn_send(shmp_conn_t *c, const void *msg, size_t len, double timeout);
 /* Receive the next message, waiting up to timeout. 0 and *len; -EMSGSIZE
  * if cap is too small (*len = needed, nothing lost); -SHMP_ECLOSED at end
  * of file, or on an end this process closed; -ETIMEDOUT; -EINTR; -EBADF. */
 SHMP_API int shmp_conn_recv(shmp_conn_t *c, void *buf, size_t cap, size_t *len, double timeout);
 /* 1 if a message (or end of file) is there to recv, 0 if not by the
- * timeout; -SHMP_ECLOSED (this process closed this end), -EINTR, -EBADF. */
+ * timeout; -EINVAL (also a NaN timeout with a message there),
+ * -SHMP_ECLOSED (this process closed this end), -EINTR, -EBADF. */
 SHMP_API int shmp_conn_poll(shmp_conn_t *c, double timeout);
 /* Drop this process's hold of this end (Python's conn.close()): its calls
  * here now give -SHMP_ECLOSED; other holders go on. The last holder's close
