@@ -3,6 +3,8 @@
 #   ./build.sh demo    install what is missing, build, run the main demo
 #   ./build.sh test    install what is missing, build, run the whole test suite
 #   ./build.sh asan    the same suite under AddressSanitizer + UBSan
+#   ./build.sh tsan    the threaded part of the suite under ThreadSanitizer
+#                      (ctest label tsan: see tests/CMakeLists.txt)
 #   ./build.sh bench   build and run the benchmarks (peers are optional)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -116,6 +118,14 @@ asan)
 	build build-asan -DSHMP_SANITIZE=ON -DSHMP_BUILD_BENCH=OFF
 	(cd build-asan && ctest --output-on-failure)
 	;;
+tsan)
+	install_deps
+	build build-tsan -DSHMP_TSAN=ON -DSHMP_BUILD_BENCH=OFF -DSHMP_BUILD_DEMOS=OFF -DSHMP_MPI=OFF
+	# Every report fails its test (exit code 66); tests/tsan.supp holds
+	# the false positives, each with its reason.
+	(cd build-tsan && TSAN_OPTIONS="suppressions=$PWD/../tests/tsan.supp second_deadlock_stack=1 ${TSAN_OPTIONS:-}" \
+		ctest -L tsan --output-on-failure)
+	;;
 bench)
 	install_deps
 	# The peers measured beside shmp; best effort, never required.
@@ -127,7 +137,7 @@ bench)
 	run_benches "$@"
 	;;
 *)
-	echo "usage: $0 demo|test|asan|bench" >&2
+	echo "usage: $0 demo|test|asan|tsan|bench" >&2
 	exit 2
 	;;
 esac

@@ -113,8 +113,9 @@ struct shmp_conn {
 	struct pipe_local *p;
 	int end;
 	bool can_send, can_recv;
-	unsigned sends;           /* a liveness check every 64th send... */
-	uint64_t next_peer_check; /* ...and at most every PEER_CHECK_NS */
+	/* Atomic: threads may share a handle (only counters, relaxed). */
+	_Atomic unsigned sends;           /* a liveness check every 64th send... */
+	_Atomic uint64_t next_peer_check; /* ...and at most every PEER_CHECK_NS */
 };
 SHMP__HEAD_CHECK(struct shmp_conn);
 
@@ -489,8 +490,8 @@ static bool peer_gone(shmp_conn_t *c, int look)
 	bool scan = look == LOOK_NOW;
 	if (look == LOOK_DUE) {
 		uint64_t now = shmp__now_ns();
-		if ((scan = now >= c->next_peer_check))
-			c->next_peer_check = now + PEER_CHECK_NS;
+		if ((scan = now >= atomic_load_explicit(&c->next_peer_check, memory_order_relaxed)))
+			atomic_store_explicit(&c->next_peer_check, now + PEER_CHECK_NS, memory_order_relaxed);
 	}
 	return end_gone(c->p, 1 - c->end, scan);
 }
@@ -531,7 +532,8 @@ int shmp_conn_send(shmp_conn_t *c, const void *msg, size_t len, double timeout)
 	/* A gone reader is found by a system call or two per holder: keep
 	 * them off the common path, but look often enough that sends stop
 	 * soon after. */
-	if (peer_gone(c, (c->sends++ & 63) == 0 ? LOOK_DUE : LOOK_LOAD))
+	unsigned n = atomic_fetch_add_explicit(&c->sends, 1, memory_order_relaxed);
+	if (peer_gone(c, (n & 63) == 0 ? LOOK_DUE : LOOK_LOAD))
 		return -SHMP_ECLOSED;
 	r = shmp_ring_put(ring_out(c), msg, len, 0);
 	if (r != -ETIMEDOUT || timeout == 0)
