@@ -224,48 +224,118 @@ static void close_all(shmp_pipeline_t *pl)
 		shmp_ring_close(pl->ring[i]);
 }
 
+bool shmp__pl_multi_cpu(void)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof set, &set) < 0)
+		return true; /* more CPUs than a cpu_set_t holds */
+	return CPU_COUNT(&set) > 1;
+}
+
+void shmp__pl_flush(shmp_stage_ctx_t *ctx)
+{
+	if (ctx->unwoken_out) {
+		shmp__ring_wake_consumers(ctx->out);
+		ctx->unwoken_out = 0;
+	}
+	if (ctx->unwoken_in) {
+		shmp__ring_wake_producers(ctx->inr);
+		ctx->unwoken_in = 0;
+	}
+}
+
+/* A spinning stage's budget, learned from how long its recent waits took:
+ * a wait the spin caught, or one a longer spin would have caught (woken
+ * within the bound), keeps room for twice that; one that slept longer
+ * than the bound (the producer idle, or descheduled on a busy machine)
+ * halves it. Bounded by PL_SPIN_MAX_NS whatever happens. */
+static uint64_t spin_adapt(uint64_t budget, bool slept, uint64_t waited)
+{
+	if (!slept || waited < PL_SPIN_MAX_NS) {
+		uint64_t want = 2 * waited;
+		if (slept && want < 2 * budget)
+			want = 2 * budget;
+		if (want > budget)
+			budget = want;
+	} else {
+		budget /= 2;
+	}
+	return budget > PL_SPIN_MAX_NS ? PL_SPIN_MAX_NS : budget < PL_SPIN_MIN_NS ? PL_SPIN_MIN_NS : budget;
+}
+
+/* The spin policy of a wait on the input of stage `stage` (or of the sink
+ * when stage == nst): spinning pipelines spin (adaptively) unless this
+ * thread has only one CPU, and stop as soon as every worker of the
+ * stage before is asleep. Sleeping pipelines do not spin at all: on a busy
+ * machine a spin before a sleep only delays the peer that shares our CPU. */
+static void spin_init(shmp_pipeline_t *pl, int stage, struct shmp__ring_spin *sp, _Atomic uint32_t *self_idle)
+{
+	*sp = (struct shmp__ring_spin){ .self_idle = self_idle };
+	if (pl->o.spin && shmp__pl_multi_cpu())
+		sp->max_ns = PL_SPIN_MAX_NS;
+	if (stage > 0 && pl->st[stage - 1].kind == KIND_FN) {
+		sp->peer_idle = &pl->sh->stage[stage - 1].idle;
+		sp->peer_n = pl->st[stage - 1].workers;
+	}
+}
+
 /* The loop of a stage function's worker: until its input is closed and
- * drained. */
+ * drained. It works in batches: it waits for one message, then takes, one
+ * by one, up to PL_BATCH - 1 more that are ready, without waiting; it runs
+ * fn on each, releasing each input as soon as fn returns and committing
+ * each output without a wake check. After the batch (or before it would
+ * block on a full output) it makes one wake check per ring. Each message is
+ * claimed only when its turn comes, not as a range up front: a worker
+ * killed mid-batch holds, as before batches, only the input it was working
+ * on and the output it was writing (the supervisor frees and counts them:
+ * pipeline.h's rule), never inputs it had not started. The claim costs the
+ * same either way, since every slot must name its holder. */
 static void fn_loop(shmp_pipeline_t *pl, int stage, int worker)
 {
 	struct pl_stage_sh *ss = &pl->sh->stage[stage]; /* counters only */
 	struct pl_stage *s = &pl->st[stage];
 	shmp_ring_t *in = pl->ring[s->in_ring];
-	shmp_stage_ctx_t ctx = { .pl = pl, .stage = stage, .worker = worker,
+	shmp_stage_ctx_t ctx = { .pl = pl, .stage = stage, .worker = worker, .inr = in,
 				 .out = s->out_ring >= 0 ? pl->ring[s->out_ring] : NULL };
-	for (unsigned idle = 0;;) {
+	struct shmp__ring_spin sp;
+	spin_init(pl, stage, &sp, &ss->idle);
+	bool spin = sp.max_ns != 0;
+	for (;;) {
 		struct shmp_ring_ticket t;
-		int r = shmp_ring_peek(in, &t, pl->o.spin ? 0 : SHMP_FOREVER);
+		uint64_t t0 = spin ? shmp__now_ns() : 0;
+		int r = shmp__ring_peek_batch(in, &t, 1, SHMP_FOREVER, &sp);
 		if (r == -EINTR)
 			continue; /* interruptible (inherited): the worker goes on */
-		if (r == -ETIMEDOUT) {
-			/* Spinning stage: poll, and let others run now and then
-			 * (two cores are easily shared by more workers). */
-			if (++idle % 256 == 0)
-				sched_yield();
-			else
-				shmp__cpu_relax();
-			continue;
-		}
 		if (r < 0)
 			break; /* closed and drained, or corrupt */
-		idle = 0;
-		atomic_fetch_add_explicit(&ss->processed, 1, memory_order_relaxed);
-		if (t.len >= HDR) {
-			struct pl_hdr h;
-			memcpy(&h, t.data, sizeof h);
-			struct shmp_msg m = { .data = (char *)t.data + HDR, .len = t.len - HDR, .seq = h.seq,
-					      .t0_ns = h.t0, .offset = h.offset, .tag = h.tag, .flags = h.flags };
-			ctx.in = &h;
-			ctx.reserved = false;
-			if (s->fn(&m, &ctx, s->arg) < 0)
-				atomic_fetch_add_explicit(&ss->failed, 1, memory_order_relaxed);
-			if (ctx.reserved) /* reserved and never committed: give it back */
-				shmp_ring_cancel(ctx.out, &ctx.t);
-			ctx.in = NULL;
-		}
-		shmp_ring_release(in, &t);
+		if (spin)
+			sp.max_ns = spin_adapt(sp.max_ns, sp.slept, shmp__now_ns() - t0);
+		ctx.quiet = true;
+		unsigned n = 0;
+		do {
+			n++;
+			atomic_fetch_add_explicit(&ss->processed, 1, memory_order_relaxed);
+			if (t.len >= HDR) {
+				struct pl_hdr h;
+				memcpy(&h, t.data, sizeof h);
+				struct shmp_msg m = { .data = (char *)t.data + HDR, .len = t.len - HDR, .seq = h.seq,
+						      .t0_ns = h.t0, .offset = h.offset, .tag = h.tag,
+						      .flags = h.flags };
+				ctx.in = &h;
+				ctx.reserved = false;
+				if (s->fn(&m, &ctx, s->arg) < 0)
+					atomic_fetch_add_explicit(&ss->failed, 1, memory_order_relaxed);
+				if (ctx.reserved) /* reserved and never committed: give it back */
+					shmp_ring_cancel(ctx.out, &ctx.t);
+				ctx.in = NULL;
+			}
+			shmp__ring_release_quiet(in, &t);
+			ctx.unwoken_in++;
+		} while (n < PL_BATCH && shmp__ring_peek_batch(in, &t, 1, 0, NULL) == 1);
+		ctx.quiet = false;
+		shmp__pl_flush(&ctx);
 	}
+	shmp__pl_flush(&ctx);
 }
 
 static void worker_body(shmp_pipeline_t *pl, int stage, int worker)
@@ -406,8 +476,14 @@ static void worker_ended(shmp_pipeline_t *pl, uint32_t slot, struct shmp__waitse
 		 * it: counted at once, and its large blocks freed. */
 		if (st->in_ring >= 0)
 			shmp__ring_recover_tid(pl->ring[st->in_ring], dead);
-		if (st->out_ring >= 0)
+		if (st->out_ring >= 0) {
 			shmp__ring_recover_tid(pl->ring[st->out_ring], dead);
+			/* It may have died mid-batch with outputs committed
+			 * but its wake-up not yet made. */
+			shmp__ring_wake_consumers(pl->ring[st->out_ring]);
+		}
+		if (st->in_ring >= 0)
+			shmp__ring_wake_producers(pl->ring[st->in_ring]);
 		if (restart) {
 			if (spawn(pl, s, (int)wk->index) == 0) {
 				atomic_fetch_add(&ss->restarts, 1);
@@ -509,7 +585,9 @@ int shmp_pipeline_start(shmp_pipeline_t *pl)
 		ss->in_ring = st->in_ring;
 		ss->out_ring = st->out_ring;
 		ss->first_worker = st->first_worker;
+		atomic_store(&ss->idle, 0);
 	}
+	spin_init(pl, pl->nst, &pl->sink_spin, NULL);
 	sh->nstages = (uint32_t)pl->nst;
 	sh->nworkers = nwk;
 	pl->wsh = shmp__alloc_ptr(pl->seg, nwk * sizeof *pl->wsh, SHMP__CACHELINE, &sh->workers_off);
@@ -625,6 +703,14 @@ int shmp_pipeline_close(shmp_pipeline_t *pl)
 
 /* ---- the sink ----------------------------------------------------------- */
 
+static void sink_flush(shmp_pipeline_t *pl)
+{
+	if (pl->unwoken && pl->sink_ring >= 0) {
+		shmp__ring_wake_producers(pl->ring[pl->sink_ring]);
+		pl->unwoken = 0;
+	}
+}
+
 static int stopped_or(shmp_pipeline_t *pl, int r)
 {
 	if (r == -SHMP_ECLOSED && atomic_load(&pl->sh->state) == SHMP_PIPELINE_STOPPED)
@@ -644,7 +730,19 @@ int shmp_pipeline_next(shmp_pipeline_t *pl, struct shmp_msg *out, double timeout
 		return -SHMP_EWORKERDIED;
 	shmp_ring_t *r = pl->ring[pl->sink_ring];
 	for (;;) {
-		int e = shmp_ring_peek(r, &pl->held, timeout);
+		/* Releases not yet told to the producer are told before this
+		 * waits: it may be waiting for that room. */
+		int e = pl->unwoken ? shmp_ring_peek(r, &pl->held, 0) : -ETIMEDOUT;
+		if (e == -ETIMEDOUT) {
+			sink_flush(pl);
+			bool spin = pl->sink_spin.max_ns != 0;
+			uint64_t t0 = spin ? shmp__now_ns() : 0;
+			e = shmp__ring_peek_batch(r, &pl->held, 1, timeout, &pl->sink_spin);
+			if (spin && e > 0)
+				pl->sink_spin.max_ns = spin_adapt(pl->sink_spin.max_ns, pl->sink_spin.slept,
+								  shmp__now_ns() - t0);
+			e = e > 0 ? 0 : e;
+		}
 		if (e < 0)
 			return stopped_or(pl, e);
 		if (pl->held.len < HDR) { /* not ours: drop it */
@@ -664,12 +762,19 @@ int shmp_pipeline_next(shmp_pipeline_t *pl, struct shmp_msg *out, double timeout
 	}
 }
 
+/* done() releases without waking; the producer hears of the room once a
+ * batch of it is free, or when next() is about to wait, or at join: a
+ * producer waiting on a full ring gets room by the batch, not a wake per
+ * slot (and never waits longer than its 50 ms check for room not told). */
 int shmp_pipeline_done(shmp_pipeline_t *pl)
 {
 	if (checked(pl) < 0 || !pl->holding)
 		return -EINVAL;
 	pl->holding = false;
-	return shmp_ring_release(pl->ring[pl->sink_ring], &pl->held);
+	int e = shmp__ring_release_quiet(pl->ring[pl->sink_ring], &pl->held);
+	if (e == 0 && ++pl->unwoken >= PL_BATCH)
+		sink_flush(pl);
+	return e;
 }
 
 /* ---- inside stages ------------------------------------------------------ */
@@ -684,7 +789,14 @@ void *shmp_stage_reserve(shmp_stage_ctx_t *ctx, size_t len)
 		errno = EMSGSIZE;
 		return NULL;
 	}
-	int r = shmp_ring_reserve(ctx->out, len + HDR, &ctx->t, SHMP_FOREVER);
+	/* In a batch: room now, or first tell the consumers what this batch
+	 * committed (and the producers what it freed) — they may be what we
+	 * are about to wait for. */
+	int r = ctx->quiet ? shmp_ring_reserve(ctx->out, len + HDR, &ctx->t, 0) : -ETIMEDOUT;
+	if (r == -ETIMEDOUT) {
+		shmp__pl_flush(ctx);
+		r = shmp_ring_reserve(ctx->out, len + HDR, &ctx->t, SHMP_FOREVER);
+	}
 	if (r < 0) {
 		errno = -r;
 		return NULL;
@@ -699,7 +811,11 @@ int shmp_stage_commit(shmp_stage_ctx_t *ctx, size_t len)
 		return -EINVAL;
 	ctx->reserved = false;
 	memcpy(ctx->t.data, ctx->in, HDR); /* seq, t0, tag, offset, flags travel on */
-	return shmp_ring_commit(ctx->out, &ctx->t, len + HDR);
+	if (!ctx->quiet)
+		return shmp_ring_commit(ctx->out, &ctx->t, len + HDR);
+	int r = shmp__ring_commit_quiet(ctx->out, &ctx->t, len + HDR);
+	ctx->unwoken_out += r == 0;
+	return r;
 }
 
 int shmp_stage_emit(shmp_stage_ctx_t *ctx, const void *data, size_t len)
@@ -726,6 +842,7 @@ int shmp_pipeline_join(shmp_pipeline_t *pl, double timeout)
 	struct shmp__deadline d;
 	if (shmp__deadline_init(&d, timeout) < 0)
 		return -EINVAL;
+	sink_flush(pl);
 	for (;;) {
 		uint32_t s = atomic_load_explicit(&pl->sh->state, memory_order_acquire);
 		if (s == SHMP_PIPELINE_DONE)

@@ -16,6 +16,28 @@
 
 enum { KIND_FN, KIND_FILE_SOURCE, KIND_FILE_SINK };
 
+/* ---- ring calls only the pipeline makes (ring.c) ---- */
+/* How a wait spins before it sleeps. */
+struct shmp__ring_spin {
+	uint64_t max_ns;                /* spin up to this long; 0: never spin */
+	const _Atomic uint32_t *peer_idle; /* stop spinning once *peer_idle >= peer_n */
+	uint32_t peer_n;
+	_Atomic uint32_t *self_idle;    /* +1 while this waiter sleeps */
+	bool slept;                     /* out: the wait went to sleep */
+};
+/* Claim up to n messages (tickets as peek's), waiting up to timeout only
+ * for the first, with sp's spin (NULL: the ring's own short spin). The
+ * number claimed, or the first one's error. */
+int shmp__ring_peek_batch(shmp_ring_t *r, struct shmp_ring_ticket *t, unsigned n, double timeout,
+			  struct shmp__ring_spin *sp);
+/* release and commit without the wake check: the caller makes it once per
+ * batch (shmp__ring_wake_*), and always before it blocks. */
+int shmp__ring_release_quiet(shmp_ring_t *r, struct shmp_ring_ticket *t);
+int shmp__ring_commit_quiet(shmp_ring_t *r, struct shmp_ring_ticket *t, size_t len);
+void shmp__ring_wake_consumers(shmp_ring_t *r);
+void shmp__ring_wake_producers(shmp_ring_t *r);
+
+
 /* Every ring message starts with this; the payload follows. */
 struct pl_hdr {
 	uint64_t seq;
@@ -33,6 +55,8 @@ struct pl_stage_sh {
 	uint32_t first_worker;         /* index into the worker table */
 	_Atomic uint32_t finished;     /* workers that ended normally */
 	_Atomic uint64_t processed, failed, deaths, restarts;
+	_Atomic uint32_t idle;         /* workers asleep on their input: a spin hint
+				        * for the next stage (in former padding) */
 } __attribute__((aligned(64)));
 
 struct pl_worker_sh {
@@ -67,7 +91,8 @@ _Static_assert(offsetof(struct shmp__pl_sh, ring_off) == 32 && offsetof(struct s
 	       offsetof(struct shmp__pl_sh, seq_next) == 256 && offsetof(struct shmp__pl_sh, msgs_out) == 320 &&
 	       offsetof(struct shmp__pl_sh, hist) == 496 && offsetof(struct shmp__pl_sh, stage) == 15872,
 	       "pipeline fields");
-_Static_assert(sizeof(struct pl_stage_sh) == 128 && offsetof(struct pl_stage_sh, processed) == 56, "pipeline stage");
+_Static_assert(sizeof(struct pl_stage_sh) == 128 && offsetof(struct pl_stage_sh, processed) == 56 &&
+	       offsetof(struct pl_stage_sh, idle) == 88, "pipeline stage");
 _Static_assert(sizeof(struct pl_worker_sh) == 16 && offsetof(struct pl_worker_sh, stage) == 8, "pipeline worker");
 _Static_assert(sizeof(struct pl_hdr) == 32 && offsetof(struct pl_hdr, tag) == 24, "pipeline message header");
 
@@ -125,16 +150,32 @@ struct shmp_pipeline {
 	/* the sink's held message */
 	struct shmp_ring_ticket held;
 	bool holding;
+	unsigned unwoken;              /* sink: releases not yet told to the producers */
+	struct shmp__ring_spin sink_spin;
 };
 
 struct shmp_stage_ctx {
 	shmp_pipeline_t *pl;
 	int stage, worker;
 	shmp_ring_t *out;
+	shmp_ring_t *inr;              /* its input ring (batches: see fn_loop) */
 	const struct pl_hdr *in;
 	struct shmp_ring_ticket t;
 	bool reserved;
+	bool quiet;                    /* in a batch: commits wake at its end */
+	unsigned unwoken_out;          /* commits not yet told to the consumers */
+	unsigned unwoken_in;           /* releases not yet told to the producers */
 };
+
+/* Up to this many messages a stage worker takes at once. */
+#define PL_BATCH 32u
+/* Adaptive spin of spinning stages: the bound, and the least it shrinks to. */
+#define PL_SPIN_MAX_NS 50000u
+#define PL_SPIN_MIN_NS 500u
+/* The wake-ups a stage or the sink owes, made before it can block. */
+void shmp__pl_flush(shmp_stage_ctx_t *ctx);
+/* Whether more than one CPU is usable by this thread. */
+bool shmp__pl_multi_cpu(void);
 
 /* A message's latency, now, into the histogram (the sink does it). */
 void shmp__pl_record(struct shmp__pl_sh *sh, uint64_t t0);

@@ -18,8 +18,34 @@
  * Large messages live in a segment block whose offset the slot keeps in
  * block_off. It is non-zero only while the slot owns a live block: the
  * producer stores it after claiming, the consumer zeroes it before freeing
- * the block, so a recoverer may always free a non-zero offset. */
+ * the block, so a recoverer may always free a non-zero offset.
+ *
+ * Waking (no wake lost, no system call unless someone sleeps). Each side has
+ * a futex word and a sleeper count. A sleeper increments the count with a
+ * seq_cst read-modify-write, arms the futex word (bit 0), re-reads the slot
+ * it waits on (seq_cst) and sleeps only if the word is unchanged. A waker
+ * publishes (release store of the slot word), then issues a seq_cst fence
+ * and reads the count: by the fences' total order either the sleeper's
+ * re-read sees the publish, or the waker's read sees the sleeper. Only a
+ * waker that finds a sleeper and clears the armed bit (CAS) makes the
+ * FUTEX_WAKE call, so a burst of publishes pays one call per sleep, not one
+ * per message. The waker never writes the count's cache line unless it
+ * wakes someone: a publish costs a fence, not a line transfer.
+ *
+ * Batches (pipeline_internal.h): the pipeline claims up to n ready slots
+ * in one call (each slot still names its claimer, so a death mid-batch is
+ * recovered slot by slot), releases and commits them without waking, and
+ * then makes the one wake check above per batch and side. A claimed slot
+ * is visible to everyone at once; only the wake-up is deferred, and whoever
+ * defers it must make it before it can block (or the peer could sleep on
+ * messages it was never told about).
+ *
+ * Spinning (struct shmp__ring_spin): a waiter may spin for a bounded time
+ * before it sleeps, stopping at once when the caller's hint says that no
+ * producer is awake; the bound is the caller's, never read from shared
+ * memory, and a hint read from shared memory can only shorten the spin. */
 #include "object.h"
+#include "pipeline_internal.h"
 
 #include <stdlib.h>
 
@@ -265,15 +291,18 @@ SHMP__HEAD_CHECK(struct shmp_ring);
  * The rest counts wake-ups, in steps of 2. */
 #define ARMED 1u
 
-/* After publishing: a seq_cst read-modify-write orders our store before the
- * read of the waiter count (a waiter increments it, then re-checks the slot),
- * so either it sees our message or we see it waiting. Only the first waker
- * after a sleeper armed the word makes the system call: without that, every
- * put and get until the sleeper actually ran would pay one. */
+/* After publishing: a seq_cst fence orders our store before the read of the
+ * waiter count (a waiter increments it with a seq_cst RMW, then re-checks
+ * the slot), so either it sees our message or we see it waiting (see the
+ * top comment). A fence, not an RMW on the count: the count's line stays
+ * shared while nobody sleeps. Only the first waker after a sleeper armed
+ * the word makes the system call: without that, every put and get until
+ * the sleeper actually ran would pay one. */
 static inline void wake_side(_Atomic uint32_t *futex, _Atomic uint32_t *waiters, int n)
 {
 	(void)n; /* every sleeper re-checks its own slot: wake them all */
-	if (!atomic_fetch_add_explicit(waiters, 0, memory_order_seq_cst))
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!atomic_load_explicit(waiters, memory_order_relaxed))
 		return;
 	uint32_t v = atomic_load_explicit(futex, memory_order_seq_cst);
 	if ((v & ARMED) && atomic_compare_exchange_strong_explicit(futex, &v, (v + 2) & ~ARMED,
@@ -317,6 +346,8 @@ struct waiter {
 	struct shmp__checker check;
 	unsigned spins, budget;
 	bool checker_on;
+	struct shmp__ring_spin *sp; /* the caller's spin policy, or NULL */
+	uint64_t spin_start;
 };
 #define STUCK_NS 2000000ull /* a poll checks a slot's holder once stuck this long */
 #define SPIN_MIN 16u
@@ -327,6 +358,8 @@ static int waiter_init(shmp_ring_t *r, struct waiter *wt, double timeout)
 		return -EINVAL;
 	wt->spins = 0;
 	wt->checker_on = false;
+	wt->sp = NULL;
+	wt->spin_start = 0;
 	/* Each call wins back some of the spin that sleeps took away. */
 	uint32_t b = atomic_load_explicit(&r->spin_budget, memory_order_relaxed);
 	if (b < shmp__spin_limit) {
@@ -362,6 +395,28 @@ static int block_on(shmp_ring_t *r, bool producer, struct waiter *wt, struct slo
 		poll_stuck(r, s, w);
 		return -ETIMEDOUT;
 	}
+	struct shmp__ring_spin *sp = wt->sp;
+	if (sp && !wt->checker_on) {
+		/* The caller's spin: bounded in time by its max_ns, the clock
+		 * read every 64 pauses; over at once when the hint says every
+		 * producer sleeps (a forged hint only ends it sooner). */
+		if (sp->max_ns && wt->spins != UINT_MAX) {
+			if (wt->spins++ % 64 == 0) {
+				uint64_t now = shmp__now_ns();
+				if (!wt->spin_start)
+					wt->spin_start = now;
+				if (now - wt->spin_start >= sp->max_ns ||
+				    (sp->peer_idle && atomic_load_explicit(sp->peer_idle, memory_order_relaxed) >=
+				     sp->peer_n))
+					wt->spins = UINT_MAX;
+			}
+			if (wt->spins != UINT_MAX) {
+				shmp__cpu_relax();
+				return 0;
+			}
+		}
+		wt->spins = wt->budget = 0; /* no short spin after it (or none at all) */
+	}
 	if (wt->spins < wt->budget) {
 		wt->spins++;
 		shmp__cpu_relax();
@@ -382,6 +437,11 @@ static int block_on(shmp_ring_t *r, bool producer, struct waiter *wt, struct slo
 	_Atomic uint32_t *waiters = producer ? &sh->prod_waiters : &sh->cons_waiters;
 	atomic_fetch_add_explicit(waiters, 1, memory_order_seq_cst);
 	uint32_t seen = atomic_fetch_or_explicit(futex, ARMED, memory_order_seq_cst) | ARMED;
+	if (sp) {
+		sp->slept = true;
+		if (sp->self_idle)
+			atomic_fetch_add_explicit(sp->self_idle, 1, memory_order_relaxed);
+	}
 	/* Sleep even when closed: the caller waits on this slot (a message
 	 * being written drains after close too), and close() has bumped the
 	 * futex for anyone who should look again. */
@@ -394,6 +454,8 @@ static int block_on(shmp_ring_t *r, bool producer, struct waiter *wt, struct slo
 		fr = shmp__futex_wait(futex, seen, &until);
 	}
 	atomic_fetch_sub_explicit(waiters, 1, memory_order_relaxed);
+	if (sp && sp->self_idle)
+		atomic_fetch_sub_explicit(sp->self_idle, 1, memory_order_relaxed);
 	if (shmp__interrupted(fr))
 		return -EINTR; /* nothing claimed yet: the call leaves no trace */
 	bool expired = shmp__deadline_passed(&wt->d);
@@ -854,6 +916,83 @@ int shmp_ring_release(shmp_ring_t *r, struct shmp_ring_ticket *t)
 	consume_done(r, s, t->pos_, true);
 	t->state_ = 0;
 	return 0;
+}
+
+/* ---- batches, for the pipeline (pipeline_internal.h) ---------------------- */
+
+int shmp__ring_peek_batch(shmp_ring_t *r, struct shmp_ring_ticket *t, unsigned n, double timeout,
+			  struct shmp__ring_spin *sp)
+{
+	if (!r || !t || !n)
+		return -EINVAL;
+	struct waiter wt;
+	if (waiter_init(r, &wt, timeout) < 0)
+		return -EINVAL;
+	if (sp) {
+		sp->slept = false;
+		wt.sp = sp;
+	}
+	uint32_t tid = (uint32_t)shmp__tid();
+	unsigned got = 0;
+	while (got < n) {
+		uint64_t pos, w;
+		struct slot *s;
+		int e;
+		if (got == 0) {
+			e = acquire_get_slot(r, &wt, &pos, &s, NULL);
+		} else {
+			/* The rest of the range: only what is ready now. */
+			while ((e = claim_get(r, tid, &pos, &s, &w, NULL)) == 0 && (s->flags & F_SKIP))
+				consume_done(r, s, pos, false);
+		}
+		if (e < 0)
+			return got ? (int)got : e;
+		uint32_t len = s->len;
+		void *p = payload_of(r, s, pos, len, s->flags);
+		if (!p) {
+			consume_done(r, s, pos, true);
+			return got ? (int)got : -SHMP_ECORRUPT;
+		}
+		t[got++] = (struct shmp_ring_ticket){ .data = p, .len = len, .pos_ = pos, .block_ = s->block_off,
+						       .state_ = 2 };
+	}
+	return (int)got;
+}
+
+int shmp__ring_release_quiet(shmp_ring_t *r, struct shmp_ring_ticket *t)
+{
+	struct slot *s;
+	int e = ticket_slot(r, t, 2, &s);
+	if (e < 0)
+		return e;
+	consume_done(r, s, t->pos_, false);
+	t->state_ = 0;
+	return 0;
+}
+
+int shmp__ring_commit_quiet(shmp_ring_t *r, struct shmp_ring_ticket *t, size_t len)
+{
+	struct slot *s;
+	int e = ticket_slot(r, t, 1, &s);
+	if (e < 0)
+		return e;
+	if (len > t->len)
+		return -EINVAL;
+	if (t->block_)
+		((struct block_hdr *)(r->seg->base + t->block_))->len = (uint32_t)len;
+	publish(s, t->pos_, (uint32_t)len, t->block_ ? F_BLOCK : 0);
+	t->state_ = 0;
+	return 0;
+}
+
+void shmp__ring_wake_consumers(shmp_ring_t *r)
+{
+	wake_consumers(r, INT_MAX);
+}
+
+void shmp__ring_wake_producers(shmp_ring_t *r)
+{
+	wake_producers(r, INT_MAX);
 }
 
 /* ---- the rest ----------------------------------------------------------- */

@@ -6,8 +6,8 @@
  *   (this process): two hops, for 64-byte and 64 KiB messages, over
  *
  *   - shmp, sleeping stages (the default: a stage waits on its ring's futex);
- *   - shmp, spinning stages (opts.spin = 1; the sink here polls next() with
- *     timeout 0 as well);
+ *   - shmp, spinning stages (opts.spin = 1: the stages and the sink's
+ *     next() spin, adaptively and boundedly, before they sleep);
  *   - pipes: a forked child reading framed messages (a 4-byte length, then
  *     the payload) from one pipe and writing each to another, buffered
  *     reads, one write per message — what `a | b | c` would do;
@@ -366,19 +366,9 @@ static void conn_send(struct conn *c)
 
 static int shmp_take(struct conn *c, struct shmp_msg *m)
 {
-	if (c->kind == K_SLEEP)
-		return shmp_pipeline_next(c->pl, m, SHMP_FOREVER);
-	/* Spinning: poll, letting others run now and then (as the stages do:
-	 * on two cores the producer thread needs one too). */
-	for (unsigned k = 1;; k++) {
-		int e = shmp_pipeline_next(c->pl, m, 0);
-		if (e != -ETIMEDOUT)
-			return e;
-		if (k % 256 == 0)
-			sched_yield();
-		else
-			cpu_relax();
-	}
+	/* Spinning or not, next() waits as the pipeline's options say: with
+	 * opts.spin it spins before it sleeps, as the stages do. */
+	return shmp_pipeline_next(c->pl, m, SHMP_FOREVER);
 }
 
 /* The sink: take the next message, check it, give it back. */
