@@ -60,6 +60,7 @@ shmp_pipeline_t *shmp_pipeline_create(const struct shmp_pipeline_opts *opts)
 	pl->o.registry = NULL; /* nor is the registry handle kept: its segment is */
 	pl->efd = -1;
 	pl->sink_fd = -1;
+	pl->pid = getpid();
 	pthread_mutex_init(&pl->mu, NULL);
 	if (o.registry) {
 		if (!(pl->seg = shmp_registry_segment(o.registry)))
@@ -862,13 +863,46 @@ int shmp_pipeline_join(shmp_pipeline_t *pl, double timeout)
 				pl->wk[i].running = false;
 			}
 	}
+	if (atomic_load(&pl->sh->sink_errors)) {
+		/* The file sink could not write everything: its first error,
+		 * if it is one (shared memory: anything else is EIO). */
+		int32_t e = atomic_load(&pl->sh->sink_err);
+		return -(e > 0 && e < 4096 ? e : EIO);
+	}
 	return 0;
+}
+
+/* A forked copy of the handle (the one lifetime rule): let go of what this
+ * process has — its mappings, descriptors and memory — and nothing of the
+ * creator's: no ring is closed, no worker signalled, nothing shared freed
+ * or unnamed. (Its mutex may have been copied locked: left alone.) */
+static void release_copy(shmp_pipeline_t *pl)
+{
+	if (pl->efd >= 0)
+		close(pl->efd);
+	for (int i = 0; pl->wk && i < pl->nwk; i++)
+		if (pl->wk[i].pidfd >= 0)
+			close(pl->wk[i].pidfd);
+	for (int k = 0; k < PL_MAX + 1; k++)
+		if (pl->ring[k])
+			shmp_ring_destroy(pl->ring[k]); /* a copy's: the handle only */
+	if (pl->own_seg)
+		shmp_segment_destroy(pl->seg); /* a copy's: unmapped, not freed */
+	for (unsigned i = 0; i < pl->npaths; i++)
+		free(pl->paths[i]);
+	free(pl->paths);
+	free(pl->wk);
+	free(pl);
 }
 
 void shmp_pipeline_destroy(shmp_pipeline_t *pl)
 {
 	if (!pl)
 		return;
+	if (pl->pid != getpid()) {
+		release_copy(pl);
+		return;
+	}
 	if (pl->started) {
 		atomic_store(&pl->quit, true);
 		uint32_t s = atomic_load(&pl->sh->state);
@@ -954,6 +988,7 @@ static void stats_of(struct shmp__pl_sh *sh, struct pl_worker_sh *wsh, uint32_t 
 	st->messages_out = atomic_load(&sh->msgs_out);
 	st->bytes_out = atomic_load(&sh->bytes_out);
 	st->source_errors = atomic_load(&sh->source_errors);
+	st->sink_errors = atomic_load(&sh->sink_errors);
 	uint64_t t0 = atomic_load(&sh->t_start), t1 = atomic_load(&sh->t_last_out);
 	if (st->state == SHMP_PIPELINE_RUNNING || st->state == SHMP_PIPELINE_DRAINING || !t1)
 		t1 = shmp__now_ns();

@@ -8,7 +8,11 @@
  *
  * The sink takes up to `depth` messages, writes them in order with linked
  * io_uring writes (WRITE_FIXED from registered slots where possible), and
- * releases them once written; write(2) without io_uring. */
+ * releases them once written; write(2) without io_uring. A write that
+ * fails (or makes no progress) is counted, per message not written, in the
+ * pipeline's sink_errors with the first error code, which join() returns;
+ * nothing is written after it. As a worker process the sink ignores
+ * SIGPIPE, so that a reader gone is EPIPE, not a death. */
 #include "pipeline_internal.h"
 
 #include <fcntl.h>
@@ -194,8 +198,10 @@ static int write_all(int fd, const char *p, size_t n)
 		ssize_t w = write(fd, p, n);
 		if (w < 0 && errno == EINTR)
 			continue;
-		if (w <= 0)
+		if (w < 0)
 			return -errno;
+		if (w == 0)
+			return -EIO; /* no progress and no errno to tell why */
 		p += w;
 		n -= (size_t)w;
 	}
@@ -207,6 +213,8 @@ int shmp__pl_file_sink(shmp_pipeline_t *pl, int stage)
 	struct pl_stage_sh *ss = &pl->sh->stage[stage];
 	shmp_ring_t *r = pl->ring[pl->st[stage].in_ring];
 	unsigned depth = 8;
+	if (!pl->o.threads)
+		signal(SIGPIPE, SIG_IGN); /* its own process: EPIPE instead */
 	struct uring u;
 	uring_init(&u, r, depth);
 	struct shmp_ring_ticket t[8];
@@ -230,7 +238,15 @@ int shmp__pl_file_sink(shmp_pipeline_t *pl, int stage)
 			atomic_fetch_add_explicit(&ss->processed, 1, memory_order_relaxed);
 			n++;
 		} while (n < depth && shmp_ring_peek(r, &t[n], 0) == 0);
-		if (!err && u.on) {
+		/* Messages whose bytes did not all reach the file: counted in
+		 * stats.sink_errors, the first error kept for join(). After an
+		 * error nothing more is written (the file would have a hole),
+		 * but every message is still taken and counted. */
+		unsigned bad = 0;
+		if (err) {
+			for (unsigned i = 0; i < n; i++)
+				bad += t[i].len > HDR;
+		} else if (u.on) {
 			unsigned queued = 0;
 			for (unsigned i = 0; i < n; i++) {
 				if (t[i].len <= HDR)
@@ -251,24 +267,42 @@ int shmp__pl_file_sink(shmp_pipeline_t *pl, int stage)
 				io_uring_submit(&u.ring);
 			for (unsigned i = 0; i < queued; i++) {
 				uint64_t tag;
-				int res;
+				int res, e = 0;
 				if (reap(&u, &tag, &res) < 0) {
-					err = -EIO;
+					bad += queued - i;
+					err = err ? err : -EIO;
 					break;
 				}
+				if (tag >= n)
+					continue;
 				/* A short write breaks the link: finish by hand. */
-				if (tag < n && res >= 0 && (size_t)res < t[tag].len - HDR)
-					err = write_all(pl->sink_fd, (char *)t[tag].data + HDR + res,
-							t[tag].len - HDR - (size_t)res);
-				else if (res == -ECANCELED && tag < n) /* after a broken link: in order, by hand */
-					err = write_all(pl->sink_fd, (char *)t[tag].data + HDR, t[tag].len - HDR);
+				if (res >= 0 && (size_t)res < t[tag].len - HDR)
+					e = err ? err : write_all(pl->sink_fd, (char *)t[tag].data + HDR + res,
+								  t[tag].len - HDR - (size_t)res);
+				else if (res == -ECANCELED) /* after a broken link: in order, by hand */
+					e = err ? err : write_all(pl->sink_fd, (char *)t[tag].data + HDR, t[tag].len - HDR);
 				else if (res < 0)
-					err = res;
+					e = res;
+				if (e) {
+					bad++;
+					err = err ? err : e;
+				}
 			}
-		} else if (!err) {
-			for (unsigned i = 0; i < n && !err; i++)
-				if (t[i].len > HDR)
-					err = write_all(pl->sink_fd, (char *)t[i].data + HDR, t[i].len - HDR);
+		} else {
+			for (unsigned i = 0; i < n; i++) {
+				if (t[i].len <= HDR)
+					continue;
+				int e = err ? err : write_all(pl->sink_fd, (char *)t[i].data + HDR, t[i].len - HDR);
+				if (e) {
+					bad++;
+					err = err ? err : e;
+				}
+			}
+		}
+		if (bad) {
+			int32_t none = 0;
+			atomic_compare_exchange_strong(&pl->sh->sink_err, &none, -err);
+			atomic_fetch_add_explicit(&pl->sh->sink_errors, bad, memory_order_relaxed);
 		}
 		for (unsigned i = 0; i < n; i++)
 			shmp_ring_release(r, &t[i]);

@@ -73,7 +73,12 @@ struct shmp__pl_sh {
 	uint32_t threads;
 	uint64_t ring_off[PL_MAX + 1];
 	uint64_t workers_off;
-	uint64_t reserved[4];          /* zero, for later versions */
+	/* The file sink's write failures (messages not written) and the
+	 * first one's errno: in fields that were reserved (zero) before. */
+	_Atomic uint64_t sink_errors;
+	_Atomic int32_t sink_err;
+	uint32_t reserved0;
+	uint64_t reserved[2];          /* zero, for later versions */
 	SHMP__ALIGNED _Atomic uint64_t seq_next;
 	_Atomic uint64_t msgs_in, bytes_in;
 	SHMP__ALIGNED _Atomic uint64_t msgs_out, bytes_out, t_last_out;
@@ -88,6 +93,7 @@ struct shmp__pl_sh {
  * message header, the stage and worker tables, the header. */
 SHMP__PIN(struct shmp__pl_sh, 17920);
 _Static_assert(offsetof(struct shmp__pl_sh, ring_off) == 32 && offsetof(struct shmp__pl_sh, workers_off) == 168 &&
+	       offsetof(struct shmp__pl_sh, sink_errors) == 176 && offsetof(struct shmp__pl_sh, sink_err) == 184 &&
 	       offsetof(struct shmp__pl_sh, seq_next) == 256 && offsetof(struct shmp__pl_sh, msgs_out) == 320 &&
 	       offsetof(struct shmp__pl_sh, hist) == 496 && offsetof(struct shmp__pl_sh, stage) == 15872,
 	       "pipeline fields");
@@ -147,6 +153,7 @@ struct shmp_pipeline {
 	_Atomic bool quit;
 	pthread_mutex_t mu;            /* the worker table */
 	bool started, closed;
+	pid_t pid;                     /* the creating process (the lifetime rule) */
 	/* the sink's held message */
 	struct shmp_ring_ticket held;
 	bool holding;

@@ -15,13 +15,17 @@
  *   file source and one after start -EBUSY; also with opts.threads;
  * - file source -> stage -> file sink: the output file is the
  *   concatenation of the files; next() is -EBUSY;
- * - put -> stage -> file sink: the output file is the messages in order.
+ * - put -> stage -> file sink: the output file is the messages in order;
+ * - a file sink that cannot write (EBADF, EPIPE): join returns the error,
+ *   stats.sink_errors counts every message not written; add_file_sink(-1)
+ *   is -EBADF.
  * The whole test runs again in a child with SHMP_NO_IO_URING=1 (pread and
  * write(2) fallbacks), where shmp_io_uring_available() must be 0. The
  * directory is removed on every path. */
 #include "t.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <ftw.h>
 #include <sys/stat.h>
 
@@ -342,6 +346,56 @@ static void run_put_to_file(void)
 	printf("put to file: %zu bytes\n", total);
 }
 
+/* put -> stage -> file sink that cannot write: to a descriptor open for
+ * reading only (EBADF), or, as a process, to a pipe nobody reads (EPIPE:
+ * the sink ignores SIGPIPE; threads share the test's SIGPIPE, ignored
+ * here). Every message is still taken; each one not written counts in
+ * stats.sink_errors, and join returns the first error. */
+static void run_sink_errors(int how, int threads)
+{
+	int fd, pfd[2] = { -1, -1 };
+	char path[128];
+	if (how == 0) {
+		snprintf(path, sizeof path, "%s/ro", dir);
+		write_file(path, (const unsigned char *)"x", 1);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+	} else {
+		T_EQ(pipe(pfd), 0);
+		T_EQ(close(pfd[0]), 0);
+		fd = pfd[1];
+	}
+	T_CHECK(fd >= 0);
+	struct shmp_pipeline_opts o = SHMP_OPTS(shmp_pipeline_opts, .capacity = 8, .threads = threads,
+						.segment_size = 64u << 20);
+	shmp_pipeline_t *pl = shmp_pipeline_create(&o);
+	T_CHECK(pl);
+	T_EQ(shmp_pipeline_add_file_sink(pl, -1), -EBADF);
+	T_EQ(shmp_pipeline_add_stage(pl, "ident", stage_fn, NULL, 1), 1);
+	T_EQ(shmp_pipeline_add_file_sink(pl, fd), 2);
+	T_EQ(shmp_pipeline_start(pl), 0);
+	enum { M = 50 };
+	for (int i = 0; i < M; i++)
+		T_EQ(shmp_pipeline_put(pl, "hello", 5, (uint32_t)i, 10), 0);
+	T_EQ(shmp_pipeline_close(pl), 0);
+	int want = how == 0 ? -EBADF : -EPIPE;
+	T_EQ(shmp_pipeline_join(pl, 20), want);
+	T_EQ(shmp_pipeline_join(pl, 0), want); /* and again */
+	struct shmp_pipeline_stats st;
+	T_EQ(shmp_pipeline_stats(pl, &st), 0);
+	T_EQ(st.state, SHMP_PIPELINE_DONE);
+	T_EQ(st.messages_in, M);
+	T_EQ(st.messages_out, M);
+	T_EQ(st.sink_errors, M);
+	T_EQ(st.stage[1].deaths, 0);
+	shmp_pipeline_destroy(pl);
+	T_EQ(close(fd), 0);
+	if (how == 0)
+		T_EQ(unlink(path), 0);
+	T_NO_CHILDREN();
+	printf("sink errors (%s, %s): join %d, %llu counted\n", how ? "EPIPE" : "EBADF", threads ? "threads" : "processes",
+	       want, (unsigned long long)st.sink_errors);
+}
+
 int main(int argc, char **argv)
 {
 	(void)argc;
@@ -376,6 +430,10 @@ int main(int argc, char **argv)
 	run_source(0, 0, 2, 1);
 	run_file_to_file(65536, 0, 1);
 	run_put_to_file();
+	signal(SIGPIPE, SIG_IGN); /* thread sinks share it */
+	for (int how = 0; how < 2; how++)
+		for (int threads = 0; threads < 2; threads++)
+			run_sink_errors(how, threads);
 
 	for (int i = 0; i < NF; i++) {
 		free(paths[i]);

@@ -55,7 +55,16 @@ extern "C" {
  * Lifetime: the pipeline is its creator's. destroy() stops it, kills and
  * reaps its workers and frees its shared state (its own segment, or its
  * blocks and name in opts.registry). Only the creating process may call the
- * source, sink, join and destroy functions; workers use the stage ones.
+ * source, sink and join functions; workers use the stage ones. A process
+ * forked from the creator that destroys the handle it inherited releases
+ * its copy only (the one lifetime rule): nothing of the creator's pipeline
+ * stops.
+ *
+ * Batches: a worker waits for one message, then takes up to 31 more that
+ * are ready, one at a time, and makes one wake check per ring per batch
+ * (a futex wake only when the other side sleeps). The sink's done() tells
+ * a waiting producer of room by the batch too (or when next() would wait,
+ * or at join).
  *
  * Trust: workers are processes this process forked: they are signalled
  * through pidfds and reaped by the pids fork() returned, both kept in this
@@ -106,8 +115,10 @@ struct shmp_pipeline_opts {
 				  * default 256 */
 	size_t max_message;      /* default 1 MiB */
 	int on_crash;            /* SHMP_PIPELINE_STOP (default) or _RESTART */
-	int spin;                /* 1: workers poll their input instead of sleeping:
-				  * lowest latency, one busy core per worker */
+	int spin;                /* 1: workers and next() spin before sleeping:
+				  * at most 50 us, learned from recent waits,
+				  * over when the stage before sleeps, never
+				  * with one usable CPU. 0: no spin at all */
 	int threads;             /* 1: workers are threads of this process */
 	size_t segment_size;     /* of its own segment (no registry); default
 				  * 256 MiB (address space, touched lazily) */
@@ -119,7 +130,9 @@ struct shmp_pipeline_opts {
  * SHMP_ESEGFULL / ENOMEM (no room). */
 SHMP_API shmp_pipeline_t *shmp_pipeline_create(const struct shmp_pipeline_opts *opts);
 /* Add the next stage, run by `workers` workers (>= 1). Before start. The
- * stage's index (1, 2, ...) or -EINVAL, -EBUSY (started), -ENOSPC (16 max). */
+ * stage's index (1, 2, ...) or -EINVAL, -EBUSY (started), -ENOSPC (16 max).
+ * A file source added later becomes stage 1 and renumbers the others up by
+ * one (shmp_stage_index and the stats give the final numbers). */
 SHMP_API int shmp_pipeline_add_stage(shmp_pipeline_t *pl, const char *name, shmp_stage_fn fn, void *arg,
 				     unsigned workers);
 
@@ -138,7 +151,11 @@ SHMP_API int shmp_pipeline_add_file_source(shmp_pipeline_t *pl, const char *cons
 					   const struct shmp_file_source_opts *opts);
 /* Make the sink a stage of its own (one worker) that writes every message's
  * bytes to fd, in arrival order (io_uring writes where allowed, write(2)
- * otherwise). Latency is measured there. Before start; then next() is -EBUSY. */
+ * otherwise). Latency is measured there. Before start; then next() is -EBUSY.
+ * -EBADF for a negative fd. A failed write is not retried and nothing more
+ * is written; the messages not written count in stats.sink_errors, and
+ * join() returns the first error (-EPIPE, -ENOSPC...; -EIO for a write
+ * that made no progress). A sink process ignores SIGPIPE. */
 SHMP_API int shmp_pipeline_add_file_sink(shmp_pipeline_t *pl, int fd);
 
 /* Fork the workers (or start the threads). 0, -EINVAL (no stage), -EBUSY. */
@@ -184,10 +201,12 @@ SHMP_API int shmp_stage_worker(const shmp_stage_ctx_t *ctx);
 SHMP_API int shmp_stage_index(const shmp_stage_ctx_t *ctx);
 
 /* Wait until every stage has finished (after close, or when a file source
- * ran out). 0, -ETIMEDOUT, -EINTR, -SHMP_EWORKERDIED (stopped by a crash). */
+ * ran out). 0, -ETIMEDOUT, -EINTR, -SHMP_EWORKERDIED (stopped by a crash),
+ * or the file sink's first write error (see add_file_sink). */
 SHMP_API int shmp_pipeline_join(shmp_pipeline_t *pl, double timeout);
 /* Stop now: close every ring, kill the workers, reap them. Then free.
- * Accepts NULL. */
+ * In a process forked from the creator: release this copy only. Accepts
+ * NULL. */
 SHMP_API void shmp_pipeline_destroy(shmp_pipeline_t *pl);
 
 #define SHMP_PIPELINE_MAX_STAGES 16
@@ -203,13 +222,16 @@ struct shmp_stage_stats {
 };
 struct shmp_pipeline_stats {
 	unsigned nstages;       /* including the file source and sink stages */
-	int state;              /* SHMP_PIPELINE_RUNNING, _DRAINING, _DONE, _STOPPED */
+	int state;              /* SHMP_PIPELINE_NEW (created, not started),
+				 * _RUNNING, _DRAINING, _DONE, _STOPPED */
 	uint64_t messages_in;   /* committed by the source */
 	uint64_t bytes_in;
 	uint64_t messages_out;  /* taken by the sink */
 	uint64_t bytes_out;
 	uint64_t lost;          /* ring slots held by workers that died (see above) */
 	uint64_t source_errors; /* file source: files that could not be read */
+	uint64_t sink_errors;   /* file sink: messages it could not write (join
+				 * then returns the first error) */
 	double elapsed;         /* seconds from start to the last message out (or now) */
 	/* latency, source commit -> sink take, in nanoseconds (about 3% resolution) */
 	uint64_t lat_count, lat_p50, lat_p99, lat_p999, lat_max;
