@@ -17,6 +17,8 @@
  *   message arrives twice or damaged, and every message that did not
  *   come out is counted lost (messages_in <= messages_out + lost <=
  *   messages_in + kills).
+ * - a worker killed in the middle of a batch (RESTART): lost is exactly 1
+ *   (the message it was working on), everything else arrives once;
  * - destroy without close, while a worker is stuck inside its stage fn,
  *   while messages stream, and (threads) while a stage waits on a full
  *   ring: returns promptly, every worker is killed and reaped. */
@@ -29,7 +31,7 @@
 #define MAXN 200000
 #define MAXSLOT 16
 
-enum { C_BAD, C_WHY, C_BAD_SEQ, C_BAD_LEN, C_BAD_STAGE, C_CRASH_STAGE, C_CRASH_SEQ, C_CRASH_HOW, C_SPIN, C_PID, C_N = C_PID + MAXSLOT };
+enum { C_BAD, C_WHY, C_BAD_SEQ, C_BAD_LEN, C_BAD_STAGE, C_CRASH_STAGE, C_CRASH_SEQ, C_CRASH_HOW, C_SPIN, C_GATE_SEQ, C_PID, C_N = C_PID + MAXSLOT };
 enum { HOW_NONE, HOW_ABORT, HOW_EXIT3, HOW_GATE };
 static _Atomic int64_t *C;
 
@@ -101,6 +103,8 @@ static int stage_fn(const struct shmp_msg *in, shmp_stage_ctx_t *ctx, void *arg)
 		}
 		bad(why);
 	}
+	if (st == atomic_load(&C[C_CRASH_STAGE]) && (int64_t)in->seq == atomic_load(&C[C_GATE_SEQ]))
+		shmp_event_wait(gate, 60);
 	if (st == atomic_load(&C[C_CRASH_STAGE]) && (int64_t)in->seq == atomic_load(&C[C_CRASH_SEQ])) {
 		switch (atomic_load(&C[C_CRASH_HOW])) {
 		case HOW_ABORT: abort();
@@ -123,6 +127,7 @@ static void reset(void)
 	for (int i = 0; i < C_N; i++)
 		atomic_store(&C[i], 0);
 	atomic_store(&C[C_CRASH_SEQ], -1);
+	atomic_store(&C[C_GATE_SEQ], -1);
 	atomic_store(&C[C_SPIN], 2000);
 }
 
@@ -544,6 +549,67 @@ static void restart_trial(struct tally *ty)
 	check_all_gone();
 }
 
+/* ---- a worker killed mid-batch ---------------------------------------------- */
+
+/* The stage's one worker is held at the gate on message 0 while 1..59
+ * queue up behind it; the gate opens and the worker goes through them as
+ * one batch, dying (abort) at message `at` in the middle of it. Batches
+ * claim each message only when its turn comes: the death costs exactly
+ * the input it was working on (lost 1), the outputs it had committed
+ * before it (not yet woken) come out, the replacement does the rest; no
+ * message twice, none but `at` missing. */
+static void kill_mid_batch(uint64_t at, int spin)
+{
+	reset();
+	memset(seen, 0, sizeof seen);
+	got = 0;
+	T_EQ(shmp_event_clear(gate), 0);
+	atomic_store(&C[C_CRASH_STAGE], 1);
+	atomic_store(&C[C_GATE_SEQ], 0);
+	atomic_store(&C[C_CRASH_SEQ], (int64_t)at);
+	atomic_store(&C[C_CRASH_HOW], HOW_ABORT);
+	atomic_store(&C[C_SPIN], 0);
+	struct shmp_pipeline_opts o = SHMP_OPTS(shmp_pipeline_opts, .on_crash = SHMP_PIPELINE_RESTART,
+						.capacity = 64, .spin = spin, .segment_size = 32u << 20);
+	shmp_pipeline_t *pl = shmp_pipeline_create(&o);
+	T_CHECK(pl);
+	T_EQ(shmp_pipeline_add_stage(pl, "one", stage_fn, NULL, 1), 1);
+	T_EQ(shmp_pipeline_start(pl), 0);
+	enum { M = 60 };
+	for (uint64_t q = 0; q < M; q++)
+		T_EQ(put_seq(pl, q, 10), 0);
+	/* All of 1..59 wait behind message 0 at the gate. */
+	struct shmp_pipeline_stats st;
+	double until = t_now() + 10;
+	for (;;) {
+		T_EQ(shmp_pipeline_stats(pl, &st), 0);
+		if (st.stage[0].processed == 1 && st.stage[0].queued == M - 1)
+			break;
+		T_CHECK(t_now() < until);
+		t_sleep_ms(1);
+	}
+	T_EQ(shmp_event_set(gate), 0);
+	while (got < M - 1)
+		T_EQ(take(pl, 10), 1);
+	T_EQ(shmp_pipeline_close(pl), 0);
+	T_EQ(take(pl, 10), -SHMP_ECLOSED);
+	T_EQ(shmp_pipeline_join(pl, 10), 0);
+	check_no_bad();
+	T_EQ(shmp_pipeline_stats(pl, &st), 0);
+	T_EQ(st.stage[0].deaths, 1);
+	T_EQ(st.stage[0].restarts, 1);
+	T_EQ(st.messages_in, M);
+	T_EQ(st.messages_out, M - 1);
+	T_EQ(st.lost, 1);
+	for (uint64_t q = 0; q < M; q++)
+		T_EQ(seen[q], q != at);
+	note_pids();
+	shmp_pipeline_destroy(pl);
+	check_all_gone();
+	printf("killed mid-batch at message %llu (%s): lost 1, the rest arrived once\n", (unsigned long long)at,
+	       spin ? "spinning" : "sleeping");
+}
+
 /* ---- destroy while running ------------------------------------------------- */
 
 static void destroy_running(void)
@@ -625,6 +691,9 @@ int main(void)
 	       (unsigned long long)ty.kills, (unsigned long long)ty.in, (unsigned long long)ty.out,
 	       (unsigned long long)ty.lost, t_now() - t0);
 
+	kill_mid_batch(10, 0);
+	kill_mid_batch(1, 1);
+	kill_mid_batch(30, 0);
 	destroy_running();
 	shmp_event_destroy(gate);
 	T_NO_CHILDREN();
