@@ -233,6 +233,14 @@ bool shmp__pl_multi_cpu(void)
 	return CPU_COUNT(&set) > 1;
 }
 
+void shmp__pl_note_cpu(_Atomic uint32_t *w)
+{
+	int c = sched_getcpu(); /* rseq or the vDSO: no system call */
+	uint32_t v = c < 0 ? 0 : (uint32_t)c + 1;
+	if (atomic_load_explicit(w, memory_order_relaxed) != v)
+		atomic_store_explicit(w, v, memory_order_relaxed);
+}
+
 void shmp__pl_flush(shmp_stage_ctx_t *ctx)
 {
 	if (ctx->unwoken_out) {
@@ -277,6 +285,9 @@ static void spin_init(shmp_pipeline_t *pl, int stage, struct shmp__ring_spin *sp
 	if (stage > 0 && pl->st[stage - 1].kind == KIND_FN) {
 		sp->peer_idle = &pl->sh->stage[stage - 1].idle;
 		sp->peer_n = pl->st[stage - 1].workers;
+		sp->peer_cpu = &pl->sh->stage[stage - 1].cpu;
+	} else if (stage == 0) {
+		sp->peer_cpu = &pl->sh->src_cpu;
 	}
 }
 
@@ -309,8 +320,10 @@ static void fn_loop(shmp_pipeline_t *pl, int stage, int worker)
 			continue; /* interruptible (inherited): the worker goes on */
 		if (r < 0)
 			break; /* closed and drained, or corrupt */
-		if (spin)
+		if (spin) {
 			sp.max_ns = spin_adapt(sp.max_ns, sp.slept, shmp__now_ns() - t0);
+			shmp__pl_note_cpu(&ss->cpu);
+		}
 		ctx.quiet = true;
 		unsigned n = 0;
 		do {
@@ -587,6 +600,7 @@ int shmp_pipeline_start(shmp_pipeline_t *pl)
 		ss->out_ring = st->out_ring;
 		ss->first_worker = st->first_worker;
 		atomic_store(&ss->idle, 0);
+		atomic_store(&ss->cpu, 0);
 	}
 	spin_init(pl, pl->nst, &pl->sink_spin, NULL);
 	sh->nstages = (uint32_t)pl->nst;
@@ -664,6 +678,8 @@ int shmp_pipeline_commit(shmp_pipeline_t *pl, struct shmp_pipeline_ticket *t, si
 	if (r < 0 || !t || len > t->len)
 		return r < 0 ? r : -EINVAL;
 	struct pl_hdr h = { .seq = atomic_fetch_add(&pl->sh->seq_next, 1), .tag = tag };
+	if (pl->o.spin)
+		shmp__pl_note_cpu(&pl->sh->src_cpu);
 	atomic_fetch_add_explicit(&pl->sh->msgs_in, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&pl->sh->bytes_in, len, memory_order_relaxed);
 	h.t0 = shmp__now_ns();

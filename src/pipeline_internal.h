@@ -22,6 +22,8 @@ struct shmp__ring_spin {
 	uint64_t max_ns;                /* spin up to this long; 0: never spin */
 	const _Atomic uint32_t *peer_idle; /* stop spinning once *peer_idle >= peer_n */
 	uint32_t peer_n;
+	const _Atomic uint32_t *peer_cpu; /* the producer's last CPU + 1 (0: unknown):
+					   * no spin while it is ours */
 	_Atomic uint32_t *self_idle;    /* +1 while this waiter sleeps */
 	bool slept;                     /* out: the wait went to sleep */
 };
@@ -55,8 +57,10 @@ struct pl_stage_sh {
 	uint32_t first_worker;         /* index into the worker table */
 	_Atomic uint32_t finished;     /* workers that ended normally */
 	_Atomic uint64_t processed, failed, deaths, restarts;
-	_Atomic uint32_t idle;         /* workers asleep on their input: a spin hint
-				        * for the next stage (in former padding) */
+	_Atomic uint32_t idle;         /* workers asleep on their input, and */
+	_Atomic uint32_t cpu;          /* the last CPU + 1 a worker ran on: spin
+					* hints for the next stage (in former
+					* padding) */
 } __attribute__((aligned(64)));
 
 struct pl_worker_sh {
@@ -77,7 +81,7 @@ struct shmp__pl_sh {
 	 * first one's errno: in fields that were reserved (zero) before. */
 	_Atomic uint64_t sink_errors;
 	_Atomic int32_t sink_err;
-	uint32_t reserved0;
+	_Atomic uint32_t src_cpu;      /* the source's last CPU + 1: a spin hint */
 	uint64_t reserved[2];          /* zero, for later versions */
 	SHMP__ALIGNED _Atomic uint64_t seq_next;
 	_Atomic uint64_t msgs_in, bytes_in;
@@ -98,7 +102,7 @@ _Static_assert(offsetof(struct shmp__pl_sh, ring_off) == 32 && offsetof(struct s
 	       offsetof(struct shmp__pl_sh, hist) == 496 && offsetof(struct shmp__pl_sh, stage) == 15872,
 	       "pipeline fields");
 _Static_assert(sizeof(struct pl_stage_sh) == 128 && offsetof(struct pl_stage_sh, processed) == 56 &&
-	       offsetof(struct pl_stage_sh, idle) == 88, "pipeline stage");
+	       offsetof(struct pl_stage_sh, idle) == 88 && offsetof(struct pl_stage_sh, cpu) == 92, "pipeline stage");
 _Static_assert(sizeof(struct pl_worker_sh) == 16 && offsetof(struct pl_worker_sh, stage) == 8, "pipeline worker");
 _Static_assert(sizeof(struct pl_hdr) == 32 && offsetof(struct pl_hdr, tag) == 24, "pipeline message header");
 
@@ -183,6 +187,8 @@ struct shmp_stage_ctx {
 void shmp__pl_flush(shmp_stage_ctx_t *ctx);
 /* Whether more than one CPU is usable by this thread. */
 bool shmp__pl_multi_cpu(void);
+/* Publish this thread's CPU (+ 1) in *w if it changed: a spin hint. */
+void shmp__pl_note_cpu(_Atomic uint32_t *w);
 
 /* A message's latency, now, into the histogram (the sink does it). */
 void shmp__pl_record(struct shmp__pl_sh *sh, uint64_t t0);

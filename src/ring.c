@@ -41,12 +41,16 @@
  * messages it was never told about).
  *
  * Spinning (struct shmp__ring_spin): a waiter may spin for a bounded time
- * before it sleeps, stopping at once when the caller's hint says that no
- * producer is awake; the bound is the caller's, never read from shared
+ * before it sleeps, stopping at once when the caller's hints say that no
+ * producer is awake, or that the producer last ran on the CPU this waiter
+ * is spinning on (it cannot be running then: spinning would only keep it
+ * off its CPU — what happens on a busy machine, where wake-ups pull
+ * threads together); the bound is the caller's, never read from shared
  * memory, and a hint read from shared memory can only shorten the spin. */
 #include "object.h"
 #include "pipeline_internal.h"
 
+#include <sched.h>
 #include <stdlib.h>
 
 #define ST_FREE 0u
@@ -405,10 +409,12 @@ static int block_on(shmp_ring_t *r, bool producer, struct waiter *wt, struct slo
 				uint64_t now = shmp__now_ns();
 				if (!wt->spin_start)
 					wt->spin_start = now;
+				uint32_t pc = sp->peer_cpu ? atomic_load_explicit(sp->peer_cpu, memory_order_relaxed) : 0;
 				if (now - wt->spin_start >= sp->max_ns ||
 				    (sp->peer_idle && atomic_load_explicit(sp->peer_idle, memory_order_relaxed) >=
-				     sp->peer_n))
-					wt->spins = UINT_MAX;
+				     sp->peer_n) ||
+				    (pc && pc == (uint32_t)sched_getcpu() + 1))
+					wt->spins = UINT_MAX; /* the producer cannot run while we spin */
 			}
 			if (wt->spins != UINT_MAX) {
 				shmp__cpu_relax();
