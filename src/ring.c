@@ -32,13 +32,14 @@
  * per message. The waker never writes the count's cache line unless it
  * wakes someone: a publish costs a fence, not a line transfer.
  *
- * Batches (pipeline_internal.h): the pipeline claims up to n ready slots
- * in one call (each slot still names its claimer, so a death mid-batch is
- * recovered slot by slot), releases and commits them without waking, and
- * then makes the one wake check above per batch and side. A claimed slot
- * is visible to everyone at once; only the wake-up is deferred, and whoever
- * defers it must make it before it can block (or the peer could sleep on
- * messages it was never told about).
+ * Batches (pipeline_internal.h): the pipeline's workers take ready slots
+ * one by one (shmp__ring_peek_batch; each slot names its claimer, so a
+ * death mid-batch is recovered slot by slot), release and commit them
+ * without the wake check (the _quiet calls), and then make the one check
+ * above per batch and side. A released or committed slot is visible to
+ * everyone at once; only the wake-up is deferred, and whoever defers it
+ * must make it before it can block (or the peer could sleep on messages,
+ * or room, it was never told about).
  *
  * Spinning (struct shmp__ring_spin): a waiter may spin for a bounded time
  * before it sleeps, stopping at once when the caller's hints say that no
@@ -402,8 +403,9 @@ static int block_on(shmp_ring_t *r, bool producer, struct waiter *wt, struct slo
 	struct shmp__ring_spin *sp = wt->sp;
 	if (sp && !wt->checker_on) {
 		/* The caller's spin: bounded in time by its max_ns, the clock
-		 * read every 64 pauses; over at once when the hint says every
-		 * producer sleeps (a forged hint only ends it sooner). */
+		 * read every 64 pauses; over at once when the hints say every
+		 * producer sleeps or the producer last ran on this CPU (a
+		 * forged hint only ends it sooner). */
 		if (sp->max_ns && wt->spins != UINT_MAX) {
 			if (wt->spins++ % 64 == 0) {
 				uint64_t now = shmp__now_ns();
