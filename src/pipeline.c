@@ -345,7 +345,7 @@ static void fn_loop(shmp_pipeline_t *pl, int stage, int worker)
 			}
 			shmp__ring_release_quiet(in, &t);
 			ctx.unwoken_in++;
-		} while (n < PL_BATCH && shmp__ring_peek_batch(in, &t, 1, 0, NULL) == 1);
+		} while (n < PL_BATCH && shmp__ring_take_ready(in, &t) == 0);
 		ctx.quiet = false;
 		shmp__pl_flush(&ctx);
 	}
@@ -749,7 +749,7 @@ int shmp_pipeline_next(shmp_pipeline_t *pl, struct shmp_msg *out, double timeout
 	for (;;) {
 		/* Releases not yet told to the producer are told before this
 		 * waits: it may be waiting for that room. */
-		int e = pl->unwoken ? shmp_ring_peek(r, &pl->held, 0) : -ETIMEDOUT;
+		int e = pl->unwoken ? shmp__ring_take_ready(r, &pl->held) : -ETIMEDOUT;
 		if (e == -ETIMEDOUT) {
 			sink_flush(pl);
 			bool spin = pl->sink_spin.max_ns != 0;

@@ -32,6 +32,10 @@ struct shmp__ring_spin {
  * number claimed, or the first one's error. */
 int shmp__ring_peek_batch(shmp_ring_t *r, struct shmp_ring_ticket *t, unsigned n, double timeout,
 			  struct shmp__ring_spin *sp);
+/* The oldest message if one is ready now (0), else -ETIMEDOUT (closed or
+ * not), without peek(0)'s look for a stuck holder: for a caller that
+ * waits properly next when nothing is there. */
+int shmp__ring_take_ready(shmp_ring_t *r, struct shmp_ring_ticket *t);
 /* release and commit without the wake check: the caller makes it once per
  * batch (shmp__ring_wake_*), and always before it blocks. */
 int shmp__ring_release_quiet(shmp_ring_t *r, struct shmp_ring_ticket *t);

@@ -967,6 +967,28 @@ int shmp__ring_peek_batch(shmp_ring_t *r, struct shmp_ring_ticket *t, unsigned n
 	return (int)got;
 }
 
+int shmp__ring_take_ready(shmp_ring_t *r, struct shmp_ring_ticket *t)
+{
+	uint32_t tid = (uint32_t)shmp__tid();
+	uint64_t pos, w;
+	struct slot *s;
+	int e;
+	while ((e = claim_get(r, tid, &pos, &s, &w, NULL)) == 0 && (s->flags & F_SKIP))
+		consume_done(r, s, pos, true);
+	if (e == -EAGAIN)
+		return -ETIMEDOUT;
+	if (e < 0)
+		return e;
+	uint32_t len = s->len;
+	void *p = payload_of(r, s, pos, len, s->flags);
+	if (!p) {
+		consume_done(r, s, pos, true);
+		return -SHMP_ECORRUPT;
+	}
+	*t = (struct shmp_ring_ticket){ .data = p, .len = len, .pos_ = pos, .block_ = s->block_off, .state_ = 2 };
+	return 0;
+}
+
 int shmp__ring_release_quiet(shmp_ring_t *r, struct shmp_ring_ticket *t)
 {
 	struct slot *s;
