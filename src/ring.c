@@ -561,11 +561,16 @@ static int claim_get(shmp_ring_t *r, uint32_t tid, uint64_t *pos_out, struct slo
 		int32_t diff = (int32_t)(w_seq(w) - (uint32_t)pos);
 		uint32_t st = w_st(w);
 		if (diff == 0 && st == ST_READY) {
-			if (len_cap && !(s->flags & F_SKIP) && s->len > *len_cap) {
-				uint32_t len = s->len;
+			if (len_cap && !(__atomic_load_n(&s->flags, __ATOMIC_RELAXED) & F_SKIP) &&
+			    __atomic_load_n(&s->len, __ATOMIC_RELAXED) > *len_cap) {
+				uint32_t len = __atomic_load_n(&s->len, __ATOMIC_RELAXED);
 				/* The length belongs to this message only if the word
-				 * has not moved meanwhile. */
-				if (atomic_load_explicit(&s->word, memory_order_acquire) != w)
+				 * has not moved meanwhile (a seqlock read: the relaxed
+				 * loads above are ordered before the re-check by the
+				 * fence; a producer of the next lap writes len and
+				 * flags while we look, hence atomics). */
+				atomic_thread_fence(memory_order_acquire);
+				if (atomic_load_explicit(&s->word, memory_order_relaxed) != w)
 					continue;
 				*len_cap = len;
 				return -EMSGSIZE;
@@ -662,8 +667,8 @@ static int acquire_put_slot(shmp_ring_t *r, struct waiter *wt, size_t len, uint6
 
 static inline void publish(struct slot *s, uint64_t pos, uint32_t len, uint32_t flags)
 {
-	s->len = len;
-	s->flags = flags;
+	__atomic_store_n(&s->len, len, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->flags, flags, __ATOMIC_RELAXED);
 	atomic_store_explicit(&s->word, W((uint32_t)pos, ST_READY, 0), memory_order_release);
 }
 
