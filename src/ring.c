@@ -769,18 +769,10 @@ static int ticket_slot(shmp_ring_t *r, struct shmp_ring_ticket *t, uint32_t stat
 
 int shmp_ring_commit(shmp_ring_t *r, struct shmp_ring_ticket *t, size_t len)
 {
-	struct slot *s;
-	int e = ticket_slot(r, t, 1, &s);
-	if (e < 0)
-		return e;
-	if (len > t->len)
-		return -EINVAL;
-	if (t->block_)
-		((struct block_hdr *)(r->seg->base + t->block_))->len = (uint32_t)len;
-	publish(s, t->pos_, (uint32_t)len, t->block_ ? F_BLOCK : 0);
-	t->state_ = 0;
-	wake_consumers(r, 1);
-	return 0;
+	int e = shmp__ring_commit_quiet(r, t, len);
+	if (e == 0)
+		wake_consumers(r, 1);
+	return e;
 }
 
 int shmp_ring_cancel(shmp_ring_t *r, struct shmp_ring_ticket *t)
@@ -920,15 +912,22 @@ int shmp_ring_peek(shmp_ring_t *r, struct shmp_ring_ticket *t, double timeout)
 	return 0;
 }
 
-int shmp_ring_release(shmp_ring_t *r, struct shmp_ring_ticket *t)
+/* Release, telling waiting producers of the room (wake) or not (the
+ * pipeline's batches tell them once per batch). */
+static int release_slot(shmp_ring_t *r, struct shmp_ring_ticket *t, bool wake)
 {
 	struct slot *s;
 	int e = ticket_slot(r, t, 2, &s);
 	if (e < 0)
 		return e;
-	consume_done(r, s, t->pos_, true);
+	consume_done(r, s, t->pos_, wake);
 	t->state_ = 0;
 	return 0;
+}
+
+int shmp_ring_release(shmp_ring_t *r, struct shmp_ring_ticket *t)
+{
+	return release_slot(r, t, true);
 }
 
 /* ---- batches, for the pipeline (pipeline_internal.h) ---------------------- */
@@ -996,13 +995,7 @@ int shmp__ring_take_ready(shmp_ring_t *r, struct shmp_ring_ticket *t)
 
 int shmp__ring_release_quiet(shmp_ring_t *r, struct shmp_ring_ticket *t)
 {
-	struct slot *s;
-	int e = ticket_slot(r, t, 2, &s);
-	if (e < 0)
-		return e;
-	consume_done(r, s, t->pos_, false);
-	t->state_ = 0;
-	return 0;
+	return release_slot(r, t, false);
 }
 
 int shmp__ring_commit_quiet(shmp_ring_t *r, struct shmp_ring_ticket *t, size_t len)
