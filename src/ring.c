@@ -681,24 +681,33 @@ static int check_put_args(shmp_ring_t *r, const void *msg, size_t len)
 	return 0;
 }
 
+/* One message: a slot (waiting as wt says), the copy, the publish; no
+ * wake-up (the caller makes one check for what it put). */
+static int put_one(shmp_ring_t *r, struct waiter *wt, const void *msg, size_t len)
+{
+	int e = check_put_args(r, msg, len);
+	uint64_t blk = 0, pos;
+	struct slot *s;
+	if (e < 0 || (e = acquire_put_slot(r, wt, len, &pos, &s, &blk)) < 0)
+		return e;
+	if (blk)
+		memcpy(r->seg->base + blk + sizeof(struct block_hdr), msg, len);
+	else if (len)
+		memcpy(s->payload, msg, len);
+	publish(s, pos, (uint32_t)len, blk ? F_BLOCK : 0);
+	return 0;
+}
+
 int shmp_ring_put(shmp_ring_t *r, const void *msg, size_t len, double timeout)
 {
 	int e = check_put_args(r, msg, len);
 	if (e < 0)
 		return e;
-	uint64_t blk, pos;
 	struct waiter wt;
 	if (waiter_init(r, &wt, timeout) < 0)
 		return -EINVAL;
-	struct slot *s;
-	if ((e = acquire_put_slot(r, &wt, len, &pos, &s, &blk)) < 0)
+	if ((e = put_one(r, &wt, msg, len)) < 0)
 		return e;
-	if (blk) {
-		memcpy(r->seg->base + blk + sizeof(struct block_hdr), msg, len);
-	} else if (len) {
-		memcpy(s->payload, msg, len);
-	}
-	publish(s, pos, (uint32_t)len, blk ? F_BLOCK : 0);
 	wake_consumers(r, 1);
 	return 0;
 }
@@ -712,26 +721,14 @@ int shmp_ring_put_batch(shmp_ring_t *r, const struct iovec *msgs, unsigned n, do
 	if (waiter_init(r, &wt, timeout) < 0)
 		return -EINVAL;
 	for (; done < n; done++) {
-		size_t len = msgs[done].iov_len;
-		int e = check_put_args(r, msgs[done].iov_base, len);
-		uint64_t blk = 0, pos;
-		struct slot *s;
-		if (e == 0) {
-			/* No waiting after the first: a zero timeout for the rest. */
-			struct waiter now = { .d = { .kind = 2 } };
-			e = acquire_put_slot(r, done == 0 ? &wt : &now, len, &pos, &s, &blk);
-		}
+		/* No waiting after the first: a zero timeout for the rest. */
+		struct waiter now = { .d = { .kind = 2 } };
+		int e = put_one(r, done == 0 ? &wt : &now, msgs[done].iov_base, msgs[done].iov_len);
 		if (e < 0) {
 			if (done)
 				break;
 			return e;
 		}
-		if (blk) {
-			memcpy(r->seg->base + blk + sizeof(struct block_hdr), msgs[done].iov_base, len);
-		} else if (len) {
-			memcpy(s->payload, msgs[done].iov_base, len);
-		}
-		publish(s, pos, (uint32_t)len, blk ? F_BLOCK : 0);
 	}
 	wake_consumers(r, (int)done); /* one wake-up check for the whole batch */
 	return (int)done;
