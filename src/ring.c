@@ -511,7 +511,12 @@ static inline uint64_t help_hint(_Atomic uint64_t *hint, uint64_t pos)
 	return p;
 }
 
-/* Claim the slot for the next message. 0 (slot and position set); -EAGAIN
+/* claim_put and claim_get are the two halves of one protocol (a word per
+ * slot, a position hint per side) and look alike on purpose (`duplicates`
+ * pairs them): the states, the hint and the full/empty test differ, and
+ * one function for both would put branches on both hot paths.
+ *
+ * Claim the slot for the next message. 0 (slot and position set); -EAGAIN
  * when full (*blk_w: the word of the blocking slot); -SHMP_ECORRUPT. */
 static int claim_put(shmp_ring_t *r, uint32_t tid, uint64_t *pos_out, struct slot **s_out, uint64_t *blk_w)
 {
