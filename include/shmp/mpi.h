@@ -86,7 +86,7 @@ extern "C" {
  * The other ranks make MPI calls only from the thread
  * in join/destroy. Callbacks run on the dispatcher thread, in the root.
  * Workers are processes forked from the node rank (see pool.h "What workers
- * see"): they must not call MPI (window objects refuse them, -EPERM);
+ * see"): they must not call MPI (window objects refuse them, -ECHILD);
  * SHMP_MPI_THREADS runs node pools on threads, where tasks may use the
  * window objects below.
  *
@@ -314,7 +314,7 @@ SHMP_MPI_API int shmp_mpi_pool_nodes(shmp_mpi_pool_t *p, struct shmp_mpi_node_in
  *
  * Create and destroy are collective over the communicator (every rank gets
  * a handle; init is read on the root). Handles belong to the process that
- * created them: a forked child (a process Pool's worker) gets -EPERM from
+ * created them: a forked child (a process Pool's worker) gets -ECHILD from
  * every call that reaches MPI or the object's state, and its destroy
  * releases nothing (MPI allows no calls from it); the plain queries
  * (typecode, length, lock_count, is_recursive) answer from its copy.

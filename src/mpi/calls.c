@@ -21,7 +21,9 @@ static int check(shmp_mpi_pool_t *p)
 {
 	if (!p)
 		return -EINVAL;
-	if (shmp__mpi_foreign(p->creator) || !p->is_root)
+	if (shmp__mpi_foreign(p->creator))
+		return -ECHILD; /* a forked child: the one rule of every handle */
+	if (!p->is_root)
 		return -EPERM;
 	return 0;
 }
@@ -403,7 +405,7 @@ int shmp_mpi_async_wait(shmp_mpi_async_t *a, double timeout)
 	if (!a)
 		return -EINVAL;
 	if (shmp__mpi_foreign(a->pool->creator))
-		return -EPERM;
+		return -ECHILD;
 	double deadline;
 	int r = shmp__mpi_deadline(timeout, &deadline);
 	if (r < 0)
@@ -432,7 +434,7 @@ int shmp_mpi_async_is_ready(shmp_mpi_async_t *a)
 	if (!a)
 		return -EINVAL;
 	if (shmp__mpi_foreign(a->pool->creator))
-		return -EPERM;
+		return -ECHILD;
 	shmp__mpi_lock(&a->pool->sync);
 	int r = a->done;
 	shmp__mpi_unlock(&a->pool->sync);
@@ -444,7 +446,7 @@ int shmp_mpi_async_is_successful(shmp_mpi_async_t *a)
 	if (!a)
 		return -EINVAL;
 	if (shmp__mpi_foreign(a->pool->creator))
-		return -EPERM;
+		return -ECHILD;
 	shmp__mpi_lock(&a->pool->sync);
 	int r = a->done ? !a->failed : -EAGAIN;
 	shmp__mpi_unlock(&a->pool->sync);
@@ -454,7 +456,7 @@ int shmp_mpi_async_is_successful(shmp_mpi_async_t *a)
 void *shmp_mpi_async_results(shmp_mpi_async_t *a)
 {
 	if (!a || shmp__mpi_foreign(a->pool->creator)) {
-		errno = a ? EPERM : EINVAL;
+		errno = a ? ECHILD : EINVAL;
 		return NULL;
 	}
 	if (a->kind == CALL_APPLY)
@@ -657,7 +659,7 @@ int shmp_mpi_imap_next(shmp_mpi_imap_t *it, void *out, uint64_t *index, double t
 	struct shmp_mpi_async *c = it->call;
 	shmp_mpi_pool_t *p = c->pool;
 	if (shmp__mpi_foreign(p->creator))
-		return -EPERM;
+		return -ECHILD;
 	double deadline;
 	int r = shmp__mpi_deadline(timeout, &deadline);
 	if (r < 0)

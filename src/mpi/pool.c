@@ -241,7 +241,9 @@ static int root_only(const shmp_mpi_pool_t *p)
 {
 	if (!p)
 		return -EINVAL;
-	if (shmp__mpi_foreign(p->creator) || !p->is_root)
+	if (shmp__mpi_foreign(p->creator))
+		return -ECHILD; /* a forked child: the one rule of every handle */
+	if (!p->is_root)
 		return -EPERM;
 	return 0;
 }
@@ -313,7 +315,7 @@ int shmp_mpi_pool_join(shmp_mpi_pool_t *p, double timeout)
 	if (!p)
 		return -EINVAL;
 	if (shmp__mpi_foreign(p->creator))
-		return -EPERM;
+		return -ECHILD;
 	double deadline;
 	int r = shmp__mpi_deadline(timeout, &deadline);
 	if (r < 0)

@@ -21,7 +21,7 @@
  * Which thread of the owner rank holds it is process-local state.
  *
  * Handles belong to the process that made them: MPI allows no calls from
- * a forked child, so there every call is -EPERM and destroy only frees
+ * a forked child, so there every call is -ECHILD and destroy only frees
  * the child's copy of the handle.
  */
 #include "mpi_internal.h"
@@ -232,7 +232,7 @@ int shmp_mpi_lock_acquire(shmp_mpi_lock_t *l, double timeout)
 	if (!l)
 		return -EINVAL;
 	if (shmp__mpi_foreign(l->creator))
-		return -EPERM;
+		return -ECHILD;
 	double deadline;
 	int r = shmp__mpi_deadline(timeout, &deadline);
 	if (r < 0)
@@ -272,7 +272,7 @@ int shmp_mpi_lock_release(shmp_mpi_lock_t *l)
 	if (!l)
 		return -EINVAL;
 	if (shmp__mpi_foreign(l->creator))
-		return -EPERM;
+		return -ECHILD;
 	pthread_mutex_lock(&l->mu);
 	if (!l->held || !pthread_equal(l->owner, pthread_self())) {
 		pthread_mutex_unlock(&l->mu);
@@ -294,7 +294,7 @@ int shmp_mpi_lock_is_locked(shmp_mpi_lock_t *l)
 	if (!l)
 		return -EINVAL;
 	if (shmp__mpi_foreign(l->creator))
-		return -EPERM;
+		return -ECHILD;
 	return word_op(l, NULL, MPI_NO_OP) != 0;
 }
 
@@ -303,7 +303,7 @@ int shmp_mpi_lock_owner(shmp_mpi_lock_t *l, int *rank)
 	if (!l)
 		return -EINVAL;
 	if (shmp__mpi_foreign(l->creator))
-		return -EPERM;
+		return -ECHILD;
 	int32_t w = word_op(l, NULL, MPI_NO_OP);
 	if (w == 0)
 		return 0;
@@ -383,7 +383,7 @@ static int obj_check(const struct obj *o, size_t i, size_t count)
 	if (!o)
 		return -EINVAL;
 	if (shmp__mpi_foreign(o->creator))
-		return -EPERM;
+		return -ECHILD;
 	if (i > o->len || count > o->len - i)
 		return -ERANGE;
 	return 0;
