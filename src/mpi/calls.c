@@ -429,28 +429,27 @@ int shmp_mpi_async_get(shmp_mpi_async_t *a, double timeout, struct shmp_mpi_task
 	return r;
 }
 
-int shmp_mpi_async_is_ready(shmp_mpi_async_t *a)
+/* The two predicates: done, and done without failure (-EAGAIN until done). */
+static int async_query(shmp_mpi_async_t *a, bool successful)
 {
 	if (!a)
 		return -EINVAL;
 	if (shmp__mpi_foreign(a->pool->creator))
 		return -ECHILD;
 	shmp__mpi_lock(&a->pool->sync);
-	int r = a->done;
+	int r = !successful ? a->done : a->done ? !a->failed : -EAGAIN;
 	shmp__mpi_unlock(&a->pool->sync);
 	return r;
 }
 
+int shmp_mpi_async_is_ready(shmp_mpi_async_t *a)
+{
+	return async_query(a, false);
+}
+
 int shmp_mpi_async_is_successful(shmp_mpi_async_t *a)
 {
-	if (!a)
-		return -EINVAL;
-	if (shmp__mpi_foreign(a->pool->creator))
-		return -ECHILD;
-	shmp__mpi_lock(&a->pool->sync);
-	int r = a->done ? !a->failed : -EAGAIN;
-	shmp__mpi_unlock(&a->pool->sync);
-	return r;
+	return async_query(a, true);
 }
 
 void *shmp_mpi_async_results(shmp_mpi_async_t *a)
