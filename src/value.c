@@ -104,7 +104,14 @@ static struct typed *typed_new(char tc, size_t length, const void *init, const s
 	}
 
 	bool own_lock = !o.raw && !given;
-	size_t head = sizeof(struct shmp__typed_sh) + (own_lock ? sizeof(struct shmp__lock_sh) : 0);
+	/* An own lock starts the second cache line (the block is line
+	 * aligned) and the first items follow it there: the holder of the
+	 * lock then writes the line it already owns, and a hand-over moves
+	 * one line between the processes, not two. The header's line is only
+	 * read after creation. Readers follow lock_off and data_off. */
+	size_t lock_at = own_lock ? SHMP__CACHELINE : 0;
+	_Static_assert(sizeof(struct shmp__typed_sh) <= SHMP__CACHELINE, "typed header fits a line");
+	size_t head = own_lock ? lock_at + sizeof(struct shmp__lock_sh) : sizeof(struct shmp__typed_sh);
 	head = (head + 15) & ~(size_t)15; /* items 16-byte aligned */
 	struct typed *t = shmp__obj_new(seg, sizeof(struct typed), &shmp__typed_layout,
 					head - sizeof(struct shmp__typed_sh) + length * (size_t)isz);
@@ -117,7 +124,7 @@ static struct typed *typed_new(char tc, size_t length, const void *init, const s
 	t->typecode = tc;
 	t->is_int = typecode_is_int(tc);
 	if (own_lock) {
-		struct shmp__lock_sh *l = (struct shmp__lock_sh *)(t->sh + 1);
+		struct shmp__lock_sh *l = (struct shmp__lock_sh *)((char *)t->sh + lock_at);
 		shmp__lock_init(l, SHMP__KIND_RLOCK);
 		t->own_lock = (struct shmp_lock){ .seg = seg, .sh = l, .owns_memory = false };
 		t->lock = &t->own_lock;
