@@ -283,16 +283,15 @@ static __attribute__((noinline)) int shmp__lock_acquire_slow(struct shmp__lock_s
 	 * that ran out or was cut short: a wake-up or EAGAIN reads no clock. */
 	struct shmp__checker check;
 	struct timespec until;
-	bool armed = false, fresh = false, slept = false;
+	bool armed = false, fresh = false;
 	for (;;) {
 		w = atomic_load_explicit(&l->word, memory_order_relaxed);
 		uint32_t owner = w & SHMP__TID_MASK;
 		if (owner == 0) {
-			/* Once we slept, others may sleep too and the release
-			 * that woke us cleared their WAITERS: carry it on. Never
-			 * having slept, what the word says is all there is. */
-			uint32_t nw = tid | SHMP__WAITERS; (void)slept;
-			if (atomic_compare_exchange_weak_explicit(&l->word, &w, nw,
+			/* Others may sleep: keep WAITERS (glibc's "2"). Taking
+			 * it without, when we never slept, measured slower: the
+			 * other side then sleeps more often. */
+			if (atomic_compare_exchange_weak_explicit(&l->word, &w, tid | SHMP__WAITERS,
 					memory_order_acquire, memory_order_relaxed))
 				return took(l, 0);
 			continue;
@@ -332,7 +331,6 @@ static __attribute__((noinline)) int shmp__lock_acquire_slow(struct shmp__lock_s
 		/* Always a timed sleep: a signal handler that ran cuts it short
 		 * with EINTR even under SA_RESTART. */
 		int r = shmp__futex_wait(&l->word, w, &until);
-		slept |= r == 0; /* woken: maybe by a release that cleared others' WAITERS */
 		if (r == -EAGAIN || r == 0)
 			continue; /* the word moved: look again */
 		fresh = false;
