@@ -199,18 +199,22 @@ static uint32_t used_of(const struct shmp__cond_sh *sh, uint32_t max)
 
 /* ---- under the lock ----------------------------------------------------- */
 
-/* Signal e with stamp; wake it if it sleeps. */
-static void signal_entry(struct cond_waiter *e, uint64_t stamp)
+/* Signal e with stamp; wake it if it sleeps, once we free the lock l: a
+ * waiter woken now would find l still ours and sleep again on it (a second
+ * futex pair per hand-off, measured). A waiter still spinning needs no
+ * wake at all. */
+static void signal_entry(struct shmp__lock_sh *l, struct cond_waiter *e, uint64_t stamp)
 {
 	__atomic_store_n(&e->ticket, stamp, __ATOMIC_RELAXED);
 	uint32_t old = atomic_exchange_explicit(&e->state, W_SIGNALLED, memory_order_seq_cst);
-	if (old == W_SLEEPING || old == W_WATCH)
+	if ((old == W_SLEEPING || old == W_WATCH) && !shmp__lock_defer_wake(l, &e->state))
 		shmp__futex_wake(&e->state, 1);
 }
 
 /* Signal the oldest waiting entry that arrived before `limit`. False if
  * there is none. */
-static bool signal_oldest(struct shmp__cond_sh *sh, uint32_t max, uint64_t limit, uint64_t stamp)
+static bool signal_oldest(struct shmp__lock_sh *l, struct shmp__cond_sh *sh, uint32_t max, uint64_t limit,
+			  uint64_t stamp)
 {
 	struct cond_waiter *best = NULL;
 	for (uint32_t i = 0; i < used_of(sh, max); i++) {
@@ -220,7 +224,7 @@ static bool signal_oldest(struct shmp__cond_sh *sh, uint32_t max, uint64_t limit
 	}
 	if (!best)
 		return false;
-	signal_entry(best, stamp);
+	signal_entry(l, best, stamp);
 	return true;
 }
 
@@ -256,7 +260,8 @@ static void ensure_watcher(struct shmp__cond_sh *sh, uint32_t max)
 /* Free the entries of dead threads (only signalled ones unless `all`),
  * passing each dead one's wake-up to the oldest live waiter that was
  * waiting when it was given. */
-static void drop_dead(struct shmp__cond_sh *sh, uint32_t max, const struct cond_waiter *me, bool all)
+static void drop_dead(struct shmp__lock_sh *l, struct shmp__cond_sh *sh, uint32_t max, const struct cond_waiter *me,
+		      bool all)
 {
 	for (uint32_t i = 0; i < used_of(sh, max); i++) {
 		struct cond_waiter *e = &sh->w[i];
@@ -265,7 +270,7 @@ static void drop_dead(struct shmp__cond_sh *sh, uint32_t max, const struct cond_
 			continue;
 		atomic_store_explicit(&e->state, W_EMPTY, memory_order_seq_cst);
 		if (s == W_SIGNALLED)
-			signal_oldest(sh, max, e->ticket, e->ticket);
+			signal_oldest(l, sh, max, e->ticket, e->ticket);
 	}
 }
 
@@ -280,7 +285,7 @@ static void entry_free(struct shmp__cond_sh *sh, uint32_t max, struct cond_waite
 
 /* A free entry, dropping dead waiters' entries if the table is full of
  * them. NULL if max waiters are alive and waiting. */
-static struct cond_waiter *entry_take(struct shmp__cond_sh *sh, uint32_t max)
+static struct cond_waiter *entry_take(struct shmp__lock_sh *l, struct shmp__cond_sh *sh, uint32_t max)
 {
 	for (int pass = 0; pass < 2; pass++) {
 		for (uint32_t i = 0; i < max; i++)
@@ -289,7 +294,7 @@ static struct cond_waiter *entry_take(struct shmp__cond_sh *sh, uint32_t max)
 					__atomic_store_n(&sh->used, i + 1, __ATOMIC_RELAXED);
 				return &sh->w[i];
 			}
-		drop_dead(sh, max, NULL, true);
+		drop_dead(l, sh, max, NULL, true);
 	}
 	return NULL;
 }
@@ -376,7 +381,7 @@ int shmp_cond_wait(shmp_cond_t *c, double timeout)
 		return -EINVAL;
 	shmp__deadline_forever(&forever);
 	uint32_t max = c->max;
-	struct cond_waiter *e = entry_take(sh, max);
+	struct cond_waiter *e = entry_take(l, sh, max);
 	if (!e)
 		return -EAGAIN; /* more live waiters than opts.max_waiters */
 	__atomic_store_n(&e->tid, (uint32_t)shmp__tid(), __ATOMIC_RELAXED);
@@ -388,11 +393,14 @@ int shmp_cond_wait(shmp_cond_t *c, double timeout)
 	shmp__checker_init(&w.slow, CHECK_FIRST_NS, CHECK_MAX_NS);
 	uint32_t saved;
 	shmp__lock_release_all(l, &saved);
-	for (unsigned k = 0; k < shmp__spin_limit && d.kind != 2; k++) {
-		if (state_of(e) == W_SIGNALLED)
-			break;
-		shmp__cpu_relax();
-	}
+	/* No spin here. Measured on 2 cores (bench_lock, quiet and loaded):
+	 * the adaptive spin of Event (internal.h) made this round trip 1.1 to
+	 * 1.5 times the raw futex ping-pong, against 0.99 without it. A
+	 * waiter caught by its spin must still take the lock the notifier
+	 * holds; one preemption of the notifier there sends it to sleep on
+	 * the lock, and the two sides rarely line up again (the spinning side
+	 * then only delays its peer). Sleeping, the hand-off costs one futex
+	 * pair, the wake being issued when the notifier frees the lock. */
 	bool interrupted = false;
 	for (;;) {
 		uint32_t s = state_of(e);
@@ -432,7 +440,7 @@ int shmp_cond_wait(shmp_cond_t *c, double timeout)
 			int r = shmp__lock_reacquire(l, saved, &forever);
 			if (r < 0 && r != -EOWNERDEAD)
 				return r; /* not recoverable: the state it guards is gone */
-			drop_dead(sh, max, e, false);
+			drop_dead(l, sh, max, e, false);
 			if (r == -EOWNERDEAD || state_of(e) == W_SIGNALLED) {
 				entry_free(sh, max, e);
 				ensure_watcher(sh, max);
@@ -514,7 +522,7 @@ int shmp_cond_notify(shmp_cond_t *c, unsigned n)
 	 * wake-up it gave to a waiter that dies. */
 	uint64_t stamp = sh->next_ticket;
 	int k = 0;
-	while ((unsigned)k < n && k < INT_MAX && signal_oldest(sh, c->max, UINT64_MAX, stamp))
+	while ((unsigned)k < n && k < INT_MAX && signal_oldest(c->lock->sh, sh, c->max, UINT64_MAX, stamp))
 		k++;
 	if (k) {
 		__atomic_store_n(&sh->next_ticket, stamp + 1, __ATOMIC_RELAXED);

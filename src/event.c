@@ -25,6 +25,7 @@ const struct shmp__layout shmp__event_layout = SHMP__LAYOUT(struct shmp__event_s
 
 struct shmp_event {
 	SHMP__HEAD(struct shmp__event_sh);
+	struct shmp__spin spin; /* this handle's waits: internal.h */
 };
 SHMP__HEAD_CHECK(struct shmp_event);
 
@@ -36,8 +37,10 @@ shmp_event_t *shmp_event_create(const struct shmp_event_opts *opts)
 		return NULL;
 	}
 	shmp_event_t *e = shmp__obj_new(o.segment, sizeof *e, &shmp__event_layout, 0);
-	if (e)
+	if (e) {
+		shmp__spin_init(&e->spin);
 		shmp__obj_publish(e->sh, &shmp__event_layout);
+	}
 	return e;
 }
 
@@ -48,7 +51,10 @@ void shmp_event_destroy(shmp_event_t *e)
 
 shmp_event_t *shmp__event_open(shmp_segment_t *seg, uint64_t off, _Atomic uint32_t *ref)
 {
-	return shmp__obj_open(seg, off, &shmp__event_layout, 0, sizeof(shmp_event_t), ref);
+	shmp_event_t *e = shmp__obj_open(seg, off, &shmp__event_layout, 0, sizeof(shmp_event_t), ref);
+	if (e)
+		shmp__spin_init(&e->spin);
+	return e;
 }
 
 int shmp__event_inspect(const shmp_segment_t *seg, const void *p, struct shmp_object_info *info)
@@ -104,11 +110,17 @@ int shmp_event_wait(shmp_event_t *e, double timeout)
 		return -EINVAL;
 	if (d.kind == 2)
 		return -ETIMEDOUT;
-	for (unsigned i = 0; i < shmp__spin_limit; i++) {
+	/* Spin while it pays (internal.h): caught here, the setter sees no
+	 * waiter and neither side makes a system call. */
+	unsigned spin = shmp__spin_begin(&e->spin);
+	for (unsigned i = 0; i < spin; i++) {
 		shmp__cpu_relax();
-		if (atomic_load_explicit(&sh->word, memory_order_acquire) >> 1 != g)
+		if (atomic_load_explicit(&sh->word, memory_order_acquire) >> 1 != g) {
+			shmp__spin_end(&e->spin, spin, true);
 			return 0;
+		}
 	}
+	shmp__spin_end(&e->spin, spin, false);
 	atomic_fetch_add_explicit(&sh->waiters, 1, memory_order_seq_cst);
 	int r = 0;
 	uint32_t w;

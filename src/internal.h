@@ -78,6 +78,78 @@ bool shmp__checker_due(struct shmp__checker *c);
 extern unsigned shmp__spin_limit;
 extern unsigned shmp__lock_spin_limit;
 
+/* ---- adaptive spin of Event, Condition and Semaphore waits -------------
+ * A waiter spins only while spinning pays. Spinning wins when the peer
+ * runs on another CPU and answers within the spin: then neither side
+ * makes a system call (the setter sees no sleeper) and a round trip costs
+ * a cache line instead of two futex wake-ups. It pays only if it outlasts
+ * a futex wake-up of the peer (a sleeping peer must be woken, run, and
+ * answer), and both sides then stay in the spinning regime; a short spin
+ * (the old 200 pauses, 2 us here) is the worst of both: it always misses
+ * and delays a peer woken onto our CPU. So the spin is long (SHMP_SPIN
+ * pauses; by default as many as take about 20 us, measured at start),
+ * and each handle measures from its recent waits whether it pays: after
+ * 4 waits in a row that the spin did not satisfy it stops spinning, and
+ * then one wait in 16 probes with a full spin; a satisfied one resumes.
+ * Never when this process can use one CPU only: the peer would need ours.
+ * Private to the handle (threads sharing one race benignly on it). */
+extern unsigned shmp__wait_spin_max;
+/* Set when a futex wake of this thread woke someone: that peer now needs
+ * a CPU, and the scheduler often gives it ours (a synchronous wake-up).
+ * The next wait then spins only to probe. */
+extern __thread bool shmp__woke_tls __attribute__((tls_model("initial-exec")));
+struct shmp__spin {
+	_Atomic uint32_t fails;   /* waits in a row the spin did not satisfy */
+	_Atomic uint32_t skipped; /* waits that did not spin, since the last probe */
+	_Atomic uint32_t every;   /* probe once in this many waits */
+};
+#define SHMP__SPIN_FAILS 4u
+#define SHMP__SPIN_PROBE_MIN 16u
+#define SHMP__SPIN_PROBE_MAX 256u
+static inline unsigned shmp__spin_begin(struct shmp__spin *s)
+{
+	bool woke = shmp__woke_tls;
+	shmp__woke_tls = false;
+	if (shmp__likely(!woke && atomic_load_explicit(&s->fails, memory_order_relaxed) < SHMP__SPIN_FAILS))
+		return shmp__wait_spin_max;
+	unsigned k = atomic_load_explicit(&s->skipped, memory_order_relaxed) + 1;
+	bool probe = k >= atomic_load_explicit(&s->every, memory_order_relaxed);
+	atomic_store_explicit(&s->skipped, probe ? 0 : k, memory_order_relaxed);
+	return probe ? shmp__wait_spin_max : 0;
+}
+/* The wait ended: won (the spin saw it) or not, after a spin of `used`.
+ * A probe that failed probes half as often next time. */
+static inline void shmp__spin_end(struct shmp__spin *s, unsigned used, bool won)
+{
+	if (!used)
+		return;
+	uint32_t f = atomic_load_explicit(&s->fails, memory_order_relaxed);
+	uint32_t every = atomic_load_explicit(&s->every, memory_order_relaxed);
+	if (won) {
+		atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
+		atomic_store_explicit(&s->every, SHMP__SPIN_PROBE_MIN, memory_order_relaxed);
+	} else if (f < SHMP__SPIN_FAILS) {
+		atomic_store_explicit(&s->fails, f + 1, memory_order_relaxed);
+	} else if (every < SHMP__SPIN_PROBE_MAX) {
+		atomic_store_explicit(&s->every, every * 2, memory_order_relaxed);
+	}
+}
+static inline void shmp__spin_init(struct shmp__spin *s)
+{
+	atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->skipped, 0, memory_order_relaxed);
+	atomic_store_explicit(&s->every, SHMP__SPIN_PROBE_MIN, memory_order_relaxed);
+}
+
+/* Deferred futex wakes (condition.c -> lock.c): a notify made under lock l
+ * wakes its sleeping waiters when l is released, not while it is still
+ * held (a waiter woken then would only find the lock taken and sleep
+ * again on it: a second futex pair per hand-off). False if this thread's
+ * list is full: wake at once then. Flushed by every release that frees l,
+ * and by the thread's end. */
+struct shmp__lock_sh;
+bool shmp__lock_defer_wake(struct shmp__lock_sh *l, _Atomic uint32_t *futex_word);
+
 #include "opts.h"
 
 /* ---- interrupts -------------------------------------------------------- */
@@ -121,6 +193,8 @@ static inline int shmp__futex_wait(_Atomic uint32_t *w, uint32_t val, const stru
 static inline int shmp__futex_wake(_Atomic uint32_t *w, int n)
 {
 	long r = syscall(SYS_futex, w, FUTEX_WAKE, n, NULL, NULL, 0);
+	if (r > 0)
+		shmp__woke_tls = true; /* see shmp__spin_begin */
 	return r < 0 ? -errno : (int)r;
 }
 

@@ -82,9 +82,16 @@ void shmp__lock_init(struct shmp__lock_sh *l, uint32_t kind)
 #define HELD_MAX 16
 #define HELD_DEEP ((uintptr_t)1)
 
+#define PEND_MAX 8
+
 struct held {
 	uintptr_t l[HELD_MAX]; /* struct shmp__lock_sh *, | HELD_DEEP */
 	unsigned n;          /* entries in use */
+	unsigned npend;      /* deferred wakes in pend */
+	struct {
+		struct shmp__lock_sh *l; /* issued when this lock is freed */
+		_Atomic uint32_t *w;
+	} pend[PEND_MAX];
 	unsigned cap;        /* HELD_MAX once this thread's exit hook is armed, else 0 */
 	unsigned dtor_calls; /* calls of held_exit in this thread */
 };
@@ -186,6 +193,38 @@ static inline void held_pop(struct shmp__lock_sh *l)
 		held_forget(l);
 }
 
+/* ---- wakes deferred to the release (internal.h) ------------------------ */
+bool shmp__lock_defer_wake(struct shmp__lock_sh *l, _Atomic uint32_t *w)
+{
+	struct held *h = &held_tls;
+	if (h->npend == PEND_MAX)
+		return false;
+	h->pend[h->npend].l = l;
+	h->pend[h->npend].w = w;
+	h->npend++;
+	return true;
+}
+
+/* l was freed (NULL: the thread ends): issue the wakes deferred to it. */
+static __attribute__((noinline)) void pend_flush(struct shmp__lock_sh *l)
+{
+	struct held *h = &held_tls;
+	for (unsigned i = 0; i < h->npend;) {
+		if (l && h->pend[i].l != l) {
+			i++;
+			continue;
+		}
+		shmp__futex_wake(h->pend[i].w, 1);
+		h->pend[i] = h->pend[--h->npend];
+	}
+}
+
+static inline void pend_after_release(struct shmp__lock_sh *l)
+{
+	if (shmp__unlikely(held_tls.npend))
+		pend_flush(l);
+}
+
 /* The thread is ending holding l: tell the next acquirer. */
 static void mark_owner_died(struct shmp__lock_sh *l, uint32_t tid)
 {
@@ -216,6 +255,7 @@ static void held_exit(void *arg)
 	uint32_t tid = (uint32_t)shmp__tid();
 	while (h->n > 0)
 		mark_owner_died(held_lock(h->l[--h->n]), tid);
+	pend_flush(NULL);
 	h->cap = 0;
 }
 
@@ -224,6 +264,7 @@ static void held_exit(void *arg)
 static void held_reset_in_child(void)
 {
 	held_tls.n = 0;
+	held_tls.npend = 0; /* the parent's to issue */
 	held_tls.dtor_calls = 0;
 }
 
@@ -417,6 +458,7 @@ static int shmp__lock_release_slow(struct shmp__lock_sh *l)
 	held_pop(l);
 	atomic_store_explicit(&l->word, SHMP__NOTREC, memory_order_release);
 	shmp__futex_wake(&l->word, INT_MAX);
+	pend_after_release(l);
 	return 0;
 }
 
@@ -433,6 +475,7 @@ static __attribute__((noinline)) int lock_release_checked(struct shmp__lock_sh *
 	uint32_t old = atomic_exchange_explicit(&l->word, 0, memory_order_release);
 	if (shmp__unlikely(old & SHMP__WAITERS))
 		shmp__futex_wake(&l->word, 1);
+	pend_after_release(l);
 	return 0;
 }
 
@@ -447,6 +490,7 @@ int shmp__lock_release_sh(struct shmp__lock_sh *l)
 		if (shmp__likely(atomic_compare_exchange_strong_explicit(&l->word, &w, 0, memory_order_release,
 									 memory_order_relaxed))) {
 			h->n--;
+			pend_after_release(l);
 			return 0;
 		}
 	}
@@ -510,6 +554,8 @@ void shmp_lock_destroy(shmp_lock_t *l)
 	/* Destroyed while this thread holds it: its memory may go now, and
 	 * this thread's end must not touch it. */
 	held_forget(l->sh);
+	if (held_tls.npend)
+		pend_flush(l->sh);
 	if (l->owns_memory)
 		shmp__obj_destroy(l);
 	else

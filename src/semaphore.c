@@ -30,6 +30,7 @@ const struct shmp__layout shmp__sem_layout = SHMP__LAYOUT(struct shmp__sem_sh, S
 
 struct shmp_sem {
 	SHMP__HEAD(struct shmp__sem_sh);
+	struct shmp__spin spin; /* this handle's waits: internal.h */
 };
 SHMP__HEAD_CHECK(struct shmp_sem);
 
@@ -43,6 +44,7 @@ static shmp_sem_t *sem_new(unsigned value, bool bounded, const struct shmp_sem_o
 	shmp_sem_t *s = shmp__obj_new(o.segment, sizeof *s, &shmp__sem_layout, 0);
 	if (!s)
 		return NULL;
+	shmp__spin_init(&s->spin);
 	s->sh->max = bounded ? value : SHMP_SEM_VALUE_MAX;
 	atomic_store_explicit(&s->sh->value, value, memory_order_relaxed);
 	shmp__obj_publish(s->sh, &shmp__sem_layout);
@@ -66,7 +68,10 @@ void shmp_sem_destroy(shmp_sem_t *s)
 
 shmp_sem_t *shmp__sem_open(shmp_segment_t *seg, uint64_t off, bool bounded, _Atomic uint32_t *ref)
 {
-	return shmp__obj_open(seg, off, &shmp__sem_layout, 1u + bounded, sizeof(shmp_sem_t), ref);
+	shmp_sem_t *s = shmp__obj_open(seg, off, &shmp__sem_layout, 1u + bounded, sizeof(shmp_sem_t), ref);
+	if (s)
+		shmp__spin_init(&s->spin);
+	return s;
 }
 
 int shmp__sem_inspect(const shmp_segment_t *seg, const void *p, struct shmp_object_info *info)
@@ -104,11 +109,15 @@ int shmp_sem_acquire(shmp_sem_t *s, double timeout)
 		return -EINVAL;
 	if (d.kind == 2)
 		return -ETIMEDOUT;
-	for (unsigned i = 0; i < shmp__spin_limit; i++) {
+	unsigned spin = shmp__spin_begin(&s->spin);
+	for (unsigned i = 0; i < spin; i++) {
 		shmp__cpu_relax();
-		if (atomic_load_explicit(&sh->value, memory_order_relaxed) && try_take(sh))
+		if (atomic_load_explicit(&sh->value, memory_order_relaxed) && try_take(sh)) {
+			shmp__spin_end(&s->spin, spin, true);
 			return 0;
+		}
 	}
+	shmp__spin_end(&s->spin, spin, false);
 	atomic_fetch_add_explicit(&sh->waiters, 1, memory_order_seq_cst);
 	int r = 0;
 	bool slept = false;

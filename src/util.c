@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -10,6 +11,8 @@
 __thread struct shmp__self shmp__self_tls __attribute__((tls_model("initial-exec")));
 unsigned shmp__spin_limit = 200;
 unsigned shmp__lock_spin_limit = 0;
+unsigned shmp__wait_spin_max = 2000;
+__thread bool shmp__woke_tls __attribute__((tls_model("initial-exec")));
 _Atomic int shmp__intr_on;
 
 int shmp_set_interruptible(int on)
@@ -44,8 +47,27 @@ static void env_unsigned(const char *name, unsigned *out)
 __attribute__((constructor)) static void shmp__library_init(void)
 {
 	pthread_atfork(NULL, NULL, shmp__self_reset_in_child);
+	/* About 20 us of pauses: a pause takes 10 ns on some CPUs, 40 on
+	 * others. 256 of them take a few microseconds to time. */
+	uint64_t t0 = shmp__now_ns();
+	for (int i = 0; i < 256; i++)
+		shmp__cpu_relax();
+	uint64_t per = (shmp__now_ns() - t0) / 256;
+	shmp__wait_spin_max = per ? (unsigned)(20000 / per) : 2000;
+	if (shmp__wait_spin_max < 500)
+		shmp__wait_spin_max = 500;
+	if (shmp__wait_spin_max > 20000)
+		shmp__wait_spin_max = 20000;
 	env_unsigned("SHMP_SPIN", &shmp__spin_limit);
+	env_unsigned("SHMP_SPIN", &shmp__wait_spin_max);
 	env_unsigned("SHMP_LOCK_SPIN", &shmp__lock_spin_limit);
+	/* One usable CPU: whoever we wait for needs the CPU we would spin on. */
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) <= 1) {
+		shmp__wait_spin_max = 0;
+		shmp__lock_spin_limit = 0;
+		shmp__spin_limit = 0;
+	}
 }
 
 bool shmp__tid_dead(pid_t tid)
