@@ -126,9 +126,16 @@ int shmp_event_wait(shmp_event_t *e, double timeout)
 	uint32_t w;
 	/* Only a set() moves the generation; a clear() of a flag we saw
 	 * unset cannot happen without one, so the word is w0 until a set. */
+	/* A wait forever that no signal may cut short sleeps without a timer
+	 * (as the raw futex ping-pong does: arming one costs about 0.5 us a
+	 * sleep, measured); else in slices of 1 s, timed, so that a signal
+	 * handler that ran cuts them short with EINTR even under SA_RESTART. */
+	bool untimed = d.kind == 0 && !atomic_load_explicit(&shmp__intr_on, memory_order_relaxed);
 	while ((w = atomic_load_explicit(&sh->word, memory_order_seq_cst)) >> 1 == g) {
-		struct timespec until = shmp__deadline_cap(&d, 1000000000L);
-		int fw = shmp__futex_wait(&sh->word, w, &until);
+		struct timespec until;
+		if (!untimed)
+			until = shmp__deadline_cap(&d, 1000000000L);
+		int fw = shmp__futex_wait(&sh->word, w, untimed ? NULL : &until);
 		if (shmp__interrupted(fw)) {
 			r = atomic_load_explicit(&sh->word, memory_order_acquire) >> 1 != g ? 0 : -EINTR;
 			break;

@@ -110,11 +110,16 @@ bool shmp__checker_due(struct shmp__checker *c)
 	return true;
 }
 
+/* No clock read: both times are absolute already (a wait reads the clock
+ * once, when its checker starts). */
 struct timespec shmp__checker_until(const struct shmp__checker *c, const struct shmp__deadline *d)
 {
-	uint64_t now = shmp__now_ns();
-	long left = c->next > now ? (long)(c->next - now) : 0;
-	return shmp__deadline_cap(d, left);
+	struct timespec t = { (time_t)(c->next / 1000000000ull), (long)(c->next % 1000000000ull) };
+	if (d->kind == 1 && (d->at.tv_sec < t.tv_sec || (d->at.tv_sec == t.tv_sec && d->at.tv_nsec < t.tv_nsec)))
+		return d->at;
+	if (d->kind == 2) /* already expired: an immediate timeout */
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	return t;
 }
 
 uint64_t shmp__now_ns(void)
