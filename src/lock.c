@@ -268,9 +268,18 @@ static void held_reset_in_child(void)
 	held_tls.dtor_calls = 0;
 }
 
+/* exit() after a notify, the lock still held: the waiters are woken now,
+ * not at their next look. (A process killed there leaves that to the
+ * waiter's next look: 50 to 500 ms.) */
+static void pend_at_exit(void)
+{
+	pend_flush(NULL);
+}
+
 __attribute__((constructor)) static void lock_library_init(void)
 {
 	pthread_atfork(NULL, NULL, held_reset_in_child);
+	atexit(pend_at_exit);
 }
 
 /* ---- acquire and release ----------------------------------------------- */

@@ -9,7 +9,8 @@
  * - notify_all of 12 sleeping waiters (more than a thread defers: the rest
  *   are woken at once) wakes every one within 40 ms of the release;
  * - a thread that notifies and ends holding the lock: the waiter returns
- *   -EOWNERDEAD (the lock is its, inconsistent) within 40 ms of the end.
+ *   -EOWNERDEAD (the lock is its, inconsistent) within 40 ms of the end;
+ * - so does a process that notifies and calls exit() holding it.
  * Each case three times. */
 #include "t.h"
 
@@ -131,6 +132,24 @@ static void test_thread_end(void)
 	check(p, 1, thread_end, -EOWNERDEAD);
 }
 
+static int notify_and_exit(void *arg)
+{
+	(void)arg;
+	T_EQ(shmp_lock_acquire(shmp_cond_lock(C), 10), 0);
+	T_EQ(shmp_cond_notify(C, 1), 1);
+	T_EQ(shmp_array_store(St, 39, now_us()), 0);
+	exit(0); /* holding the lock */
+}
+
+static void test_process_exit(void)
+{
+	pid_t p[1];
+	start(p, 1);
+	pid_t n = t_spawn(notify_and_exit, NULL);
+	t_wait_ok(n, 10);
+	check(p, 1, t_load(St, 39), -EOWNERDEAD);
+}
+
 int main(void)
 {
 	t_watchdog(120);
@@ -141,6 +160,7 @@ int main(void)
 		test_rlock_depth();
 		test_many();
 		test_thread_end();
+		test_process_exit();
 	}
 	shmp_cond_destroy(C);
 	shmp_array_destroy(St);
