@@ -145,8 +145,9 @@ static inline void shmp__spin_init(struct shmp__spin *s)
  * wakes its sleeping waiters when l is released, not while it is still
  * held (a waiter woken then would only find the lock taken and sleep
  * again on it: a second futex pair per hand-off). False if this thread's
- * list is full: wake at once then. Flushed by every release that frees l,
- * and by the thread's end. */
+ * list is full: wake at once then. Issued by this thread's next release
+ * that frees a lock (any lock: see lock.c), its end, exit(), or a lock's
+ * destroy. */
 struct shmp__lock_sh;
 bool shmp__lock_defer_wake(struct shmp__lock_sh *l, _Atomic uint32_t *futex_word);
 

