@@ -1,6 +1,7 @@
 /* private: Value and Array. A Value is an Array of one item: both handles
  * wrap one `struct typed`, so every operation is written once. */
 #include "types.h"
+#include "typecode.h"
 
 #include <stdlib.h>
 
@@ -226,54 +227,14 @@ static int typed_get_num(struct typed *t, size_t i, int64_t *iv, double *dv)
 {
 	unsigned char buf[8];
 	int r = typed_copy(t, i, 1, buf, true);
-	if (r < 0)
-		return r;
-	int64_t x;
-	double y;
-	switch (t->typecode) {
-	case 'b': x = *(int8_t *)buf; y = (double)x; break;
-	case 'B': case 'c': x = *(uint8_t *)buf; y = (double)x; break;
-	case '?': x = *(uint8_t *)buf != 0; y = (double)x; break;
-	case 'h': x = *(int16_t *)buf; y = (double)x; break;
-	case 'H': x = *(uint16_t *)buf; y = (double)x; break;
-	case 'i': x = *(int32_t *)buf; y = (double)x; break;
-	case 'I': x = *(uint32_t *)buf; y = (double)x; break;
-	case 'l': case 'q': x = *(int64_t *)buf; y = (double)x; break;
-	case 'L': case 'Q': x = (int64_t)*(uint64_t *)buf; y = (double)*(uint64_t *)buf; break;
-	case 'f': y = *(float *)buf; x = (int64_t)y; break;
-	case 'd': y = *(double *)buf; x = (int64_t)y; break;
-	default: return -EINVAL;
-	}
-	if (iv)
-		*iv = x;
-	if (dv)
-		*dv = y;
-	return 0;
+	return r < 0 ? r : shmp__item_decode(t->typecode, buf, iv, dv);
 }
 
 static int typed_set_num(struct typed *t, size_t i, int64_t x, double y, bool from_double)
 {
 	unsigned char buf[8];
-	bool to_int = t->typecode != 'f' && t->typecode != 'd' && t->typecode != '?';
-	/* A double that no int64_t holds (NaN, inf, beyond 2^63) has no C
-	 * conversion (it is undefined): refuse it for integer items. */
-	if (from_double && to_int && !(y >= -9223372036854775808.0 && y < 9223372036854775808.0))
-		return -ERANGE;
-	if (from_double)
-		x = (int64_t)y;
-	else
-		y = (double)x;
-	switch (t->typecode) {
-	case 'b': case 'B': case 'c': *(uint8_t *)buf = (uint8_t)x; break;
-	case '?': *(uint8_t *)buf = from_double ? y != 0 : x != 0; break;
-	case 'h': case 'H': *(uint16_t *)buf = (uint16_t)x; break;
-	case 'i': case 'I': *(uint32_t *)buf = (uint32_t)x; break;
-	case 'l': case 'L': case 'q': case 'Q': *(uint64_t *)buf = (uint64_t)x; break;
-	case 'f': *(float *)buf = (float)y; break;
-	case 'd': *(double *)buf = y; break;
-	default: return -EINVAL;
-	}
-	return typed_copy(t, i, 1, buf, false);
+	int r = shmp__item_encode(t->typecode, buf, x, y, from_double);
+	return r < 0 ? r : typed_copy(t, i, 1, buf, false);
 }
 
 /* Lock-free atomics on integer items. */

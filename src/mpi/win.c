@@ -25,6 +25,7 @@
  * the child's copy of the handle.
  */
 #include "mpi_internal.h"
+#include "../typecode.h"
 
 #include <stdlib.h>
 #include <unistd.h>
@@ -443,46 +444,7 @@ static int obj_get_num(struct obj *o, size_t i, int64_t *iv, double *dv)
 {
 	unsigned char buf[8] = { 0 };
 	int r = obj_copy(o, i, 1, buf, true);
-	if (r < 0)
-		return r;
-	int64_t x;
-	double y;
-	switch (o->typecode) {
-	case 'b': x = *(int8_t *)buf; y = (double)x; break;
-	case 'B': case 'c': x = *(uint8_t *)buf; y = (double)x; break;
-	case '?': x = *(uint8_t *)buf != 0; y = (double)x; break;
-	case 'h': x = *(int16_t *)buf; y = (double)x; break;
-	case 'H': x = *(uint16_t *)buf; y = (double)x; break;
-	case 'i': x = *(int32_t *)buf; y = (double)x; break;
-	case 'I': x = *(uint32_t *)buf; y = (double)x; break;
-	case 'l': case 'q': x = *(int64_t *)buf; y = (double)x; break;
-	case 'L': case 'Q': x = (int64_t)*(uint64_t *)buf; y = (double)*(uint64_t *)buf; break;
-	case 'f': y = *(float *)buf; x = (int64_t)y; break;
-	case 'd': y = *(double *)buf; x = (int64_t)y; break;
-	default: return -EINVAL;
-	}
-	if (iv)
-		*iv = x;
-	if (dv)
-		*dv = y;
-	return 0;
-}
-
-static void to_item(char tc, void *buf, int64_t x, double y, bool from_double)
-{
-	if (from_double)
-		x = (int64_t)y;
-	else
-		y = (double)x;
-	switch (tc) {
-	case 'b': case 'B': case 'c': *(uint8_t *)buf = (uint8_t)x; break;
-	case '?': *(uint8_t *)buf = from_double ? y != 0 : x != 0; break;
-	case 'h': case 'H': *(uint16_t *)buf = (uint16_t)x; break;
-	case 'i': case 'I': *(uint32_t *)buf = (uint32_t)x; break;
-	case 'l': case 'L': case 'q': case 'Q': *(uint64_t *)buf = (uint64_t)x; break;
-	case 'f': *(float *)buf = (float)y; break;
-	case 'd': *(double *)buf = y; break;
-	}
+	return r < 0 ? r : shmp__item_decode(o->typecode, buf, iv, dv);
 }
 
 static int obj_set_num(struct obj *o, size_t i, int64_t x, double y, bool from_double)
@@ -490,8 +452,8 @@ static int obj_set_num(struct obj *o, size_t i, int64_t x, double y, bool from_d
 	unsigned char buf[8] = { 0 };
 	if (!o)
 		return -EINVAL;
-	to_item(o->typecode, buf, x, y, from_double);
-	return obj_copy(o, i, 1, buf, false);
+	int r = shmp__item_encode(o->typecode, buf, x, y, from_double);
+	return r < 0 ? r : obj_copy(o, i, 1, buf, false);
 }
 
 static int64_t from_int_item(char tc, const void *buf)
@@ -524,16 +486,16 @@ static int obj_atomic(struct obj *o, size_t i, enum aop op, int64_t arg, int64_t
 		MPI_Fetch_and_op(NULL, old, o->dt, o->root, d, MPI_NO_OP, o->win);
 		break;
 	case A_STORE:
-		to_item(o->typecode, a, arg, 0, false);
+		(void)shmp__item_encode(o->typecode, a, arg, 0, false); /* an integer item: no error */
 		MPI_Accumulate(a, 1, o->dt, o->root, d, 1, o->dt, MPI_REPLACE, o->win);
 		break;
 	case A_ADD:
-		to_item(o->typecode, a, arg, 0, false);
+		(void)shmp__item_encode(o->typecode, a, arg, 0, false); /* an integer item: no error */
 		MPI_Fetch_and_op(a, old, o->dt, o->root, d, MPI_SUM, o->win);
 		break;
 	case A_CAS:
-		to_item(o->typecode, a, desired, 0, false);
-		to_item(o->typecode, b, *io, 0, false);
+		(void)shmp__item_encode(o->typecode, a, desired, 0, false);
+		(void)shmp__item_encode(o->typecode, b, *io, 0, false);
 		MPI_Compare_and_swap(a, b, old, o->dt, o->root, d, o->win);
 		break;
 	}

@@ -40,6 +40,14 @@ int main(int argc, char **argv)
 	int64_t total = 0;
 	T_EQ(shmp_mpi_value_load(v, &total), 0);
 	T_EQ(total, (int64_t)t_size * ADDS);
+	/* A double no int64_t holds is refused for an integer item, as the
+	 * local Value does (the conversion has no meaning in C). */
+	T_EQ(shmp_mpi_value_set_f64(v, NAN), -ERANGE);
+	T_EQ(shmp_mpi_value_set_f64(v, INFINITY), -ERANGE);
+	T_EQ(shmp_mpi_value_set_f64(v, 1e19), -ERANGE);
+	T_EQ(shmp_mpi_value_load(v, &total), 0);
+	T_EQ(total, (int64_t)t_size * ADDS);
+	barrier();
 
 	/* the lock protecting a read-modify-write (synchronized get/set
 	 * re-enter the value's RLock) */
