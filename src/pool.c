@@ -47,7 +47,8 @@ int shmp__pool_check(const shmp_pool_t *p)
 {
 	if (!p)
 		return -EINVAL;
-	if (p->pid != getpid())
+	/* The cached pid (reset in a fork child): no system call per call. */
+	if (p->pid != shmp__pid())
 		return -ECHILD; /* inherited through fork: the workers are not ours */
 	return 0;
 }
@@ -161,6 +162,11 @@ static void free_local(struct shmp_pool *p)
 	shmp__arena_fini(&p->arena);
 	free(p->wp);
 	free(p->free_slots);
+	while (p->spare) {
+		struct shmp_async *c = p->spare;
+		p->spare = c->next_finish;
+		free(c);
+	}
 	free(p->tw);
 	free(p->tw_joinable);
 	pthread_mutex_destroy(&p->submit_mu);

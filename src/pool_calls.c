@@ -11,10 +11,22 @@
 
 static _Atomic uint32_t next_gen = 1;
 
+/* Freed handles kept per pool, at most this many. */
+#define SPARE_MAX 1024u
+
 static struct shmp_async *call_new(struct shmp_pool *p, int kind)
 {
-	struct shmp_async *c = calloc(1, sizeof *c);
-	if (!c)
+	struct shmp_async *c = NULL;
+	pthread_mutex_lock(&p->calls_mu);
+	if (p->spare) {
+		c = p->spare;
+		p->spare = c->next_finish;
+		p->n_spare--;
+	}
+	pthread_mutex_unlock(&p->calls_mu);
+	if (c)
+		memset(c, 0, sizeof *c);
+	else if (!(c = calloc(1, sizeof *c)))
 		return NULL;
 	c->pool = p;
 	c->kind = kind;
@@ -163,8 +175,20 @@ static void call_free(struct shmp_async *c)
 	}
 	if (p->n_free < p->cap_free)
 		p->free_slots[p->n_free++] = c->slot;
+	bool keep = !c->it && p->n_spare < SPARE_MAX;
+	if (keep) {
+		/* What it owns goes; the handle itself serves the next call. */
+		if (c->own_out)
+			free(c->out);
+		if (c->own_in)
+			free((void *)c->in);
+		c->next_finish = p->spare;
+		p->spare = c;
+		p->n_spare++;
+	}
 	pthread_mutex_unlock(&p->calls_mu);
-	shmp__call_free_memory(c, true);
+	if (!keep)
+		shmp__call_free_memory(c, true);
 }
 
 /* pool_alive: give back what the call holds in the pool's memory too (not

@@ -96,6 +96,8 @@ struct shmp__imap_slot {
 	uint64_t buf_off, buf_len;
 };
 enum { SLOT_EMPTY, SLOT_BUSY, SLOT_READY };
+/* Bytes of result (and argument copy) an AsyncResult holds in itself. */
+#define SHMP__CALL_SMALL 32
 
 struct shmp_async {
 	struct shmp_pool *pool; /* NULL once the pool is gone (the handle outlived it) */
@@ -111,6 +113,9 @@ struct shmp_async {
 	char *out;
 	char *user_out; /* apply_async: the caller's buffer, filled at finish */
 	bool own_out, own_in;
+	/* apply_async's result (and a ThreadPool's argument copy) when small:
+	 * no allocation per call */
+	uint64_t small_out[SHMP__CALL_SMALL / 8], small_in[SHMP__CALL_SMALL / 8];
 	_Atomic bool abandoned; /* its caller left (imap destroyed, apply interrupted): the supervisor collects */
 	bool failed;
 	struct shmp_task_error err; /* the failure with the smallest item index */
@@ -289,6 +294,10 @@ struct shmp_pool {
 	struct shmp_async **pages[1024];
 	uint32_t *free_slots;
 	uint32_t n_free, cap_free, n_slots;
+	/* freed call handles kept for the next calls (a burst of apply_async
+	 * allocates nothing per call), linked by next_finish; calls_mu */
+	struct shmp_async *spare;
+	uint32_t n_spare;
 	_Atomic uint32_t abandoned; /* abandoned calls with tasks in flight */
 	/* calls finished by a submitter but owed callbacks on the supervisor */
 	struct shmp_async *finish_q;

@@ -163,7 +163,11 @@ shmp_async_t *shmp_pool_apply_async(shmp_pool_t *p, shmp_task_fn fn, const void 
 	 * caller's when the call finishes — unless the handle was destroyed
 	 * first: then the caller's buffer is never written. */
 	c->user_out = result;
-	if (result_size) {
+	if (!result_size) {
+		/* no result: out stays NULL */
+	} else if (result_size <= sizeof c->small_out) {
+		c->out = (char *)c->small_out;
+	} else {
 		if (!(c->out = calloc(1, result_size))) {
 			shmp__call_drop(c);
 			errno = ENOMEM;
@@ -173,7 +177,10 @@ shmp_async_t *shmp_pool_apply_async(shmp_pool_t *p, shmp_task_fn fn, const void 
 	}
 	/* A worker that reads the argument in place reads it later: keep a
 	 * copy. */
-	if (pl.in == PLACE_LOCAL) {
+	if (pl.in == PLACE_LOCAL && arg_size <= sizeof c->small_in) {
+		memcpy(c->small_in, arg, arg_size);
+		c->in = (const char *)c->small_in;
+	} else if (pl.in == PLACE_LOCAL) {
 		char *copy = malloc(arg_size);
 		if (!copy) {
 			shmp__call_drop(c);
