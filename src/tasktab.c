@@ -92,6 +92,7 @@
 
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 
 /* Pinned: the layout is that of SHMP__POOL_VERSION 2. */
@@ -235,11 +236,18 @@ int shmp__tt_init(struct shmp__tasktab *tt, shmp_segment_t *seg, bool fresh_seg,
 	tt->owner = owner;
 	if (getrandom(tt->key, sizeof tt->key, 0) != (ssize_t)sizeof tt->key)
 		return errno ? -errno : -EIO;
-	/* Shadows are calloc'd and record words stay zero (FREE, first lap)
-	 * until used: a new table touches no page. In the pool's own fresh
-	 * segment the records are zero already. */
-	if (!(tt->shadow = calloc(capacity, sizeof *tt->shadow)))
+	/* Shadows are a private anonymous mapping and record words stay zero
+	 * (FREE, first lap) until used: a new table touches no page. (Not
+	 * calloc: once malloc's mmap threshold has risen past the shadows'
+	 * size, which freeing a pool's shadows does, calloc carves them from
+	 * the heap and clears every page of them — a megabyte touched per
+	 * pool created.) In the pool's own fresh segment the records are zero
+	 * already. */
+	tt->shadow_len = (size_t)capacity * sizeof *tt->shadow;
+	void *sh_map = mmap(NULL, tt->shadow_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (sh_map == MAP_FAILED)
 		return -ENOMEM;
+	tt->shadow = sh_map;
 	int r = shmp__segment_alloc(seg, (size_t)capacity * tt->rec_size, 64, recs_off, !fresh_seg);
 	if (r < 0)
 		return r;
@@ -266,7 +274,8 @@ void shmp__tt_fini(struct shmp__tasktab *tt, bool free_shared)
 	if (tt->efd >= 0)
 		close(tt->efd);
 	tt->efd = -1;
-	free(tt->shadow);
+	if (tt->shadow)
+		munmap(tt->shadow, tt->shadow_len);
 	tt->shadow = NULL;
 }
 
@@ -377,7 +386,7 @@ int shmp__tt_reserve(struct shmp__tasktab *tt, const struct shmp__deadline *d, b
 	uint64_t t = atomic_load_explicit(&tt->tail, memory_order_relaxed);
 	struct shmp__shadow *s = shadow_at(tt, t);
 	uint64_t want = shadow_word(t, SHADOW_FREE);
-	/* Shadows are calloc'd (no page is touched before use): a zero word
+	/* Shadows start zero (no page is touched before use): a zero word
 	 * is FREE for the first lap. */
 	uint64_t want0 = t < tt->capacity ? 0 : want;
 	for (;;) {

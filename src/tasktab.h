@@ -162,7 +162,8 @@ struct shmp__tasktab {
 	int efd;                 /* the collector's doorbell (an eventfd) */
 	uint64_t key[2];         /* the tags' key: private memory only */
 	/* the pool's process only */
-	struct shmp__shadow *shadow;
+	struct shmp__shadow *shadow; /* a mapping of its own, shadow_len bytes */
+	size_t shadow_len;
 	const struct shmp__tt_ops *ops;
 	void *owner;
 	_Atomic uint64_t tail;   /* next seq to fill (written under the submit lock) */
