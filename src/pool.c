@@ -124,7 +124,7 @@ void shmp__pool_stop_workers(struct shmp_pool *p)
 static unsigned pow2_at_least(unsigned v)
 {
 	unsigned c = 1;
-	while (c < v && c < (1u << 20))
+	while (c < v && c < SHMP_POOL_MAX_QUEUE)
 		c <<= 1;
 	return c;
 }
@@ -132,20 +132,30 @@ static unsigned pow2_at_least(unsigned v)
 /* A pool in a registry names itself in its directory, so `shmp show` finds
  * it: opts.name, else "pool", "pool.2"... Best effort: a pool that cannot
  * be named (directory full) still works. */
-static void register_pool(struct shmp_pool *p, const char *name)
+/* Name the pool in its registry's directory. A name the caller chose and
+ * cannot have (taken: -EEXIST; invalid; the directory full) is the
+ * caller's error, as for pipelines; the default name takes the first of
+ * "pool", "pool.2"... that is free, and leaves the pool unnamed if none. */
+static int register_pool(struct shmp_pool *p, const char *name)
 {
+	if (name) {
+		int r = shmp__registry_add(p->seg, name, SHMP_TYPE_POOL, p->sh_off);
+		if (r == 0)
+			p->registered = true;
+		return r;
+	}
 	char buf[32];
 	for (int i = 1; i <= 64; i++) {
-		if (!name)
-			snprintf(buf, sizeof buf, i == 1 ? "pool" : "pool.%d", i);
-		int r = shmp__registry_add(p->seg, name ? name : buf, SHMP_TYPE_POOL, p->sh_off);
+		snprintf(buf, sizeof buf, i == 1 ? "pool" : "pool.%d", i);
+		int r = shmp__registry_add(p->seg, buf, SHMP_TYPE_POOL, p->sh_off);
 		if (r == 0) {
 			p->registered = true;
-			return;
+			return 0;
 		}
-		if (r != -EEXIST || name)
-			return;
+		if (r != -EEXIST)
+			return 0;
 	}
+	return 0;
 }
 
 /* The memory of this process only (a forked child's copy ends here too). */
@@ -160,6 +170,7 @@ static void free_local(struct shmp_pool *p)
 			if (p->wp[w].pidfd >= 0)
 				close(p->wp[w].pidfd);
 	shmp__arena_fini(&p->arena);
+	shmp__waitset_free(p->ws0); /* the supervisor never took it */
 	free(p->wp);
 	free(p->free_slots);
 	while (p->spare) {
@@ -243,8 +254,10 @@ static int make_arena(struct shmp_pool *p, const struct shmp_pool_opts *o)
 static shmp_pool_t *pool_new(int workers, const struct shmp_pool_opts *opts, bool threads)
 {
 	struct shmp_pool_opts o;
+	/* A queue_capacity past the table's limit is refused, not capped
+	 * silently. */
 	if (SHMP__OPTS(o, opts) < 0 || workers <= 0 || o.max_tasks_per_child < 0 ||
-	    (o.max_task_bytes && o.max_task_bytes < 16)) {
+	    (o.max_task_bytes && o.max_task_bytes < 16) || o.queue_capacity > SHMP_POOL_MAX_QUEUE) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -309,18 +322,25 @@ static shmp_pool_t *pool_new(int workers, const struct shmp_pool_opts *opts, boo
 	sh->max_tasks = p->max_tasks;
 	sh->threads = threads;
 	sh->owner_pid = p->pid;
-	{
-		/* Probe once, so stats can say which path supervises. */
-		struct shmp__waitset *ws = shmp__waitset_new();
-		p->supervision = ws && shmp__waitset_uring(ws);
-		shmp__waitset_free(ws);
-	}
+	/* Named before any worker starts: a name refused fails create with
+	 * nothing to undo but memory. */
+	if (p->registry && (e = -register_pool(p, o.name)) > 0)
+		goto fail;
 	started = true;
 	int r = p->wops->start(p);
 	if (r < 0) {
 		e = -r;
 		goto fail;
 	}
+	/* The supervisor's waitset, made here (after the forks: no worker or
+	 * zygote inherits its ring) so that stats can say at once which path
+	 * supervises; the supervisor takes it (one io_uring set up per pool,
+	 * not a probe and then another). */
+	if (!(p->ws0 = shmp__waitset_new())) {
+		e = ENOMEM;
+		goto fail;
+	}
+	p->supervision = shmp__waitset_uring(p->ws0);
 	r = shmp__thread_create(&p->sup, shmp__supervisor_main, p);
 	if (r) {
 		e = r; /* without a supervisor nothing can be collected: undo */
@@ -328,8 +348,6 @@ static shmp_pool_t *pool_new(int workers, const struct shmp_pool_opts *opts, boo
 	}
 	p->sup_started = true;
 	sh->supervision = (uint32_t)p->supervision;
-	if (p->registry)
-		register_pool(p, o.name);
 	return p;
 fail:
 	if (started)
@@ -381,13 +399,14 @@ int shmp_pool_terminate(shmp_pool_t *p)
 
 static int pool_join(struct shmp_pool *p, double timeout, bool interruptible)
 {
+	/* A timeout that means nothing (NaN) is refused whatever the state. */
+	struct shmp__deadline d;
+	if (shmp__deadline_init(&d, timeout) < 0)
+		return -EINVAL;
 	if (atomic_load(&p->state) == SHMP_POOL_RUNNING)
 		return -SHMP_ENOTCLOSED; /* Python: close() or terminate() first */
 	if (pthread_equal(pthread_self(), p->sup))
 		return -EDEADLK; /* a callback cannot wait for its own thread */
-	struct shmp__deadline d;
-	if (shmp__deadline_init(&d, timeout) < 0)
-		return -EINVAL;
 	while (!atomic_load_explicit(&p->sup_done, memory_order_acquire)) {
 		if (shmp__deadline_passed(&d))
 			return -ETIMEDOUT;

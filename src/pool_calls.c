@@ -29,6 +29,7 @@ static struct shmp_async *call_new(struct shmp_pool *p, int kind)
 	else if (!(c = calloc(1, sizeof *c)))
 		return NULL;
 	c->pool = p;
+	c->pid = p->pid;
 	c->kind = kind;
 	c->gen = atomic_fetch_add_explicit(&next_gen, 1, memory_order_relaxed);
 	atomic_init(&c->refs, 2);    /* the caller's and the pool's (until finished) */

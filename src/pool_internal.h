@@ -101,6 +101,7 @@ enum { SLOT_EMPTY, SLOT_BUSY, SLOT_READY };
 
 struct shmp_async {
 	struct shmp_pool *pool; /* NULL once the pool is gone (the handle outlived it) */
+	pid_t pid;              /* the process that made it (a forked child's copy is refused) */
 	uint32_t slot, gen;
 	int kind;
 	_Atomic uint32_t done;    /* futex: 1 once finished */
@@ -288,6 +289,7 @@ struct shmp_pool {
 	bool sup_started;
 	_Atomic uint32_t sup_done; /* futex: supervisor finished */
 	int supervision;           /* 1 io_uring, 0 poll */
+	struct shmp__waitset *ws0; /* made by create, taken by the supervisor */
 	/* submissions and the call table */
 	pthread_mutex_t submit_mu;
 	pthread_mutex_t calls_mu;

@@ -58,13 +58,29 @@ static int call_result(struct shmp_async *c, struct shmp_task_error *err)
 	return c->err.error;
 }
 
-int shmp_async_wait(shmp_async_t *a, double timeout)
+/* The handle's own checks: -EINVAL (NULL), -ECHILD (a forked child's copy:
+ * the pool that would finish it is not this process's, so a wait could
+ * never end). */
+static int async_check(const struct shmp_async *a)
 {
 	if (!a)
 		return -EINVAL;
+	return a->pid == shmp__pid() ? 0 : -ECHILD;
+}
+
+int shmp_async_wait(shmp_async_t *a, double timeout)
+{
+	int r = async_check(a);
+	if (r < 0)
+		return r;
 	struct shmp__deadline d;
 	if (shmp__deadline_init(&d, timeout) < 0)
 		return -EINVAL;
+	/* A callback (on the supervisor thread) waiting for a call the
+	 * supervisor itself must collect would wait for ever. */
+	struct shmp_pool *p = a->pool;
+	if (timeout != 0 && !atomic_load_explicit(&a->done, memory_order_acquire) && p && shmp__pool_on_supervisor(p))
+		return -EDEADLK;
 	return wait_done(a, &d, true);
 }
 
@@ -76,13 +92,15 @@ int shmp_async_get(shmp_async_t *a, double timeout, struct shmp_task_error *err)
 
 int shmp_async_is_ready(shmp_async_t *a)
 {
-	return a ? (int)atomic_load_explicit(&a->done, memory_order_acquire) : -EINVAL;
+	int r = async_check(a);
+	return r < 0 ? r : (int)atomic_load_explicit(&a->done, memory_order_acquire);
 }
 
 int shmp_async_is_successful(shmp_async_t *a)
 {
-	if (!a)
-		return -EINVAL;
+	int r = async_check(a);
+	if (r < 0)
+		return r;
 	if (!atomic_load_explicit(&a->done, memory_order_acquire))
 		return -EAGAIN;
 	return !a->failed;
@@ -90,8 +108,11 @@ int shmp_async_is_successful(shmp_async_t *a)
 
 void *shmp_async_results(shmp_async_t *a)
 {
-	if (!a)
+	int r = async_check(a);
+	if (r < 0) {
+		errno = -r;
 		return NULL;
+	}
 	return a->user_out ? a->user_out : a->out;
 }
 
@@ -99,6 +120,12 @@ void shmp_async_destroy(shmp_async_t *a)
 {
 	if (!a)
 		return;
+	if (a->pid != shmp__pid()) {
+		/* A forked child's copy: its memory only; the pool's state (and
+		 * its locks, maybe held at the fork) is the parent's. */
+		shmp__call_free_memory(a, false);
+		return;
+	}
 	if (a->pool) {
 		pthread_mutex_lock(&a->pool->calls_mu);
 		a->user_out = NULL; /* a late finish must not write it */
@@ -280,6 +307,13 @@ shmp_async_t *shmp_pool_starmap_async(shmp_pool_t *p, shmp_task_fn fn, const voi
 int shmp_pool_map(shmp_pool_t *p, shmp_task_fn fn, const void *in, size_t in_size, size_t n, void *out,
 		  size_t out_size, const struct shmp_call_opts *opts, struct shmp_task_error *err)
 {
+	/* In a callback: its tasks would be collected by the supervisor,
+	 * which runs this callback: refused before anything is submitted. */
+	if (shmp__pool_check(p) == 0 && n && shmp__pool_on_supervisor(p)) {
+		if (err)
+			*err = shmp__pool_task_error(p, -EDEADLK, 0, n - 1);
+		return -EDEADLK;
+	}
 	int se;
 	struct shmp_async *c = map_start(p, fn, in, in_size, n, out, out_size, opts, &se);
 	if (!c) {

@@ -133,13 +133,27 @@ static bool finished(struct shmp_pool *p)
 		if (!queue_empty(p))
 			return false;
 	}
+	/* The last look, under the submit lock: a submitter that saw the pool
+	 * running before it broke may be publishing a task now, and once we
+	 * end nobody would fail it. Holding the lock, either its task is in
+	 * the table (not empty: we stay, and fail it next turn) or it will
+	 * see the pool's error under the lock (shmp__tt_reserve) and publish
+	 * nothing. trylock: a submitter can hold the lock while it waits for
+	 * a record only we free. */
+	if (pthread_mutex_trylock(&p->submit_mu) != 0)
+		return false;
+	bool empty = queue_empty(p);
+	pthread_mutex_unlock(&p->submit_mu);
+	if (!empty)
+		return false;
 	return p->wops->finish(p);
 }
 
 void *shmp__supervisor_main(void *arg)
 {
 	struct shmp_pool *p = arg;
-	struct shmp__waitset *ws = shmp__waitset_new();
+	struct shmp__waitset *ws = p->ws0;
+	p->ws0 = NULL;
 	if (!ws) {
 		/* Cannot supervise: fail what comes, end at once. */
 		shmp__pool_break(p, -SHMP_EBROKEN, 0);

@@ -158,6 +158,7 @@ typedef int (*shmp_callback_fn)(shmp_async_t *a, void *results, size_t n, void *
 typedef int (*shmp_error_callback_fn)(shmp_async_t *a, const struct shmp_task_error *e, void *cb_arg);
 
 #define SHMP_CPUS 0x7fffffff /* shmp_pool_create: one worker per online CPU */
+#define SHMP_POOL_MAX_QUEUE (1u << 20) /* the largest queue_capacity */
 
 struct shmp_pool_opts {
 	size_t sz;
@@ -166,8 +167,9 @@ struct shmp_pool_opts {
 	/* A worker exits after this many tasks (chunks) and is replaced. 0 means
 	 * unlimited (Python's None); negative is -EINVAL. */
 	int max_tasks_per_child;
-	/* Tasks queued or running at once (the task table); default 16384.
-	 * Submitting more waits (backpressure). */
+	/* Tasks queued or running at once (the task table); default 16384,
+	 * rounded up to a power of two, at most SHMP_POOL_MAX_QUEUE (more is
+	 * -EINVAL). Submitting more waits (backpressure). */
 	unsigned queue_capacity;
 	/* Bytes of arguments + results one task may carry; default 64 MiB. A
 	 * larger apply argument, or a single map item this big, is -EMSGSIZE. */
@@ -183,7 +185,9 @@ struct shmp_pool_opts {
 	 * -SHMP_ESEGFULL: a single item larger than this cannot be copied. */
 	size_t segment_size;
 	/* In a registry, the pool's name in its directory (default "pool",
-	 * then "pool.2"...), for `shmp show` and shmp_pool_inspect. */
+	 * then "pool.2"...), for `shmp show` and shmp_pool_inspect. A name
+	 * given and taken fails create with EEXIST (one the directory refuses,
+	 * with its error). */
 	const char *name;
 };
 
@@ -224,9 +228,9 @@ SHMP_API void shmp_pool_destroy(shmp_pool_t *p);
 SHMP_API int shmp_pool_close(shmp_pool_t *p);
 /* Stop now: workers are killed, unfinished calls fail with -SHMP_ECLOSED. */
 SHMP_API int shmp_pool_terminate(shmp_pool_t *p);
-/* Wait for the workers to exit: 0; -SHMP_ENOTCLOSED unless closed or
- * terminated first; -ETIMEDOUT after timeout; -EINTR (interruptible);
- * -EDEADLK from a callback. */
+/* Wait for the workers to exit: 0; -EINVAL for a NaN timeout (in any
+ * state); -SHMP_ENOTCLOSED unless closed or terminated first; -ETIMEDOUT
+ * after timeout; -EINTR (interruptible); -EDEADLK from a callback. */
 SHMP_API int shmp_pool_join(shmp_pool_t *p, double timeout);
 SHMP_API int shmp_pool_workers(const shmp_pool_t *p);
 SHMP_API int shmp_pool_is_threads(const shmp_pool_t *p);
@@ -249,7 +253,8 @@ SHMP_API shmp_async_t *shmp_pool_apply_async(shmp_pool_t *p, shmp_task_fn fn, co
 
 /* out[i] = fn(in[i]) for i < n, in order. 0 or the first failure (by item
  * index). n == 0 returns 0 at once. The same refusals as apply, per item;
- * -EINTR (interruptible) as apply. */
+ * -EINTR (interruptible) as apply; -EDEADLK from one of the pool's
+ * callbacks (its tasks would be collected by the callback's own thread). */
 SHMP_API int shmp_pool_map(shmp_pool_t *p, shmp_task_fn fn, const void *in, size_t in_size, size_t n,
 			   void *out, size_t out_size, const struct shmp_call_opts *opts,
 			   struct shmp_task_error *err);
@@ -308,14 +313,19 @@ SHMP_API void shmp_imap_destroy(shmp_imap_t *it);
 
 /* AsyncResult. get: wait, then 0 or the call's error (err gets details);
  * -ETIMEDOUT (or -EINTR, interruptible) leaves the call running and get can
- * be tried again. */
+ * be tried again. get and wait with a non-zero timeout on a call not
+ * finished, from one of the pool's callbacks: -EDEADLK (the callback's
+ * thread is the one that would collect it). Every AsyncResult call in a
+ * forked child of the handle's maker: -ECHILD (NULL + errno for results;
+ * destroy frees the child's copy only). */
 SHMP_API int shmp_async_get(shmp_async_t *a, double timeout, struct shmp_task_error *err);
 /* 0 once ready, -ETIMEDOUT. */
 SHMP_API int shmp_async_wait(shmp_async_t *a, double timeout);
 SHMP_API int shmp_async_is_ready(shmp_async_t *a);
 /* 1 succeeded, 0 failed; -EAGAIN before it is ready (Python's ValueError). */
 SHMP_API int shmp_async_is_successful(shmp_async_t *a);
-/* The results when the call kept them (apply_async with result NULL). */
+/* The results when the call kept them (apply_async with result NULL).
+ * NULL + errno: EINVAL (NULL), ECHILD (a forked child). */
 SHMP_API void *shmp_async_results(shmp_async_t *a);
 /* Free the handle; a call still running finishes and its results are
  * discarded (apply_async never writes the caller's buffer afterwards).
