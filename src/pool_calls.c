@@ -160,10 +160,10 @@ struct shmp_async *shmp__call_lookup(struct shmp_pool *p, uint32_t slot, uint32_
 	return c && c->gen == gen ? c : NULL;
 }
 
-static void call_free(struct shmp_async *c)
+/* Under calls_mu: take c out of the table, keep it as a spare if there is
+ * room (true), else its memory is the caller's to free after unlocking. */
+static bool call_release_locked(struct shmp_pool *p, struct shmp_async *c)
 {
-	struct shmp_pool *p = c->pool;
-	pthread_mutex_lock(&p->calls_mu);
 	__atomic_store_n(&p->pages[c->slot / SHMP__CALLS_PER_PAGE][c->slot % SHMP__CALLS_PER_PAGE], NULL,
 			 __ATOMIC_RELEASE);
 	if (p->n_free == p->cap_free) {
@@ -187,8 +187,35 @@ static void call_free(struct shmp_async *c)
 		p->spare = c;
 		p->n_spare++;
 	}
+	return keep;
+}
+
+static void call_free(struct shmp_async *c)
+{
+	struct shmp_pool *p = c->pool;
+	pthread_mutex_lock(&p->calls_mu);
+	bool keep = call_release_locked(p, c);
 	pthread_mutex_unlock(&p->calls_mu);
 	if (!keep)
+		shmp__call_free_memory(c, true);
+}
+
+void shmp__call_destroy(struct shmp_async *c)
+{
+	struct shmp_pool *p = c->pool;
+	if (!p) {
+		shmp__call_unref(c); /* the pool went first */
+		return;
+	}
+	/* One lock for both: the caller's buffer is forgotten (a late finish
+	 * must not write it) and, if ours was the last reference, the handle
+	 * released. */
+	pthread_mutex_lock(&p->calls_mu);
+	c->user_out = NULL;
+	bool last = atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1;
+	bool keep = last && call_release_locked(p, c);
+	pthread_mutex_unlock(&p->calls_mu);
+	if (last && !keep)
 		shmp__call_free_memory(c, true);
 }
 

@@ -388,6 +388,8 @@ struct shmp_async *shmp__call_begin(struct shmp_pool *p, int kind, const struct 
 void shmp__call_drop(struct shmp_async *c);
 struct shmp_async *shmp__call_lookup(struct shmp_pool *p, uint32_t slot, uint32_t gen);
 void shmp__call_unref(struct shmp_async *c);
+/* shmp_async_destroy in the process that made it: the caller's reference. */
+void shmp__call_destroy(struct shmp_async *c);
 void shmp__call_free_memory(struct shmp_async *c, bool pool_alive);
 void shmp__call_task_done(struct shmp_async *c, bool on_supervisor);
 void shmp__call_finish(struct shmp_async *c);

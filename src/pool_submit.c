@@ -126,12 +126,7 @@ void shmp_async_destroy(shmp_async_t *a)
 		shmp__call_free_memory(a, false);
 		return;
 	}
-	if (a->pool) {
-		pthread_mutex_lock(&a->pool->calls_mu);
-		a->user_out = NULL; /* a late finish must not write it */
-		pthread_mutex_unlock(&a->pool->calls_mu);
-	}
-	shmp__call_unref(a);
+	shmp__call_destroy(a);
 }
 
 /* ---- apply ----------------------------------------------------------- */

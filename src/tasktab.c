@@ -339,9 +339,13 @@ static void wake_collector(struct shmp__tasktab *tt)
 void shmp__tt_collector_awake(struct shmp__tasktab *tt)
 {
 	atomic_store_explicit(&tt->sh->sup_armed, 0, memory_order_relaxed);
+	/* One read takes the whole count and resets it (not a semaphore
+	 * eventfd): a second would only find it empty, a system call per
+	 * wake for nothing. A ring after this read leaves it readable: the
+	 * next wait returns at once, which is what it is for. */
 	uint64_t v;
-	while (read(tt->efd, &v, sizeof v) > 0)
-		;
+	ssize_t r = read(tt->efd, &v, sizeof v);
+	(void)r;
 }
 
 bool shmp__tt_collector_may_sleep(struct shmp__tasktab *tt)
