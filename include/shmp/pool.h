@@ -167,7 +167,7 @@ struct shmp_pool_opts {
 	/* A worker exits after this many tasks (chunks) and is replaced. 0 means
 	 * unlimited (Python's None); negative is -EINVAL. */
 	int max_tasks_per_child;
-	/* Tasks queued or running at once (the task table); default 16384,
+	/* Tasks queued or running at once (the task table); default 4096,
 	 * rounded up to a power of two, at most SHMP_POOL_MAX_QUEUE (more is
 	 * -EINVAL). Submitting more waits (backpressure). */
 	unsigned queue_capacity;
