@@ -188,6 +188,8 @@ static void free_local(struct shmp_pool *p)
 	free(p->tw_joinable);
 	pthread_mutex_destroy(&p->submit_mu);
 	pthread_mutex_destroy(&p->calls_mu);
+	pthread_mutex_destroy(&p->notify_mu);
+	free(p->notify_free);
 	pthread_mutex_destroy(&p->wk_mu);
 	free(p);
 }
@@ -210,9 +212,12 @@ void shmp__pool_free(struct shmp_pool *p)
 	if (p->registered)
 		shmp__registry_forget(p->seg, p->sh_off);
 	shmp__calls_detach(p);
-	/* A registry's segment outlives the pool: give back what is in it. */
+	/* A registry's segment outlives the pool: give back what is in it
+	 * (the workers are gone: no late wake-up reaches a notify word). */
 	shmp__tt_fini(&p->tt, p->registry && p->seg);
 	if (p->registry && p->seg) {
+		for (uint32_t i = 0; i < p->n_notify_free; i++)
+			shmp_segment_free(p->seg, p->notify_free[i]);
 		shmp__free_ptr(p->seg, p->wk);
 		shmp__free_ptr(p->seg, p->sh);
 	}
@@ -291,6 +296,7 @@ static shmp_pool_t *pool_new(int workers, const struct shmp_pool_opts *opts, boo
 	p->max_task_bytes = o.max_task_bytes ? o.max_task_bytes : DEFAULT_TASK_BYTES;
 	pthread_mutex_init(&p->submit_mu, NULL);
 	pthread_mutex_init(&p->calls_mu, NULL);
+	pthread_mutex_init(&p->notify_mu, NULL);
 	pthread_mutex_init(&p->wk_mu, NULL);
 	unsigned cap = pow2_at_least(o.queue_capacity ? o.queue_capacity : DEFAULT_CAPACITY);
 	bool started = false;

@@ -211,7 +211,7 @@ void shmp__call_destroy(struct shmp_async *c)
 	 * must not write it) and, if ours was the last reference, the handle
 	 * released. */
 	pthread_mutex_lock(&p->calls_mu);
-	c->user_out = NULL;
+	__atomic_store_n(&c->user_out, NULL, __ATOMIC_RELAXED); /* finish looks without the lock */
 	bool last = atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1;
 	bool keep = last && call_release_locked(p, c);
 	pthread_mutex_unlock(&p->calls_mu);
@@ -231,7 +231,7 @@ void shmp__call_free_memory(struct shmp_async *c, bool pool_alive)
 				if (it->slots[i].buf_len)
 					shmp__arena_free(&p->arena, it->slots[i].buf_off, it->slots[i].buf_len, false);
 			if (it->notify_off)
-				shmp_segment_free(p->seg, it->notify_off);
+				shmp__notify_put(p, it->notify_off);
 		}
 		free(it->slots);
 		free(it->gen);
@@ -271,6 +271,8 @@ void shmp__calls_detach(struct shmp_pool *p)
 			if (c->it) {
 				for (unsigned j = 0; j < c->it->window; j++)
 					c->it->slots[j].buf_len = 0;
+				if (c->it->notify_off)
+					shmp__notify_put(p, c->it->notify_off);
 				c->it->notify_off = 0;
 				c->it->notify = NULL;
 			}
@@ -312,7 +314,9 @@ void shmp__call_finish(struct shmp_async *c)
 		r = c->callback(c, c->out, c->kind == CALL_APPLY ? 1 : c->n, c->cb_arg);
 	if (r)
 		shmp__count_add(&p->n_cb_errors, &p->sh->cb_errors, 1);
-	if (c->user_out && !c->failed) {
+	/* A first look without the lock (destroy may forget the buffer
+	 * meanwhile: hence atomic), the copy under it. */
+	if (__atomic_load_n(&c->user_out, __ATOMIC_RELAXED) && !c->failed) {
 		pthread_mutex_lock(&p->calls_mu);
 		if (c->user_out)
 			memcpy(c->user_out, c->out, c->out_size);
@@ -344,7 +348,37 @@ void shmp__call_task_done(struct shmp_async *c, bool on_supervisor)
 		return;
 	}
 	c->next_finish = p->finish_q;
-	p->finish_q = c;
+	__atomic_store_n(&p->finish_q, c, __ATOMIC_RELAXED); /* the supervisor peeks without the lock */
 	pthread_mutex_unlock(&p->calls_mu);
 	shmp__tt_kick(&p->tt);
+}
+
+struct shmp__notify *shmp__notify_get(struct shmp_pool *p, uint64_t *off)
+{
+	pthread_mutex_lock(&p->notify_mu);
+	bool kept = p->n_notify_free > 0;
+	if (kept)
+		*off = p->notify_free[--p->n_notify_free];
+	pthread_mutex_unlock(&p->notify_mu);
+	if (kept)
+		return (struct shmp__notify *)(p->seg->base + *off);
+	return shmp__alloc_ptr(p->seg, sizeof(struct shmp__notify), 64, off);
+}
+
+void shmp__notify_put(struct shmp_pool *p, uint64_t off)
+{
+	pthread_mutex_lock(&p->notify_mu);
+	if (p->n_notify_free == p->cap_notify_free) {
+		uint32_t cap = p->cap_notify_free ? 2 * p->cap_notify_free : 16;
+		uint64_t *a = realloc(p->notify_free, cap * sizeof *a);
+		if (a) {
+			p->notify_free = a;
+			p->cap_notify_free = cap;
+		}
+	}
+	/* Out of memory: the word stays allocated until the segment goes
+	 * (a few bytes), never freed under a late waker. */
+	if (p->n_notify_free < p->cap_notify_free)
+		p->notify_free[p->n_notify_free++] = off;
+	pthread_mutex_unlock(&p->notify_mu);
 }

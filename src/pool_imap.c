@@ -52,7 +52,7 @@ static shmp_imap_t *imap_start(shmp_pool_t *p, shmp_task_fn fn, const void *in, 
 	it->input_ctx = input_ctx;
 	c->it = it;
 	c->chunksize = cs;
-	if (!(it->notify = shmp__alloc_ptr(p->seg, sizeof *it->notify, 64, &it->notify_off)))
+	if (!(it->notify = shmp__notify_get(p, &it->notify_off)))
 		r = -errno;
 	struct shmp__deadline d;
 	shmp__deadline_forever(&d);

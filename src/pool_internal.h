@@ -166,7 +166,7 @@ struct shmp__arena {
 struct shmp__wpriv {
 	_Atomic pid_t pid;    /* current incarnation (process or thread id), 0 none */
 	uint32_t gen;         /* incarnation number */
-	bool live;            /* an incarnation runs (started, not yet seen gone) */
+	_Atomic bool live;    /* an incarnation runs (started, not yet seen gone); stats read it from any thread */
 	/* processes */
 	int pidfd;            /* the zygote's pidfd of it, -1 none */
 	int armed_fd;         /* the pidfd the supervisor watches, -1 none */
@@ -293,6 +293,15 @@ struct shmp_pool {
 	/* submissions and the call table */
 	pthread_mutex_t submit_mu;
 	pthread_mutex_t calls_mu;
+	/* Notify words of ended imaps, kept for later imaps and given back
+	 * with the pool (notify_mu). A worker wakes an imap caller after it
+	 * stored DONE, so the caller may have ended, and freed its word, by
+	 * the time the worker adds to it: a freed word could be someone
+	 * else's memory by then; a reused one only wakes an imap early, and
+	 * its waits look again. */
+	pthread_mutex_t notify_mu;
+	uint64_t *notify_free;
+	uint32_t n_notify_free, cap_notify_free;
 	struct shmp_async **pages[1024];
 	uint32_t *free_slots;
 	uint32_t n_free, cap_free, n_slots;
@@ -398,6 +407,11 @@ void shmp__call_note_error(struct shmp_async *c, const struct shmp_task_error *e
  * collects them (and the call ends then). */
 void shmp__call_abandon(struct shmp_async *c);
 void shmp__calls_detach(struct shmp_pool *p);
+/* An imap's notify word: one kept from an ended imap, or a new one in the
+ * pool's segment. NULL and errno as shmp__alloc_ptr. */
+struct shmp__notify *shmp__notify_get(struct shmp_pool *p, uint64_t *off);
+/* Keep an ended imap's notify word for the next (see notify_free). */
+void shmp__notify_put(struct shmp_pool *p, uint64_t off);
 
 /* pool_arena.c */
 int shmp__arena_init(struct shmp__arena *a, uint64_t base, uint64_t size);

@@ -32,7 +32,7 @@ static void run_finish_queue(struct shmp_pool *p)
 {
 	pthread_mutex_lock(&p->calls_mu);
 	struct shmp_async *q = p->finish_q;
-	p->finish_q = NULL;
+	__atomic_store_n(&p->finish_q, NULL, __ATOMIC_RELAXED); /* peeked at without the lock below */
 	pthread_mutex_unlock(&p->calls_mu);
 	while (q) {
 		struct shmp_async *n = q->next_finish;
@@ -174,7 +174,7 @@ void *shmp__supervisor_main(void *arg)
 			break;
 		/* Ask for the doorbell, then look once more (workers look at
 		 * the asking after posting: one of us sees the other). */
-		if (!shmp__tt_collector_may_sleep(&p->tt) || p->finish_q)
+		if (!shmp__tt_collector_may_sleep(&p->tt) || __atomic_load_n(&p->finish_q, __ATOMIC_RELAXED))
 			continue;
 		uint64_t tags[16];
 		int k = shmp__waitset_wait(ws, 100 * 1000000L, tags, 16);
