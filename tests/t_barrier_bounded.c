@@ -7,7 +7,7 @@
  * action that runs longer than it (3 s) does not make the other party's
  * wait give up, and the round passes. */
 #include "t.h"
-#include "../src/internal.h"
+#include "../src/core/internal.h"
 
 #define BOUND_MIN 1.5
 #define BOUND_MAX 6.0

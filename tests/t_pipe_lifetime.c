@@ -1,4 +1,4 @@
-/* Pipe ends follow the one lifetime rule (src/internal.h): destroying a
+/* Pipe ends follow the one lifetime rule (src/core/internal.h): destroying a
  * conn releases this process's handle; the shared pipe is freed by its
  * creating process once it has destroyed both of its ends; a forked
  * child's destroy never frees it. Counted in live blocks of the default

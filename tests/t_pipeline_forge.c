@@ -16,7 +16,7 @@
  * Run under the sanitizers, an index taken from the forged tables shows as
  * an out-of-bounds access. */
 #include "t.h"
-#include "../src/pipeline_internal.h"
+#include "../src/pipeline/pipeline_internal.h"
 
 static _Atomic int64_t *pids; /* [stage * 2 + worker]: each worker's pid */
 

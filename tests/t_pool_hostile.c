@@ -25,7 +25,7 @@
  * the canary is still ours to kill (it was never signalled), and no
  * process of the pools is left. */
 #include "t.h"
-#include "../src/pool_internal.h"
+#include "../src/pool/pool_internal.h"
 
 #include <sched.h>
 #include <stdatomic.h>

@@ -7,7 +7,7 @@
  * while read-only calls (info, lookup, count, Dict get/len/contains/next)
  * answer at once. Once the word is given back, everything works again. */
 #include "t.h"
-#include "../src/internal.h"
+#include "../src/core/internal.h"
 
 #define BOUND_MIN 1.5
 #define BOUND_MAX 6.0

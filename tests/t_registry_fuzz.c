@@ -23,11 +23,11 @@
  * read-only attach, create, open or inspect, and nothing behind it changes;
  * a FIFO makes none of them block; a directory is refused.
  *
- * Knows the directory layout of src/registry.c (found by its magic in the
+ * Knows the directory layout of src/registry/registry.c (found by its magic in the
  * image; if it is not there, the structured directory cases are skipped and
  * said so). Fixed seed; SHMP_FUZZ_SEED overrides, SHMP_FUZZ_ITERS the count. */
 #include "t_types.h"
-#include "../src/internal.h"
+#include "../src/core/internal.h"
 
 #include <fcntl.h>
 #include <stdarg.h>
@@ -40,7 +40,7 @@
 #define EVERSION_POS (SHMP_EVERSION)
 #define ETYPE_POS (SHMP_ETYPE)
 
-/* The directory as src/registry.c lays it out. */
+/* The directory as src/registry/registry.c lays it out. */
 #define DIR_MAGIC 0x52454744u
 #define D_MAGIC 0
 #define D_VERSION 4

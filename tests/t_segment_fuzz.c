@@ -8,10 +8,10 @@
  * a corrupted block prefix makes free return -EINVAL; an allocator lock left
  * by a dead process is recovered.
  *
- * Knows the private header layout (src/internal.h) on purpose. The random
+ * Knows the private header layout (src/core/internal.h) on purpose. The random
  * part uses a fixed seed (SHMP_FUZZ_SEED overrides), printed at start. */
 #include "t.h"
-#include "../src/internal.h"
+#include "../src/core/internal.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

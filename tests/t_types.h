@@ -1,7 +1,7 @@
 /* t_types.h: create-or-get and release of a registry object of any type by
  * its SHMP_TYPE_*, for the tests that go over every type (t_reg.h and the
  * registry tests, the registry fuzzer, t_registry_types): the one copy in
- * the tests of the library's per-type table (src/types.c), which tests
+ * the tests of the library's per-type table (src/core/types.c), which tests
  * cannot call (it is not exported). */
 #ifndef T_TYPES_H
 #define T_TYPES_H

@@ -32,7 +32,7 @@
 #include <pthread.h>
 #include <signal.h>
 
-#include "../opts.h"
+#include "../core/opts.h"
 
 #include "shmp.h"
 #include "shmp/mpi.h"

@@ -25,7 +25,7 @@
  * the child's copy of the handle.
  */
 #include "mpi_internal.h"
-#include "../typecode.h"
+#include "../core/typecode.h"
 
 #include <stdlib.h>
 #include <unistd.h>

@@ -6,7 +6,7 @@
  * sink. Every ring message is a pl_hdr followed by the payload.
  *
  * Worker processes are supervised by one thread of the creating process,
- * which waits on their pidfds (io_uring or ppoll, src/waitset.c). When a
+ * which waits on their pidfds (io_uring or ppoll, src/comm/waitset.c). When a
  * worker ends it tells whether it ended on purpose (its `done` flag, set
  * after its input closed and drained). When every worker of a stage has
  * ended so, the supervisor closes the stage's output ring: end of input

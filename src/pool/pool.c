@@ -2,7 +2,7 @@
  * stats, and the pool's state and its one mapping to an error. The other
  * files are listed in pool_internal.h.
  *
- * Lifetime (src/internal.h's one rule): the handle is the pool; destroy
+ * Lifetime (src/core/internal.h's one rule): the handle is the pool; destroy
  * frees it (terminating first if it was not closed), in the process that
  * created it. A forked child's copy of the handle is only memory of the
  * child: its calls return -ECHILD and its destroy frees that memory and

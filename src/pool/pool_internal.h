@@ -241,7 +241,7 @@ struct shmp__zmsg {
 };
 
 struct shmp_pool {
-	/* the handle's head (src/internal.h, one lifetime rule) */
+	/* the handle's head (src/core/internal.h, one lifetime rule) */
 	shmp_segment_t *seg; /* where the shared state lives: the registry's or dseg */
 	struct shmp__pool_sh *sh;
 	_Atomic uint32_t *ref; /* NULL: the pool belongs to the process that created it */

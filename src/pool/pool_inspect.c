@@ -1,4 +1,4 @@
-/* private: a Pool as an entry of the type table (src/types.c), so that
+/* private: a Pool as an entry of the type table (src/core/types.c), so that
  * shmp_registry_info and lookup, and the `shmp` command's list, report a
  * pool registered in a segment like any other object.
  *

@@ -13,7 +13,7 @@
  * library's layout is -SHMP_EVERSION, not garbage), then the type's own
  * checks. The type's file says what its state holds, pins its size and key
  * offsets with static asserts (a change to any of them is a new version),
- * and keeps whatever else it does; src/types.c puts the types behind one
+ * and keeps whatever else it does; src/core/types.c puts the types behind one
  * table for the registry and inspection.
  *
  * So every type's file opens with the same few lines (its shared struct,
