@@ -7,33 +7,6 @@
 
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
-/* Until thread `tid` (a process's pid for its main thread) sits in a
- * system call (a futex or poll wait, say) on three looks 5 ms apart, or
- * `timeout` seconds pass: 1 or 0. /proc/PID/task/TID/syscall says
- * "running" while it runs user code. For tests that signal a waiter: a
- * signal sent before the wait began is not an interrupt of the wait, and a
- * fixed sleep does not ensure the wait began on a loaded machine. */
-static inline int t_await_in_syscall(pid_t tid, double timeout)
-{
-	char path[64], buf[64];
-	snprintf(path, sizeof path, "/proc/%d/task/%d/syscall", (int)tid, (int)tid);
-	double until = t_now() + timeout;
-	int seen = 0;
-	while (t_now() < until) {
-		FILE *f = fopen(path, "r");
-		if (!f)
-			return 0;
-		size_t n = fread(buf, 1, sizeof buf - 1, f);
-		fclose(f);
-		buf[n] = 0;
-		seen = n && strncmp(buf, "running", 7) != 0 ? seen + 1 : 0;
-		if (seen == 3)
-			return 1;
-		t_sleep_ms(5);
-	}
-	return 0;
-}
-
 #endif
 #include <dirent.h>
 #include <errno.h>
