@@ -34,7 +34,8 @@ extern "C" {
  * (such a block is left alone and counted in lost_blocks).
  *
  * Errors: int calls return 0 (or a count) or -code (common.h); create
- * returns NULL with errno set (EINVAL, SHMP_ESEGFULL, ENOMEM). Timeouts are
+ * returns NULL with errno set (EINVAL; SHMP_ESEGFULL or SHMP_ELOCKED from the
+ * segment; ENOMEM only for the process-local handle). Timeouts are
  * seconds: negative waits without limit, 0 polls once (never sleeps), NaN
  * is -EINVAL. Blocking is a short spin, then a futex sleep in slices of at
  * most 50 ms (each one looks for a dead holder of the slot waited on). With
@@ -58,8 +59,14 @@ enum {
 struct shmp_ring_opts {
 	size_t sz;
 	shmp_segment_t *segment; /* NULL: default segment */
-	unsigned capacity;       /* messages; default 1024; any value >= 1 */
-	unsigned inline_size;    /* bytes kept in the slot; default 104 (128-byte slots) */
+	unsigned capacity;       /* messages; 0: 1024; 1 to 2^30 (more: EINVAL). The
+	                          * slots take capacity * slot size bytes of the
+	                          * segment at create. */
+	unsigned inline_size;    /* bytes a slot holds inline; 0: 104; at most 2^20
+	                          * (more: EINVAL). Rounded up so that a slot (a
+	                          * 24-byte header + inline bytes) is whole 64-byte
+	                          * lines: 104 gives 128-byte slots. A longer
+	                          * message travels in a segment block. */
 	size_t max_message;      /* default 64 MiB, at most SHMP_RING_MAX_MESSAGE */
 	unsigned flags;          /* SHMP_RING_* */
 };
@@ -90,8 +97,10 @@ SHMP_API shmp_ring_t *shmp_ring_create(const struct shmp_ring_opts *opts);
 SHMP_API void shmp_ring_destroy(shmp_ring_t *r);
 
 /* Copy a message in. 0; -ETIMEDOUT (full); -EINTR; -EMSGSIZE (len >
- * max_message); -SHMP_ESEGFULL or -ENOMEM (no segment room for a large
- * message); -SHMP_ECLOSED; -EINVAL. */
+ * max_message); -SHMP_ESEGFULL (no segment room for a large message:
+ * returned at once, room is not waited for); -SHMP_ELOCKED (the segment's
+ * allocator lock is held by a thread that never lets go); -SHMP_ECLOSED;
+ * -EINVAL. */
 SHMP_API int shmp_ring_put(shmp_ring_t *r, const void *msg, size_t len, double timeout);
 /* Copy the oldest message out into buf (cap bytes); *len = its length.
  * -EMSGSIZE if cap is too small: *len says how much is needed and the
@@ -99,11 +108,14 @@ SHMP_API int shmp_ring_put(shmp_ring_t *r, const void *msg, size_t len, double t
  * drained); -SHMP_ECORRUPT. */
 SHMP_API int shmp_ring_get(shmp_ring_t *r, void *buf, size_t cap, size_t *len, double timeout);
 /* Put up to n messages; waits (up to timeout) only for the first. Returns
- * how many were put (>= 1) or the first one's error. */
+ * how many were put (>= 1 when n >= 1; 0 at once when n == 0, and msgs may
+ * then be NULL) or the first one's error. A NaN timeout is -EINVAL, with
+ * n == 0 too. */
 SHMP_API int shmp_ring_put_batch(shmp_ring_t *r, const struct iovec *msgs, unsigned n, double timeout);
 /* Get up to n messages into bufs[i] (iov_len is the capacity; lens[i] gets
  * the length); waits only for the first. Stops before a message that does
- * not fit its buffer (-EMSGSIZE if that is the first). */
+ * not fit its buffer (-EMSGSIZE if that is the first). n == 0 returns 0 at
+ * once (bufs and lens may then be NULL). */
 SHMP_API int shmp_ring_get_batch(shmp_ring_t *r, struct iovec *bufs, size_t *lens, unsigned n,
 				 double timeout);
 
