@@ -116,7 +116,9 @@ test)
 asan)
 	install_deps
 	build build-asan -DSHMP_SANITIZE=ON -DSHMP_BUILD_BENCH=OFF
-	(cd build-asan && ctest --output-on-failure)
+	# Two at a time: serial, the sanitized suite is CI's longest step
+	# (the whole CI run must stay well under 20 minutes on 2 cores).
+	(cd build-asan && ctest -j2 --output-on-failure)
 	;;
 tsan)
 	install_deps
