@@ -306,7 +306,7 @@ SHMP__HEAD_CHECK(struct shmp_ring);
 static inline void wake_side(_Atomic uint32_t *futex, _Atomic uint32_t *waiters, int n)
 {
 	(void)n; /* every sleeper re-checks its own slot: wake them all */
-	atomic_thread_fence(memory_order_seq_cst);
+	shmp__full_fence();
 	if (!atomic_load_explicit(waiters, memory_order_relaxed))
 		return;
 	uint32_t v = atomic_load_explicit(futex, memory_order_seq_cst);
