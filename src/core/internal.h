@@ -35,7 +35,7 @@ static inline void shmp__cpu_relax(void)
 #endif
 }
 
-/* A full barrier for a Dekker pair (publish, then look whether the other
+/* The full barrier of every Dekker pair (publish, then look whether the other
  * side sleeps). On x86 a locked add to the stack does it at a fraction of
  * mfence's cost (what the Linux kernel's smp_mb() does); ThreadSanitizer
  * models only the C11 fence, so its builds keep that. */

@@ -295,7 +295,7 @@ static bool poll_fresh(struct shmp__tasktab_sh *sh)
 void shmp__tt_wake_workers(struct shmp__tasktab *tt)
 {
 	struct shmp__tasktab_sh *sh = tt->sh;
-	atomic_thread_fence(memory_order_seq_cst);
+	shmp__full_fence();
 	uint32_t v = atomic_load_explicit(&sh->task_futex, memory_order_relaxed);
 	if (!(v & SHMP__TASK_ARMED) || poll_fresh(sh))
 		return;
@@ -330,7 +330,7 @@ void shmp__tt_kick(struct shmp__tasktab *tt)
  * publish work, then look at sup_armed. */
 static void wake_collector(struct shmp__tasktab *tt)
 {
-	atomic_thread_fence(memory_order_seq_cst);
+	shmp__full_fence();
 	if (atomic_load_explicit(&tt->sh->sup_armed, memory_order_relaxed) &&
 	    atomic_exchange_explicit(&tt->sh->sup_armed, 0, memory_order_relaxed))
 		shmp__tt_kick(tt);
@@ -368,7 +368,7 @@ static void wake_caller(struct shmp__tasktab *tt, struct shmp__rec *r, uint32_t 
 			shmp__futex_wake(&n->seq, INT32_MAX);
 		return;
 	}
-	atomic_thread_fence(memory_order_seq_cst);
+	shmp__full_fence();
 	if (atomic_load_explicit(&r->wake, memory_order_relaxed) &&
 	    atomic_exchange_explicit(&r->wake, 0, memory_order_relaxed))
 		shmp__futex_wake(&r->wake, INT32_MAX);
@@ -376,7 +376,7 @@ static void wake_caller(struct shmp__tasktab *tt, struct shmp__rec *r, uint32_t 
 
 static void wake_free_waiters(struct shmp__tasktab *tt)
 {
-	atomic_thread_fence(memory_order_seq_cst);
+	shmp__full_fence();
 	if (atomic_load_explicit(&tt->free_waiters, memory_order_relaxed)) {
 		atomic_fetch_add_explicit(&tt->free_futex, 1, memory_order_relaxed);
 		shmp__futex_wake(&tt->free_futex, INT32_MAX);
