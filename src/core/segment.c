@@ -331,11 +331,18 @@ shmp_segment_t *shmp__segment_attach(const char *name, bool readonly, const stru
 		errno = e;
 		return NULL;
 	}
-	/* A creator between O_EXCL and its header's last write: give it a moment. */
+	/* A creator between O_EXCL and its header's last write: give it a
+	 * moment. Whether the header was whole is read before the validation
+	 * it excuses: read after, it could see the creator finish in between
+	 * and call a half-written header (that validation's view) corrupt. */
 	struct shmp__seg_hdr *h = base;
-	for (int i = 0; i < 50 && (r = shmp__header_validate(h, size)) == -SHMP_ECORRUPT &&
-			__atomic_load_n(&h->header_size, __ATOMIC_ACQUIRE) == 0; i++)
+	for (int i = 0;; i++) {
+		bool whole = __atomic_load_n(&h->header_size, __ATOMIC_ACQUIRE) != 0;
+		r = shmp__header_validate(h, size);
+		if (r != -SHMP_ECORRUPT || whole || i == 50)
+			break;
 		usleep(1000);
+	}
 	if (r < 0) {
 		munmap(base, size);
 		errno = -r;
