@@ -17,6 +17,12 @@
  * while the pool was made (/proc/self/smaps): its size is address space
  * reserved, Rss the pages touched so far.
  *
+ * The pipeline is measured first, in a child forked before anything else
+ * was made, so that its figure is the pipeline's: measured after the Pool
+ * in the same process, its workers' Pss also carried what the Pool phase
+ * had left in the caller (heap and segment pages they share with it),
+ * which moved with the Pool's code, not the pipeline's.
+ *
  * No figure is timed, so there is no loaded state here. BENCH_QUICK: 10 k
  * tasks instead of 1 M. */
 #include "bench.h"
@@ -290,12 +296,77 @@ static double pct(long a, long b)
 	return b ? 100.0 * (double)(a - b) / (double)b : 0;
 }
 
+/* The 4-stage pipeline, in this (fresh) process: its figures. */
+static struct mem pipeline_mem(void)
+{
+	char what[128];
+	settle();
+	struct mem before = mem_of(getpid());
+	shmp_pipeline_t *pl = shmp_pipeline_create(NULL);
+	if (!pl)
+		check(-errno, "pipeline create");
+	for (int s = 0; s < 4; s++) {
+		char name[16];
+		snprintf(name, sizeof name, "fwd%d", s + 1);
+		if (shmp_pipeline_add_stage(pl, name, fwd, NULL, 1) < 0)
+			die("add_stage");
+	}
+	check(shmp_pipeline_start(pl), "pipeline start");
+	long n_msgs = bench_n(100000L, 1000L);
+	char msg[64];
+	memset(msg, 'm', sizeof msg);
+	for (long i = 0; i < n_msgs; i++) {
+		struct shmp_msg m;
+		check(shmp_pipeline_put(pl, msg, sizeof msg, 0, SHMP_FOREVER), "put");
+		check(shmp_pipeline_next(pl, &m, SHMP_FOREVER), "next");
+		if (m.len != sizeof msg)
+			die("pipeline: wrong message");
+		check(shmp_pipeline_done(pl), "done");
+	}
+	settle();
+	snprintf(what, sizeof what, "4-stage pipeline, 1 worker each, idle after %ld 64-byte messages", n_msgs);
+	struct mem pipe = report_procs(what, before);
+	check(shmp_pipeline_close(pl), "pipeline close");
+	check(shmp_pipeline_join(pl, 30), "pipeline join");
+	shmp_pipeline_destroy(pl);
+	return pipe;
+}
+
+/* pipeline_mem() in a child forked now, before this process made anything. */
+static struct mem pipeline_mem_fresh(void)
+{
+	int fd[2];
+	if (pipe(fd) != 0)
+		die("pipe");
+	fflush(NULL);
+	pid_t c = fork();
+	if (c < 0)
+		die("fork");
+	if (c == 0) {
+		close(fd[0]);
+		struct mem m = pipeline_mem();
+		fflush(NULL);
+		_exit(write(fd[1], &m, sizeof m) == (ssize_t)sizeof m ? 0 : 1);
+	}
+	close(fd[1]);
+	struct mem m;
+	ssize_t got = read(fd[0], &m, sizeof m);
+	int st = 0;
+	waitpid(c, &st, 0);
+	close(fd[0]);
+	if (got != (ssize_t)sizeof m || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		die("pipeline measurement");
+	return m;
+}
+
 int main(void)
 {
 	long n_tasks = bench_n(1000000L, 10000L);
 	bench_header("bench_memory", "memory of an idle 2-worker Pool, after 1 M tasks, a 4-stage pipeline, the pool segment");
 	printf("# kB from /proc/PID/smaps_rollup; caller = this process's growth, then every descendant\n"
 	       "# (zygote, workers). Sum of Pss = the cost; sum of Rss counts shared pages per process.\n");
+	struct mem pipe = pipeline_mem_fresh();
+
 	/* The default segment and the allocator of this process first, so
 	 * the pool's figures are the pool's. */
 	if (!shmp_segment_default())
@@ -331,37 +402,6 @@ int main(void)
 	check(shmp_pool_close(p), "close");
 	check(shmp_pool_join(p, SHMP_FOREVER), "join");
 	shmp_pool_destroy(p);
-
-	/* ---- a 4-stage pipeline ---- */
-	settle();
-	before = mem_of(getpid());
-	shmp_pipeline_t *pl = shmp_pipeline_create(NULL);
-	if (!pl)
-		check(-errno, "pipeline create");
-	for (int s = 0; s < 4; s++) {
-		char name[16];
-		snprintf(name, sizeof name, "fwd%d", s + 1);
-		if (shmp_pipeline_add_stage(pl, name, fwd, NULL, 1) < 0)
-			die("add_stage");
-	}
-	check(shmp_pipeline_start(pl), "pipeline start");
-	long n_msgs = bench_n(100000L, 1000L);
-	char msg[64];
-	memset(msg, 'm', sizeof msg);
-	for (long i = 0; i < n_msgs; i++) {
-		struct shmp_msg m;
-		check(shmp_pipeline_put(pl, msg, sizeof msg, 0, SHMP_FOREVER), "put");
-		check(shmp_pipeline_next(pl, &m, SHMP_FOREVER), "next");
-		if (m.len != sizeof msg)
-			die("pipeline: wrong message");
-		check(shmp_pipeline_done(pl), "done");
-	}
-	settle();
-	snprintf(what, sizeof what, "4-stage pipeline, 1 worker each, idle after %ld 64-byte messages", n_msgs);
-	struct mem pipe = report_procs(what, before);
-	check(shmp_pipeline_close(pl), "pipeline close");
-	check(shmp_pipeline_join(pl, 30), "pipeline join");
-	shmp_pipeline_destroy(pl);
 
 	printf("\n== memory summary (kB; issue 15: none may grow by more than 10%%) ==\n");
 	printf("%-52s %10s %10s %10s\n", "", "Pss sum", "Rss sum", "Private");
