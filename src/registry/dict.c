@@ -188,6 +188,8 @@ shmp_dict_t *shmp_dict_create(const struct shmp_dict_opts *opts)
 		shmp__obj_destroy(d);
 		return NULL;
 	}
+	/* The geometry dict_check demands of every opener (`duplicates` pairs
+	 * these stores with the pool's call setup: alike in shape only). */
 	sh->capacity = cap;
 	sh->nentries = nent;
 	sh->nbuckets = nb;

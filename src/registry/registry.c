@@ -334,6 +334,27 @@ static void obj_free(shmp_registry_t *r, int type, uint64_t off)
 		obj_destroy(type, h);
 }
 
+/* Directory lock held: a FREE entry to claim, or NULL when all are taken. */
+static struct entry *free_entry(shmp_registry_t *r)
+{
+	for (uint32_t i = 0; i < r->cap; i++)
+		if (E_STATE(atomic_load_explicit(&r->dir->e[i].word, memory_order_relaxed)) == E_FREE)
+			return &r->dir->e[i];
+	return NULL;
+}
+
+/* Directory lock held, the entry claimed but not yet LIVE (readers skip
+ * it): write what the LIVE store then publishes. */
+static void entry_fill(struct entry *en, const char *name, int type, uint64_t off, uint64_t ref_off)
+{
+	memset(en->name, 0, sizeof en->name);
+	strcpy(en->name, name);
+	en->type = (uint32_t)type;
+	en->creator_pid = getpid();
+	en->off = off;
+	en->ref_off = ref_off;
+}
+
 /* The getters' common body: find `name` or make it, and lend a handle. */
 static void *get_or_create(shmp_registry_t *r, const char *name, int type, unsigned flags,
 			   const struct shmp__params *p)
@@ -371,10 +392,7 @@ static void *get_or_create(shmp_registry_t *r, const char *name, int type, unsig
 		e = -ENOENT;
 		goto out;
 	}
-	for (uint32_t i = 0; i < r->cap && !en; i++)
-		if (E_STATE(atomic_load_explicit(&r->dir->e[i].word, memory_order_relaxed)) == E_FREE)
-			en = &r->dir->e[i];
-	if (!en) {
+	if (!(en = free_entry(r))) {
 		e = -ENOSPC;
 		goto out;
 	}
@@ -388,13 +406,8 @@ static void *get_or_create(shmp_registry_t *r, const char *name, int type, unsig
 		goto out;
 	}
 	struct shmp__head *head = h;
-	memset(en->name, 0, sizeof en->name);
-	strcpy(en->name, name);
-	en->type = (uint32_t)type;
-	en->creator_pid = getpid();
-	en->off = (uint64_t)((char *)head->sh - r->seg->base);
 	atomic_store_explicit(ref, 1, memory_order_relaxed);
-	en->ref_off = ref_off;
+	entry_fill(en, name, type, (uint64_t)((char *)head->sh - r->seg->base), ref_off);
 	head->ref = ref;
 	atomic_store_explicit(&en->word, E_NEXT(w, E_LIVE) + 4, memory_order_release);
 	atomic_fetch_add_explicit(&r->dir->count, 1, memory_order_relaxed);
@@ -423,20 +436,12 @@ int shmp__registry_add(shmp_segment_t *seg, const char *name, int type, uint64_t
 		e = -EEXIST;
 		goto out;
 	}
-	for (uint32_t i = 0; i < r->cap && !en; i++)
-		if (E_STATE(atomic_load_explicit(&r->dir->e[i].word, memory_order_relaxed)) == E_FREE)
-			en = &r->dir->e[i];
-	if (!en) {
+	if (!(en = free_entry(r))) {
 		e = -ENOSPC;
 		goto out;
 	}
 	uint32_t w = atomic_load_explicit(&en->word, memory_order_relaxed);
-	memset(en->name, 0, sizeof en->name);
-	strcpy(en->name, name);
-	en->type = (uint32_t)type;
-	en->creator_pid = getpid();
-	en->off = off;
-	en->ref_off = 0;
+	entry_fill(en, name, type, off, 0); /* no reference block: the owning layer lends no handles */
 	atomic_store_explicit(&en->word, E_NEXT(w, E_LIVE), memory_order_release);
 	atomic_fetch_add_explicit(&r->dir->count, 1, memory_order_relaxed);
 out:
