@@ -4,6 +4,7 @@
  * caller and the pool (refs) and freed when both have let go.
  */
 #include "mpi_internal.h"
+#include "pool_defaults.h" /* the local Pool's defaults: the cluster Pool promises the same */
 
 #include <stdlib.h>
 
@@ -26,13 +27,6 @@ static int check(shmp_mpi_pool_t *p)
 	if (!p->is_root)
 		return -EPERM;
 	return 0;
-}
-
-static size_t default_chunksize(shmp_mpi_pool_t *p, size_t n)
-{
-	size_t div = (size_t)(p->total_workers > 0 ? p->total_workers : 1) * 4;
-	size_t cs = n / div + (n % div ? 1 : 0);
-	return cs ? cs : 1;
 }
 
 /* Chunks fit max_task_bytes and a 32-bit count. */
@@ -66,7 +60,8 @@ static struct shmp_mpi_async *new_call(shmp_mpi_pool_t *p, int kind, shmp_task_f
 	struct shmp__mpi_fnid id;
 	if (!r)
 		r = shmp__mpi_fnid_of(fn, &id);
-	size_t cs = o.chunksize ? o.chunksize : kind == CALL_IMAP ? 1 : kind == CALL_APPLY ? 1 : default_chunksize(p, n);
+	size_t workers = p && p->total_workers > 0 ? (size_t)p->total_workers : 1;
+	size_t cs = o.chunksize ? o.chunksize : kind == CALL_MAP ? shmp__default_chunksize(n, workers) : 1;
 	if (!r)
 		r = fit_chunk(p, &cs, in_size, out_size);
 	if (!r && kind == CALL_APPLY && in_size + out_size > p->max_bytes)
@@ -78,23 +73,13 @@ static struct shmp_mpi_async *new_call(shmp_mpi_pool_t *p, int kind, shmp_task_f
 		*err = r;
 		return NULL;
 	}
-	c->pool = p;
-	c->kind = kind;
-	c->refs = 2;
-	c->fn = fn;
-	c->fnid = id;
-	c->in = in;
-	c->in_size = in_size;
-	c->out = out;
-	c->out_size = out_size;
-	c->n = n;
-	c->chunksize = cs;
-	c->callback = o.callback;
-	c->error_callback = o.error_callback;
-	c->cb_arg = o.cb_arg;
-	c->err.rank = -1;
+	*c = (struct shmp_mpi_async){ .pool = p, .kind = kind, .refs = 2, .fn = fn, .fnid = id,
+				      .in = in, .in_size = in_size, .out = out, .out_size = out_size,
+				      .n = n, .chunksize = cs,
+				      .callback = o.callback, .error_callback = o.error_callback, .cb_arg = o.cb_arg,
+				      .err.rank = -1 };
 	if (kind == CALL_IMAP) {
-		unsigned w = o.max_inflight ? o.max_inflight : 2u * (unsigned)p->total_workers + 2;
+		unsigned w = o.max_inflight ? o.max_inflight : shmp__default_inflight((unsigned)p->total_workers);
 		if (!(c->it = calloc(1, sizeof *c->it))) {
 			free(c);
 			*err = -ENOMEM;
@@ -107,6 +92,14 @@ static struct shmp_mpi_async *new_call(shmp_mpi_pool_t *p, int kind, shmp_task_f
 	return c;
 }
 
+/* A call that never reached the pool's list (shmp__mpi_call_free unlinks). */
+static void unstarted_free(struct shmp_mpi_async *c)
+{
+	free(c->own_out);
+	free(c->own_in);
+	free(c);
+}
+
 /* Queue a call (not imap) and hand out its handle. will_wait: the caller
  * waits for it at once (apply, map) and drives it then (wait_done): the
  * dispatcher is not woken for it. */
@@ -116,9 +109,7 @@ static struct shmp_mpi_async *start(shmp_mpi_pool_t *p, struct shmp_mpi_async *c
 	int r = accepting(p);
 	if (r < 0) {
 		shmp__mpi_unlock(&p->sync);
-		free(c->own_out);
-		free(c->own_in);
-		free(c);
+		unstarted_free(c);
 		*err = r;
 		return NULL;
 	}
@@ -275,12 +266,12 @@ static int result_of(struct shmp_mpi_async *c, struct shmp_mpi_task_error *err)
 	return c->failed ? c->err.error : 0;
 }
 
-/* A call refused or failed before it ran. A broken pool's error names the
- * rank that broke it (an initializer failing there). */
-static void set_err(shmp_mpi_pool_t *p, struct shmp_mpi_task_error *err, int r)
+/* A call refused or failed before it ran; returns r. A broken pool's
+ * error names the rank that broke it (an initializer failing there). */
+static int set_err(shmp_mpi_pool_t *p, struct shmp_mpi_task_error *err, int r)
 {
 	if (!err)
-		return;
+		return r;
 	int rank = -1;
 	if (p && r < 0 && check(p) == 0) {
 		shmp__mpi_lock(&p->sync);
@@ -289,6 +280,18 @@ static void set_err(shmp_mpi_pool_t *p, struct shmp_mpi_task_error *err, int r)
 		shmp__mpi_unlock(&p->sync);
 	}
 	*err = (struct shmp_mpi_task_error){ .error = r, .exit_status = -1, .rank = rank };
+	return r;
+}
+
+/* apply and map: the call just started (NULL: it did not, errno says why)
+ * is waited for and let go. */
+static int get_and_destroy(shmp_mpi_pool_t *p, struct shmp_mpi_async *c, struct shmp_mpi_task_error *err)
+{
+	if (!c)
+		return set_err(p, err, -errno);
+	int r = shmp_mpi_async_get(c, SHMP_FOREVER, err);
+	shmp_mpi_async_destroy(c);
+	return r;
 }
 
 static struct shmp_mpi_async *apply_start(shmp_mpi_pool_t *p, shmp_task_fn fn, const void *arg, size_t arg_size,
@@ -297,26 +300,17 @@ static struct shmp_mpi_async *apply_start(shmp_mpi_pool_t *p, shmp_task_fn fn, c
 {
 	int r = 0;
 	struct shmp_mpi_async *c = new_call(p, CALL_APPLY, fn, arg, arg_size, 1, NULL, result_size, opts, &r);
-	if (c && result_size && !(c->own_out = calloc(1, result_size))) {
-		free(c);
+	/* The argument is sent later: keep a copy, as the local Pool does not
+	 * need to (it copies at submit). */
+	if (c && ((result_size && !(c->own_out = calloc(1, result_size))) ||
+		  (arg_size && !(c->own_in = malloc(arg_size))))) {
+		unstarted_free(c);
 		c = NULL;
 		r = -ENOMEM;
 	}
 	if (c) {
-		/* The argument is sent later: keep a copy, as the local Pool
-		 * does not need to (it copies at submit). */
-		if (arg_size) {
-			char *copy = malloc(arg_size);
-			if (!copy) {
-				free(c->own_out);
-				free(c);
-				errno = ENOMEM;
-				return NULL;
-			}
-			memcpy(copy, arg, arg_size);
-			c->in = copy;
-			c->own_in = copy;
-		}
+		if (arg_size)
+			c->in = memcpy(c->own_in, arg, arg_size);
 		c->user_out = result;
 		c = start(p, c, will_wait, &r);
 	}
@@ -335,19 +329,9 @@ shmp_mpi_async_t *shmp_mpi_pool_apply_async(shmp_mpi_pool_t *p, shmp_task_fn fn,
 int shmp_mpi_pool_apply(shmp_mpi_pool_t *p, shmp_task_fn fn, const void *arg, size_t arg_size, void *result,
 			size_t result_size, struct shmp_mpi_task_error *err)
 {
-	if ((!arg && arg_size) || (!result && result_size)) {
-		set_err(p, err, -EINVAL);
-		return -EINVAL;
-	}
-	struct shmp_mpi_async *c = apply_start(p, fn, arg, arg_size, result, result_size, NULL, true);
-	if (!c) {
-		int r = -errno;
-		set_err(p, err, r);
-		return r;
-	}
-	int r = shmp_mpi_async_get(c, SHMP_FOREVER, err);
-	shmp_mpi_async_destroy(c);
-	return r;
+	if ((!arg && arg_size) || (!result && result_size))
+		return set_err(p, err, -EINVAL);
+	return get_and_destroy(p, apply_start(p, fn, arg, arg_size, result, result_size, NULL, true), err);
 }
 
 static struct shmp_mpi_async *map_start(shmp_mpi_pool_t *p, shmp_task_fn fn, const void *in, size_t in_size,
@@ -380,15 +364,7 @@ shmp_mpi_async_t *shmp_mpi_pool_starmap_async(shmp_mpi_pool_t *p, shmp_task_fn f
 int shmp_mpi_pool_map(shmp_mpi_pool_t *p, shmp_task_fn fn, const void *in, size_t in_size, size_t n, void *out,
 		      size_t out_size, const struct shmp_mpi_call_opts *opts, struct shmp_mpi_task_error *err)
 {
-	struct shmp_mpi_async *c = map_start(p, fn, in, in_size, n, out, out_size, opts, true);
-	if (!c) {
-		int r = -errno;
-		set_err(p, err, r);
-		return r;
-	}
-	int r = shmp_mpi_async_get(c, SHMP_FOREVER, err);
-	shmp_mpi_async_destroy(c);
-	return r;
+	return get_and_destroy(p, map_start(p, fn, in, in_size, n, out, out_size, opts, true), err);
 }
 
 int shmp_mpi_pool_starmap(shmp_mpi_pool_t *p, shmp_task_fn fn, const void *in, size_t in_size, size_t n,
@@ -419,10 +395,8 @@ int shmp_mpi_async_wait(shmp_mpi_async_t *a, double timeout)
 int shmp_mpi_async_get(shmp_mpi_async_t *a, double timeout, struct shmp_mpi_task_error *err)
 {
 	int r = shmp_mpi_async_wait(a, timeout);
-	if (r < 0) {
-		set_err(a ? a->pool : NULL, err, r);
-		return r;
-	}
+	if (r < 0)
+		return set_err(a ? a->pool : NULL, err, r);
 	shmp__mpi_lock(&a->pool->sync);
 	r = result_of(a, err);
 	shmp__mpi_unlock(&a->pool->sync);

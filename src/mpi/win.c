@@ -156,13 +156,8 @@ static void win_close(MPI_Win *win)
 
 static void lock_init(shmp_mpi_lock_t *l, MPI_Win win, int rank, int root, MPI_Aint disp, bool rec)
 {
-	l->creator = getpid();
-	l->win = win;
-	l->rank = rank;
-	l->root = root;
-	l->disp = disp;
-	l->recursive = rec;
-	l->comm = MPI_COMM_NULL;
+	*l = (shmp_mpi_lock_t){ .creator = getpid(), .win = win, .rank = rank, .root = root, .disp = disp,
+				.recursive = rec, .comm = MPI_COMM_NULL };
 	pthread_mutex_init(&l->mu, NULL);
 }
 
@@ -530,33 +525,48 @@ static shmp_mpi_lock_t *obj_lock(struct obj *o)
 	return o->lock;
 }
 
-shmp_mpi_value_t *shmp_mpi_value_create(MPI_Comm comm, char typecode, const void *init,
-					const struct shmp_mpi_value_opts *opts)
+/* A Value's or an Array's handle: its obj and nothing else. */
+_Static_assert(sizeof(struct shmp_mpi_value) == sizeof(struct obj), "a Value is its obj");
+_Static_assert(sizeof(struct shmp_mpi_array) == sizeof(struct obj), "an Array is its obj");
+
+/* Collective, as obj_init: a rank that cannot allocate still votes, so
+ * that the others fail with it instead of waiting. */
+static struct obj *obj_new(MPI_Comm comm, char tc, size_t len, const void *init,
+			   const struct shmp_mpi_value_opts *opts)
 {
-	shmp_mpi_value_t *v = calloc(1, sizeof *v);
-	int r = v ? 0 : -ENOMEM;
-	if (!v) {
-		/* still collective: the others must not wait for us */
-		int e = ENOMEM, w = 0;
+	struct obj *o = calloc(1, sizeof *o);
+	if (!o) {
 		if (comm_ok(comm) == 0)
-			MPI_Allreduce(&e, &w, 1, MPI_INT, MPI_MAX, comm);
+			agree(comm, -ENOMEM);
 		errno = ENOMEM;
 		return NULL;
 	}
-	if ((r = obj_init(&v->o, comm, typecode, 1, init, opts)) < 0) {
-		free(v);
+	int r = obj_init(o, comm, tc, len, init, opts);
+	if (r < 0) {
+		free(o);
 		errno = -r;
 		return NULL;
 	}
-	return v;
+	return o;
+}
+
+static void obj_free(struct obj *o)
+{
+	if (!o)
+		return;
+	obj_fini(o);
+	free(o);
+}
+
+shmp_mpi_value_t *shmp_mpi_value_create(MPI_Comm comm, char typecode, const void *init,
+					const struct shmp_mpi_value_opts *opts)
+{
+	return (shmp_mpi_value_t *)obj_new(comm, typecode, 1, init, opts);
 }
 
 void shmp_mpi_value_destroy(shmp_mpi_value_t *v)
 {
-	if (!v)
-		return;
-	obj_fini(&v->o);
-	free(v);
+	obj_free(v ? &v->o : NULL);
 }
 
 int shmp_mpi_value_get(shmp_mpi_value_t *v, void *out)
@@ -611,29 +621,12 @@ char shmp_mpi_value_typecode(const shmp_mpi_value_t *v)
 shmp_mpi_array_t *shmp_mpi_array_create(MPI_Comm comm, char typecode, size_t length, const void *init,
 					const struct shmp_mpi_value_opts *opts)
 {
-	shmp_mpi_array_t *a = calloc(1, sizeof *a);
-	if (!a) {
-		int e = ENOMEM, w = 0;
-		if (comm_ok(comm) == 0)
-			MPI_Allreduce(&e, &w, 1, MPI_INT, MPI_MAX, comm);
-		errno = ENOMEM;
-		return NULL;
-	}
-	int r = obj_init(&a->o, comm, typecode, length, init, opts);
-	if (r < 0) {
-		free(a);
-		errno = -r;
-		return NULL;
-	}
-	return a;
+	return (shmp_mpi_array_t *)obj_new(comm, typecode, length, init, opts);
 }
 
 void shmp_mpi_array_destroy(shmp_mpi_array_t *a)
 {
-	if (!a)
-		return;
-	obj_fini(&a->o);
-	free(a);
+	obj_free(a ? &a->o : NULL);
 }
 
 size_t shmp_mpi_array_len(const shmp_mpi_array_t *a)

@@ -12,6 +12,7 @@
  * it was filling are dropped, as CPython's imap drops an unfinished
  * chunk), then 0 for the end. */
 #include "pool_internal.h"
+#include "pool_defaults.h"
 
 #include <stdlib.h>
 
@@ -29,7 +30,7 @@ static shmp_imap_t *imap_start(shmp_pool_t *p, shmp_task_fn fn, const void *in, 
 	 * an array, unless the workers can read it where it is. */
 	bool copy_in = in_size && (input || pl.in == PLACE_COPY);
 	size_t cs = c->chunksize ? c->chunksize : 1; /* Python's imap default */
-	unsigned window = o.max_inflight ? o.max_inflight : (unsigned)p->nworkers * 2 + 2;
+	unsigned window = o.max_inflight ? o.max_inflight : shmp__default_inflight((unsigned)p->nworkers);
 	if (window > 4096)
 		window = 4096;
 	struct shmp_imap *it = NULL;
@@ -44,12 +45,8 @@ static shmp_imap_t *imap_start(shmp_pool_t *p, shmp_task_fn fn, const void *in, 
 		errno = -r;
 		return NULL;
 	}
-	it->call = c;
-	it->ordered = ordered;
-	it->window = window;
-	it->slots = slots;
-	it->input = input;
-	it->input_ctx = input_ctx;
+	*it = (struct shmp_imap){ .call = c, .ordered = ordered, .window = window, .slots = slots,
+				  .input = input, .input_ctx = input_ctx };
 	c->it = it;
 	c->chunksize = cs;
 	if (!(it->notify = shmp__notify_get(p, &it->notify_off)))

@@ -16,6 +16,7 @@
  * is handed to the supervisor (apply) or collected by it anyway (map), so
  * nothing is left uncollected. */
 #include "pool_internal.h"
+#include "pool_defaults.h"
 
 #include <stdlib.h>
 
@@ -131,18 +132,23 @@ void shmp_async_destroy(shmp_async_t *a)
 
 /* ---- apply ----------------------------------------------------------- */
 
+/* A blocking call that ends without its results says why in *err as a
+ * failed task would (index, skipped: the items it covers); returns r. */
+static int call_fails(struct shmp_pool *p, int r, uint64_t index, uint64_t skipped, struct shmp_task_error *err)
+{
+	if (err)
+		*err = shmp__pool_task_error(p, r, index, skipped);
+	return r;
+}
+
 int shmp_pool_apply(shmp_pool_t *p, shmp_task_fn fn, const void *arg, size_t arg_size, void *result,
 		    size_t result_size, struct shmp_task_error *err)
 {
 	struct shmp__place pl;
 	struct shmp_async *c = shmp__call_begin(p, CALL_APPLY, NULL, fn, arg, NULL, arg_size, 1, result, result_size,
 						true, &pl, NULL);
-	if (!c) {
-		int r = -errno;
-		if (err)
-			*err = shmp__pool_task_error(p, r, 0, 0);
-		return r;
-	}
+	if (!c)
+		return call_fails(p, -errno, 0, 0, err);
 	struct shmp__deadline d;
 	shmp__deadline_forever(&d);
 	uint64_t seq;
@@ -154,9 +160,7 @@ int shmp_pool_apply(shmp_pool_t *p, shmp_task_fn fn, const void *arg, size_t arg
 			shmp__tt_kick(&p->tt);
 			shmp__call_task_done(c, false); /* the submit guard */
 			shmp__call_unref(c);
-			if (err)
-				*err = shmp__pool_task_error(p, -EINTR, 0, 0);
-			return -EINTR;
+			return call_fails(p, -EINTR, 0, 0, err);
 		}
 		shmp__tt_collect(&p->tt, seq, false);
 	} else {
@@ -165,9 +169,7 @@ int shmp_pool_apply(shmp_pool_t *p, shmp_task_fn fn, const void *arg, size_t arg
 	}
 	shmp__call_task_done(c, false); /* the submit guard: finishes the call */
 	/* If another thread collected the task, it may still be finishing. */
-	struct shmp__deadline forever;
-	shmp__deadline_forever(&forever);
-	wait_done(c, &forever, false);
+	wait_done(c, &d, false);
 	r = call_result(c, err);
 	shmp__call_unref(c);
 	return r;
@@ -226,13 +228,6 @@ shmp_async_t *shmp_pool_apply_async(shmp_pool_t *p, shmp_task_fn fn, const void 
 
 /* ---- map ------------------------------------------------------------- */
 
-static size_t default_chunksize(struct shmp_pool *p, size_t n)
-{
-	size_t div = (size_t)p->nworkers * 4;
-	size_t cs = n / div + (n % div ? 1 : 0);
-	return cs ? cs : 1;
-}
-
 /* The largest chunk: max_task_bytes of arguments + results, and of what is
  * copied, a share of the arena small enough that several chunks are in
  * flight at once (workers + 2): one always fits, and copying the next
@@ -267,7 +262,7 @@ static struct shmp_async *map_start(shmp_pool_t *p, shmp_task_fn fn, const void 
 	if (!c)
 		return NULL;
 	size_t copied = (pl.in == PLACE_COPY ? in_size : 0) + (pl.out == PLACE_COPY ? out_size : 0);
-	size_t cs = c->chunksize ? c->chunksize : default_chunksize(p, n); /* asked for, or ours */
+	size_t cs = c->chunksize ? c->chunksize : shmp__default_chunksize(n, p->nworkers); /* asked for, or Python's */
 	size_t cap = chunk_cap(p, in_size, out_size, copied);
 	c->chunksize = cs < cap ? cs : cap;
 	struct shmp__deadline d;
@@ -304,27 +299,19 @@ int shmp_pool_map(shmp_pool_t *p, shmp_task_fn fn, const void *in, size_t in_siz
 {
 	/* In a callback: its tasks would be collected by the supervisor,
 	 * which runs this callback: refused before anything is submitted. */
-	if (shmp__pool_check(p) == 0 && n && shmp__pool_on_supervisor(p)) {
-		if (err)
-			*err = shmp__pool_task_error(p, -EDEADLK, 0, n - 1);
-		return -EDEADLK;
-	}
+	if (shmp__pool_check(p) == 0 && n && shmp__pool_on_supervisor(p))
+		return call_fails(p, -EDEADLK, 0, n - 1, err);
 	int se;
 	struct shmp_async *c = map_start(p, fn, in, in_size, n, out, out_size, opts, &se);
-	if (!c) {
-		int r = -errno;
-		if (err)
-			*err = shmp__pool_task_error(p, r, 0, n ? n - 1 : 0);
-		return r;
-	}
+	if (!c)
+		return call_fails(p, -errno, 0, n ? n - 1 : 0, err);
 	struct shmp__deadline d;
 	shmp__deadline_forever(&d);
 	int r = se == -EINTR ? -EINTR : wait_done(c, &d, true);
 	if (r == -EINTR) {
 		/* What went out runs on; the supervisor collects it (and the
 		 * call ends with the pool's reference). */
-		if (err)
-			*err = shmp__pool_task_error(p, -EINTR, 0, 0);
+		call_fails(p, -EINTR, 0, 0, err);
 		shmp__call_unref(c);
 		return -EINTR;
 	}
