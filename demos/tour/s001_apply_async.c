@@ -24,37 +24,44 @@ static int say_hello_to(const void *arg, void *res, const struct shmp_task_ctx *
 	return 0;
 }
 
-/* tasks = [pool.apply_async(fn, (name,)) for name in names]; pool.close();
- * pool.join(). The results land in results[i]. */
-static void apply_each_name(shmp_pool_t *p, shmp_task_fn fn, shmp_async_t *tasks[NNAMES],
-			    struct name args[NNAMES], struct name results[NNAMES])
+/* One task per name, its argument and where its result lands. */
+struct names_run {
+	shmp_async_t *tasks[NNAMES];
+	struct name args[NNAMES], results[NNAMES];
+};
+
+/* pool = Pool(4); tasks = [pool.apply_async(fn, (name,)) for name in
+ * names]; pool.close(); pool.join(). NULL if there is no pool. */
+static shmp_pool_t *apply_each_name(shmp_task_fn fn, struct names_run *run)
 {
-	memset(results, 0, NNAMES * sizeof results[0]);
+	shmp_pool_t *p = tour_pool(4, NULL);
+	if (!p)
+		return NULL;
+	memset(run, 0, sizeof *run);
 	for (size_t i = 0; i < NNAMES; i++) {
-		snprintf(args[i].s, sizeof args[i].s, "%s", names[i]);
-		tasks[i] = shmp_pool_apply_async(p, fn, &args[i], sizeof args[i], &results[i], sizeof results[i],
-						 NULL);
-		CHECK(tasks[i] != NULL);
+		snprintf(run->args[i].s, sizeof run->args[i].s, "%s", names[i]);
+		run->tasks[i] = shmp_pool_apply_async(p, fn, &run->args[i], sizeof run->args[i], &run->results[i],
+						      sizeof run->results[i], NULL);
+		CHECK(run->tasks[i] != NULL);
 	}
 	CHECK_EQ(shmp_pool_close(p), 0);
 	CHECK_EQ(shmp_pool_join(p, TOUR_WAIT), 0);
+	return p;
 }
 
 int sec_apply_async_list(void)
 {
-	shmp_pool_t *p = tour_pool(4, NULL);
+	struct names_run run;
+	shmp_pool_t *p = apply_each_name(say_hello_to, &run);
 	if (!p)
 		return -1;
-	shmp_async_t *tasks[NNAMES];
-	struct name args[NNAMES], results[NNAMES];
-	apply_each_name(p, say_hello_to, tasks, args, results);
 	/* for result in tasks: print(result.get()) */
 	for (size_t i = 0; i < NNAMES; i++) {
-		if (!tasks[i] || !CHECK_EQ(shmp_async_get(tasks[i], TOUR_WAIT, NULL), 0))
+		if (!run.tasks[i] || !CHECK_EQ(shmp_async_get(run.tasks[i], TOUR_WAIT, NULL), 0))
 			continue;
-		say("%s", results[i].s);
-		CHECK(!strcmp(results[i].s, names[i]));
-		shmp_async_destroy(tasks[i]);
+		say("%s", run.results[i].s);
+		CHECK(!strcmp(run.results[i].s, names[i]));
+		shmp_async_destroy(run.tasks[i]);
 	}
 	shmp_pool_destroy(p);
 	return 0;
@@ -80,39 +87,37 @@ static int say_hello_or_fail(const void *arg, void *res, const struct shmp_task_
 
 int sec_apply_async_error(void)
 {
-	shmp_pool_t *p = tour_pool(4, NULL);
+	struct names_run run;
+	shmp_pool_t *p = apply_each_name(say_hello_or_fail, &run);
 	if (!p)
 		return -1;
-	shmp_async_t *tasks[NNAMES];
-	struct name args[NNAMES], results[NNAMES];
-	apply_each_name(p, say_hello_or_fail, tasks, args, results);
 	/* Up to here nobody asked: Bill's failure stayed silent. */
 	say("-- without get() nothing is raised; now the loop with get():");
 	/* for result in tasks: try: print(result.get()) except Exception as err: print(err) */
 	for (size_t i = 0; i < NNAMES; i++) {
-		if (!tasks[i])
+		if (!run.tasks[i])
 			continue;
 		struct shmp_task_error err;
-		int rc = shmp_async_get(tasks[i], TOUR_WAIT, &err);
+		int rc = shmp_async_get(run.tasks[i], TOUR_WAIT, &err);
 		if (rc == 0) {
-			say("%s", results[i].s);
+			say("%s", run.results[i].s);
 		} else if (rc == -SHMP_ETASK) {
 			/* The message is the caller's to make: only a code comes back. */
-			say("Name Error : %s   (%s, code %d)", args[i].s, rcname(rc), err.code);
+			say("Name Error : %s   (%s, code %d)", run.args[i].s, rcname(rc), err.code);
 		} else {
-			say("%s: %s", args[i].s, rcname(rc));
+			say("%s: %s", run.args[i].s, rcname(rc));
 		}
 		if (!strcmp(names[i], "Bill")) {
 			CHECK_EQ(rc, -SHMP_ETASK);
 			CHECK_EQ(err.code, VALUE_ERROR);
-			CHECK_EQ(shmp_async_is_successful(tasks[i]), 0);
+			CHECK_EQ(shmp_async_is_successful(run.tasks[i]), 0);
 		} else {
 			/* The other tasks are not affected. */
 			CHECK_EQ(rc, 0);
-			CHECK(!strcmp(results[i].s, names[i]));
-			CHECK_EQ(shmp_async_is_successful(tasks[i]), 1);
+			CHECK(!strcmp(run.results[i].s, names[i]));
+			CHECK_EQ(shmp_async_is_successful(run.tasks[i]), 1);
 		}
-		shmp_async_destroy(tasks[i]);
+		shmp_async_destroy(run.tasks[i]);
 	}
 	struct shmp_pool_stats st;
 	CHECK_EQ(shmp_pool_stats(p, &st), 0);
