@@ -115,6 +115,9 @@ int main(int argc, char **argv)
 	T_EQ(shmp_mpi_pool_map(p, NULL, in, sizeof *in, 64, out, sizeof *out, NULL, &e), -EINVAL);
 	T_EQ(e.error, -EINVAL);
 	T_EQ(e.rank, -1);
+	/* A NULL pool is refused, not read for its default chunksize. */
+	T_EQ(shmp_mpi_pool_map(NULL, ok, in, sizeof *in, 64, out, sizeof *out, NULL, &e), -EINVAL);
+	T_EQ(e.error, -EINVAL);
 	T_EQ(shmp_mpi_pool_map(p, ok, NULL, sizeof *in, 64, out, sizeof *out, NULL, NULL), -EINVAL);
 	T_EQ(shmp_mpi_pool_map(p, ok, in, sizeof *in, 64, NULL, sizeof *out, NULL, NULL), -EINVAL);
 	T_EQ(shmp_mpi_pool_apply(p, ok, &x, sizeof x, NULL, sizeof y, NULL), -EINVAL);
