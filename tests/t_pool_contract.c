@@ -122,6 +122,15 @@ static void test_pids(int kind)
 	T_EQ(t_pool_stats(p).alive, W);
 	T_FAST(shmp_pool_join(p, 1), -SHMP_ENOTCLOSED);
 	T_EQ(shmp_pool_close(p), 0);
+	/* A map refused at its start says so in err for all its items. */
+	long in[5] = { 1, 2, 3, 4, 5 }, out[5];
+	struct shmp_task_error err;
+	memset(&err, 0x5a, sizeof err);
+	int r = shmp_pool_map(p, twice, in, sizeof in[0], 5, out, sizeof out[0], NULL, &err);
+	T_EQ(r, -SHMP_ECLOSED);
+	T_EQ(err.error, r);
+	T_EQ(err.index, 0);
+	T_EQ(err.skipped, 4);
 	T_EQ(shmp_pool_join(p, 10), 0);
 	shmp_pool_destroy(p);
 }

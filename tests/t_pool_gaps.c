@@ -147,6 +147,7 @@ struct cb_state {
 	shmp_pool_t *p;
 	shmp_async_t *done_before; /* finished before the callback runs */
 	_Atomic int get_r, wait_r, poll_r, map_r, done_r, ran;
+	struct shmp_task_error map_err; /* what the refused map said in err */
 };
 
 static int in_callback(shmp_async_t *a, void *results, size_t n, void *arg)
@@ -167,7 +168,8 @@ static int in_callback(shmp_async_t *a, void *results, size_t n, void *arg)
 	s->wait_r = shmp_async_wait(h, 5.0);
 	s->poll_r = shmp_async_wait(h, 0);
 	int64_t in[4] = { 1, 2, 3, 4 }, out[4];
-	s->map_r = shmp_pool_map(s->p, sq, in, sizeof in[0], 4, out, sizeof out[0], NULL, NULL);
+	memset(&s->map_err, 0x5a, sizeof s->map_err);
+	s->map_r = shmp_pool_map(s->p, sq, in, sizeof in[0], 4, out, sizeof out[0], NULL, &s->map_err);
 	if (t_now() - t0 > 2.0)
 		s->get_r = 998; /* refused, but not at once */
 	shmp_event_set(g_go);
@@ -197,6 +199,11 @@ static void t_callback(const struct kind *k)
 	T_EQ(s.wait_r, -EDEADLK);
 	T_EQ(s.poll_r, -ETIMEDOUT);
 	T_EQ(s.map_r, -EDEADLK);
+	/* err covers every item: none ran (index 0, the 3 after it skipped). */
+	T_EQ(s.map_err.error, -EDEADLK);
+	T_EQ(s.map_err.index, 0);
+	T_EQ(s.map_err.skipped, 3);
+	T_EQ(s.map_err.exit_status, -1);
 	T_EQ(s.done_r, 0);
 	T_EQ(y, 36);
 	shmp_async_destroy(h);
