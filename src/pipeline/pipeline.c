@@ -198,17 +198,26 @@ static uint64_t hist_value(unsigned b)
 	return lo + (1ull << (e - 5)) / 2; /* the bucket's middle */
 }
 
-void shmp__pl_record(struct shmp__pl_sh *sh, uint64_t t0)
+/* A counter only one thread writes: a plain add, not a locked one. A
+ * locked add waits for every store before it to reach the cache, and the
+ * sink's stores before it are to slot lines the other CPU holds: one
+ * locked add per message cost a cross-core round trip each. */
+static inline void add1(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v, memory_order_relaxed);
+}
+
+void shmp__pl_record(struct shmp__pl_sh *sh, uint64_t t0, uint64_t bytes)
 {
 	uint64_t now = shmp__now_ns(), v = now > t0 ? now - t0 : 0;
-	atomic_fetch_add_explicit(&sh->hist[hist_bucket(v)], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&sh->lat_count, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&sh->lat_sum, v, memory_order_relaxed);
-	uint64_t m = atomic_load_explicit(&sh->lat_max, memory_order_relaxed);
-	while (v > m && !atomic_compare_exchange_weak_explicit(&sh->lat_max, &m, v, memory_order_relaxed,
-							       memory_order_relaxed))
-		;
+	add1(&sh->hist[hist_bucket(v)], 1);
+	add1(&sh->lat_count, 1);
+	add1(&sh->lat_sum, v);
+	if (v > atomic_load_explicit(&sh->lat_max, memory_order_relaxed))
+		atomic_store_explicit(&sh->lat_max, v, memory_order_relaxed);
 	atomic_store_explicit(&sh->t_last_out, now, memory_order_relaxed);
+	add1(&sh->msgs_out, 1);
+	add1(&sh->bytes_out, bytes);
 }
 
 /* ---- workers ------------------------------------------------------------ */
@@ -312,6 +321,9 @@ static void fn_loop(shmp_pipeline_t *pl, int stage, int worker)
 	struct shmp__ring_spin sp;
 	spin_init(pl, stage, &sp, &ss->idle);
 	bool spin = sp.max_ns != 0;
+	/* The stage's only worker writes its count alone (a replacement
+	 * starts after the dead one was reaped). */
+	bool single = s->workers == 1;
 	for (;;) {
 		struct shmp_ring_ticket t;
 		uint64_t t0 = spin ? shmp__now_ns() : 0;
@@ -328,7 +340,10 @@ static void fn_loop(shmp_pipeline_t *pl, int stage, int worker)
 		unsigned n = 0;
 		do {
 			n++;
-			atomic_fetch_add_explicit(&ss->processed, 1, memory_order_relaxed);
+			if (single)
+				add1(&ss->processed, 1);
+			else
+				atomic_fetch_add_explicit(&ss->processed, 1, memory_order_relaxed);
 			if (t.len >= HDR) {
 				struct pl_hdr h;
 				memcpy(&h, t.data, sizeof h);
@@ -552,6 +567,25 @@ static void *supervisor_main(void *p)
 
 /* ---- start -------------------------------------------------------------- */
 
+/* Ring k joins node k and node k + 1 (node 0 is this process when it is
+ * the source). A side that is one thread claims its slots with plain
+ * stores instead of compare-and-swaps (ring.h's SINGLE flags; the slot
+ * still names its holder, so a death is recovered as before): a stage of
+ * one worker (its replacement starts after the dead one was reaped and its
+ * slots recovered; a file stage is one worker) and the sink (next() is
+ * not for concurrent callers). The source may be several threads of this
+ * process: its side stays multi-producer. */
+static unsigned ring_flags(const shmp_pipeline_t *pl, int k, bool src_here, bool sink_here, int nrings)
+{
+	unsigned f = 0;
+	int prod = k - src_here, cons = k + 1 - src_here; /* stage indices */
+	if (prod >= 0 && pl->st[prod].workers == 1)
+		f |= SHMP_RING_SINGLE_PRODUCER;
+	if ((sink_here && k == nrings - 1) || (cons < pl->nst && pl->st[cons].workers == 1))
+		f |= SHMP_RING_SINGLE_CONSUMER;
+	return f;
+}
+
 int shmp_pipeline_start(shmp_pipeline_t *pl)
 {
 	if (checked(pl) < 0)
@@ -574,7 +608,8 @@ int shmp_pipeline_start(shmp_pipeline_t *pl)
 		if (!src_here && k == 0 && maxm < pl->block_size + HDR)
 			maxm = pl->block_size + HDR;
 		struct shmp_ring_opts ro = { .sz = sizeof ro, .segment = pl->seg, .capacity = pl->o.capacity,
-					     .inline_size = inl, .max_message = maxm };
+					     .inline_size = inl, .max_message = maxm,
+					     .flags = ring_flags(pl, k, src_here, sink_here, nrings) };
 		if (!(pl->ring[k] = shmp_ring_create(&ro)))
 			return -errno;
 		pl->nrings = k + 1;
@@ -672,19 +707,33 @@ int shmp_pipeline_reserve(shmp_pipeline_t *pl, size_t len, struct shmp_pipeline_
 	return 0;
 }
 
+/* The source's count of a message, and its number. Locked adds (the
+ * source may be several threads), made where put() has no store pending
+ * to a line the other CPU holds (see add1). */
+static uint64_t src_count(shmp_pipeline_t *pl, size_t len)
+{
+	uint64_t seq = atomic_fetch_add(&pl->sh->seq_next, 1);
+	atomic_fetch_add_explicit(&pl->sh->msgs_in, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&pl->sh->bytes_in, len, memory_order_relaxed);
+	return seq;
+}
+
+static int src_commit(shmp_pipeline_t *pl, struct shmp_pipeline_ticket *t, size_t len, uint32_t tag, uint64_t seq)
+{
+	struct pl_hdr h = { .seq = seq, .tag = tag };
+	if (pl->o.spin)
+		shmp__pl_note_cpu(&pl->sh->src_cpu);
+	h.t0 = shmp__now_ns();
+	memcpy(t->rt_.data, &h, sizeof h);
+	return shmp_ring_commit(pl->ring[pl->src_ring], &t->rt_, len + HDR);
+}
+
 int shmp_pipeline_commit(shmp_pipeline_t *pl, struct shmp_pipeline_ticket *t, size_t len, uint32_t tag)
 {
 	int r = src_check(pl);
 	if (r < 0 || !t || len > t->len)
 		return r < 0 ? r : -EINVAL;
-	struct pl_hdr h = { .seq = atomic_fetch_add(&pl->sh->seq_next, 1), .tag = tag };
-	if (pl->o.spin)
-		shmp__pl_note_cpu(&pl->sh->src_cpu);
-	atomic_fetch_add_explicit(&pl->sh->msgs_in, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&pl->sh->bytes_in, len, memory_order_relaxed);
-	h.t0 = shmp__now_ns();
-	memcpy(t->rt_.data, &h, sizeof h);
-	return shmp_ring_commit(pl->ring[pl->src_ring], &t->rt_, len + HDR);
+	return src_commit(pl, t, len, tag, src_count(pl, len));
 }
 
 int shmp_pipeline_cancel(shmp_pipeline_t *pl, struct shmp_pipeline_ticket *t)
@@ -701,9 +750,12 @@ int shmp_pipeline_put(shmp_pipeline_t *pl, const void *data, size_t len, uint32_
 	int r = shmp_pipeline_reserve(pl, len, &t, timeout);
 	if (r < 0)
 		return r;
+	/* Counted before the copy: the slot's lines are the consumer's until
+	 * written, and a locked add after the copy would wait for them. */
+	uint64_t seq = src_count(pl, len);
 	if (len)
 		memcpy(t.data, data, len);
-	return shmp_pipeline_commit(pl, &t, len, tag);
+	return src_commit(pl, &t, len, tag, seq);
 }
 
 int shmp_pipeline_close(shmp_pipeline_t *pl)
@@ -768,9 +820,7 @@ int shmp_pipeline_next(shmp_pipeline_t *pl, struct shmp_msg *out, double timeout
 		}
 		struct pl_hdr h;
 		memcpy(&h, pl->held.data, sizeof h);
-		shmp__pl_record(pl->sh, h.t0);
-		atomic_fetch_add_explicit(&pl->sh->msgs_out, 1, memory_order_relaxed);
-		atomic_fetch_add_explicit(&pl->sh->bytes_out, pl->held.len - HDR, memory_order_relaxed);
+		shmp__pl_record(pl->sh, h.t0, pl->held.len - HDR);
 		*out = (struct shmp_msg){ .data = (char *)pl->held.data + HDR, .len = pl->held.len - HDR,
 					  .seq = h.seq, .t0_ns = h.t0, .offset = h.offset, .tag = h.tag,
 					  .flags = h.flags };

@@ -231,9 +231,7 @@ int shmp__pl_file_sink(shmp_pipeline_t *pl, int stage)
 			if (t[n].len >= HDR) {
 				struct pl_hdr h;
 				memcpy(&h, t[n].data, HDR);
-				shmp__pl_record(pl->sh, h.t0);
-				atomic_fetch_add_explicit(&pl->sh->msgs_out, 1, memory_order_relaxed);
-				atomic_fetch_add_explicit(&pl->sh->bytes_out, t[n].len - HDR, memory_order_relaxed);
+				shmp__pl_record(pl->sh, h.t0, t[n].len - HDR);
 			}
 			atomic_fetch_add_explicit(&ss->processed, 1, memory_order_relaxed);
 			n++;

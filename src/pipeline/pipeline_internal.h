@@ -194,8 +194,11 @@ bool shmp__pl_multi_cpu(void);
 /* Publish this thread's CPU (+ 1) in *w if it changed: a spin hint. */
 void shmp__pl_note_cpu(_Atomic uint32_t *w);
 
-/* A message's latency, now, into the histogram (the sink does it). */
-void shmp__pl_record(struct shmp__pl_sh *sh, uint64_t t0);
+/* A message of `bytes` taken by the sink: its latency (now - t0) into the
+ * histogram, and the out counters. Only the sink calls it, one thread
+ * (next() is not for concurrent callers; a file sink is one worker): the
+ * counters are written with plain stores. */
+void shmp__pl_record(struct shmp__pl_sh *sh, uint64_t t0, uint64_t bytes);
 /* The file stages' bodies (pipeline_files.c): run in their worker. */
 int shmp__pl_file_source(shmp_pipeline_t *pl, int stage);
 int shmp__pl_file_sink(shmp_pipeline_t *pl, int stage);
