@@ -18,7 +18,10 @@
  *   come out is counted lost (messages_in <= messages_out + lost <=
  *   messages_in + kills).
  * - a worker killed in the middle of a batch (RESTART): lost is exactly 1
- *   (the message it was working on), everything else arrives once;
+ *   (the message it was working on), everything else arrives once; and
+ *   one killed at its batch's last message while the sink sleeps in
+ *   next() without a time limit: the outputs it committed (not yet told
+ *   to the sink) arrive within seconds;
  * - destroy without close, while a worker is stuck inside its stage fn,
  *   while messages stream, and (threads) while a stage waits on a full
  *   ring: returns promptly, every worker is killed and reaped. */
@@ -610,6 +613,72 @@ static void kill_mid_batch(uint64_t at, int spin)
 	       spin ? "spinning" : "sleeping");
 }
 
+/* The worker dies at the last message of a batch whose outputs it
+ * committed without a wake-up yet (a batch's commits wake once, at its
+ * end), while the sink sleeps in next() without a time limit (a wait the
+ * pipeline makes with no timer): the supervisor's wake-up after the death
+ * is all that brings those outputs to the sink, and it must within
+ * seconds. */
+static void *open_gate_later(void *p)
+{
+	(void)p;
+	t_sleep_ms(100);
+	T_EQ(shmp_event_set(gate), 0);
+	return NULL;
+}
+
+static void kill_end_of_batch_sink_asleep(void)
+{
+	enum { M = 20 };
+	reset();
+	memset(seen, 0, sizeof seen);
+	got = 0;
+	T_EQ(shmp_event_clear(gate), 0);
+	atomic_store(&C[C_CRASH_STAGE], 1);
+	atomic_store(&C[C_GATE_SEQ], 0);
+	atomic_store(&C[C_CRASH_SEQ], M - 1);
+	atomic_store(&C[C_CRASH_HOW], HOW_ABORT);
+	atomic_store(&C[C_SPIN], 0);
+	struct shmp_pipeline_opts o = SHMP_OPTS(shmp_pipeline_opts, .on_crash = SHMP_PIPELINE_RESTART,
+						.capacity = 64, .segment_size = 32u << 20);
+	shmp_pipeline_t *pl = shmp_pipeline_create(&o);
+	T_CHECK(pl);
+	T_EQ(shmp_pipeline_add_stage(pl, "one", stage_fn, NULL, 1), 1);
+	T_EQ(shmp_pipeline_start(pl), 0);
+	for (uint64_t q = 0; q < M; q++)
+		T_EQ(put_seq(pl, q, 10), 0);
+	struct shmp_pipeline_stats st;
+	double until = t_now() + 10;
+	for (;;) {
+		T_EQ(shmp_pipeline_stats(pl, &st), 0);
+		if (st.stage[0].processed == 1 && st.stage[0].queued == M - 1)
+			break;
+		T_CHECK(t_now() < until);
+		t_sleep_ms(1);
+	}
+	pthread_t th;
+	T_EQ(pthread_create(&th, NULL, open_gate_later, NULL), 0);
+	double t0 = t_now();
+	T_EQ(take(pl, SHMP_FOREVER), 1); /* asleep when the gate opens */
+	double dt = t_now() - t0;
+	T_EQ(pthread_join(th, NULL), 0);
+	T_CHECK(dt < 5);
+	while (got < M - 1)
+		T_EQ(take(pl, SHMP_FOREVER), 1);
+	T_EQ(shmp_pipeline_close(pl), 0);
+	T_EQ(take(pl, 10), -SHMP_ECLOSED);
+	T_EQ(shmp_pipeline_join(pl, 10), 0);
+	check_no_bad();
+	T_EQ(shmp_pipeline_stats(pl, &st), 0);
+	T_EQ(st.stage[0].deaths, 1);
+	T_EQ(st.lost, 1);
+	T_EQ(st.messages_out, M - 1);
+	note_pids();
+	shmp_pipeline_destroy(pl);
+	check_all_gone();
+	printf("killed at the end of a batch, the sink asleep without a limit: woken after %.3f s\n", dt);
+}
+
 /* ---- destroy while running ------------------------------------------------- */
 
 static void destroy_running(void)
@@ -694,6 +763,7 @@ int main(void)
 	kill_mid_batch(10, 0);
 	kill_mid_batch(1, 1);
 	kill_mid_batch(30, 0);
+	kill_end_of_batch_sink_asleep();
 	destroy_running();
 	shmp_event_destroy(gate);
 	T_NO_CHILDREN();

@@ -450,16 +450,28 @@ static int block_on(shmp_ring_t *r, bool producer, struct waiter *wt, struct slo
 		if (sp->self_idle)
 			atomic_fetch_add_explicit(sp->self_idle, 1, memory_order_relaxed);
 	}
-	/* Sleep even when closed: the caller waits on this slot (a message
-	 * being written drains after close too), and close() has bumped the
-	 * futex for anyone who should look again. */
+	/* Sleep even when closed while a message being written drains (the
+	 * caller waits on this slot), but not when the close ends this wait:
+	 * a close between the caller's look at `closed` and the arming above
+	 * bumped the futex before `seen` was read, and its wake-up found no
+	 * sleeper (the closed store comes before that bump, so it shows here
+	 * if the bump did not change `seen`). */
 	int fr = 0;
-	if (atomic_load_explicit(&s->word, memory_order_seq_cst) == w) {
+	bool closed = atomic_load_explicit(&sh->closed, memory_order_seq_cst);
+	if (atomic_load_explicit(&s->word, memory_order_seq_cst) == w && !(closed && (producer || w_st(w) == ST_FREE))) {
 		/* Always with a time limit: a timed futex wait is not restarted
 		 * after a signal handler ran, so an interruptible caller hears
 		 * of it (-EINTR) whether or not the handler has SA_RESTART. */
 		struct timespec until = shmp__checker_until(&wt->check, &wt->d);
-		fr = shmp__futex_wait(futex, seen, &until);
+		/* Unless a consumer's caller vouches for its producers (struct
+		 * shmp__ring_spin's `supervised`), waits without limit and
+		 * cannot miss an interrupt: then no timer per sleep. Not after
+		 * close on a slot another consumer still reads from the last
+		 * lap: its release wakes producers only. */
+		bool untimed = sp && sp->supervised && !producer && wt->d.kind == 0 &&
+			       !atomic_load_explicit(&shmp__intr_on, memory_order_relaxed) &&
+			       (!closed || w_st(w) == ST_WRITING);
+		fr = shmp__futex_wait(futex, seen, untimed ? NULL : &until);
 	}
 	atomic_fetch_sub_explicit(waiters, 1, memory_order_relaxed);
 	if (sp && sp->self_idle)
@@ -1023,6 +1035,17 @@ void shmp__ring_wake_consumers(shmp_ring_t *r)
 void shmp__ring_wake_producers(shmp_ring_t *r)
 {
 	wake_producers(r, INT_MAX);
+}
+
+/* As close() wakes, without closing: whatever the armed bits say (a waker
+ * killed between clearing one and its FUTEX_WAKE leaves sleepers that the
+ * next wake_side would skip). */
+void shmp__ring_wake_all(shmp_ring_t *r)
+{
+	atomic_fetch_add_explicit(&r->sh->not_empty, 2, memory_order_seq_cst);
+	atomic_fetch_add_explicit(&r->sh->not_full, 2, memory_order_seq_cst);
+	shmp__futex_wake(&r->sh->not_empty, INT_MAX);
+	shmp__futex_wake(&r->sh->not_full, INT_MAX);
 }
 
 /* ---- the rest ----------------------------------------------------------- */

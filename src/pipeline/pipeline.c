@@ -296,7 +296,7 @@ static uint64_t spin_adapt(uint64_t budget, bool slept, uint64_t waited)
  * machine a spin before a sleep only delays the peer that shares our CPU. */
 static void spin_init(shmp_pipeline_t *pl, int stage, struct shmp__ring_spin *sp, _Atomic uint32_t *self_idle)
 {
-	*sp = (struct shmp__ring_spin){ .self_idle = self_idle };
+	*sp = (struct shmp__ring_spin){ .self_idle = self_idle, .supervised = true };
 	if (pl->o.spin && shmp__pl_multi_cpu())
 		sp->max_ns = PL_SPIN_MAX_NS;
 	if (stage > 0 && pl->st[stage - 1].kind == KIND_FN) {
@@ -513,14 +513,17 @@ static void worker_ended(shmp_pipeline_t *pl, uint32_t slot, struct shmp__waitse
 		 * it: counted at once, and its large blocks freed. */
 		if (st->in_ring >= 0)
 			shmp__ring_recover_tid(pl->ring[st->in_ring], dead);
-		if (st->out_ring >= 0) {
+		if (st->out_ring >= 0)
 			shmp__ring_recover_tid(pl->ring[st->out_ring], dead);
-			/* It may have died mid-batch with outputs committed
-			 * but its wake-up not yet made. */
-			shmp__ring_wake_consumers(pl->ring[st->out_ring]);
-		}
+		/* It may have died mid-batch with outputs committed (or
+		 * inputs released) but its wake-up not yet made, or between
+		 * clearing a futex word's armed bit and its FUTEX_WAKE: every
+		 * sleeper of both its rings looks again. Consumers waiting
+		 * without limit (shmp__ring_spin's `supervised`) rely on it. */
 		if (st->in_ring >= 0)
-			shmp__ring_wake_producers(pl->ring[st->in_ring]);
+			shmp__ring_wake_all(pl->ring[st->in_ring]);
+		if (st->out_ring >= 0)
+			shmp__ring_wake_all(pl->ring[st->out_ring]);
 		if (restart) {
 			if (spawn(pl, s, (int)wk->index) == 0) {
 				atomic_fetch_add(&ss->restarts, 1);
