@@ -60,9 +60,10 @@ shmp_pipeline_t *shmp_pipeline_create(const struct shmp_pipeline_opts *opts)
 		o.inline_size = DEFAULT_INLINE;
 	if (!o.max_message)
 		o.max_message = DEFAULT_MAX_MESSAGE;
-	shmp_pipeline_t *pl = calloc(1, sizeof *pl);
+	shmp_pipeline_t *pl = aligned_alloc(SHMP__CACHELINE, sizeof *pl); /* see its `held` */
 	if (!pl)
 		return NULL;
+	memset(pl, 0, sizeof *pl);
 	pl->o = o;
 	pl->o.name = NULL; /* the caller's string is used at create only */
 	pl->o.registry = NULL; /* nor is the registry handle kept: its segment is */

@@ -174,11 +174,17 @@ struct shmp_pipeline {
 	pthread_mutex_t mu;            /* the worker table */
 	bool started, closed;
 	pid_t pid;                     /* the creating process (the lifetime rule) */
+	/* The sink's, written per message: on lines of their own, apart
+	 * from the fields the source's thread reads per message (started,
+	 * src_ring, ring[]...). Sharing a line made every put miss on it
+	 * while another thread took messages (the handle is allocated
+	 * cache-line aligned for this). */
 	/* the sink's held message */
-	struct shmp_ring_ticket held;
+	SHMP__ALIGNED struct shmp_ring_ticket held;
 	bool holding;
 	unsigned unwoken;              /* sink: releases not yet told to the producers */
 	struct shmp__ring_spin sink_spin;
+	SHMP__ALIGNED char end_[1];    /* nothing after the sink's lines shares them */
 };
 
 struct shmp_stage_ctx {
