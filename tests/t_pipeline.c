@@ -660,54 +660,6 @@ static void test_backpressure(int threads)
 		T_NO_CHILDREN();
 }
 
-/* The default ring depth (pipeline.h, capacity 0): 1024 messages, and for
- * slots of a whole 64 KiB block (inline_size) as many as 16 MiB hold, but
- * never fewer than 256. The input fills behind a stage held at the gate. */
-static void test_default_capacity(unsigned inline_size, uint64_t want)
-{
-	reset_counters();
-	memset(&S, 0, sizeof S);
-	S.ordered = 1;
-	T_EQ(shmp_event_clear(gate), 0);
-	shmp_pipeline_t *pl = new_pl(0, 0, inline_size, 0);
-	add(pl, K_GATE, 1, 1);
-	T_EQ(shmp_pipeline_start(pl), 0);
-	unsigned char *buf = BUF;
-	uint64_t id = 0;
-	for (;;) {
-		make_msg(buf, id);
-		int r = shmp_pipeline_put(pl, buf, len_of(id), tag_of(id), id ? 0 : 10);
-		if (r == -ETIMEDOUT)
-			break;
-		T_EQ(r, 0);
-		id++;
-		T_CHECK(id <= want + 1);
-		if (id == 1) { /* the stage holds the first at the gate */
-			struct shmp_pipeline_stats st;
-			double until = t_now() + 10;
-			for (;;) {
-				T_EQ(shmp_pipeline_stats(pl, &st), 0);
-				if (st.stage[0].processed >= 1)
-					break;
-				T_CHECK(t_now() < until);
-				t_sleep_ms(1);
-			}
-		}
-	}
-	/* The ring (the message at the gate keeps its slot until fn returns). */
-	T_EQ(id, want);
-	T_EQ(shmp_event_set(gate), 0);
-	T_EQ(shmp_pipeline_close(pl), 0);
-	for (uint64_t k = 0; k < id; k++)
-		T_EQ(drain_one(pl, 10), 1);
-	T_EQ(shmp_pipeline_join(pl, 10), 0);
-	check_no_bad();
-	shmp_pipeline_destroy(pl);
-	T_NO_CHILDREN();
-	printf("default capacity, inline %u: %llu messages fill the input\n", inline_size,
-	       (unsigned long long)id);
-}
-
 /* ---- close drains; cancel takes no seq ------------------------------------- */
 
 static void test_close_drains(int threads)
@@ -908,8 +860,6 @@ int main(void)
 
 	test_backpressure(0);
 	test_backpressure(1);
-	test_default_capacity(0, 1024);
-	test_default_capacity(65536 + 32, 256);
 	test_close_drains(0);
 	test_close_drains(1);
 	test_named();

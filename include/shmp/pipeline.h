@@ -110,8 +110,7 @@ struct shmp_pipeline_opts {
 	shmp_registry_t *registry;
 	const char *name;        /* its name in the registry ("pipeline"); copied.
 				  * -EEXIST from create if taken */
-	unsigned capacity;       /* messages per ring; default 1024 (fewer,
-				  * down to 256, for slots over 16 KiB) */
+	unsigned capacity;       /* messages per ring; default 256 */
 	unsigned inline_size;    /* bytes a slot holds (bigger messages use a block);
 				  * default 256 */
 	size_t max_message;      /* default 1 MiB */

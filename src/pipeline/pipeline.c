@@ -27,17 +27,7 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
-/* Deep enough that on a busy machine (more runnable threads than CPUs:
- * a source, a stage and a sink on 2 CPUs) each side runs a longer batch
- * per time slice before its ring fills or empties and it must sleep: a
- * 64-byte 1-stage stream slept (and was woken) once per 36 messages with
- * 256 slots, once per 88 with 1024, and ran about 1.4x faster. 1024 slots
- * of 320 bytes: 320 KiB a ring, touched as the ring goes round. Rings of
- * big slots (a file source's whole blocks) get fewer, at most
- * DEFAULT_RING_BYTES of slots and never fewer than the old 256. */
-#define DEFAULT_CAPACITY 1024u
-#define DEFAULT_MIN_CAPACITY 256u
-#define DEFAULT_RING_BYTES ((size_t)16 << 20)
+#define DEFAULT_CAPACITY 256u
 #define DEFAULT_INLINE 256u
 #define DEFAULT_MAX_MESSAGE ((size_t)1 << 20)
 #define DEFAULT_SEGMENT ((size_t)256 << 20)
@@ -56,6 +46,8 @@ shmp_pipeline_t *shmp_pipeline_create(const struct shmp_pipeline_opts *opts)
 		errno = EINVAL;
 		return NULL;
 	}
+	if (!o.capacity)
+		o.capacity = DEFAULT_CAPACITY;
 	if (!o.inline_size)
 		o.inline_size = DEFAULT_INLINE;
 	if (!o.max_message)
@@ -619,13 +611,7 @@ int shmp_pipeline_start(shmp_pipeline_t *pl)
 		size_t maxm = pl->o.max_message + HDR;
 		if (!src_here && k == 0 && maxm < pl->block_size + HDR)
 			maxm = pl->block_size + HDR;
-		unsigned cap = pl->o.capacity; /* 0: the default, by slot size */
-		if (!cap) {
-			size_t fit = DEFAULT_RING_BYTES / ((size_t)inl + 64);
-			for (cap = DEFAULT_CAPACITY; cap > DEFAULT_MIN_CAPACITY && cap > fit; cap /= 2)
-				;
-		}
-		struct shmp_ring_opts ro = { .sz = sizeof ro, .segment = pl->seg, .capacity = cap,
+		struct shmp_ring_opts ro = { .sz = sizeof ro, .segment = pl->seg, .capacity = pl->o.capacity,
 					     .inline_size = inl, .max_message = maxm,
 					     .flags = ring_flags(pl, k, src_here, sink_here, nrings) };
 		if (!(pl->ring[k] = shmp_ring_create(&ro)))
