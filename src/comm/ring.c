@@ -900,6 +900,21 @@ int shmp_ring_get_batch(shmp_ring_t *r, struct iovec *bufs, size_t *lens, unsign
 	return (int)done;
 }
 
+/* Lend the claimed message at (s, pos) as *t, to be released later: 0, or
+ * -SHMP_ECORRUPT if its payload fails validation (the slot is consumed
+ * then, waking producers if `wake`). */
+static int lend(shmp_ring_t *r, struct slot *s, uint64_t pos, struct shmp_ring_ticket *t, bool wake)
+{
+	uint32_t len = s->len;
+	void *p = payload_of(r, s, pos, len, s->flags);
+	if (!p) {
+		consume_done(r, s, pos, wake);
+		return -SHMP_ECORRUPT;
+	}
+	*t = (struct shmp_ring_ticket){ .data = p, .len = len, .pos_ = pos, .block_ = s->block_off, .state_ = 2 };
+	return 0;
+}
+
 int shmp_ring_peek(shmp_ring_t *r, struct shmp_ring_ticket *t, double timeout)
 {
 	if (!r || !t)
@@ -910,20 +925,7 @@ int shmp_ring_peek(shmp_ring_t *r, struct shmp_ring_ticket *t, double timeout)
 	uint64_t pos;
 	struct slot *s;
 	int e = acquire_get_slot(r, &wt, &pos, &s, NULL);
-	if (e < 0)
-		return e;
-	uint32_t len = s->len;
-	void *p = payload_of(r, s, pos, len, s->flags);
-	if (!p) {
-		consume_done(r, s, pos, true);
-		return -SHMP_ECORRUPT;
-	}
-	t->data = p;
-	t->len = len;
-	t->pos_ = pos;
-	t->block_ = s->block_off;
-	t->state_ = 2;
-	return 0;
+	return e < 0 ? e : lend(r, s, pos, t, true);
 }
 
 /* Release, telling waiting producers of the room (wake) or not (the
@@ -971,16 +973,11 @@ int shmp__ring_peek_batch(shmp_ring_t *r, struct shmp_ring_ticket *t, unsigned n
 			while ((e = claim_get(r, tid, &pos, &s, &w, NULL)) == 0 && (s->flags & F_SKIP))
 				consume_done(r, s, pos, false);
 		}
+		if (e == 0)
+			e = lend(r, s, pos, &t[got], true);
 		if (e < 0)
 			return got ? (int)got : e;
-		uint32_t len = s->len;
-		void *p = payload_of(r, s, pos, len, s->flags);
-		if (!p) {
-			consume_done(r, s, pos, true);
-			return got ? (int)got : -SHMP_ECORRUPT;
-		}
-		t[got++] = (struct shmp_ring_ticket){ .data = p, .len = len, .pos_ = pos, .block_ = s->block_off,
-						       .state_ = 2 };
+		got++;
 	}
 	return (int)got;
 }
@@ -995,16 +992,7 @@ int shmp__ring_take_ready(shmp_ring_t *r, struct shmp_ring_ticket *t)
 		consume_done(r, s, pos, true);
 	if (e == -EAGAIN)
 		return -ETIMEDOUT;
-	if (e < 0)
-		return e;
-	uint32_t len = s->len;
-	void *p = payload_of(r, s, pos, len, s->flags);
-	if (!p) {
-		consume_done(r, s, pos, true);
-		return -SHMP_ECORRUPT;
-	}
-	*t = (struct shmp_ring_ticket){ .data = p, .len = len, .pos_ = pos, .block_ = s->block_off, .state_ = 2 };
-	return 0;
+	return e < 0 ? e : lend(r, s, pos, t, true);
 }
 
 int shmp__ring_release_quiet(shmp_ring_t *r, struct shmp_ring_ticket *t)
