@@ -189,7 +189,21 @@ struct shmp_pool_opts {
 	 * given and taken fails create with EEXIST (one the directory refuses,
 	 * with its error). */
 	const char *name;
+	/* How long (seconds) an idle worker keeps looking for the next task
+	 * before it sleeps on a futex, and how. 0 (the default): it spins for
+	 * 30 us without giving up its CPU, so a task submitted right after
+	 * the last one is taken in a cache-line round trip and the submitter
+	 * makes no system call. Positive: it looks for that long, calling
+	 * sched_yield between looks, so a thread that needs the CPU gets it
+	 * (the worker takes a task a yield later). For a machine with more
+	 * busy threads than CPUs, where the pool's own submitter or collector
+	 * polls too: the MPI cluster Pool's node pools set it (shmp/mpi.h),
+	 * since their ranks busy-poll MPI beside them. One worker looks at a
+	 * time; the others sleep. At most SHMP_POOL_MAX_IDLE_POLL; negative,
+	 * NaN or more is -EINVAL. */
+	double idle_poll;
 };
+#define SHMP_POOL_MAX_IDLE_POLL 1.0 /* seconds: the largest idle_poll */
 
 /* Per-call options for the map family and apply_async. */
 struct shmp_call_opts {

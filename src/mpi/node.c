@@ -16,6 +16,15 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+/* How long an idle worker of a node pool yield-polls for the next chunk
+ * (shmp_pool_opts.idle_poll): as long as the serving loop (serve.c) and a
+ * waiting caller (calls.c) poll MPI after activity, so the chain of a short
+ * chunk (MPI in, worker, MPI out) stays awake together and goes to sleep
+ * together. Yielding, not spinning: a rank, its worker and the root share
+ * CPUs when ranks are oversubscribed, and the worker's 30 us busy spin
+ * after each chunk held the CPU the rank needed to send its answer. */
+#define SHMP__MPI_IDLE_POLL_S 300e-6
+
 /* Per thread (ThreadPool workers are threads), set for a chunk's run only. */
 static __thread int task_rank = -1;
 
@@ -89,7 +98,8 @@ struct shmp__mpi_nodepool *shmp__mpi_node_create(int workers, unsigned flags, sh
 	np->threads = flags & SHMP_MPI_THREADS;
 	struct shmp_pool_opts o = SHMP_OPTS(shmp_pool_opts, .initializer = init, .initarg = initarg,
 					    .max_tasks_per_child = max_tasks,
-					    .max_task_bytes = max_bytes + 2 * SHMP__MPI_HDR);
+					    .max_task_bytes = max_bytes + 2 * SHMP__MPI_HDR,
+					    .idle_poll = SHMP__MPI_IDLE_POLL_S);
 	np->pool = np->threads ? shmp_threadpool_create(workers, &o) : shmp_pool_create(workers, &o);
 	if (!np->pool) {
 		int e = errno;

@@ -268,7 +268,8 @@ static shmp_pool_t *pool_new(int workers, const struct shmp_pool_opts *opts, boo
 	/* A queue_capacity past the table's limit is refused, not capped
 	 * silently. */
 	if (SHMP__OPTS(o, opts) < 0 || workers <= 0 || o.max_tasks_per_child < 0 ||
-	    (o.max_task_bytes && o.max_task_bytes < 16) || o.queue_capacity > SHMP_POOL_MAX_QUEUE) {
+	    (o.max_task_bytes && o.max_task_bytes < 16) || o.queue_capacity > SHMP_POOL_MAX_QUEUE ||
+	    !(o.idle_poll >= 0 && o.idle_poll <= SHMP_POOL_MAX_IDLE_POLL)) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -318,6 +319,10 @@ static shmp_pool_t *pool_new(int workers, const struct shmp_pool_opts *opts, boo
 	if ((e = -shmp__tt_init(&p->tt, p->seg, !p->registry, &p->sh->tt, &p->sh->stop, cap, INLINE_SIZE,
 				&shmp__pool_tt_ops, p, &p->sh->recs_off)) > 0)
 		goto fail;
+	/* Before any worker (or the zygote) exists: they inherit it. */
+	p->tt.idle_poll_ns = (uint64_t)(o.idle_poll * 1e9);
+	if (o.idle_poll > 0 && !p->tt.idle_poll_ns)
+		p->tt.idle_poll_ns = 1;
 	if (!(p->wk = shmp__alloc_ptr(p->seg, (size_t)workers * sizeof *p->wk, 64, &p->sh->wk_off))) {
 		e = errno;
 		goto fail;

@@ -160,6 +160,7 @@ struct shmp__tasktab {
 	uint32_t capacity, rec_size, inline_size;
 	shmp_ring_t *done;       /* workers -> collector: seqs of finished tasks */
 	int efd;                 /* the collector's doorbell (an eventfd) */
+	uint64_t idle_poll_ns;   /* 0: workers spin 30 us; else they yield-poll this long */
 	uint64_t key[2];         /* the tags' key: private memory only */
 	/* the pool's process only */
 	struct shmp__shadow *shadow; /* a mapping of its own, shadow_len bytes */
