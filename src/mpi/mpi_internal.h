@@ -109,6 +109,15 @@ struct shmp__mpi_nodepool *shmp__mpi_node_create(int workers, unsigned flags, sh
 int shmp__mpi_node_run(struct shmp__mpi_nodepool *np, void *in, size_t in_bytes, void *out, size_t out_bytes,
 		       shmp__mpi_done_fn done, void *ctx, void **handle);
 void shmp__mpi_node_release(void *handle);
+/* The same chunk, its result polled for by the caller instead of a done
+ * callback (no supervisor thread in between): start submits nothing yet;
+ * poll (waiting up to timeout, 0 for a look) submits it if it was not,
+ * and returns 1 once it finished (out has the result header + results,
+ * or *err says why it failed), 0 not yet, -EINTR (interruptible); stop
+ * releases the handle (a chunk still running finishes unseen). */
+int shmp__mpi_node_start(struct shmp__mpi_nodepool *np, void *in, size_t in_bytes, size_t out_bytes, void **handle);
+int shmp__mpi_node_poll(void *handle, void *out, struct shmp_task_error *err, double timeout);
+void shmp__mpi_node_stop(void *handle);
 void shmp__mpi_node_report(struct shmp__mpi_nodepool *np, struct shmp__mpi_node_report *r);
 int shmp__mpi_node_close(struct shmp__mpi_nodepool *np);
 int shmp__mpi_node_terminate(struct shmp__mpi_nodepool *np);

@@ -162,6 +162,47 @@ void shmp__mpi_node_release(void *handle)
 	shmp_async_destroy(handle);
 }
 
+/* The polled form: an imap of the one chunk, which its caller collects
+ * itself (the local Pool's imap does not go through the supervisor
+ * thread), so a short chunk's result is seen by the polling loop a cache
+ * line after the worker wrote it, not after the supervisor was woken, ran
+ * and called back (a thread more on the critical path, on CPUs the ranks
+ * share). The first next() submits it. */
+int shmp__mpi_node_start(struct shmp__mpi_nodepool *np, void *in, size_t in_bytes, size_t out_bytes, void **handle)
+{
+	struct shmp_call_opts co = SHMP_OPTS(shmp_call_opts, .chunksize = 1, .max_inflight = 1);
+	shmp_imap_t *it = shmp_pool_imap_unordered(np->pool, chunk_task, in, in_bytes, 1, out_bytes, NULL, NULL, &co);
+	if (!it)
+		return -errno;
+	*handle = it;
+	return 0;
+}
+
+int shmp__mpi_node_poll(void *handle, void *out, struct shmp_task_error *err, double timeout)
+{
+	struct shmp_task_error e = { .exit_status = -1 };
+	int r = shmp_imap_next(handle, out, NULL, timeout, &e);
+	if (r == -ETIMEDOUT)
+		return 0;
+	if (r == -EINTR)
+		return -EINTR;
+	if (r == 1) {
+		memset(err, 0, sizeof *err);
+		return 1;
+	}
+	if (r == 0) /* ended without its one result: not what imap does */
+		e = (struct shmp_task_error){ .error = -SHMP_ECORRUPT, .exit_status = -1 };
+	else if (!e.error)
+		e.error = r;
+	*err = e;
+	return 1;
+}
+
+void shmp__mpi_node_stop(void *handle)
+{
+	shmp_imap_destroy(handle);
+}
+
 void shmp__mpi_node_report(struct shmp__mpi_nodepool *np, struct shmp__mpi_node_report *r)
 {
 	struct shmp_pool_stats st;
