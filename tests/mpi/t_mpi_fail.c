@@ -5,12 +5,17 @@
  * -SHMP_EWORKERDIED and the signal, names the rank, the rest completes and
  * nothing hangs; initializers and maxtasksperchild work per rank; an
  * initializer failing on one rank breaks the pool with -SHMP_EINIT naming
- * it; terminate with long tasks queued returns at once. */
+ * it; terminate with long tasks queued returns at once.
+ *
+ * Run twice: chunks of 100 items, whose results a serving rank polls for
+ * (serve.c), and with "big", chunks of 9000 (72 KB of results, over its
+ * 64 KiB limit), which come back by the node pool's done callback. */
 #include "t_mpi.h"
 
 #include <signal.h>
 
-enum { N = 100000, CS = 100, FAIL_AT = 777, DIE_AT = 555 };
+enum { N = 100000, FAIL_AT = 777, DIE_AT = 555 };
+static unsigned CS = 100; /* chunksize: 9000 with "big" */
 
 static int64_t expect(int64_t x)
 {
@@ -294,6 +299,8 @@ static void terminate_now(void)
 int main(int argc, char **argv)
 {
 	t_mpi_init(&argc, &argv, 55);
+	if (argc > 1 && !strcmp(argv[1], "big"))
+		CS = 9000;
 	int64_t *in = malloc(N * sizeof *in), *out = malloc(N * sizeof *out);
 	for (int64_t i = 0; i < N; i++)
 		in[i] = i;
