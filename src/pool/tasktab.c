@@ -759,6 +759,8 @@ static void wake_next(struct shmp__tasktab *tt, uint64_t h)
 		shmp__tt_wake_workers(tt);
 }
 
+#define YIELD_CONTENDED_NS 50000
+
 int shmp__tt_claim(struct shmp__tasktab *tt, unsigned w, uint64_t *seq)
 {
 	struct shmp__tasktab_sh *sh = tt->sh;
@@ -817,13 +819,22 @@ int shmp__tt_claim(struct shmp__tasktab *tt, unsigned w, uint64_t *seq)
 			/* idle_poll (shmp_pool_opts): on a machine with more busy
 			 * threads than CPUs a worker that spins without
 			 * yielding holds a CPU the thread that submits or
-			 * collects needs (measured: a cluster apply's round trip
-			 * 55-60 us with the 30 us spin, 38-40 us yielding). */
+			 * collects needs (measured, 3 MPI ranks on 2 CPUs: a
+			 * cluster apply's round trip 55-60 us with the 30 us
+			 * spin, 38-40 us yielding). */
 			if (now - spin_start < (tt->idle_poll_ns ? tt->idle_poll_ns : 30000)) {
 				spins = 0;
-				if (tt->idle_poll_ns)
-					sched_yield();
-				continue;
+				if (!tt->idle_poll_ns)
+					continue;
+				sched_yield();
+				/* A yield that gave the CPU away for long: a busy
+				 * thread shares it. Polling on, we would get a
+				 * turn a scheduler slice at a time (a thread that
+				 * yields over and over waits behind it: measured
+				 * 1.6 ms per turn beside a busy loop); asleep, we
+				 * are woken when a task comes. */
+				if (shmp__now_ns() - now < YIELD_CONTENDED_NS)
+					continue;
 			}
 		}
 		/* Sleep: stop saying we poll, arm the word, look once more. A
@@ -835,14 +846,18 @@ int shmp__tt_claim(struct shmp__tasktab *tt, unsigned w, uint64_t *seq)
 		uint32_t f = atomic_fetch_or_explicit(&sh->task_futex, SHMP__TASK_ARMED, memory_order_seq_cst) |
 			     SHMP__TASK_ARMED;
 		uint64_t wd2 = atomic_load_explicit(&r->word, memory_order_seq_cst);
+		int fw = 0;
 		if (wd2 == wd && atomic_load_explicit(&sh->head, memory_order_relaxed) == h &&
 		    atomic_load_explicit(tt->stop, memory_order_relaxed) == SHMP__STOP_NONE) {
 			struct timespec until;
 			clock_gettime(CLOCK_MONOTONIC, &until);
 			until.tv_sec += 1;
-			shmp__futex_wait(&sh->task_futex, f, &until);
+			fw = shmp__futex_wait(&sh->task_futex, f, &until);
 		}
-		spin_start = 0;
+		/* Nothing came for a second: look once and sleep again. Polling
+		 * idle_poll again after every such second would be a share of
+		 * an idle CPU forever. */
+		spin_start = fw == -ETIMEDOUT && tt->idle_poll_ns ? 1 : 0;
 		spins = 0;
 	}
 	/* No longer polling: a wake for the next task must not be skipped
