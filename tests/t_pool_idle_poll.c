@@ -7,7 +7,7 @@
  *    are over it sleeps: almost no CPU time over the next 1.2 s (the
  *    polling is bounded, and not begun again when its sleep times out
  *    after a second); with the default (0) it sleeps after 30 us. A
- *    worker whose yield gives the CPU away for long (50 us: another thread,
+ *    worker off its CPU for long between two looks (200 us: another thread,
  *    or the hypervisor) stops polling (below), so on a busy machine it may
  *    poll for a fraction of the time only: up to 5 tries, one must show it
  *    running over 1 ms of the 200 (the default's 30 us spin cannot) —

@@ -195,14 +195,14 @@ struct shmp_pool_opts {
 	 * the last one is taken in a cache-line round trip and the submitter
 	 * makes no system call. Positive: it looks for that long, calling
 	 * sched_yield between looks, so a thread that needs the CPU gets it
-	 * (the worker takes a task a yield later); a yield that gave the CPU
-	 * away for long (50 us: a busy thread shares it) ends the looking
-	 * early, and the worker sleeps until a task wakes it (a thread that
-	 * yields over and over beside a busy one gets a turn per scheduler
-	 * slice). It looks again only after a task. For a machine with more
-	 * busy threads than CPUs, where the pool's own submitter or collector
-	 * polls too: the MPI cluster Pool's node pools set it (shmp/mpi.h),
-	 * since their ranks busy-poll MPI beside them. One worker looks at a
+	 * (the worker takes a task a yield later); once it was off its CPU
+	 * for long between two looks (200 us: a busy thread shares the CPU,
+	 * or the host took it) it stops looking and sleeps until a task
+	 * wakes it (a thread that yields over and over beside a busy one
+	 * gets a turn per scheduler slice). It looks again only after a
+	 * task. For a machine with more busy threads than CPUs, where the
+	 * pool's own submitter or collector polls too: the MPI cluster Pool's
+	 * node pools set it, since their ranks busy-poll MPI beside them. One worker looks at a
 	 * time; the others sleep. At most SHMP_POOL_MAX_IDLE_POLL; negative,
 	 * NaN or more is -EINVAL. */
 	double idle_poll;

@@ -47,6 +47,7 @@
 #define POLLED_SLEEP_MAX_S 200e-6
 #define POLL_MAX_OUT (64u << 10)
 #define SPENT_MAX 32
+#define YIELD_CONTENDED_S 200e-6
 
 struct sch {
 	struct shmp_mpi_pool *p;
@@ -74,6 +75,7 @@ struct shmp__mpi_serve {
 	unsigned inflight;        /* received, not yet answered */
 	bool drain, term, closed, joined, final_sent, stop;
 	double last;
+	double look;              /* when the spinning loop last yielded (0: not) */
 	unsigned sleeps;
 };
 
@@ -369,6 +371,7 @@ int shmp__mpi_serve(struct shmp_mpi_pool *p, double deadline)
 		any |= finish(p);
 		if (any) {
 			sv->last = shmp__mpi_now();
+			sv->look = 0;
 			sv->sleeps = 0;
 			continue;
 		}
@@ -376,10 +379,18 @@ int shmp__mpi_serve(struct shmp_mpi_pool *p, double deadline)
 			ret = -ETIMEDOUT;
 			break;
 		}
-		if (shmp__mpi_now() - sv->last < SPIN_S) {
+		/* Off the CPU for long since the last look (a yield that gave
+		 * it away, or preempted): a busy thread shares it, and a
+		 * thread yielding over and over beside it gets a turn per
+		 * scheduler slice: sleep now (as the node pool's workers do,
+		 * node.c). */
+		double now = shmp__mpi_now();
+		if (now - sv->last < SPIN_S && (sv->look == 0 || now - sv->look < YIELD_CONTENDED_S)) {
+			sv->look = now;
 			sched_yield();
 			continue;
 		}
+		sv->look = 0;
 		flush_spent(sv);
 		double s = SLEEP_MIN_S * (double)(1u << (sv->sleeps < 7 ? sv->sleeps : 7));
 		sv->sleeps++;

@@ -759,12 +759,12 @@ static void wake_next(struct shmp__tasktab *tt, uint64_t h)
 		shmp__tt_wake_workers(tt);
 }
 
-#define YIELD_CONTENDED_NS 50000
+#define YIELD_CONTENDED_NS 200000
 
 int shmp__tt_claim(struct shmp__tasktab *tt, unsigned w, uint64_t *seq)
 {
 	struct shmp__tasktab_sh *sh = tt->sh;
-	uint64_t spin_start = 0;
+	uint64_t spin_start = 0, last_look = 0;
 	unsigned spins = 0;
 	int ret;
 	for (;;) {
@@ -826,15 +826,18 @@ int shmp__tt_claim(struct shmp__tasktab *tt, unsigned w, uint64_t *seq)
 				spins = 0;
 				if (!tt->idle_poll_ns)
 					continue;
-				sched_yield();
-				/* A yield that gave the CPU away for long: a busy
+				/* Off the CPU for long since the last look (a
+				 * yield that gave it away, or preempted): a busy
 				 * thread shares it. Polling on, we would get a
 				 * turn a scheduler slice at a time (a thread that
 				 * yields over and over waits behind it: measured
 				 * 1.6 ms per turn beside a busy loop); asleep, we
 				 * are woken when a task comes. */
-				if (shmp__now_ns() - now < YIELD_CONTENDED_NS)
+				if (!last_look || now - last_look < YIELD_CONTENDED_NS) {
+					last_look = now;
+					sched_yield();
 					continue;
+				}
 			}
 		}
 		/* Sleep: stop saying we poll, arm the word, look once more. A
@@ -859,6 +862,7 @@ int shmp__tt_claim(struct shmp__tasktab *tt, unsigned w, uint64_t *seq)
 		 * an idle CPU forever. */
 		spin_start = fw == -ETIMEDOUT && tt->idle_poll_ns ? 1 : 0;
 		spins = 0;
+		last_look = 0;
 	}
 	/* No longer polling: a wake for the next task must not be skipped
 	 * on our account. */
