@@ -58,7 +58,8 @@ extern "C" {
  * starts at 1 + workers / 2, grows (up to 64 + 4 * workers) when the node
  * runs dry between chunks and shrinks when it over-queues; a result coming
  * back is its request for the next one, so a slower node gets less work
- * (dynamic load balancing). The
+ * (dynamic load balancing); the last chunks of a map (no more left than
+ * workers) go only to nodes with a worker free, never queued ahead. The
  * root's own node takes chunks through shared memory. Arguments go to
  * other nodes by MPI straight from the caller's array and results land
  * straight in the caller's array. One chunk is one task of the node pool
