@@ -21,9 +21,11 @@
  * credit stay exact.
  *
  * The thread never spins a CPU for long: after activity it polls MPI with
- * sched_yield for 300 us, then sleeps on its condition for 20 us doubling
- * to 200 us; local completions, new calls, close and terminate wake it at
- * once. With nothing at other nodes it sleeps until woken.
+ * sched_yield for 300 us (less when it was off the CPU for 200 us between
+ * two looks: a busy thread shares it), then sleeps on its condition for
+ * 20 us doubling to 200 us; local completions, new calls, close and
+ * terminate wake it at once. With nothing at other nodes it sleeps until
+ * woken.
  */
 #include "mpi_internal.h"
 
@@ -32,6 +34,7 @@
 #include <stdlib.h>
 
 #define SPIN_S 300e-6
+#define YIELD_CONTENDED_S 200e-6
 #define SLEEP_MIN_S 20e-6
 #define SLEEP_MAX_S 200e-6
 
@@ -747,7 +750,7 @@ static void *dispatcher(void *arg)
 {
 	struct shmp_mpi_pool *p = arg;
 	shmp__mpi_lock(&p->sync);
-	double last = shmp__mpi_now();
+	double last = shmp__mpi_now(), look = 0;
 	unsigned sleeps = 0;
 	while (!p->stop_thread) {
 		/* A waiting caller drives (calls.c): do not spin beside it;
@@ -755,6 +758,7 @@ static void *dispatcher(void *arg)
 		if ((p->helpers || p->driving) && !(p->finish_list && !p->driving)) {
 			shmp__mpi_dwait(&p->sync, 0.1); /* it kicks us when it stops */
 			last = shmp__mpi_now();
+			look = 0;
 			sleeps = 0;
 			continue;
 		}
@@ -762,6 +766,7 @@ static void *dispatcher(void *arg)
 		bool any = shmp__mpi_step(p, false, &remote);
 		if (any) {
 			last = shmp__mpi_now();
+			look = 0;
 			sleeps = 0;
 			continue;
 		}
@@ -769,12 +774,19 @@ static void *dispatcher(void *arg)
 			shmp__mpi_dwait(&p->sync, 1.0); /* every change kicks us */
 			continue;
 		}
-		if (shmp__mpi_now() - last < SPIN_S) {
+		/* Off the CPU for long since the last look (a yield that gave
+		 * it away, or preempted): a busy thread shares it, and one
+		 * yielding over and over beside it gets a turn per scheduler
+		 * slice: sleep now (as serve.c and the node pools' workers). */
+		double now = shmp__mpi_now();
+		if (now - last < SPIN_S && (look == 0 || now - look < YIELD_CONTENDED_S)) {
+			look = now;
 			shmp__mpi_unlock(&p->sync);
 			sched_yield();
 			shmp__mpi_lock(&p->sync);
 			continue;
 		}
+		look = 0;
 		double s = SLEEP_MIN_S * (double)(1u << (sleeps < 6 ? sleeps : 6));
 		sleeps++;
 		shmp__mpi_dwait(&p->sync, s < SLEEP_MAX_S ? s : SLEEP_MAX_S);

@@ -21,7 +21,9 @@
  * segment), and one more wake-up is nothing beside its run.
  *
  * Waiting: after activity, polls MPI (and polled chunks) with sched_yield
- * for 300 us, then sleeps 20 us doubling to 2 ms: on the pool's condition
+ * for 300 us (less when it was off the CPU for 200 us between two looks: a
+ * busy thread shares it, and one yielding over and over beside it gets a
+ * turn per scheduler slice), then sleeps 20 us doubling to 2 ms: on the pool's condition
  * (a chunk finishing by callback wakes it at once), or, when only polled
  * chunks are out, in the oldest one's wait (its end wakes it at once; the
  * others are looked at after the sleep, which is capped at 200 us while
