@@ -18,17 +18,6 @@ static int accepting(shmp_mpi_pool_t *p)
 	}
 }
 
-static int check(shmp_mpi_pool_t *p)
-{
-	if (!p)
-		return -EINVAL;
-	if (shmp__mpi_foreign(p->creator))
-		return -ECHILD; /* a forked child: the one rule of every handle */
-	if (!p->is_root)
-		return -EPERM;
-	return 0;
-}
-
 /* Chunks fit max_task_bytes and a 32-bit count. */
 static int fit_chunk(shmp_mpi_pool_t *p, size_t *cs, size_t in_size, size_t out_size)
 {
@@ -49,7 +38,7 @@ static struct shmp_mpi_async *new_call(shmp_mpi_pool_t *p, int kind, shmp_task_f
 				       const struct shmp_mpi_call_opts *opts, int *err)
 {
 	struct shmp_mpi_call_opts o = { 0 };
-	int r = check(p);
+	int r = shmp__mpi_root_only(p);
 	if (!r)
 		r = SHMP__OPTS(o, opts);
 	if (!r && ((!in && in_size && n) || (!out && out_size && n && kind == CALL_MAP) || !fn ||
@@ -273,7 +262,7 @@ static int set_err(shmp_mpi_pool_t *p, struct shmp_mpi_task_error *err, int r)
 	if (!err)
 		return r;
 	int rank = -1;
-	if (p && r < 0 && check(p) == 0) {
+	if (p && r < 0 && shmp__mpi_root_only(p) == 0) {
 		shmp__mpi_lock(&p->sync);
 		if (p->state == SHMP_POOL_BROKEN && r == p->broken_error)
 			rank = p->broken_rank;
@@ -380,10 +369,8 @@ int shmp_mpi_async_wait(shmp_mpi_async_t *a, double timeout)
 {
 	if (!a)
 		return -EINVAL;
-	if (shmp__mpi_foreign(a->pool->creator))
-		return -ECHILD;
 	double deadline;
-	int r = shmp__mpi_deadline(timeout, &deadline);
+	int r = shmp__mpi_wait_begin(a->pool->creator, timeout, &deadline);
 	if (r < 0)
 		return r;
 	shmp__mpi_lock(&a->pool->sync);
@@ -631,10 +618,8 @@ int shmp_mpi_imap_next(shmp_mpi_imap_t *it, void *out, uint64_t *index, double t
 		return -EINVAL;
 	struct shmp_mpi_async *c = it->call;
 	shmp_mpi_pool_t *p = c->pool;
-	if (shmp__mpi_foreign(p->creator))
-		return -ECHILD;
 	double deadline;
-	int r = shmp__mpi_deadline(timeout, &deadline);
+	int r = shmp__mpi_wait_begin(p->creator, timeout, &deadline);
 	if (r < 0)
 		return r;
 	shmp__mpi_lock(&p->sync);

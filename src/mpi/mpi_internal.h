@@ -163,6 +163,13 @@ double shmp__mpi_left(double deadline);
 int shmp__mpi_deadline(double timeout, double *deadline);
 /* True in a process forked after this handle was made (MPI calls barred). */
 bool shmp__mpi_foreign(pid_t creator);
+/* The start of every wait on a handle: -ECHILD in a forked child, else the
+ * deadline of timeout as shmp__mpi_deadline. */
+int shmp__mpi_wait_begin(pid_t creator, double timeout, double *deadline);
+/* A call only the submitting rank makes: 0; -EINVAL (NULL), -ECHILD (a
+ * handle inherited through fork: the one rule of every handle), -EPERM
+ * (a serving rank). */
+int shmp__mpi_root_only(const shmp_mpi_pool_t *p);
 
 /* ---- the cluster pool ------------------------------------------------- */
 enum { CALL_APPLY, CALL_MAP, CALL_IMAP };

@@ -237,7 +237,7 @@ int shmp_mpi_pool_workers(const shmp_mpi_pool_t *p)
 	return p ? p->total_workers : -EINVAL;
 }
 
-static int root_only(const shmp_mpi_pool_t *p)
+int shmp__mpi_root_only(const shmp_mpi_pool_t *p)
 {
 	if (!p)
 		return -EINVAL;
@@ -250,7 +250,7 @@ static int root_only(const shmp_mpi_pool_t *p)
 
 int shmp_mpi_pool_close(shmp_mpi_pool_t *p)
 {
-	int r = root_only(p);
+	int r = shmp__mpi_root_only(p);
 	if (r < 0)
 		return r;
 	shmp__mpi_lock(&p->sync);
@@ -263,7 +263,7 @@ int shmp_mpi_pool_close(shmp_mpi_pool_t *p)
 
 int shmp_mpi_pool_terminate(shmp_mpi_pool_t *p)
 {
-	int r = root_only(p);
+	int r = shmp__mpi_root_only(p);
 	if (r < 0)
 		return r;
 	shmp__mpi_lock(&p->sync);
@@ -314,10 +314,8 @@ int shmp_mpi_pool_join(shmp_mpi_pool_t *p, double timeout)
 {
 	if (!p)
 		return -EINVAL;
-	if (shmp__mpi_foreign(p->creator))
-		return -ECHILD;
 	double deadline;
-	int r = shmp__mpi_deadline(timeout, &deadline);
+	int r = shmp__mpi_wait_begin(p->creator, timeout, &deadline);
 	if (r < 0)
 		return r;
 	if (p->is_root)
@@ -359,7 +357,7 @@ void shmp_mpi_pool_destroy(shmp_mpi_pool_t *p)
 
 int shmp_mpi_pool_stats(shmp_mpi_pool_t *p, struct shmp_mpi_pool_stats *st)
 {
-	int r = root_only(p);
+	int r = shmp__mpi_root_only(p);
 	if (r < 0)
 		return r;
 	if (!st)
@@ -395,7 +393,7 @@ int shmp_mpi_pool_stats(shmp_mpi_pool_t *p, struct shmp_mpi_pool_stats *st)
 
 int shmp_mpi_pool_nodes(shmp_mpi_pool_t *p, struct shmp_mpi_node_info *info, unsigned n)
 {
-	int r = root_only(p);
+	int r = shmp__mpi_root_only(p);
 	if (r < 0)
 		return r;
 	if (!info && n)

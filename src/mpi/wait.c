@@ -188,3 +188,10 @@ bool shmp__mpi_foreign(pid_t creator)
 	}
 	return me != creator;
 }
+
+int shmp__mpi_wait_begin(pid_t creator, double timeout, double *deadline)
+{
+	if (shmp__mpi_foreign(creator))
+		return -ECHILD;
+	return shmp__mpi_deadline(timeout, deadline);
+}

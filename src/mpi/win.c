@@ -227,10 +227,8 @@ int shmp_mpi_lock_acquire(shmp_mpi_lock_t *l, double timeout)
 {
 	if (!l)
 		return -EINVAL;
-	if (shmp__mpi_foreign(l->creator))
-		return -ECHILD;
 	double deadline;
-	int r = shmp__mpi_deadline(timeout, &deadline);
+	int r = shmp__mpi_wait_begin(l->creator, timeout, &deadline);
 	if (r < 0)
 		return r;
 	pthread_t self = pthread_self();
