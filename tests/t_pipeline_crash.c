@@ -554,14 +554,10 @@ static void restart_trial(struct tally *ty)
 
 /* ---- a worker killed mid-batch ---------------------------------------------- */
 
-/* The stage's one worker is held at the gate on message 0 while 1..59
- * queue up behind it; the gate opens and the worker goes through them as
- * one batch, dying (abort) at message `at` in the middle of it. Batches
- * claim each message only when its turn comes: the death costs exactly
- * the input it was working on (lost 1), the outputs it had committed
- * before it (not yet woken) come out, the replacement does the rest; no
- * message twice, none but `at` missing. */
-static void kill_mid_batch(uint64_t at, int spin)
+/* A one-stage pipeline (restarted on a crash) whose one worker is held at
+ * the gate on message 0 while 1..m-1 queue up behind it; it will abort at
+ * message `at` once the gate opens. */
+static shmp_pipeline_t *gated_stage(int m, uint64_t at, int spin)
 {
 	reset();
 	memset(seen, 0, sizeof seen);
@@ -578,32 +574,52 @@ static void kill_mid_batch(uint64_t at, int spin)
 	T_CHECK(pl);
 	T_EQ(shmp_pipeline_add_stage(pl, "one", stage_fn, NULL, 1), 1);
 	T_EQ(shmp_pipeline_start(pl), 0);
-	enum { M = 60 };
-	for (uint64_t q = 0; q < M; q++)
+	for (uint64_t q = 0; q < (uint64_t)m; q++)
 		T_EQ(put_seq(pl, q, 10), 0);
-	/* All of 1..59 wait behind message 0 at the gate. */
 	struct shmp_pipeline_stats st;
 	double until = t_now() + 10;
 	for (;;) {
 		T_EQ(shmp_pipeline_stats(pl, &st), 0);
-		if (st.stage[0].processed == 1 && st.stage[0].queued == M - 1)
+		if (st.stage[0].processed == 1 && st.stage[0].queued == (uint64_t)m - 1)
 			break;
 		T_CHECK(t_now() < until);
 		t_sleep_ms(1);
 	}
-	T_EQ(shmp_event_set(gate), 0);
-	while (got < M - 1)
-		T_EQ(take(pl, 10), 1);
+	return pl;
+}
+
+/* After a gated_stage() run: close, drain, join; one death cost exactly
+ * one message of m. Its stats in *st. */
+static void closed_after_one_death(shmp_pipeline_t *pl, int m, struct shmp_pipeline_stats *st)
+{
 	T_EQ(shmp_pipeline_close(pl), 0);
 	T_EQ(take(pl, 10), -SHMP_ECLOSED);
 	T_EQ(shmp_pipeline_join(pl, 10), 0);
 	check_no_bad();
-	T_EQ(shmp_pipeline_stats(pl, &st), 0);
-	T_EQ(st.stage[0].deaths, 1);
+	T_EQ(shmp_pipeline_stats(pl, st), 0);
+	T_EQ(st->stage[0].deaths, 1);
+	T_EQ(st->lost, 1);
+	T_EQ(st->messages_out, (uint64_t)m - 1);
+}
+
+/* The stage's one worker is held at the gate on message 0 while 1..59
+ * queue up behind it; the gate opens and the worker goes through them as
+ * one batch, dying (abort) at message `at` in the middle of it. Batches
+ * claim each message only when its turn comes: the death costs exactly
+ * the input it was working on (lost 1), the outputs it had committed
+ * before it (not yet woken) come out, the replacement does the rest; no
+ * message twice, none but `at` missing. */
+static void kill_mid_batch(uint64_t at, int spin)
+{
+	enum { M = 60 };
+	shmp_pipeline_t *pl = gated_stage(M, at, spin);
+	struct shmp_pipeline_stats st;
+	T_EQ(shmp_event_set(gate), 0);
+	while (got < M - 1)
+		T_EQ(take(pl, 10), 1);
+	closed_after_one_death(pl, M, &st);
 	T_EQ(st.stage[0].restarts, 1);
 	T_EQ(st.messages_in, M);
-	T_EQ(st.messages_out, M - 1);
-	T_EQ(st.lost, 1);
 	for (uint64_t q = 0; q < M; q++)
 		T_EQ(seen[q], q != at);
 	note_pids();
@@ -630,32 +646,8 @@ static void *open_gate_later(void *p)
 static void kill_end_of_batch_sink_asleep(void)
 {
 	enum { M = 20 };
-	reset();
-	memset(seen, 0, sizeof seen);
-	got = 0;
-	T_EQ(shmp_event_clear(gate), 0);
-	atomic_store(&C[C_CRASH_STAGE], 1);
-	atomic_store(&C[C_GATE_SEQ], 0);
-	atomic_store(&C[C_CRASH_SEQ], M - 1);
-	atomic_store(&C[C_CRASH_HOW], HOW_ABORT);
-	atomic_store(&C[C_SPIN], 0);
-	struct shmp_pipeline_opts o = SHMP_OPTS(shmp_pipeline_opts, .on_crash = SHMP_PIPELINE_RESTART,
-						.capacity = 64, .segment_size = 32u << 20);
-	shmp_pipeline_t *pl = shmp_pipeline_create(&o);
-	T_CHECK(pl);
-	T_EQ(shmp_pipeline_add_stage(pl, "one", stage_fn, NULL, 1), 1);
-	T_EQ(shmp_pipeline_start(pl), 0);
-	for (uint64_t q = 0; q < M; q++)
-		T_EQ(put_seq(pl, q, 10), 0);
+	shmp_pipeline_t *pl = gated_stage(M, M - 1, 0);
 	struct shmp_pipeline_stats st;
-	double until = t_now() + 10;
-	for (;;) {
-		T_EQ(shmp_pipeline_stats(pl, &st), 0);
-		if (st.stage[0].processed == 1 && st.stage[0].queued == M - 1)
-			break;
-		T_CHECK(t_now() < until);
-		t_sleep_ms(1);
-	}
 	pthread_t th;
 	T_EQ(pthread_create(&th, NULL, open_gate_later, NULL), 0);
 	double t0 = t_now();
@@ -665,14 +657,7 @@ static void kill_end_of_batch_sink_asleep(void)
 	T_CHECK(dt < 5);
 	while (got < M - 1)
 		T_EQ(take(pl, SHMP_FOREVER), 1);
-	T_EQ(shmp_pipeline_close(pl), 0);
-	T_EQ(take(pl, 10), -SHMP_ECLOSED);
-	T_EQ(shmp_pipeline_join(pl, 10), 0);
-	check_no_bad();
-	T_EQ(shmp_pipeline_stats(pl, &st), 0);
-	T_EQ(st.stage[0].deaths, 1);
-	T_EQ(st.lost, 1);
-	T_EQ(st.messages_out, M - 1);
+	closed_after_one_death(pl, M, &st);
 	note_pids();
 	shmp_pipeline_destroy(pl);
 	check_all_gone();
