@@ -125,8 +125,15 @@ static int stage_fn(const struct shmp_msg *in, shmp_stage_ctx_t *ctx, void *arg)
 	return 0;
 }
 
+/* What the sink took: each sequence number once, and how many. */
+static unsigned char seen[MAXN];
+static uint64_t got;
+
+/* Every counter, crash setting and the sink's record back to none. */
 static void reset(void)
 {
+	memset(seen, 0, sizeof seen);
+	got = 0;
 	for (int i = 0; i < C_N; i++)
 		atomic_store(&C[i], 0);
 	atomic_store(&C[C_CRASH_SEQ], -1);
@@ -190,9 +197,6 @@ static shmp_pipeline_t *new_pl(int on_crash, unsigned cap, unsigned w1, unsigned
 }
 
 /* ---- the sink ------------------------------------------------------------ */
-
-static unsigned char seen[MAXN];
-static uint64_t got;
 
 /* Take one message: 1; or the call's error (< 0), -ETIMEDOUT included. */
 static int take(shmp_pipeline_t *pl, double timeout)
@@ -316,8 +320,6 @@ static void stop_on_crash(int how, int stage, uint64_t at)
 {
 	double t0 = t_now();
 	reset();
-	memset(seen, 0, sizeof seen);
-	got = 0;
 	atomic_store(&C[C_CRASH_STAGE], stage);
 	atomic_store(&C[C_CRASH_SEQ], (int64_t)at);
 	atomic_store(&C[C_CRASH_HOW], how);
@@ -380,8 +382,6 @@ static void *killer_main(void *p)
 static void stop_on_kill(int trial)
 {
 	reset();
-	memset(seen, 0, sizeof seen);
-	got = 0;
 	static const unsigned caps[] = { 4, 16, 256 };
 	shmp_pipeline_t *pl = new_pl(SHMP_PIPELINE_STOP, caps[t_rnd(3)], 1, 2, 0);
 	struct killer k = { .nkill = 1 };
@@ -424,8 +424,6 @@ static void stop_while_blocked(void)
 {
 	for (int which = 0; which < 2; which++) {
 		reset();
-		memset(seen, 0, sizeof seen);
-		got = 0;
 		T_EQ(shmp_event_clear(gate), 0);
 		/* Stage 1 holds message 0 at the gate. */
 		atomic_store(&C[C_CRASH_STAGE], 1);
@@ -478,8 +476,6 @@ struct tally {
 static void restart_trial(struct tally *ty)
 {
 	reset();
-	memset(seen, 0, sizeof seen);
-	got = 0;
 	static const unsigned caps[] = { 4, 16, 256 };
 	unsigned w[2] = { 2, 1 + t_rnd(2) };
 	shmp_pipeline_t *pl = new_pl(SHMP_PIPELINE_RESTART, caps[t_rnd(3)], w[0], w[1], 0);
@@ -560,8 +556,6 @@ static void restart_trial(struct tally *ty)
 static shmp_pipeline_t *gated_stage(int m, uint64_t at, int spin)
 {
 	reset();
-	memset(seen, 0, sizeof seen);
-	got = 0;
 	T_EQ(shmp_event_clear(gate), 0);
 	atomic_store(&C[C_CRASH_STAGE], 1);
 	atomic_store(&C[C_GATE_SEQ], 0);
@@ -690,8 +684,6 @@ static void destroy_running(void)
 
 	/* Mid-stream. */
 	reset();
-	memset(seen, 0, sizeof seen);
-	got = 0;
 	pl = new_pl(SHMP_PIPELINE_RESTART, 8, 2, 2, 0);
 	for (uint64_t s = 0; s < 200; s++)
 		T_EQ(send(pl, s), 0);

@@ -369,9 +369,9 @@ static inline void bench_rounds(struct bench_var *vs, int n, int s)
 	}
 }
 
-/* Measure a group: quiet rounds, then loaded rounds. Loaders are stopped
- * again on return. */
-static inline void bench_run(struct bench_var *vs, int n)
+/* Quiet rounds, then loaded rounds, each state entered by enter(state)
+ * (bench_state_enter, or a wrapper that keeps other processes in step). */
+static inline void bench_run_states(struct bench_var *vs, int n, void (*enter)(int))
 {
 	for (int s = 0; s < BENCH_NSTATES; s++) {
 		for (int j = 0; j < n; j++) {
@@ -381,9 +381,16 @@ static inline void bench_run(struct bench_var *vs, int n)
 		}
 		if (!bench_state_on(s))
 			continue;
-		bench_state_enter(s);
+		enter(s);
 		bench_rounds(vs, n, s);
 	}
+}
+
+/* Measure a group: quiet rounds, then loaded rounds. Loaders are stopped
+ * again on return. */
+static inline void bench_run(struct bench_var *vs, int n)
+{
+	bench_run_states(vs, n, bench_state_enter);
 	bench_load_stop();
 }
 

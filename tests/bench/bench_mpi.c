@@ -72,17 +72,7 @@ static void mpi_state_enter(int s)
 /* bench_run for MPI: quiet rounds, then loaded rounds, every rank in step. */
 static void mpi_run(struct bench_var *vs, int n)
 {
-	for (int s = 0; s < BENCH_NSTATES; s++) {
-		for (int j = 0; j < n; j++) {
-			vs[j].med[s] = NAN;
-			for (int i = 0; i < BENCH_MAXX; i++)
-				vs[j].xmed[s][i] = NAN;
-		}
-		if (!bench_state_on(s))
-			continue;
-		mpi_state_enter(s);
-		bench_rounds(vs, n, s);
-	}
+	bench_run_states(vs, n, mpi_state_enter);
 	mpi_state_enter(BENCH_QUIET);
 }
 
@@ -206,10 +196,48 @@ static int rt_k(void)
 	return (int)bench_n(3000, 300);
 }
 
-/* The median of n call times (us), sorted in place. */
-static double median_us(double *v, int n)
+/* Up to k round trips by trip(i, arg) (which checks its answer), stopping
+ * early after bench_budget() seconds: the mean us per trip; *median_us the
+ * median trip. */
+static double timed_trips(int k, void (*trip)(int i, void *arg), void *arg, double *median_us)
 {
-	return n > 0 ? bench_median(v, n) * 1e6 : 0;
+	double *lat = malloc((size_t)k * sizeof *lat);
+	if (!lat)
+		die("malloc");
+	double t0 = bench_now(), end = t0 + bench_budget(), tc = t0;
+	int i;
+	for (i = 0; i < k; i++) {
+		trip(i, arg);
+		double t = bench_now();
+		lat[i] = t - tc;
+		tc = t;
+		if ((i & 15) == 15 && t > end) {
+			i++;
+			break;
+		}
+	}
+	*median_us = i > 0 ? bench_median(lat, i) * 1e6 : 0;
+	free(lat);
+	return i > 0 ? (tc - t0) / i * 1e6 : 0;
+}
+
+/* One apply on another rank, its answer checked. */
+static void apply_trip(int i, void *p)
+{
+	int64_t a = i, y = 0;
+	if (shmp_mpi_pool_apply(p, triv, &a, sizeof a, &y, sizeof y, NULL) || y != i + 1)
+		die("shmp_mpi_pool_apply");
+}
+
+/* One 8-byte ping to rank 1 and its pong, checked. */
+static void ping_trip(int i, void *unused)
+{
+	(void)unused;
+	int64_t x = i;
+	MPI_Send(&x, 1, MPI_INT64_T, 1, 7, MPI_COMM_WORLD);
+	MPI_Recv(&x, 1, MPI_INT64_T, 1, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+	if (x != i + 1)
+		die("ping-pong");
 }
 
 /* Mean us per apply on another rank (the root's rank runs no pool; the
@@ -228,24 +256,7 @@ static double apply_cluster(void *unused, int k, double *x)
 		int64_t a = 1, y = 0;
 		for (int i = 0; i < 50; i++)
 			shmp_mpi_pool_apply(p, triv, &a, sizeof a, &y, sizeof y, NULL);
-		double *lat = malloc((size_t)rt_k() * sizeof *lat);
-		double t0 = bench_now(), end = t0 + bench_budget(), tc = t0;
-		int i;
-		for (i = 0; i < rt_k(); i++) {
-			a = i;
-			if (shmp_mpi_pool_apply(p, triv, &a, sizeof a, &y, sizeof y, NULL) || y != i + 1)
-				die("shmp_mpi_pool_apply");
-			double t = bench_now();
-			lat[i] = t - tc;
-			tc = t;
-			if ((i & 15) == 15 && t > end) {
-				i++;
-				break;
-			}
-		}
-		us = (tc - t0) / i * 1e6;
-		x[0] = median_us(lat, i);
-		free(lat);
+		us = timed_trips(rt_k(), apply_trip, p, &x[0]);
 		shmp_mpi_pool_close(p);
 	}
 	shmp_mpi_pool_join(p, SHMP_FOREVER);
@@ -262,26 +273,7 @@ static double pingpong(void *unused, int k_, double *xs)
 	double us = 0;
 	MPI_Barrier(MPI_COMM_WORLD);
 	if (rank == 0) {
-		double *lat = malloc((size_t)k * sizeof *lat);
-		double t0 = bench_now(), end = t0 + bench_budget(), tc = t0;
-		int i;
-		for (i = 0; i < k; i++) {
-			x = i;
-			MPI_Send(&x, 1, MPI_INT64_T, 1, 7, MPI_COMM_WORLD);
-			MPI_Recv(&x, 1, MPI_INT64_T, 1, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-			if (x != i + 1)
-				die("ping-pong");
-			double t = bench_now();
-			lat[i] = t - tc;
-			tc = t;
-			if ((i & 15) == 15 && t > end) {
-				i++;
-				break;
-			}
-		}
-		us = (tc - t0) / i * 1e6;
-		xs[0] = median_us(lat, i);
-		free(lat);
+		us = timed_trips(k, ping_trip, NULL, &xs[0]);
 		x = -1;
 		MPI_Send(&x, 1, MPI_INT64_T, 1, 7, MPI_COMM_WORLD);
 	} else if (rank == 1) {
