@@ -80,6 +80,17 @@ static inline void t_sleep_ms(long ms)
 		;
 }
 
+/* A task that sleeps *(long *)arg ms and returns that + 1 (as a long): the
+ * slow task of the interrupt tests, local and MPI. */
+static inline int t_task_sleep_ms(const void *arg, void *res, const struct shmp_task_ctx *c)
+{
+	(void)c;
+	long ms = *(const long *)arg;
+	t_sleep_ms(ms);
+	*(long *)res = ms + 1;
+	return 0;
+}
+
 /* Watchdog: the test dies (and fails) if it runs longer than `seconds`. */
 static inline void t_watchdog(unsigned seconds)
 {

@@ -42,15 +42,6 @@ static void on_sigint(int sig)
 	atomic_fetch_add(&g_handled, 1);
 }
 
-static int sleepy(const void *arg, void *res, const struct shmp_task_ctx *c)
-{
-	(void)c;
-	long ms = *(const long *)arg;
-	t_sleep_ms(ms);
-	*(long *)res = ms + 1;
-	return 0;
-}
-
 struct shot {
 	double delay;
 	pthread_t t;
@@ -102,7 +93,7 @@ static void test_map(int kind)
 	struct shot s;
 	fire(&s, 0.33);
 	struct shmp_task_error err;
-	T_EQ(shmp_pool_map(p, sleepy, in, sizeof in[0], N, out, sizeof out[0], &o, &err), -EINTR);
+	T_EQ(shmp_pool_map(p, t_task_sleep_ms, in, sizeof in[0], N, out, sizeof out[0], &o, &err), -EINTR);
 	prompt("map");
 	T_EQ(err.error, -EINTR);
 	landed(&s);
@@ -120,12 +111,12 @@ static void test_apply(int kind)
 	long ms = 1000, r = 0;
 	struct shot s;
 	fire(&s, 0.23);
-	T_EQ(shmp_pool_apply(p, sleepy, &ms, sizeof ms, &r, sizeof r, NULL), -EINTR);
+	T_EQ(shmp_pool_apply(p, t_task_sleep_ms, &ms, sizeof ms, &r, sizeof r, NULL), -EINTR);
 	prompt("apply");
 	landed(&s);
 	/* The pool goes on; the interrupted task ends and is collected. */
 	long quick = 1, r2 = 0;
-	T_EQ(shmp_pool_apply(p, sleepy, &quick, sizeof quick, &r2, sizeof r2, NULL), 0);
+	T_EQ(shmp_pool_apply(p, t_task_sleep_ms, &quick, sizeof quick, &r2, sizeof r2, NULL), 0);
 	T_EQ(r2, 2);
 	double until = t_now() + 5;
 	struct shmp_pool_stats st;
@@ -145,7 +136,7 @@ static void test_get_join_next(int kind)
 	shmp_pool_t *p = create[kind](2, NULL);
 	T_CHECK(p);
 	long ms = 600, r = 0;
-	shmp_async_t *a = shmp_pool_apply_async(p, sleepy, &ms, sizeof ms, &r, sizeof r, NULL);
+	shmp_async_t *a = shmp_pool_apply_async(p, t_task_sleep_ms, &ms, sizeof ms, &r, sizeof r, NULL);
 	T_CHECK(a);
 	struct shot s;
 	fire(&s, 0.13);
@@ -157,7 +148,7 @@ static void test_get_join_next(int kind)
 	shmp_async_destroy(a);
 
 	long in[2] = { 400, 400 }, v;
-	shmp_imap_t *it = shmp_pool_imap(p, sleepy, in, sizeof in[0], 2, sizeof(long), NULL, NULL, NULL);
+	shmp_imap_t *it = shmp_pool_imap(p, t_task_sleep_ms, in, sizeof in[0], 2, sizeof(long), NULL, NULL, NULL);
 	T_CHECK(it);
 	fire(&s, 0.13);
 	T_EQ(shmp_imap_next(it, &v, NULL, SHMP_FOREVER, NULL), -EINTR);
@@ -170,7 +161,7 @@ static void test_get_join_next(int kind)
 	shmp_imap_destroy(it);
 
 	ms = 800;
-	a = shmp_pool_apply_async(p, sleepy, &ms, sizeof ms, &r, sizeof r, NULL);
+	a = shmp_pool_apply_async(p, t_task_sleep_ms, &ms, sizeof ms, &r, sizeof r, NULL);
 	T_CHECK(a);
 	T_EQ(shmp_pool_close(p), 0);
 	fire(&s, 0.13);
@@ -196,7 +187,7 @@ static void test_off(int kind)
 	int before = atomic_load(&g_handled);
 	struct shot s;
 	fire(&s, 0.13);
-	T_EQ(shmp_pool_map(p, sleepy, in, sizeof in[0], N, out, sizeof out[0], &o, NULL), 0);
+	T_EQ(shmp_pool_map(p, t_task_sleep_ms, in, sizeof in[0], N, out, sizeof out[0], &o, NULL), 0);
 	landed(&s);
 	T_CHECK(atomic_load(&g_handled) > before);
 	for (int i = 0; i < N; i++)
@@ -228,7 +219,7 @@ static int ctrl_c_child(void *arg)
 	printf("  child %d: mapping\n", (int)getpid());
 	if (write(g_ready[1], "m", 1) != 1)
 		return 15;
-	if (shmp_pool_map(p, sleepy, in, sizeof in[0], N, out, sizeof out[0], &o, NULL) != -EINTR)
+	if (shmp_pool_map(p, t_task_sleep_ms, in, sizeof in[0], N, out, sizeof out[0], &o, NULL) != -EINTR)
 		return 12;
 	/* The test repeats its SIGINT until we end (one may land before the
 	 * map waits); the rest of the shutdown is not to be interrupted. */

@@ -35,15 +35,6 @@ static void on_usr1(int sig)
 	atomic_fetch_add(&g_handled, 1);
 }
 
-static int sleepy(const void *arg, void *res, const struct shmp_task_ctx *c)
-{
-	(void)c;
-	long ms = *(const long *)arg;
-	t_sleep_ms(ms);
-	*(long *)res = ms + 1;
-	return 0;
-}
-
 static void *shooter(void *arg)
 {
 	double delay = *(double *)arg;
@@ -94,7 +85,7 @@ static void interrupted_map(long ms, size_t n, size_t chunksize)
 		int before = atomic_load(&g_handled);
 		struct shmp_mpi_call_opts co = SHMP_OPTS(shmp_mpi_call_opts, .chunksize = chunksize);
 		struct shmp_mpi_task_error e;
-		int r = shmp_mpi_pool_map(p, sleepy, in, sizeof *in, n, out, sizeof *out, &co, &e);
+		int r = shmp_mpi_pool_map(p, t_task_sleep_ms, in, sizeof *in, n, out, sizeof *out, &co, &e);
 		double late = t_now() - atomic_load(&g_sent);
 		pthread_join(t, NULL);
 		T_EQ(r, -EINTR);
@@ -112,19 +103,19 @@ static void interrupted_apply_get_join(void)
 		long a = 1000, res = 0;
 		double delay = 0.3;
 		pthread_t t = shoot(&delay);
-		int r = shmp_mpi_pool_apply(p, sleepy, &a, sizeof a, &res, sizeof res, NULL);
+		int r = shmp_mpi_pool_apply(p, t_task_sleep_ms, &a, sizeof a, &res, sizeof res, NULL);
 		double late = t_now() - atomic_load(&g_sent);
 		pthread_join(t, NULL);
 		T_EQ(r, -EINTR);
 		T_CHECK(late < 0.5);
 		/* the pool goes on */
 		a = 5;
-		T_EQ(shmp_mpi_pool_apply(p, sleepy, &a, sizeof a, &res, sizeof res, NULL), 0);
+		T_EQ(shmp_mpi_pool_apply(p, t_task_sleep_ms, &a, sizeof a, &res, sizeof res, NULL), 0);
 		T_EQ(res, 6);
 
 		/* get: interrupted, then the result */
 		a = 1000;
-		shmp_mpi_async_t *h = shmp_mpi_pool_apply_async(p, sleepy, &a, sizeof a, &res, sizeof res, NULL);
+		shmp_mpi_async_t *h = shmp_mpi_pool_apply_async(p, t_task_sleep_ms, &a, sizeof a, &res, sizeof res, NULL);
 		T_CHECK(h);
 		t = shoot(&delay);
 		r = shmp_mpi_async_get(h, SHMP_FOREVER, NULL);
@@ -137,7 +128,7 @@ static void interrupted_apply_get_join(void)
 		shmp_mpi_async_destroy(h);
 
 		/* join after close with a task running */
-		h = shmp_mpi_pool_apply_async(p, sleepy, &a, sizeof a, &res, sizeof res, NULL);
+		h = shmp_mpi_pool_apply_async(p, t_task_sleep_ms, &a, sizeof a, &res, sizeof res, NULL);
 		T_CHECK(h);
 		T_EQ(shmp_mpi_pool_close(p), 0);
 		t = shoot(&delay);
@@ -168,7 +159,7 @@ static void not_interruptible(void)
 		pthread_t t = shoot(&delay);
 		int before = atomic_load(&g_handled);
 		struct shmp_mpi_call_opts co = SHMP_OPTS(shmp_mpi_call_opts, .chunksize = 1);
-		T_EQ(shmp_mpi_pool_map(p, sleepy, in, sizeof *in, 20, out, sizeof *out, &co, NULL), 0);
+		T_EQ(shmp_mpi_pool_map(p, t_task_sleep_ms, in, sizeof *in, 20, out, sizeof *out, &co, NULL), 0);
 		pthread_join(t, NULL);
 		T_CHECK(atomic_load(&g_handled) > before);
 		for (int i = 0; i < 20; i++)
